@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// Thin launcher: the TypeScript sources are compiled to dist/ by 'npm ci' (prepare) or 'npm run build'.
+import { main } from '../dist/cli/main.js';
+
+main(process.argv.slice(2), 'coreos-cloudinit').then((code) => {
+  process.exitCode = code;
+});

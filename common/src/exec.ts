@@ -1,0 +1,118 @@
+/**
+ * The one wrapper around external tools. Every external program Basalt runs
+ * goes through `run()` with an argv array; there is no shell anywhere.
+ *
+ * Tool names resolve through a table that can be overridden per tool with the
+ * environment variable BASALT_TOOL_<NAME> (upper case, '-' and '.' as '_'),
+ * e.g. BASALT_TOOL_SGDISK=/opt/bin/sgdisk, so tests can put stubs in place.
+ */
+import { execa, type Options as ExecaOptions } from 'execa';
+import { BasaltError } from './errors.js';
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  /** Data written to the tool's stdin. */
+  input?: string | Uint8Array;
+  /** Do not throw on a non-zero exit; the caller inspects exitCode. */
+  reject?: boolean;
+  timeoutMs?: number;
+  /** Inherit stdio (for interactive tools such as qemu run). */
+  inherit?: boolean;
+  /** Encoding of stdout: 'utf8' (default) or 'buffer'. */
+  encoding?: 'utf8' | 'buffer';
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  argv: string[];
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  stdoutBuffer?: Uint8Array;
+}
+
+/** Resolves the program name for a tool, honouring BASALT_TOOL_<NAME>. */
+export function tool(name: string): string {
+  const key = 'BASALT_TOOL_' + name.toUpperCase().replace(/[-.]/g, '_');
+  return process.env[key] || name;
+}
+
+/** Quotes an argv for display only (never executed). */
+export function quoteArgv(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+function tail(s: string, lines = 8): string {
+  const l = s.trimEnd().split('\n');
+  return l.slice(-lines).join('\n');
+}
+
+/** Runs `name` (resolved with tool()) with `args`. Throws E_TOOL_FAILED / E_TOOL_MISSING. */
+export async function run(name: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const file = tool(name);
+  const argv = [file, ...args];
+  const eo: ExecaOptions = {
+    cwd: opts.cwd,
+    env: opts.env,
+    extendEnv: true,
+    reject: false,
+    timeout: opts.timeoutMs,
+    cancelSignal: opts.signal,
+    stripFinalNewline: false,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+    ...(opts.inherit ? { stdio: 'inherit' as const } : {}),
+    ...(opts.encoding === 'buffer' ? { encoding: 'buffer' as const } : {}),
+  };
+  const r = await execa(file, [...args], eo);
+  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.failed && !r.timedOut && !r.isCanceled);
+  if (failedToStart) {
+    throw new BasaltError('E_TOOL_MISSING', `cannot run ${file}: not installed or not on PATH`, {
+      hint: `install the package that provides ${name} (see .ci/run for the host tools Basalt needs)`,
+      details: { argv },
+    });
+  }
+  const stdoutRaw = r.stdout as unknown;
+  const stdout = typeof stdoutRaw === 'string' ? stdoutRaw : stdoutRaw instanceof Uint8Array ? '' : '';
+  const stderrRaw = r.stderr as unknown;
+  const stderr = typeof stderrRaw === 'string' ? stderrRaw : stderrRaw instanceof Uint8Array ? Buffer.from(stderrRaw).toString('utf8') : '';
+  const result: RunResult = { argv, exitCode: r.exitCode ?? -1, stdout, stderr };
+  if (stdoutRaw instanceof Uint8Array) result.stdoutBuffer = stdoutRaw;
+  if (r.timedOut) {
+    throw new BasaltError('E_TOOL_TIMEOUT', `${quoteArgv(argv)} timed out after ${opts.timeoutMs} ms`, { details: { argv } });
+  }
+  if (r.isCanceled) {
+    throw new BasaltError('E_TOOL_CANCELED', `${quoteArgv(argv)} was canceled`, { details: { argv } });
+  }
+  if (result.exitCode !== 0 && opts.reject !== false) {
+    const why = r.signal ? `killed by ${r.signal}` : `exit code ${result.exitCode}`;
+    throw new BasaltError('E_TOOL_FAILED', `${quoteArgv(argv)} failed (${why})${stderr.trim() ? ': ' + tail(stderr, 1) : ''}`, {
+      details: { argv, exitCode: result.exitCode, stderr: tail(stderr, 40) },
+    });
+  }
+  return result;
+}
+
+/** True when `name` can be started (probes with `--version`-less `command -v` semantics via PATH lookup). */
+export async function haveTool(name: string): Promise<boolean> {
+  const { access, constants } = await import('node:fs/promises');
+  const file = tool(name);
+  if (file.includes('/')) {
+    try {
+      await access(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  const dirs = (process.env['PATH'] ?? '').split(':').concat(['/usr/sbin', '/sbin']);
+  for (const d of dirs) {
+    try {
+      await access(`${d}/${file}`, constants.X_OK);
+      return true;
+    } catch {
+      /* next */
+    }
+  }
+  return false;
+}

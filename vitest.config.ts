@@ -1,0 +1,37 @@
+import { defineConfig } from 'vitest/config';
+
+// Three tiers: unit (pure, colocated *.test.ts), int (real tools on image
+// files, *.int.test.ts), vm (QEMU boots, qemu-test/**/*.vm.test.ts).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['**/*.test.ts'],
+          exclude: ['**/*.int.test.ts', '**/*.vm.test.ts', 'node_modules/**', 'dist/**'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'int',
+          include: ['**/*.int.test.ts'],
+          exclude: ['node_modules/**', 'dist/**'],
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
+      },
+      {
+        test: {
+          name: 'vm',
+          include: ['qemu-test/**/*.vm.test.ts'],
+          exclude: ['node_modules/**', 'dist/**'],
+          testTimeout: 45 * 60_000,
+          hookTimeout: 45 * 60_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
