@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { defaultProfilePath, parseProfile } from './profile.js';
+import { formatReport } from './report.js';
+
+const base = readFileSync(defaultProfilePath(), 'utf8');
+
+describe('parseProfile', () => {
+  it('accepts the default profile with no warnings', () => {
+    const { value, report } = parseProfile(base, 'default.yaml');
+    expect(report).toEqual([]);
+    expect(value?.os.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(value?.usr.blockSize).toBe(1024 * 1024);
+    expect(value?.disk.size).toBe(8 * 1024 ** 3);
+    expect(value?.packages).toContain('etcd-server');
+  });
+
+  it('fills defaults for optional sections', () => {
+    const { value, report } = parseProfile(
+      'formatVersion: 1\nos: {version: 1.0.0}\nsource: {suite: bookworm}\npackages: [linux-image-amd64, systemd, systemd-boot-efi, dracut-core, cryptsetup-bin]\n',
+      'min.yaml',
+    );
+    expect(report).toEqual([]);
+    expect(value?.usr).toEqual({ fs: 'squashfs', compression: 'zstd', blockSize: 131072, verity: true });
+    expect(value?.outputs).toEqual(['raw', 'qcow2', 'pxe']);
+  });
+
+  it('reports file, line, column and key for each problem and returns no value', () => {
+    const bad = base
+      .replace('compression: zstd', 'compression: brotli')
+      .replace('verity: true', 'verity: maybe')
+      .replace('size: 8GiB', 'size: lots')
+      .replace('  version: 0.1.0', '  version: one');
+    const { value, report } = parseProfile(bad, 'bad.yaml');
+    expect(value).toBeUndefined();
+    const lines = bad.split('\n');
+    const lineOf = (s: string) => lines.findIndex((l) => l.includes(s)) + 1;
+    const byPath = Object.fromEntries(report.map((r) => [r.path, r]));
+    expect(byPath['usr.compression']?.line).toBe(lineOf('compression: brotli'));
+    expect(byPath['usr.compression']?.message).toMatch(/brotli.*not one of/);
+    expect(byPath['usr.verity']?.line).toBe(lineOf('verity: maybe'));
+    expect(byPath['disk.size']?.line).toBe(lineOf('size: lots'));
+    expect(byPath['os.version']?.line).toBe(lineOf('version: one'));
+    const text = formatReport(report);
+    expect(text).toMatch(new RegExp(`^bad\\.yaml:${lineOf('compression: brotli')}:\\d+: error: usr\\.compression: `, 'm'));
+  });
+
+  it('warns on unknown keys with their line, and errors on missing required keys', () => {
+    const { value, report } = parseProfile('formatVersion: 1\nos: {version: 1.0.0}\nsource: {suite: bookworm}\npackagez: [x]\n', 'p.yaml');
+    expect(value).toBeUndefined();
+    expect(report).toContainEqual(expect.objectContaining({ severity: 'warning', path: 'packagez', line: 4 }));
+    expect(report).toContainEqual(expect.objectContaining({ severity: 'error', path: 'packages', code: 'E_PROFILE_MISSING' }));
+  });
+
+  it('requires the packages a bootable image needs', () => {
+    const { report } = parseProfile(base.replace('  - systemd-boot-efi\n', ''), 'p.yaml');
+    expect(report).toContainEqual(expect.objectContaining({ code: 'E_PROFILE_MISSING_PACKAGE', message: expect.stringMatching(/systemd-boot-efi/) }));
+  });
+
+  it('reports YAML syntax errors with a line', () => {
+    const { value, report } = parseProfile('formatVersion: 1\nos: [unclosed\n', 's.yaml');
+    expect(value).toBeUndefined();
+    expect(report[0]).toMatchObject({ code: 'E_PROFILE_SYNTAX', file: 's.yaml' });
+    expect(report[0]!.line).toBeGreaterThan(0);
+  });
+
+  it('refuses a newer format version', () => {
+    const { report } = parseProfile(base.replace('formatVersion: 1', 'formatVersion: 2'), 'p.yaml');
+    expect(report).toEqual([expect.objectContaining({ code: 'E_PROFILE_VERSION', line: 2 })]);
+  });
+
+  it('checks rules across keys', () => {
+    const { report } = parseProfile(base.replace('fs: squashfs', 'fs: erofs'), 'p.yaml');
+    expect(report).toContainEqual(expect.objectContaining({ path: 'usr.compression', message: expect.stringMatching(/lz4/) }));
+    const r2 = parseProfile(base.replace('blockSize: 1MiB', 'blockSize: 100000'), 'p.yaml').report;
+    expect(r2).toContainEqual(expect.objectContaining({ path: 'usr.blockSize', message: expect.stringMatching(/power of two/) }));
+  });
+});

@@ -1,0 +1,171 @@
+/**
+ * A small declarative schema checked against the YAML syntax tree, so that
+ * every problem carries the line and column of the offending node. Pure.
+ */
+import { isMap, isScalar, isSeq, LineCounter, type Node } from 'yaml';
+import type { ReportEntry } from './report.js';
+
+export type Spec =
+  | { kind: 'string'; pattern?: RegExp; enum?: readonly string[]; what?: string }
+  | { kind: 'bool' }
+  | { kind: 'int'; min: number; max: number }
+  /** A byte size: an integer or a string such as 8GiB, 512M. */
+  | { kind: 'size'; min: number; max: number }
+  | { kind: 'list'; of: Spec; min?: number; unique?: boolean }
+  | { kind: 'object'; fields: Record<string, Field> };
+
+export interface Field {
+  spec: Spec;
+  required?: boolean;
+  default?: unknown;
+  doc?: string;
+}
+
+const sizeUnits: Record<string, number> = {
+  '': 1, B: 1, K: 1024, KIB: 1024, KB: 1000, M: 1024 ** 2, MIB: 1024 ** 2, MB: 1000 ** 2,
+  G: 1024 ** 3, GIB: 1024 ** 3, GB: 1000 ** 3, T: 1024 ** 4, TIB: 1024 ** 4, TB: 1000 ** 4,
+};
+
+/** Parses `8GiB`, `512M`, `4096` into bytes; undefined when it is not a size. */
+export function parseByteSize(v: unknown): number | undefined {
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (typeof v !== 'string') return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(v.trim());
+  if (!m) return undefined;
+  const unit = (m[2] ?? '').toUpperCase();
+  const mul = sizeUnits[unit];
+  if (mul === undefined) return undefined;
+  return Math.round(Number(m[1]) * mul);
+}
+
+export class Checker {
+  readonly report: ReportEntry[] = [];
+  constructor(
+    readonly file: string,
+    private readonly lines: LineCounter,
+  ) {}
+
+  pos(node: Node | null | undefined): { line: number; column: number } {
+    const off = node?.range?.[0];
+    if (off === undefined) return { line: 0, column: 0 };
+    const p = this.lines.linePos(off);
+    return { line: p.line, column: p.col };
+  }
+
+  add(severity: 'error' | 'warning', code: string, path: string, node: Node | null | undefined, message: string): void {
+    this.report.push({ severity, code, path, file: this.file, ...this.pos(node), message });
+  }
+
+  /** Checks `node` against `spec`; returns the plain value (defaults filled) or undefined on error. */
+  check(spec: Spec, node: Node | null | undefined, path: string, parent?: Node | null): unknown {
+    const at = node ?? parent;
+    switch (spec.kind) {
+      case 'string': {
+        if (!isScalar(node) || (typeof node.value !== 'string' && typeof node.value !== 'number') || node.value === null) {
+          this.add('error', 'E_PROFILE_TYPE', path, at, `want a string${spec.enum ? ` (one of ${spec.enum.join(', ')})` : ''}`);
+          return undefined;
+        }
+        const v = String(node.value);
+        if (spec.enum && !spec.enum.includes(v)) {
+          this.add('error', 'E_PROFILE_VALUE', path, node, `'${v}' is not one of ${spec.enum.join(', ')}`);
+          return undefined;
+        }
+        if (spec.pattern && !spec.pattern.test(v)) {
+          this.add('error', 'E_PROFILE_VALUE', path, node, `'${v}' is not ${spec.what ?? `a value matching ${spec.pattern}`}`);
+          return undefined;
+        }
+        return v;
+      }
+      case 'bool': {
+        if (!isScalar(node) || typeof node.value !== 'boolean') {
+          this.add('error', 'E_PROFILE_TYPE', path, at, 'want true or false');
+          return undefined;
+        }
+        return node.value;
+      }
+      case 'int': {
+        if (!isScalar(node) || typeof node.value !== 'number' || !Number.isInteger(node.value)) {
+          this.add('error', 'E_PROFILE_TYPE', path, at, 'want an integer');
+          return undefined;
+        }
+        if (node.value < spec.min || node.value > spec.max) {
+          this.add('error', 'E_PROFILE_VALUE', path, node, `${node.value} is out of range (${spec.min}-${spec.max})`);
+          return undefined;
+        }
+        return node.value;
+      }
+      case 'size': {
+        const n = isScalar(node) ? parseByteSize(node.value) : undefined;
+        if (n === undefined) {
+          this.add('error', 'E_PROFILE_TYPE', path, at, 'want a size such as 8GiB, 512MiB or a number of bytes');
+          return undefined;
+        }
+        if (n < spec.min || n > spec.max) {
+          this.add('error', 'E_PROFILE_VALUE', path, node, `${n} bytes is out of range (${spec.min}-${spec.max})`);
+          return undefined;
+        }
+        return n;
+      }
+      case 'list': {
+        if (!isSeq(node)) {
+          this.add('error', 'E_PROFILE_TYPE', path, at, 'want a list');
+          return undefined;
+        }
+        const out: unknown[] = [];
+        let ok = true;
+        const seen = new Set<string>();
+        node.items.forEach((item, i) => {
+          const v = this.check(spec.of, item as Node, `${path}[${i}]`, node);
+          if (v === undefined) ok = false;
+          else {
+            if (spec.unique && typeof v === 'string') {
+              if (seen.has(v)) this.add('warning', 'E_PROFILE_DUPLICATE', `${path}[${i}]`, item as Node, `'${v}' is listed twice`);
+              seen.add(v);
+            }
+            out.push(v);
+          }
+        });
+        if (spec.min !== undefined && node.items.length < spec.min) {
+          this.add('error', 'E_PROFILE_VALUE', path, node, `want at least ${spec.min} item(s)`);
+          return undefined;
+        }
+        return ok ? out : undefined;
+      }
+      case 'object': {
+        if (!isMap(node)) {
+          this.add('error', 'E_PROFILE_TYPE', path, at, 'want a mapping of keys');
+          return undefined;
+        }
+        const out: Record<string, unknown> = {};
+        let ok = true;
+        const present = new Map<string, { key: Node; value: Node | null }>();
+        for (const pair of node.items) {
+          const key = isScalar(pair.key) ? String(pair.key.value) : '?';
+          const kpath = path ? `${path}.${key}` : key;
+          if (!(key in spec.fields)) {
+            this.add('warning', 'E_PROFILE_UNKNOWN_KEY', kpath, pair.key as Node, `unknown key (known: ${Object.keys(spec.fields).join(', ')})`);
+            continue;
+          }
+          present.set(key, { key: pair.key as Node, value: (pair.value as Node | null) ?? null });
+        }
+        for (const [name, field] of Object.entries(spec.fields)) {
+          const kpath = path ? `${path}.${name}` : name;
+          const p = present.get(name);
+          if (!p) {
+            if (field.required) {
+              this.add('error', 'E_PROFILE_MISSING', kpath, node, 'required key is missing');
+              ok = false;
+            } else if (field.default !== undefined) {
+              out[name] = structuredClone(field.default);
+            }
+            continue;
+          }
+          const v = this.check(field.spec, p.value, kpath, p.key);
+          if (v === undefined) ok = false;
+          else out[name] = v;
+        }
+        return ok ? out : undefined;
+      }
+    }
+  }
+}
