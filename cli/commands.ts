@@ -5,7 +5,7 @@
 import type { CommandEntry, ProgramModule } from './types.js';
 
 export const commands: CommandEntry[] = [
-  // entries are added here by each part
+  { name: 'disk', summary: 'create, inspect and edit GPT disks and A/B slot attributes', load: () => import('../common/src/gpt/cli.js') },
 ];
 
 /** CoreOS-compatible programs, dispatched by the name they were invoked as. */
