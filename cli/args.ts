@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from '../common/src/errors.js';
+import { BasaltError, UsageError } from '../common/src/errors.js';
+import { parseBytes } from '../common/src/size.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -16,20 +17,18 @@ export function parse<O extends Options>(args: string[], options: O, cmd: string
 /** Parses an integer option in [min, max], naming the option in the error. */
 export function intOpt(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name}: '${value}' is not an integer`);
+  const flag = name.length === 1 ? `-${name}` : `--${name}`;
+  if (!/^-?\d+$/.test(value)) throw new BasaltError('E_INVALID_VALUE', `${flag}: '${value}' is not an integer`, { hint: `give an integer from ${min} to ${max}` });
   const n = Number(value);
-  if (n < min || n > max) throw new UsageError(`--${name}: ${n} is out of range (${min}-${max})`);
+  if (n < min || n > max) throw new BasaltError('E_INVALID_VALUE', `${flag}: ${n} is out of range`, { hint: `give an integer from ${min} to ${max}` });
   return n;
 }
 
-const units: Record<string, number> = { '': 1, B: 1, K: 1024, KB: 1000, KIB: 1024, M: 1024 ** 2, MB: 1000 ** 2, MIB: 1024 ** 2, G: 1024 ** 3, GB: 1000 ** 3, GIB: 1024 ** 3, T: 1024 ** 4, TB: 1000 ** 4, TIB: 1024 ** 4 };
-
 /** Parses sizes such as 8G, 512MiB, 1073741824 into bytes. */
 export function parseSize(value: string, name: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(value.trim());
-  const unit = m?.[2]?.toUpperCase() ?? '';
-  if (!m || !(unit in units)) {
+  const n = parseBytes(value);
+  if (n === null) {
     throw new UsageError(`--${name}: '${value}' is not a size`, 'use a number with an optional unit: 8G, 512M, 4GiB, 1000000000');
   }
-  return Math.round(Number(m[1]) * units[unit]!);
+  return n;
 }
