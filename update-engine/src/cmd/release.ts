@@ -1,0 +1,91 @@
+/** `basalt release`: publish a USR image as a signed payload into a static repository. */
+import type { CommandContext } from '../../../cli/types.js';
+import { parse, intOpt, parseSize } from '../../../cli/args.js';
+import { UsageError } from '../../../common/src/errors.js';
+import { readPrivateKeyFile } from '../pgp.js';
+import { promote, refreshChannel, release } from '../repo.js';
+import { parseDuration } from '../util.js';
+
+export const help = `Usage: basalt release --usr USR.img --version V --channel C --key KEY --repo DIR [options]
+       basalt release promote V --from C1 --to C2 --key KEY --repo DIR [--expires 30d] [--rollout PCT]
+       basalt release refresh --channel C --key KEY --repo DIR [--expires 30d] [--rollout PCT]
+
+Makes a payload of the USR image (xz, in independently compressed chunks), a signed manifest
+(version, channels, board, sizes, SHA-256 of compressed and uncompressed bytes and of every
+chunk, kernel/initrd paths and dm-verity data from the builder's usr.img.json), a detached
+OpenPGP signature of the payload (gpg --verify accepts it), and publishes them atomically into
+DIR/payloads/V/, then re-signs DIR/channels/C.json (with an expiry) to point at V.
+
+Options:
+  --board B          board name (default: usr.img.json's board, else amd64-usr)
+  --expires DUR      channel metadata lifetime (default 30d)
+  --rollout PCT      phased rollout percentage for the channel (default: unchanged, else 100)
+  --chunk-size SIZE  uncompressed bytes per xz stream (default 4M)
+  --xz-level N       xz preset 0-9 (default 6)
+`;
+
+export async function run(ctx: CommandContext): Promise<number> {
+  const sub = ctx.args[0] === 'promote' || ctx.args[0] === 'refresh' ? ctx.args[0] : undefined;
+  const { values, positionals } = parse(
+    sub ? ctx.args.slice(1) : ctx.args,
+    {
+      usr: { type: 'string' },
+      version: { type: 'string' },
+      channel: { type: 'string' },
+      key: { type: 'string' },
+      repo: { type: 'string' },
+      board: { type: 'string' },
+      expires: { type: 'string' },
+      rollout: { type: 'string' },
+      'chunk-size': { type: 'string' },
+      'xz-level': { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+    },
+    sub ? `release ${sub}` : 'release',
+  );
+  const need = (k: keyof typeof values) => {
+    const v = values[k];
+    if (typeof v !== 'string' || v === '') throw new UsageError(`release${sub ? ' ' + sub : ''}: --${k} is required`);
+    return v;
+  };
+  const expiresMs = values.expires === undefined ? 30 * 86_400_000 : parseDuration(values.expires);
+  if (expiresMs === undefined) throw new UsageError(`--expires: '${values.expires}' is not a duration (e.g. 30d, 12h)`);
+  const rollout = intOpt(values.rollout, 'rollout', 0, 100);
+  const key = await readPrivateKeyFile(need('key'));
+  const repo = need('repo');
+  const now = new Date();
+  if (sub === 'promote') {
+    const v = positionals[0];
+    if (!v) throw new UsageError('release promote: the version is required');
+    const meta = await promote(repo, v, need('from'), need('to'), key, now, expiresMs, rollout);
+    ctx.out(ctx.json ? JSON.stringify(meta) + '\n' : `promoted ${v} from ${values.from} to ${values.to} (expires ${meta.expires})\n`);
+    return 0;
+  }
+  if (sub === 'refresh') {
+    const meta = await refreshChannel(repo, need('channel'), key, now, expiresMs, rollout);
+    ctx.out(ctx.json ? JSON.stringify(meta) + '\n' : `channel ${meta.channel} at ${meta.version} re-signed, expires ${meta.expires}, rollout ${meta.rollout.percent}%\n`);
+    return 0;
+  }
+  if (positionals.length) throw new UsageError(`release: unexpected argument '${positionals[0]}'`);
+  const r = await release({
+    usr: need('usr'),
+    version: need('version'),
+    channel: need('channel'),
+    board: values.board,
+    key,
+    repo,
+    now,
+    expiresMs,
+    rollout,
+    chunkSize: values['chunk-size'] ? parseSize(values['chunk-size'], 'chunk-size') : undefined,
+    xzLevel: intOpt(values['xz-level'], 'xz-level', 0, 9),
+  });
+  const m = r.manifest;
+  ctx.out(
+    ctx.json
+      ? JSON.stringify({ manifest: m, channel: r.channel }) + '\n'
+      : `released ${m.version} to ${r.channel.channel}: ${m.image.size} bytes -> ${m.payload.size} bytes in ${m.payload.chunks.length} chunks, sha256 ${m.payload.sha256}\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,71 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../common/src/exec.js';
+import { tempDir, makeUsr, makeKeys } from '../test/helpers.js';
+import { release, promote, readChannelFile, unseal, validateManifest, refreshChannel } from './repo.js';
+import { loadKeyring, readPrivateKeyFile } from './pgp.js';
+import { hashFileRange } from './util.js';
+
+let t: Awaited<ReturnType<typeof tempDir>>;
+beforeAll(async () => {
+  t = await tempDir();
+});
+afterAll(async () => t.cleanup());
+
+describe('basalt release', () => {
+  it('publishes a chunked xz payload, signed manifest and channel metadata that gpg and xz accept', async () => {
+    const usr = await makeUsr(t.dir, '1.0.0');
+    const keys = await makeKeys(t.dir);
+    const key = await readPrivateKeyFile(keys.priv);
+    const repo = join(t.dir, 'repo');
+    const now = new Date();
+    const r = await release({ usr, version: '1.0.0', channel: 'beta', key, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 });
+    expect(r.manifest.payload.chunks.length).toBeGreaterThan(2);
+    const pdir = join(repo, 'payloads/1.0.0');
+    // xz -dc of the concatenated streams gives back exactly the image.
+    const dec = await run('xz', ['-dc', join(pdir, 'usr.img.xz')], { encoding: 'buffer' });
+    const img = await readFile(usr);
+    expect(Buffer.compare(Buffer.from(dec.stdoutBuffer!), img)).toBe(0);
+    expect(r.manifest.image.sha256).toBe(await hashFileRange(usr, 0, img.length));
+    expect(r.manifest.usr.rootHash).toMatch(/^[0-9a-f]{64}$/);
+    // gpg accepts the detached payload signature.
+    const gh = join(t.dir, 'gnupg');
+    await mkdir(gh, { recursive: true, mode: 0o700 });
+    await run('gpg', ['--homedir', gh, '--batch', '--import', join(keys.pub, 'release.pub.asc')]);
+    const v = await run('gpg', ['--homedir', gh, '--batch', '--verify', join(pdir, 'usr.img.xz.sig'), join(pdir, 'usr.img.xz')], { reject: false });
+    expect(v.stderr).toMatch(/Good signature/);
+    expect(v.exitCode).toBe(0);
+    // A changed payload fails gpg.
+    const bad = join(t.dir, 'bad.xz');
+    const pay = await readFile(join(pdir, 'usr.img.xz'));
+    pay[100] = pay[100]! ^ 1;
+    await writeFile(bad, pay);
+    const v2 = await run('gpg', ['--homedir', gh, '--batch', '--verify', join(pdir, 'usr.img.xz.sig'), bad], { reject: false });
+    expect(v2.exitCode).not.toBe(0);
+    // Channel metadata verifies with the keyring, and the manifest too.
+    const ring = await loadKeyring(keys.pub);
+    const ch = await readChannelFile(repo, 'beta', ring, now);
+    expect(ch.version).toBe('1.0.0');
+    const m = validateManifest(await unseal(await readFile(join(repo, ch.manifest), 'utf8'), ring, 'manifest'), 'manifest');
+    expect(m.payload.sha256).toBe(ch.payload.sha256);
+    // Expired metadata is refused.
+    await expect(readChannelFile(repo, 'beta', ring, new Date(now.getTime() + 2 * 86_400_000))).rejects.toThrow(/expired/);
+    // Another key's keyring refuses it.
+    const other = await makeKeys(t.dir, true);
+    await expect(readChannelFile(repo, 'beta', await loadKeyring(other.pub), now)).rejects.toMatchObject({ code: 'E_SIGNATURE_UNKNOWN_KEY' });
+    // Same version again is refused; older too.
+    await expect(release({ usr, version: '1.0.0', channel: 'beta', key, repo, now, expiresMs: 1000 })).rejects.toMatchObject({ code: 'E_RELEASE_EXISTS' });
+    const usrOld = await makeUsr(t.dir, '0.9.0');
+    await expect(release({ usr: usrOld, version: '0.9.0', channel: 'beta', key, repo, now, expiresMs: 1000 })).rejects.toMatchObject({ code: 'E_VERSION_NOT_NEWER' });
+    // Promote to stable re-signs the manifest with both channels.
+    const st = await promote(repo, '1.0.0', 'beta', 'stable', key, now, 86_400_000, 50);
+    expect(st.rollout.percent).toBe(50);
+    const ch2 = await readChannelFile(repo, 'stable', ring, now);
+    const m2 = validateManifest(await unseal(await readFile(join(repo, ch2.manifest), 'utf8'), ring, 'manifest'), 'manifest');
+    expect(m2.channels).toEqual(['beta', 'stable']);
+    await expect(promote(repo, '1.0.0', 'alpha', 'stable', key, now, 1000)).rejects.toMatchObject({ code: 'E_PROMOTE_SOURCE' });
+    const rf = await refreshChannel(repo, 'stable', key, now, 5 * 86_400_000, 100);
+    expect(rf.serial).toBe(2);
+  });
+});

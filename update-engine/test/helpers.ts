@@ -1,0 +1,69 @@
+/** Test support for update-engine integration tests: temp dirs, small USR images, keys. */
+import { mkdtemp, mkdir, rm, writeFile, stat, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { run } from '../../common/src/exec.js';
+import { generateKey } from '../src/pgp.js';
+
+export async function tempDir(prefix = 'basalt-ue-'): Promise<{ dir: string; cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Makes a USR image as the builder does: a squashfs of a small tree holding
+ * /lib/basalt/boot/{vmlinuz,initrd} and some random data, with the dm-verity
+ * hash tree appended after it, plus usr.img.json.
+ */
+export async function makeUsr(dir: string, version: string, opts: { randomKiB?: number; board?: string } = {}): Promise<string> {
+  const tree = join(dir, `tree-${version}`);
+  await mkdir(join(tree, 'lib/basalt/boot'), { recursive: true });
+  await mkdir(join(tree, 'share/basalt'), { recursive: true });
+  await writeFile(join(tree, 'lib/basalt/boot/vmlinuz'), Buffer.concat([Buffer.from(`kernel ${version}\n`), randomBytes(64 * 1024)]));
+  await writeFile(join(tree, 'lib/basalt/boot/initrd'), `initrd ${version}\n`);
+  await writeFile(join(tree, 'share/basalt/release'), `VERSION=${version}\n`);
+  // Half random, half compressible text, so the payload is realistic and not tiny.
+  const kib = opts.randomKiB ?? 1024;
+  await writeFile(join(tree, 'share/basalt/blob'), randomBytes(kib * 512));
+  await writeFile(join(tree, 'share/basalt/text'), `basalt ${version} `.repeat((kib * 512) / 16));
+  const out = join(dir, `usr-${version}`);
+  await mkdir(out, { recursive: true });
+  const img = join(out, 'usr.img');
+  await run('mksquashfs', [tree, img, '-comp', 'gzip', '-all-root', '-noappend', '-quiet', '-no-progress']);
+  const fsBytes = (await stat(img)).size;
+  const hashOffset = Math.ceil(fsBytes / 4096) * 4096;
+  await truncate(img, hashOffset);
+  const v = await run('veritysetup', ['format', img, img, `--hash-offset=${hashOffset}`]);
+  const rootHash = /Root hash:\s*([0-9a-f]{64})/.exec(v.stdout)?.[1];
+  const salt = /Salt:\s*([0-9a-f]+)/.exec(v.stdout)?.[1];
+  await writeFile(
+    join(out, 'usr.img.json'),
+    JSON.stringify({ formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, salt, version, board: opts.board ?? 'amd64-usr', kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd' }),
+  );
+  return img;
+}
+
+let cachedKey: Awaited<ReturnType<typeof generateKey>> | undefined;
+/** Writes a release key pair into dir/keys (generated once per test file). */
+export async function makeKeys(dir: string, fresh = false): Promise<{ priv: string; pub: string; fingerprint: string }> {
+  const k = fresh || !cachedKey ? await generateKey('Basalt test', 'test@basalt.invalid') : cachedKey;
+  if (!fresh) cachedKey = k;
+  const kd = join(dir, fresh ? `keys-${randomBytes(3).toString('hex')}` : 'keys');
+  await mkdir(kd, { recursive: true });
+  await writeFile(join(kd, 'release.key'), k.privateArmored, { mode: 0o600 });
+  await mkdir(join(kd, 'ring'), { recursive: true });
+  await writeFile(join(kd, 'ring', 'release.pub.asc'), k.publicArmored);
+  return { priv: join(kd, 'release.key'), pub: join(kd, 'ring'), fingerprint: k.fingerprint };
+}
+
+/** Waits until `cond()` is truthy or the deadline passes (no fixed sleeps). */
+export async function waitFor<T>(cond: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await cond();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
