@@ -1,0 +1,56 @@
+/** `basalt serve`: Omaha v3 update server over a release repository. */
+import { join, resolve } from 'node:path';
+import type { CommandContext } from '../../../cli/types.js';
+import { parse, parseSize } from '../../../cli/args.js';
+import { UsageError } from '../../../common/src/errors.js';
+import { loadKeyring } from '../pgp.js';
+import { defaultAppIds, startServer } from '../server.js';
+
+export const help = `Usage: basalt serve --repo DIR [--listen 127.0.0.1:8080] [options]
+
+Answers Omaha v3 update checks (POST /v1/update/) from the release repository's signed channel
+metadata, records events and pings as JSON lines, and serves the repository's files (payloads
+with HTTP Range). The repository stays usable without this server (static mode).
+
+Options:
+  --listen HOST:PORT  address (default 127.0.0.1:8080; port 0 = random)
+  --base-url URL      public URL of the repository for payload urls (default: from the Host header)
+  --keyring PATH      verify channel metadata with these public keys before offering it
+  --events FILE       events log (default DIR/../basalt-serve-events.jsonl)
+  --appid ID          answer this Omaha app id (repeatable; default CoreOS's)
+  --max-body SIZE     largest request body accepted (default 64K)
+`;
+
+export async function run(ctx: CommandContext): Promise<number> {
+  const { values } = parse(
+    ctx.args,
+    { repo: { type: 'string' }, listen: { type: 'string' }, 'base-url': { type: 'string' }, keyring: { type: 'string' }, events: { type: 'string' }, appid: { type: 'string', multiple: true }, 'max-body': { type: 'string' } },
+    'serve',
+  );
+  if (!values.repo) throw new UsageError('serve: --repo DIR is required');
+  const listen = values.listen ?? '127.0.0.1:8080';
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  if (!m) throw new UsageError(`--listen: '${listen}' is not HOST:PORT`);
+  const repo = resolve(values.repo);
+  const srv = await startServer(
+    {
+      repo,
+      eventsFile: values.events ?? join(repo, '..', 'basalt-serve-events.jsonl'),
+      appIds: (values.appid ?? defaultAppIds).map((a) => a.toLowerCase()),
+      baseUrl: values['base-url'],
+      keyring: values.keyring ? await loadKeyring(values.keyring) : undefined,
+      maxBodyBytes: values['max-body'] ? parseSize(values['max-body'], 'max-body') : 64 * 1024,
+      now: () => new Date(),
+      log: ctx.log,
+    },
+    m[1]!.replace(/^\[|\]$/g, ''),
+    Number(m[2]),
+  );
+  ctx.log.info(`serving ${repo} on ${srv.url} (Omaha: ${srv.url}v1/update/)`);
+  await new Promise<void>((r) => {
+    process.once('SIGINT', r);
+    process.once('SIGTERM', r);
+  });
+  await srv.close();
+  return 0;
+}

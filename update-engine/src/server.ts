@@ -1,0 +1,243 @@
+/**
+ * `basalt serve`: an Omaha v3 server (POST /v1/update/) over a static release
+ * repository, which it also serves as files with HTTP Range support. Events
+ * are recorded as JSON lines. Reads the repository only.
+ */
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { createReadStream } from 'node:fs';
+import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join, normalize, sep } from 'node:path';
+import { BasaltError, isBasaltError } from '../../common/src/errors.js';
+import type { Logger } from '../../common/src/log.js';
+import { buildResponse, COREOS_APPID, parseRequest, type AppRequest, type AppResponse } from './omaha.js';
+import { checkChannel, inRollout, peekEnvelope, unseal, validateChannel, type ChannelMeta } from './repo.js';
+import type { Keyring } from './pgp.js';
+import { compareVersions, isVersion } from './version.js';
+import { hexToBase64 } from './util.js';
+
+export interface ServeOptions {
+  repo: string;
+  /** JSONL file receiving every event and check. */
+  eventsFile: string;
+  /** App ids answered (lower case, with braces). */
+  appIds: string[];
+  /** Public URL prefix of the repository (default: http://<Host header>/). */
+  baseUrl?: string | undefined;
+  /** When set, channel metadata is verified with it before being offered. */
+  keyring?: Keyring | undefined;
+  maxBodyBytes: number;
+  now: () => Date;
+  log: Logger;
+}
+
+interface Served {
+  channel?: ChannelMeta;
+  error?: string;
+}
+
+async function loadChannel(o: ServeOptions, track: string): Promise<Served> {
+  let name: string;
+  try {
+    name = checkChannel(track, 'track');
+  } catch {
+    return { error: `track '${track}' is not a channel name` };
+  }
+  const path = join(o.repo, 'channels', `${name}.json`);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return { error: `no channel ${name}` };
+  }
+  try {
+    const raw = o.keyring ? await unseal(text, o.keyring, path) : peekEnvelope(text, path);
+    return { channel: validateChannel(raw, path, name, o.now()) };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+async function answerApp(o: ServeOptions, a: AppRequest, req: IncomingMessage, installSource: string): Promise<AppResponse> {
+  const t = o.now().toISOString();
+  const rec = (x: Record<string, unknown>) =>
+    appendFile(o.eventsFile, JSON.stringify({ time: t, machineId: a.machineId, appId: a.appId, version: a.version, track: a.track, board: a.board, ...x }) + '\n');
+  if (!o.appIds.includes(a.appId)) {
+    await rec({ kind: 'unknown-app' });
+    return { appId: a.appId, status: 'error-unknownApplication', ping: false, events: 0 };
+  }
+  for (const e of a.events) await rec({ kind: 'event', eventType: e.type, eventResult: e.result, errorCode: e.errorCode ?? null, previousVersion: e.previousVersion ?? null });
+  if (a.ping) await rec({ kind: 'ping' });
+  const res: AppResponse = { appId: a.appId, status: 'ok', ping: a.ping, events: a.events.length };
+  if (!a.updateCheck) return res;
+  const s = await loadChannel(o, a.track);
+  const ch = s.channel;
+  let why: string;
+  if (!ch) why = s.error ?? 'no channel';
+  else if (!isVersion(a.version)) why = `client version '${a.version}' is not a version`;
+  else if (compareVersions(ch.version, a.version) <= 0) why = `client is at ${a.version}, channel at ${ch.version}`;
+  else if (a.board && ch.board && a.board !== ch.board) why = `board ${a.board} != ${ch.board}`;
+  else if (!inRollout(a.machineId, ch.version, ch.rollout.percent)) why = `outside the ${ch.rollout.percent}% rollout`;
+  else {
+    const base = o.baseUrl ?? `http://${req.headers.host ?? '127.0.0.1'}/`;
+    const dir = ch.payload.path.slice(0, ch.payload.path.lastIndexOf('/') + 1);
+    res.updateCheck = {
+      status: 'ok',
+      offer: {
+        version: ch.version,
+        codebases: [new URL(dir, base.endsWith('/') ? base : base + '/').toString()],
+        packageName: ch.payload.path.slice(dir.length),
+        size: ch.payload.size,
+        sha1Base64: '',
+        sha256Hex: ch.payload.sha256,
+        sha256Base64: hexToBase64(ch.payload.sha256),
+        manifestName: ch.manifest.slice(dir.length),
+      },
+    };
+    await rec({ kind: 'updatecheck', answer: 'ok', offered: ch.version, installSource });
+    return res;
+  }
+  if (s.error && ch === undefined && !/^no channel/.test(s.error)) o.log.warn(`updatecheck for track '${a.track}': ${s.error}`);
+  await rec({ kind: 'updatecheck', answer: 'noupdate', reason: why, installSource });
+  res.updateCheck = { status: 'noupdate' };
+  return res;
+}
+
+async function readBody(req: IncomingMessage, max: number): Promise<string> {
+  const len = Number(req.headers['content-length'] ?? '0');
+  if (len > max) throw new BasaltError('E_BODY_TOO_LARGE', `request body of ${len} bytes exceeds ${max}`);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const c of req) {
+    total += (c as Buffer).length;
+    if (total > max) throw new BasaltError('E_BODY_TOO_LARGE', `request body exceeds ${max} bytes`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Serves a repository file with single-range support (bytes=a-b, a-, -n). */
+async function serveFile(o: ServeOptions, req: IncomingMessage, res: ServerResponse, urlPath: string): Promise<void> {
+  let rel: string;
+  try {
+    rel = decodeURIComponent(urlPath).replace(/^\/+/, '');
+  } catch {
+    res.writeHead(400).end();
+    return;
+  }
+  const path = normalize(join(o.repo, rel));
+  if (!(path + sep).startsWith(normalize(o.repo) + sep) || rel.split('/').some((p) => p.startsWith('.'))) {
+    res.writeHead(404).end();
+    return;
+  }
+  let size: number;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new Error('not a file');
+    size = st.size;
+  } catch {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    return;
+  }
+  const type = path.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+  const range = req.headers.range;
+  let start = 0;
+  let end = size - 1;
+  let status = 200;
+  if (range) {
+    const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+    if (!m || (m[1] === '' && m[2] === '')) {
+      res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
+      return;
+    }
+    if (m[1] === '') start = Math.max(0, size - Number(m[2]));
+    else {
+      start = Number(m[1]);
+      if (m[2] !== '') end = Math.min(Number(m[2]), size - 1);
+    }
+    if (start >= size || start > end) {
+      res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
+      return;
+    }
+    status = 206;
+  }
+  const headers: Record<string, string | number> = { 'content-type': type, 'accept-ranges': 'bytes', 'content-length': end - start + 1 };
+  if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${size}`;
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  createReadStream(path, { start, end }).on('error', () => res.destroy()).pipe(res);
+}
+
+/** The request handler of `basalt serve` (tests wrap it to inject faults). */
+export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const started = Date.now();
+  return (req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname === '/v1/update' || url.pathname === '/v1/update/') {
+        if (req.method !== 'POST') {
+          res.writeHead(405, { allow: 'POST' }).end();
+          return;
+        }
+        let body: string;
+        try {
+          body = await readBody(req, o.maxBodyBytes);
+        } catch (e) {
+          res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(`${(e as Error).message}\n`);
+          req.destroy();
+          return;
+        }
+        let parsed;
+        try {
+          parsed = parseRequest(body);
+        } catch (e) {
+          o.log.warn(`bad Omaha request from ${req.socket.remoteAddress}: ${(e as Error).message}`);
+          res.writeHead(400, { 'content-type': 'text/plain' }).end(`${(e as Error).message}\n`);
+          return;
+        }
+        const apps: AppResponse[] = [];
+        for (const a of parsed.apps) apps.push(await answerApp(o, a, req, parsed.installSource));
+        const xml = buildResponse(apps, Math.floor((Date.now() - started) / 1000));
+        res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8', 'content-length': Buffer.byteLength(xml) }).end(xml);
+        return;
+      }
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        await serveFile(o, req, res, url.pathname);
+        return;
+      }
+      res.writeHead(405).end();
+    })().catch((e) => {
+      o.log.error(`serve: ${isBasaltError(e) ? e.message : String((e as Error)?.stack ?? e)}`);
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  };
+}
+
+/** Starts `basalt serve` on host:port (port 0 = random). Resolves once listening. */
+export async function startServer(o: ServeOptions, host: string, port: number, wrap?: (h: ReturnType<typeof omahaHandler>) => ReturnType<typeof omahaHandler>): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+  await mkdir(dirname(o.eventsFile), { recursive: true });
+  const h = omahaHandler(o);
+  const server = createServer(wrap ? wrap(h) : h);
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => reject(new BasaltError('E_LISTEN', `cannot listen on ${host}:${port}: ${(e as Error).message}`)));
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  const p = typeof addr === 'object' && addr ? addr.port : port;
+  return {
+    server,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${p}/`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+export const defaultAppIds = [COREOS_APPID];
