@@ -6,6 +6,9 @@ import type { CommandEntry, ProgramModule } from './types.js';
 
 export const commands: CommandEntry[] = [
   { name: 'disk', summary: 'create, inspect and edit GPT disks and A/B slot attributes', load: () => import('../common/src/gpt/cli.js') },
+  { name: 'keys', summary: 'generate or export OpenPGP release keys', load: () => import('../update-engine/src/cmd/keys.js') },
+  { name: 'release', summary: 'publish a USR image as a signed payload; promote between channels', load: () => import('../update-engine/src/cmd/release.js') },
+  { name: 'serve', summary: 'Omaha v3 update server over a release repository', load: () => import('../update-engine/src/cmd/serve.js') },
 ];
 
 /** CoreOS-compatible programs, dispatched by the name they were invoked as. */
