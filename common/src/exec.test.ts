@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { quoteArgv, run, tool } from './exec.js';
+
+describe('exec wrapper', () => {
+  it('runs a tool with an argv array, no shell', async () => {
+    const r = await run('printf', ['%s|', 'a b', '$HOME', ';true']);
+    expect(r.stdout).toBe('a b|$HOME|;true|');
+    expect(r.exitCode).toBe(0);
+  });
+  it('reports a failing tool with its argv, exit code and stderr', async () => {
+    await expect(run('sh', ['-c', 'echo boom >&2; exit 3'])).rejects.toMatchObject({
+      code: 'E_TOOL_FAILED',
+      message: expect.stringMatching(/sh -c 'echo boom >&2; exit 3' failed \(exit code 3\): boom/),
+    });
+    const r = await run('sh', ['-c', 'exit 4'], { reject: false });
+    expect(r.exitCode).toBe(4);
+  });
+  it('reports a missing tool with a hint', async () => {
+    await expect(run('basalt-no-such-tool', [])).rejects.toMatchObject({ code: 'E_TOOL_MISSING' });
+  });
+  it('resolves tools through BASALT_TOOL_<NAME>', () => {
+    process.env['BASALT_TOOL_MKFS_VFAT'] = '/opt/x/mkfs.vfat';
+    try {
+      expect(tool('mkfs.vfat')).toBe('/opt/x/mkfs.vfat');
+    } finally {
+      delete process.env['BASALT_TOOL_MKFS_VFAT'];
+    }
+    expect(tool('mkfs.vfat')).toBe('mkfs.vfat');
+  });
+  it('quotes argv for display', () => {
+    expect(quoteArgv(['sgdisk', '-n', '1:2048:+1M', "it's"])).toBe(`sgdisk -n 1:2048:+1M 'it'\\''s'`);
+  });
+});
