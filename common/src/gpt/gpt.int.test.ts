@@ -225,6 +225,26 @@ describe('repair and grow', () => {
   });
 });
 
+const isRoot = process.getuid?.() === 0;
+
+describe('block devices', () => {
+  it.skipIf(!isRoot)('reads and writes the GPT through a loop device (skipped: needs root for losetup)', async () => {
+    const img = await newDisk('6G');
+    const dev = (await sh('losetup', ['--find', '--show', img])).stdout.trim();
+    try {
+      const r = await cli(['disk', 'set', dev, '-i', '4', '--priority', '3', '--tries', '1']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const s = await cli(['disk', 'show', dev, '--json']);
+      const j = JSON.parse(s.stdout) as { totalSectors: number; partitions: { index: number; slot?: { priority: number; tries: number } }[] };
+      expect(j.totalSectors).toBe(6 * 1024 * 2048);
+      expect(j.partitions.find((p) => p.index === 4)!.slot).toMatchObject({ priority: 3, tries: 1 });
+    } finally {
+      await sh('losetup', ['-d', dev]);
+    }
+    expect(await cgptField(img, 4, 'P')).toBe('3');
+  });
+});
+
 describe('bad input: one clear line, exit 1, the file unchanged', () => {
   const cases: { name: string; prep: (img: string) => Promise<void>; args: (img: string) => string[]; msg: RegExp }[] = [
     { name: 'not a GPT', prep: async (img) => writeFile(img, Buffer.alloc(4 * 1024 * 1024)), args: (img) => ['disk', 'set', img, '-i', '3', '--priority', '2'], msg: /no GPT partition table found/ },
