@@ -116,3 +116,51 @@ export async function haveTool(name: string): Promise<boolean> {
   }
   return false;
 }
+
+export interface Spawned {
+  argv: string[];
+  pid: number | undefined;
+  /** The child's stdout/stderr streams (null when inherited). */
+  stdout: NodeJS.ReadableStream | null;
+  stderr: NodeJS.ReadableStream | null;
+  stdin: NodeJS.WritableStream | null;
+  /** Resolves with the exit code (or -1 when killed by a signal) once the process ends. */
+  exited: Promise<{ exitCode: number; signal: string | undefined }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Starts a long-running tool (QEMU, etcd, a daemon) with an argv array and
+ * returns at once. The process is killed when `signal` aborts.
+ */
+export function spawnTool(name: string, args: readonly string[], opts: { cwd?: string; env?: Record<string, string | undefined>; inherit?: boolean; signal?: AbortSignal } = {}): Spawned {
+  const file = tool(name);
+  const argv = [file, ...args];
+  const child = execa(file, [...args], {
+    cwd: opts.cwd,
+    env: opts.env,
+    reject: false,
+    buffer: false,
+    cancelSignal: opts.signal,
+    stdio: opts.inherit ? 'inherit' : 'pipe',
+  });
+  const exited = child.then((r) => {
+    if ((r as { code?: string }).code === 'ENOENT') {
+      throw new BasaltError('E_TOOL_MISSING', `cannot run ${file}: not installed or not on PATH`, { hint: `install the package that provides ${name}`, details: { argv } });
+    }
+    return { exitCode: r.exitCode ?? -1, signal: r.signal ?? undefined };
+  });
+  // Avoid unhandled rejections when nobody awaits `exited`.
+  exited.catch(() => {});
+  return {
+    argv,
+    pid: child.pid,
+    stdout: child.stdout ?? null,
+    stderr: child.stderr ?? null,
+    stdin: child.stdin ?? null,
+    exited,
+    kill: (signal: NodeJS.Signals = 'SIGTERM') => {
+      child.kill(signal);
+    },
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * The harness itself, on real QEMU with OVMF and no disk: the firmware's
+ * serial output is awaited, QMP resets and powers off the machine.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { testdir } from '../../common/test/helpers.js';
+import { makeConfigDrive } from './configdrive.js';
+import { run } from '../../common/src/exec.js';
+import { Vm, OVMF_CODE } from './vm.js';
+
+const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && OVMF_CODE.some((p) => existsSync(p));
+
+describe('qemu harness', () => {
+  it.skipIf(!haveQemu)('waits for firmware output, resets through QMP and powers off (skipped: qemu-system-x86 or ovmf not installed)', async () => {
+    const dir = await testdir();
+    const vm = new Vm({ workdir: dir, memoryMiB: 256, cpus: 1 });
+    try {
+      await vm.start();
+      const first = await vm.waitFor(/BdsDxe|UEFI Interactive Shell|Shell>/, 180_000, { what: 'OVMF boot manager output' });
+      expect(first.atMs).toBeGreaterThan(0);
+      const mark = vm.console.mark();
+      await vm.reset();
+      await vm.waitFor(/BdsDxe|UEFI Interactive Shell|Shell>/, 180_000, { from: mark, what: 'firmware output after reset' });
+      expect(vm.events.some((e) => e.event === 'RESET')).toBe(true);
+      await vm.powerCut();
+      expect(vm.running).toBe(false);
+      await expect(vm.waitFor(/never printed/, 1000)).rejects.toThrow(/exited|stopped/);
+    } finally {
+      await vm.dispose();
+    }
+    const log = await readFile(vm.logPath, 'utf8');
+    expect(log).toContain('[basalt-qemu] start accel=');
+  });
+
+  it('makes config drives labelled config-2 that carry the user data', async () => {
+    const dir = await testdir();
+    const iso = await makeConfigDrive(`${dir}/cd.iso`, '#cloud-config\nhostname: x\n');
+    const info = await run('isoinfo', ['-d', '-i', iso], { reject: false });
+    if (info.exitCode === 0) expect(info.stdout).toMatch(/Volume id: config-2/);
+    const blkid = await run('blkid', ['-o', 'export', iso]);
+    expect(blkid.stdout).toMatch(/LABEL=config-2/);
+    expect(blkid.stdout).toMatch(/TYPE=iso9660/);
+    const vfat = await makeConfigDrive(`${dir}/cd.img`, '#cloud-config\nhostname: y\n', { format: 'vfat' });
+    expect((await run('blkid', ['-o', 'export', vfat])).stdout).toMatch(/LABEL=config-2/);
+    expect((await run('mtype', ['-i', vfat, '::openstack/latest/user_data'])).stdout).toBe('#cloud-config\nhostname: y\n');
+  });
+});

@@ -1,0 +1,212 @@
+/**
+ * Drives one QEMU virtual machine for tests: UEFI (OVMF) firmware with its
+ * own copy of the variable store, the disk as virtio (through a qcow2 overlay
+ * by default, so the built image stays untouched), user-mode networking with
+ * the host reachable at 10.0.2.2, the serial console captured to a log, and a
+ * QMP socket for power-off, reset and kill.
+ */
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BasaltError } from '../../common/src/errors.js';
+import { run, spawnTool, type Spawned } from '../../common/src/exec.js';
+import { chooseAccel, type Accel } from './accel.js';
+import { SerialConsole, type Match } from './console.js';
+import { Qmp, type QmpEvent } from './qmp.js';
+
+export const OVMF_CODE = ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_CODE.fd'];
+export const OVMF_VARS = ['/usr/share/OVMF/OVMF_VARS_4M.fd', '/usr/share/OVMF/OVMF_VARS.fd'];
+
+export interface VmOptions {
+  /** Working directory for the overlay, firmware variables, sockets and the serial log. */
+  workdir: string;
+  /** Disk image (raw or qcow2). */
+  disk?: string;
+  /** 'overlay' (default): writes go to a qcow2 overlay in workdir; 'direct': the image itself is written. */
+  diskMode?: 'overlay' | 'direct';
+  /** Grow the overlay to this size (e.g. '12G'), to test growing ROOT on first boot. */
+  diskSize?: string;
+  memoryMiB?: number;
+  cpus?: number;
+  /** Direct kernel boot (PXE-style). */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** A config drive image (iso or vfat), attached as a second virtio disk. */
+  configDrive?: string;
+  /** TCP ports forwarded from 127.0.0.1 on the host to the guest. */
+  hostfwd?: { host: number; guest: number }[];
+  /** Skip UEFI firmware (direct kernel boot works with SeaBIOS too). */
+  bios?: boolean;
+  accel?: Accel;
+  extraArgs?: string[];
+}
+
+function firstExisting(paths: string[], what: string): string {
+  const p = paths.find((x) => existsSync(x));
+  if (!p) throw new BasaltError('E_VM_FIRMWARE', `${what} not found (looked at ${paths.join(', ')})`, { hint: 'apt-get install ovmf' });
+  return p;
+}
+
+function diskFormat(path: string): string {
+  return /\.qcow2$/.test(path) ? 'qcow2' : 'raw';
+}
+
+/** The QEMU command line for `opts` (pure apart from the firmware lookup). */
+export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPath: string; qmpPath: string }): string[] {
+  const a: string[] = [
+    '-machine', `q35,accel=${opts.accel}`,
+    '-cpu', opts.accel === 'kvm' ? 'host' : 'max',
+    '-m', String(opts.memoryMiB ?? 2048),
+    '-smp', String(opts.cpus ?? 2),
+    '-nodefaults',
+    '-display', 'none',
+    '-serial', 'stdio',
+    '-no-user-config',
+    ...Qmp.args(opts.qmpPath),
+  ];
+  if (!opts.bios) {
+    a.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${firstExisting(OVMF_CODE, 'OVMF firmware code')}`);
+    a.push('-drive', `if=pflash,format=raw,unit=1,file=${opts.varsPath}`);
+  }
+  if (opts.disk) a.push('-drive', `if=virtio,file=${opts.disk},format=${diskFormat(opts.disk)},cache=unsafe,discard=unmap`);
+  if (opts.configDrive) a.push('-drive', `if=virtio,file=${opts.configDrive},format=raw,readonly=on,media=disk`);
+  if (opts.kernel) a.push('-kernel', opts.kernel);
+  if (opts.initrd) a.push('-initrd', opts.initrd);
+  if (opts.append) a.push('-append', opts.append);
+  const fwd = (opts.hostfwd ?? []).map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
+  a.push('-netdev', `user,id=n0${fwd}`, '-device', 'virtio-net-pci,netdev=n0');
+  a.push('-device', 'virtio-rng-pci');
+  a.push(...(opts.extraArgs ?? []));
+  return a;
+}
+
+export class Vm {
+  readonly console: SerialConsole;
+  qmp = new Qmp();
+  readonly events: QmpEvent[] = [];
+  private proc: Spawned | undefined;
+  private startedAt = 0;
+  private exitedInfo: { exitCode: number; signal: string | undefined } | undefined;
+  accel: Accel = 'tcg';
+  diskPath: string | undefined;
+
+  constructor(readonly opts: VmOptions) {
+    this.console = new SerialConsole(join(opts.workdir, 'serial.log'));
+  }
+
+  get logPath(): string {
+    return this.console.logPath;
+  }
+
+  get running(): boolean {
+    return this.proc !== undefined && this.exitedInfo === undefined;
+  }
+
+  /** Milliseconds since QEMU was started (firmware start). */
+  elapsed(): number {
+    return Date.now() - this.startedAt;
+  }
+
+  /** Prepares the overlay and firmware variables; call once before the first start(). */
+  async prepare(): Promise<void> {
+    const o = this.opts;
+    await mkdir(o.workdir, { recursive: true });
+    if (!o.bios) {
+      const vars = join(o.workdir, 'OVMF_VARS.fd');
+      if (!existsSync(vars)) await copyFile(firstExisting(OVMF_VARS, 'OVMF variable store'), vars);
+    }
+    if (o.disk) {
+      if ((o.diskMode ?? 'overlay') === 'overlay') {
+        const overlay = join(o.workdir, 'disk.qcow2');
+        if (!existsSync(overlay)) {
+          await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', diskFormat(o.disk), '-b', resolve(o.disk), overlay, ...(o.diskSize ? [o.diskSize] : [])]);
+        }
+        this.diskPath = overlay;
+      } else this.diskPath = o.disk;
+    }
+  }
+
+  /** Starts QEMU (again, after a power-off) and waits until QMP is connected. */
+  async start(): Promise<void> {
+    if (this.running) throw new BasaltError('E_VM_RUNNING', 'the VM is already running');
+    if (!this.diskPath && this.opts.disk) await this.prepare();
+    if (!this.opts.bios && !existsSync(join(this.opts.workdir, 'OVMF_VARS.fd'))) await this.prepare();
+    this.accel = this.opts.accel ?? (await chooseAccel());
+    const qmpPath = join(this.opts.workdir, `qmp-${process.pid}.sock`);
+    await rm(qmpPath, { force: true });
+    this.qmp = new Qmp();
+    await this.qmp.listen(qmpPath);
+    this.qmp.on('event', (e: QmpEvent) => this.events.push(e));
+    const args = qemuArgs({ ...this.opts, accel: this.accel, disk: this.diskPath, varsPath: join(this.opts.workdir, 'OVMF_VARS.fd'), qmpPath });
+    this.console.push(`\n[basalt-qemu] start accel=${this.accel}: qemu-system-x86_64 ${args.join(' ')}\n`);
+    this.exitedInfo = undefined;
+    this.startedAt = Date.now();
+    const proc = spawnTool('qemu-system-x86_64', args);
+    this.proc = proc;
+    proc.stdout?.on('data', (d: Buffer) => this.console.push(d));
+    proc.stderr?.on('data', (d: Buffer) => this.console.push(d));
+    void proc.exited.then((info) => {
+      this.exitedInfo = info;
+      this.console.push(`\n[basalt-qemu] qemu exited (code ${info.exitCode}${info.signal ? `, ${info.signal}` : ''})\n`);
+    });
+    const early = proc.exited.then((i) => {
+      throw new BasaltError('E_VM_START', `QEMU exited at start (code ${i.exitCode}); see ${this.logPath}\n${this.console.tail(10)}`);
+    });
+    await Promise.race([this.qmp.whenReady(60_000), early]);
+    early.catch(() => {});
+  }
+
+  /** Waits for a console line; returns the match and how long after start it came. */
+  async waitFor(re: RegExp, timeoutMs: number, opts: { from?: number; what?: string } = {}): Promise<Match & { atMs: number }> {
+    const exited = this.proc!.exited.then(() => {
+      throw new BasaltError('E_VM_STOPPED', `QEMU exited while waiting for ${opts.what ?? String(re)} (log: ${this.logPath})\n${this.console.tail()}`);
+    });
+    exited.catch(() => {});
+    const m = await Promise.race([this.console.waitFor(re, { timeoutMs, from: opts.from, what: opts.what }), exited]);
+    return { ...m, atMs: this.elapsed() };
+  }
+
+  /** Hard reset, like pressing the reset button. */
+  async reset(): Promise<void> {
+    await this.qmp.execute('system_reset');
+  }
+
+  /** Pulls the plug: QEMU quits at once, nothing is flushed by the guest. */
+  async powerCut(): Promise<void> {
+    if (!this.running) return;
+    await this.qmp.execute('quit').catch(() => {});
+    await this.proc!.exited;
+    this.qmp.close();
+  }
+
+  /** Waits for the guest to power itself off (or QEMU to exit) within the deadline. */
+  async waitForExit(timeoutMs: number): Promise<{ exitCode: number; signal: string | undefined }> {
+    let t: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.proc!.exited,
+        new Promise<never>((_, rej) => (t = setTimeout(() => rej(new BasaltError('E_VM_TIMEOUT', `QEMU did not exit within ${timeoutMs} ms (log: ${this.logPath})`)), timeoutMs))),
+      ]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  /** Stops QEMU if it still runs. */
+  async stop(): Promise<void> {
+    if (this.running) {
+      await this.qmp.execute('quit').catch(() => {});
+      await Promise.race([this.proc!.exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (this.running) this.proc!.kill('SIGKILL');
+      await this.proc!.exited;
+    }
+    this.qmp.close();
+  }
+
+  /** Stops the VM and closes the console log. */
+  async dispose(): Promise<void> {
+    await this.stop();
+    this.console.close('the VM was disposed');
+  }
+}
