@@ -5,7 +5,9 @@
 import type { CommandEntry, ProgramModule } from './types.js';
 
 export const commands: CommandEntry[] = [
+  { name: 'build', summary: 'build a bootable A/B disk image, qcow2, PXE and USR update image from a profile', load: () => import('../builder/src/cli.js') },
   { name: 'disk', summary: 'create, inspect and edit GPT disks and A/B slot attributes', load: () => import('../common/src/gpt/cli.js') },
+  { name: 'qemu', summary: 'boot a built image in QEMU for a person to use', load: () => import('../qemu-test/src/cli.js') },
   { name: 'keys', summary: 'generate or export OpenPGP release keys', load: () => import('../update-engine/src/cmd/keys.js') },
   { name: 'release', summary: 'publish a USR image as a signed payload; promote between channels', load: () => import('../update-engine/src/cmd/release.js') },
   { name: 'serve', summary: 'Omaha v3 update server over a release repository', load: () => import('../update-engine/src/cmd/serve.js') },

@@ -53,7 +53,7 @@ function diskFormat(path: string): string {
 }
 
 /** The QEMU command line for `opts` (pure apart from the firmware lookup). */
-export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPath: string; qmpPath: string }): string[] {
+export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPath: string; qmpPath?: string; interactive?: boolean }): string[] {
   const a: string[] = [
     '-machine', `q35,accel=${opts.accel}`,
     '-cpu', opts.accel === 'kvm' ? 'host' : 'max',
@@ -61,9 +61,10 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
     '-smp', String(opts.cpus ?? 2),
     '-nodefaults',
     '-display', 'none',
-    '-serial', 'stdio',
+    // Interactive: the serial console and QEMU's monitor share the terminal (Ctrl-A C / Ctrl-A X).
+    '-serial', opts.interactive ? 'mon:stdio' : 'stdio',
     '-no-user-config',
-    ...Qmp.args(opts.qmpPath),
+    ...(opts.qmpPath ? Qmp.args(opts.qmpPath) : []),
   ];
   if (!opts.bios) {
     a.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${firstExisting(OVMF_CODE, 'OVMF firmware code')}`);

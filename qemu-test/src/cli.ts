@@ -1,0 +1,105 @@
+/**
+ * `basalt qemu run IMAGE`: start a built image for a person to use, with the
+ * serial console on the terminal, as coreos_production_qemu.sh did.
+ */
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parse, intOpt } from '../../cli/args.js';
+import type { CommandContext } from '../../cli/types.js';
+import { BasaltError, UsageError, fsError } from '../../common/src/errors.js';
+import { run as exec } from '../../common/src/exec.js';
+import { chooseAccel } from './accel.js';
+import { makeConfigDrive } from './configdrive.js';
+import { OVMF_VARS, qemuArgs } from './vm.js';
+
+export const help = `Usage: basalt qemu run IMAGE [options]
+
+Boot a Basalt disk image (raw or qcow2) in QEMU with UEFI firmware, the serial
+console on this terminal (Ctrl-A X quits), and SSH forwarded from the host.
+
+Options:
+  --cloud-config FILE   attach a config drive (config-2) carrying FILE as user data
+  --memory MIB          guest memory in MiB (default 2048)
+  --cpus N              virtual CPUs (default 2)
+  --ssh-port PORT       host port forwarded to the guest's port 22 (default 2222)
+  --snapshot            do not write to IMAGE (changes go to a temporary overlay)
+  --kernel FILE --initrd FILE [--append ARGS]
+                        boot a kernel directly (the PXE artifacts), no disk needed
+  --dry-run             print the QEMU command line and exit
+
+KVM is used only when a probe shows that it works; otherwise TCG (slow).
+`;
+
+export async function run(ctx: CommandContext): Promise<number> {
+  const [sub, ...rest] = ctx.args;
+  if (sub !== 'run') throw new UsageError(sub ? `qemu: unknown subcommand '${sub}'` : 'qemu: missing subcommand', "see 'basalt qemu --help'");
+  const { values, positionals } = parse(
+    rest,
+    {
+      'cloud-config': { type: 'string' },
+      memory: { type: 'string', short: 'm' },
+      cpus: { type: 'string' },
+      'ssh-port': { type: 'string' },
+      snapshot: { type: 'boolean' },
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      append: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+    },
+    'qemu run',
+  );
+  const image = positionals[0];
+  if (!image && !values.kernel) throw new UsageError('qemu run: missing IMAGE', "see 'basalt qemu --help'");
+  if (positionals.length > 1) throw new UsageError(`qemu run: unexpected argument '${positionals[1]}'`);
+  if (image && !existsSync(image)) throw fsError(Object.assign(new Error('missing'), { code: 'ENOENT' }), image, 'open image');
+  for (const f of [values.kernel, values.initrd, values['cloud-config']]) {
+    if (f && !existsSync(f)) throw fsError(Object.assign(new Error('missing'), { code: 'ENOENT' }), f, 'open');
+  }
+  const memoryMiB = intOpt(values.memory, 'memory', 256, 1024 * 1024) ?? 2048;
+  const cpus = intOpt(values.cpus, 'cpus', 1, 64) ?? 2;
+  const sshPort = intOpt(values['ssh-port'], 'ssh-port', 1, 65535) ?? 2222;
+  const work = await mkdtemp(join(tmpdir(), 'basalt-qemu-'));
+  try {
+    const varsPath = join(work, 'OVMF_VARS.fd');
+    const vars = OVMF_VARS.find((p) => existsSync(p));
+    if (!vars) throw new BasaltError('E_VM_FIRMWARE', 'OVMF firmware not found', { hint: 'apt-get install ovmf' });
+    await copyFile(vars, varsPath);
+    let disk = image ? resolve(image) : undefined;
+    if (disk && values.snapshot) {
+      const overlay = join(work, 'overlay.qcow2');
+      await exec('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', /\.qcow2$/.test(disk) ? 'qcow2' : 'raw', '-b', disk, overlay]);
+      disk = overlay;
+    }
+    let configDrive: string | undefined;
+    if (values['cloud-config']) {
+      await mkdir(work, { recursive: true });
+      configDrive = await makeConfigDrive(join(work, 'config-2.iso'), await readFile(values['cloud-config']));
+    }
+    const accel = await chooseAccel();
+    const args = qemuArgs({
+      workdir: work,
+      accel,
+      disk,
+      varsPath,
+      interactive: true,
+      memoryMiB,
+      cpus,
+      configDrive,
+      kernel: values.kernel,
+      initrd: values.initrd,
+      append: values.append,
+      hostfwd: [{ host: sshPort, guest: 22 }],
+    });
+    if (values['dry-run']) {
+      ctx.out(ctx.json ? JSON.stringify({ accel, argv: ['qemu-system-x86_64', ...args] }) + '\n' : `qemu-system-x86_64 ${args.join(' ')}\n`);
+      return 0;
+    }
+    process.stderr.write(`basalt: booting ${image ?? values.kernel} with ${accel.toUpperCase()}; ssh -p ${sshPort} core@127.0.0.1; quit with Ctrl-A X\n`);
+    const r = await exec('qemu-system-x86_64', args, { inherit: true, reject: false });
+    return r.exitCode === 0 ? 0 : 1;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
