@@ -69,6 +69,12 @@ describe('parseProfile', () => {
     expect(report).toEqual([expect.objectContaining({ code: 'E_PROFILE_VERSION', line: 2 })]);
   });
 
+  it('takes plain scalars that YAML 1.1 would type as numbers or booleans as written', () => {
+    const { value } = parseProfile(base.replace('  version: 0.1.0', '  version: 1.10.0').replace('modules: [', 'modules: [e1000, no, 010, '), 'p.yaml');
+    expect(value?.os.version).toBe('1.10.0');
+    expect(value?.kernel.modules.slice(0, 3)).toEqual(['e1000', 'no', '010']);
+  });
+
   it('checks rules across keys', () => {
     const { report } = parseProfile(base.replace('fs: squashfs', 'fs: erofs'), 'p.yaml');
     expect(report).toContainEqual(expect.objectContaining({ path: 'usr.compression', message: expect.stringMatching(/lz4/) }));

@@ -163,7 +163,7 @@ export const profileSpec: Spec = {
 export function parseProfile(text: string, file: string): { value: Profile | undefined; report: ReportEntry[] } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, version: '1.1', prettyErrors: false, uniqueKeys: true });
-  const ck = new Checker(file, lines);
+  const ck = new Checker(file, lines, text);
   for (const e of doc.errors) {
     const p = lines.linePos(e.pos[0]);
     ck.report.push({ severity: 'error', code: 'E_PROFILE_SYNTAX', path: '', file, line: p.line, column: p.col, message: e.message.split('\n')[0]! });

@@ -43,6 +43,7 @@ export class Checker {
   constructor(
     readonly file: string,
     private readonly lines: LineCounter,
+    private readonly text = '',
   ) {}
 
   pos(node: Node | null | undefined): { line: number; column: number } {
@@ -61,11 +62,16 @@ export class Checker {
     const at = node ?? parent;
     switch (spec.kind) {
       case 'string': {
-        if (!isScalar(node) || (typeof node.value !== 'string' && typeof node.value !== 'number') || node.value === null) {
+        if (!isScalar(node) || node.value === null || typeof node.value === 'object') {
           this.add('error', 'E_PROFILE_TYPE', path, at, `want a string${spec.enum ? ` (one of ${spec.enum.join(', ')})` : ''}`);
           return undefined;
         }
-        const v = String(node.value);
+        // A plain scalar that YAML 1.1 resolves to a number or boolean (e1000, 1.10, no)
+        // is taken as written: strings never change under implicit typing.
+        let v: string;
+        if (typeof node.value === 'string') v = node.value;
+        else if (node.type === 'PLAIN' && node.range && this.text) v = this.text.slice(node.range[0], node.range[1]).trim();
+        else v = String(node.value);
         if (spec.enum && !spec.enum.includes(v)) {
           this.add('error', 'E_PROFILE_VALUE', path, node, `'${v}' is not one of ${spec.enum.join(', ')}`);
           return undefined;

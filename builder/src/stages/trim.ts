@@ -1,0 +1,110 @@
+/**
+ * Stage 3, trim: removes docs (keeping copyright files), man and info pages,
+ * locales not in the keep list, kernel modules outside the keep list (with
+ * their dependencies resolved by modprobe inside the tree), and the profile's
+ * extra paths; runs depmod. Records what was removed (trim.json).
+ */
+import { readdir, writeFile, rm, lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BasaltError } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
+import type { BuildContext, Stage, StageResult } from '../context.js';
+import { copyTree, removeIfExists } from '../fsutil.js';
+
+/** Pure: the .ko paths (relative to /) from `modprobe --show-depends` output, and the built-ins. */
+export function parseShowDepends(text: string): { files: string[]; builtin: string[] } {
+  const files: string[] = [];
+  const builtin: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^insmod (\S+\.ko(?:\.xz|\.zst|\.gz)?)/.exec(line.trim());
+    if (m) files.push(m[1]!.replace(/^\//, ''));
+    const b = /^builtin (\S+)/.exec(line.trim());
+    if (b) builtin.push(b[1]!);
+  }
+  return { files, builtin };
+}
+
+async function walkFiles(dir: string, out: string[] = []): Promise<string[]> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await walkFiles(p, out);
+    else out.push(p);
+  }
+  return out;
+}
+
+export async function kernelVersion(root: string): Promise<string> {
+  const kvers = (await readdir(join(root, 'usr/lib/modules'))).filter((k) => /^\d/.test(k));
+  if (kvers.length !== 1) throw new BasaltError('E_KERNEL', `expected one kernel in ${root}/usr/lib/modules, found ${kvers.length}: ${kvers.join(', ')}`);
+  return kvers[0]!;
+}
+
+export const trimStage: Stage = {
+  name: 'trim',
+  title: 'Trim (docs, locales, kernel modules)',
+  version: 1,
+  async inputs(ctx) {
+    const p = ctx.profile;
+    return { trim: p.trim, modules: p.kernel.modules, initrdDrivers: p.initrd.drivers };
+  },
+  async run(ctx: BuildContext, out: string): Promise<StageResult> {
+    const root = join(out, 'root');
+    await copyTree(join(ctx.dirs.get('customize')!, 'root'), root, ctx.signal);
+    const p = ctx.profile;
+    const removed: Record<string, { files: number; bytes: number }> = {};
+    const note = (what: string, bytes: number, files = 1) => {
+      const r = (removed[what] ??= { files: 0, bytes: 0 });
+      r.files += files;
+      r.bytes += bytes;
+    };
+    const usr = join(root, 'usr');
+
+    if (p.trim.docs) {
+      const doc = join(usr, 'share/doc');
+      for (const pkg of await readdir(doc).catch(() => [] as string[])) {
+        const d = join(doc, pkg);
+        if (!(await lstat(d)).isDirectory()) continue;
+        for (const f of await readdir(d)) if (f !== 'copyright') note('docs', await removeIfExists(join(d, f)));
+      }
+      for (const x of ['share/man', 'share/info', 'share/lintian', 'share/linda', 'share/doc-base', 'share/bug', 'share/bash-completion', 'share/zsh', 'share/fish', 'share/gtk-doc']) {
+        note('docs', await removeIfExists(join(usr, x)));
+      }
+    }
+    const keepLocales = new Set(p.trim.locales);
+    for (const l of await readdir(join(usr, 'share/locale')).catch(() => [] as string[])) {
+      if (!keepLocales.has(l) && l !== 'locale.alias') note('locales', await removeIfExists(join(usr, 'share/locale', l)));
+    }
+    for (const x of p.trim.remove) note('profile', await removeIfExists(join(usr, x)));
+
+    // Kernel modules: keep the profile's list and the initrd drivers, with dependencies.
+    const kver = await kernelVersion(root);
+    const keep = new Set<string>();
+    const builtin: string[] = [];
+    const missing: string[] = [];
+    for (const m of new Set([...p.kernel.modules, ...p.initrd.drivers])) {
+      const r = await run('chroot', [root, 'modprobe', '-S', kver, '--show-depends', m], { reject: false, signal: ctx.signal });
+      if (r.exitCode !== 0) {
+        missing.push(m);
+        continue;
+      }
+      const d = parseShowDepends(r.stdout);
+      d.files.forEach((f) => keep.add(f.replace(/^lib\//, 'usr/lib/')));
+      builtin.push(...d.builtin);
+    }
+    if (missing.length) ctx.log.warn(`trim: kernel modules not found (neither module nor built-in): ${missing.join(', ')}`);
+    const modDir = join(usr, 'lib/modules', kver, 'kernel');
+    let kept = 0;
+    for (const f of await walkFiles(modDir)) {
+      const rel = f.slice(root.length + 1);
+      if (keep.has(rel)) kept++;
+      else {
+        note('kernel modules', (await lstat(f)).size);
+        await rm(f);
+      }
+    }
+    await run('find', [modDir, '-type', 'd', '-empty', '-delete']);
+    await run('chroot', [root, 'depmod', kver], { signal: ctx.signal });
+    await writeFile(join(out, 'trim.json'), JSON.stringify({ removed, modulesKept: kept, builtin, missing }, null, 1) + '\n');
+    return { facts: { removed, modulesKept: kept, modulesMissing: missing } };
+  },
+};

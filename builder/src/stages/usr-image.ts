@@ -1,0 +1,112 @@
+/**
+ * Stage 4b, USR image: a deterministic squashfs (or erofs) image of /usr with
+ * its dm-verity hash tree appended in the same file:
+ *
+ *   [ filesystem | zero padding to 4096 | verity superblock + hash tree ]
+ *   0            fsBytes                 hashOffset
+ *
+ * Writes usr.img and usr.img.json (format 1). One image per slot is the update
+ * payload. No loop device, no device-mapper: veritysetup works on the file.
+ */
+import { stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BasaltError } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
+import { sha256, type BuildContext, type Stage, type StageResult } from '../context.js';
+import { sha256File } from '../fsutil.js';
+
+export interface UsrImageInfo {
+  formatVersion: 1;
+  fsType: 'squashfs' | 'erofs';
+  fsBytes: number;
+  hashOffset: number;
+  rootHash: string;
+  salt: string;
+  version: string;
+  board: string;
+  kernel: string;
+  initrd: string;
+  /** Total bytes of usr.img (filesystem + padding + hash tree). */
+  imageBytes: number;
+  sha256: string;
+}
+
+/** Pure: mksquashfs argv. Owners are kept as they are in the tree (we build as root). */
+export function mksquashfsArgs(src: string, dest: string, u: BuildContext['profile']['usr'], epoch: number): string[] {
+  const comp = ['-comp', u.compression];
+  if (u.compression === 'zstd' && u.level) comp.push('-Xcompression-level', String(u.level));
+  if (u.compression === 'gzip' && u.level) comp.push('-Xcompression-level', String(Math.min(9, u.level)));
+  if (u.compression === 'xz') comp.push('-Xbcj', 'x86');
+  return [src, dest, '-noappend', ...comp, '-b', String(u.blockSize), '-mkfs-time', String(epoch), '-all-time', String(epoch), '-no-progress', '-quiet'];
+}
+
+export function mkerofsArgs(src: string, dest: string, u: BuildContext['profile']['usr'], epoch: number, uuid: string): string[] {
+  return [`-z${u.compression}`, `-T${epoch}`, `-U${uuid}`, dest, src];
+}
+
+/** Pure: the hash-tree offset for a filesystem of `fsBytes` (rounded up to 4096). */
+export function hashOffsetFor(fsBytes: number): number {
+  return Math.ceil(fsBytes / 4096) * 4096;
+}
+
+export function parseRootHash(veritysetupOut: string): string {
+  const m = /Root hash:\s*([0-9a-f]{64})/.exec(veritysetupOut);
+  if (!m) throw new BasaltError('E_VERITY', 'veritysetup format printed no root hash', { details: { out: veritysetupOut } });
+  return m[1]!;
+}
+
+/** A UUID derived from a hex digest (deterministic). */
+export function uuidFrom(hex: string): string {
+  const h = hex.slice(0, 32);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+export const usrImageStage: Stage = {
+  name: 'usr-image',
+  title: 'USR image (squashfs + dm-verity)',
+  version: 1,
+  async inputs(ctx) {
+    return { usr: ctx.profile.usr, epoch: ctx.profile.sourceDateEpoch, version: ctx.profile.os.version, board: ctx.profile.board };
+  },
+  async run(ctx: BuildContext, out: string): Promise<StageResult> {
+    const p = ctx.profile;
+    const src = join(ctx.dirs.get('initrd')!, 'root/usr');
+    const img = join(out, 'usr.img');
+    if (p.usr.fs === 'squashfs') {
+      await run('mksquashfs', mksquashfsArgs(src, img, p.usr, p.sourceDateEpoch), { signal: ctx.signal });
+    } else {
+      await run('mkfs.erofs', mkerofsArgs(src, img, p.usr, p.sourceDateEpoch, uuidFrom(sha256(`${p.os.id}:${p.os.version}:usr`))), { signal: ctx.signal });
+    }
+    const fsBytes = (await stat(img)).size;
+    const hashOffset = hashOffsetFor(fsBytes);
+    await truncate(img, hashOffset);
+    let rootHash = '';
+    let salt = '';
+    if (p.usr.verity) {
+      // Salt and UUID derived from the filesystem: the same tree gives the same image.
+      salt = await sha256File(img);
+      const r = await run(
+        'veritysetup',
+        ['format', '--hash=sha256', '--data-block-size=4096', '--hash-block-size=4096', `--data-blocks=${hashOffset / 4096}`, `--hash-offset=${hashOffset}`, `--salt=${salt}`, `--uuid=${uuidFrom(salt)}`, img, img],
+        { signal: ctx.signal },
+      );
+      rootHash = parseRootHash(r.stdout);
+    }
+    const info: UsrImageInfo = {
+      formatVersion: 1,
+      fsType: p.usr.fs,
+      fsBytes,
+      hashOffset,
+      rootHash,
+      salt,
+      version: p.os.version,
+      board: p.board,
+      kernel: '/lib/basalt/boot/vmlinuz',
+      initrd: '/lib/basalt/boot/initrd',
+      imageBytes: (await stat(img)).size,
+      sha256: await sha256File(img),
+    };
+    await writeFile(join(out, 'usr.img.json'), JSON.stringify(info, null, 2) + '\n');
+    return { facts: { ...info } };
+  },
+};
