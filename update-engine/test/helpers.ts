@@ -67,3 +67,32 @@ export async function waitFor<T>(cond: () => T | Promise<T>, ms: number, what: s
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * A disk image as the builder makes it, booted from slot A with `version`:
+ * the small CoreOS layout, a FAT ESP with A's kernel, initrd and boot entry,
+ * the USR image in USR-A, and USR-A at priority 1, successful.
+ */
+export async function makeDisk(dir: string, usrImg: string, version: string): Promise<string> {
+  const { createDisk, findPartition, partitionRange } = await import('../../common/src/gpt/index.js');
+  const { MtoolsEsp } = await import('../src/esp.js');
+  const { renderEntry, entryFileName, LOADER_CONF } = await import('../../common/src/boot.js');
+  const { readFile: rf, open } = await import('node:fs/promises');
+  const disk = join(dir, `disk-${randomBytes(3).toString('hex')}.img`);
+  const gpt = await createDisk(disk, { layout: 'small', sizeBytes: 256 * 1024 * 1024 });
+  const esp = partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM'));
+  await run('mkfs.vfat', ['-n', 'EFI-SYSTEM', '--offset', String(esp.offset / 512), disk, String(esp.length / 1024)]);
+  const a = partitionRange(gpt, findPartition(gpt, 'USR-A'));
+  const img = await rf(usrImg);
+  const fh = await open(disk, 'r+');
+  await fh.write(img, 0, img.length, a.offset);
+  await fh.close();
+  const side = JSON.parse(await rf(join(usrImg, '..', 'usr.img.json'), 'utf8')) as { rootHash: string; hashOffset: number };
+  const m = new MtoolsEsp(disk, esp.offset);
+  const tree = join(dir, `tree-${version}`, 'lib/basalt/boot');
+  await m.write('/basalt/a/vmlinuz', await rf(join(tree, 'vmlinuz')));
+  await m.write('/basalt/a/initrd', await rf(join(tree, 'initrd')));
+  await m.write('/loader/loader.conf', LOADER_CONF);
+  await m.write(`/loader/entries/${entryFileName('a')}`, renderEntry({ slot: 'a', version, rootHash: side.rootHash, hashOffset: side.hashOffset, fsType: 'squashfs', extraCmdline: ['console=ttyS0,115200', 'panic=10'] }));
+  return disk;
+}

@@ -1,0 +1,346 @@
+/**
+ * Download, verify and finalize one offered update into the inactive USR
+ * slot. Order (each step persisted, so a kill -9 anywhere resumes or leaves
+ * the old slot booting):
+ *   1. fetch and verify the signed payload manifest (before any write);
+ *   2. refuse an older/equal version, another channel or board, a blocked version;
+ *   3. invalidate the target slot (GPT P0/T0/S0, remove its boot entry);
+ *   4. stream the payload: each xz chunk is hash-checked against the signed
+ *      manifest BEFORE it is decompressed and written into the inactive slot;
+ *      progress is fsync'd per chunk; cuts resume with HTTP Range;
+ *   5. re-read the slot and compare its SHA-256 with the manifest;
+ *   6. finalize: kernel+initrd onto the ESP, stage the entry, rename it into
+ *      place (the commit point), then GPT attributes as flatcar-postinst,
+ *      then /run/reboot-required.
+ */
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import got, { HTTPError, type Got } from 'got';
+import { XzReadableStream } from 'xz-decompress';
+import { BasaltError, fsError } from '../../common/src/errors.js';
+import { run } from '../../common/src/exec.js';
+import type { Logger } from '../../common/src/log.js';
+import { readGpt, writeGpt } from '../../common/src/gpt/index.js';
+import { renderEntry, kernelCmdline, entryFileName, parseEntryFileName } from '../../common/src/boot.js';
+import type { Esp } from './esp.js';
+import type { Keyring } from './pgp.js';
+import { ErrorCode, type UpdateOffer } from './omaha.js';
+import { unseal, validateManifest, type PayloadManifest } from './repo.js';
+import { assertInactiveWrite, invalidateTarget, lower, postinstAttrs, type SlotPlan } from './slots.js';
+import { compareVersions } from './version.js';
+import { writeFileAtomic, hashFileRange } from './util.js';
+
+export interface HttpOptions {
+  /** First retry delay; doubles per failure up to maxRetryMs. */
+  retryBaseMs: number;
+  maxRetryMs: number;
+  /** Transfer retries before giving up (curl in update_engine: 20). */
+  maxRetries: number;
+  /** Abort a transfer that receives nothing for this long. */
+  stallMs: number;
+  connectMs: number;
+}
+
+export const defaultHttp: HttpOptions = { retryBaseMs: 1000, maxRetryMs: 60_000, maxRetries: 20, stallMs: 90_000, connectMs: 30_000 };
+
+export interface Identity {
+  version: string;
+  channel: string;
+  board: string;
+}
+
+export interface ApplyDeps {
+  disk: string;
+  plan: SlotPlan;
+  esp: Esp;
+  stateDir: string;
+  ring: Keyring;
+  http: HttpOptions;
+  me: Identity;
+  /** Versions that failed (rollback or bad payload) and must not be retried. */
+  blocked: string[];
+  tries: number;
+  rebootRequiredPath: string;
+  log: Logger;
+  /** Test hook: may kill the process at a named point. */
+  failpoint(name: string): void;
+  sleep(ms: number): Promise<void>;
+  onDownloadStarted(resumed: boolean): void;
+  onProgress(fraction: number): void;
+}
+
+export interface Progress {
+  formatVersion: 1;
+  version: string;
+  payloadSha256: string;
+  target: 'A' | 'B';
+  diskGuid: string;
+  chunksDone: number;
+  phase: 'writing' | 'written' | 'committed';
+  resumes: number;
+}
+
+const fail = (code: string, message: string, errorCode: number, hint?: string) => new BasaltError(code, message, { details: { errorCode }, hint });
+
+export function progressPath(stateDir: string): string {
+  return join(stateDir, 'progress.json');
+}
+
+export async function readProgress(stateDir: string): Promise<Progress | undefined> {
+  try {
+    const p = JSON.parse(await readFile(progressPath(stateDir), 'utf8')) as Progress;
+    return p.formatVersion === 1 ? p : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function saveProgress(stateDir: string, p: Progress): Promise<void> {
+  await writeFileAtomic(progressPath(stateDir), JSON.stringify(p) + '\n');
+}
+
+function client(http: HttpOptions): Got {
+  return got.extend({ retry: { limit: 0 }, timeout: { connect: http.connectMs, socket: http.stallMs }, headers: { 'user-agent': 'basalt-update-engine' } });
+}
+
+/** Fetches and verifies the signed payload manifest named by the offer. */
+export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'ring' | 'sleep' | 'log'>): Promise<PayloadManifest> {
+  const http = client(d.http);
+  let last: unknown;
+  for (let attempt = 0; attempt <= Math.min(d.http.maxRetries, 5); attempt++) {
+    const url = new URL(offer.manifestName, offer.codebases[attempt % offer.codebases.length]).toString();
+    try {
+      const text = await http(url).text();
+      return validateManifest(await unseal(text, d.ring, url), url);
+    } catch (e) {
+      if (e instanceof BasaltError) throw withCode(e, ErrorCode.DownloadPayloadPubKeyVerificationError);
+      last = e;
+      const st = e instanceof HTTPError ? e.response.statusCode : undefined;
+      if (st !== undefined && st < 500) break;
+      await d.sleep(backoff(d.http, attempt));
+    }
+  }
+  throw fail('E_DOWNLOAD', `cannot fetch the payload manifest: ${(last as Error)?.message}`, ErrorCode.DownloadTransferError);
+}
+
+function withCode(e: BasaltError, errorCode: number): BasaltError {
+  if (typeof e.details['errorCode'] !== 'number') (e.details as Record<string, unknown>)['errorCode'] = errorCode;
+  return e;
+}
+
+function backoff(h: HttpOptions, attempt: number): number {
+  return Math.min(h.maxRetryMs, h.retryBaseMs * 2 ** attempt);
+}
+
+/** Refuses an offer that is not for this machine. Pure apart from the arguments. */
+export function checkApplicable(m: PayloadManifest, offer: UpdateOffer, me: Identity, blocked: string[], slotBytes: number): void {
+  const policy = ErrorCode.OmahaUpdateIgnoredPerPolicy;
+  if (m.version !== offer.version) throw fail('E_UPDATE_MISMATCH', `the server offered ${offer.version} but the signed manifest is for ${m.version}`, ErrorCode.OmahaResponseInvalid);
+  if (m.payload.size !== offer.size) throw fail('E_PAYLOAD_SIZE', `the server announced ${offer.size} bytes but the signed manifest says ${m.payload.size}`, ErrorCode.PayloadSizeMismatchError);
+  if (m.payload.sha256 !== offer.sha256Hex.toLowerCase()) throw fail('E_PAYLOAD_HASH', `the server's payload sha256 does not match the signed manifest`, ErrorCode.PayloadHashMismatchError);
+  if (compareVersions(m.version, me.version) <= 0) {
+    throw fail('E_UPDATE_NOT_NEWER', `refusing ${m.version}: it is not newer than the running ${me.version}`, policy, 'a downgrade needs a rollback, not an update');
+  }
+  if (!m.channels.includes(me.channel)) throw fail('E_UPDATE_CHANNEL', `refusing ${m.version}: it is released to ${m.channels.join(', ')}, not to this machine's channel ${me.channel}`, policy);
+  if (m.board !== me.board) throw fail('E_UPDATE_BOARD', `refusing ${m.version}: it is for board ${m.board}, this machine is ${me.board}`, policy);
+  if (blocked.includes(m.version)) throw fail('E_UPDATE_BLOCKED', `refusing ${m.version}: it failed on this machine before (rolled back or rejected)`, policy, "a newer release will be taken; 'basalt update reset-blocklist' allows it again");
+  if (m.image.size > slotBytes) throw fail('E_SLOT_TOO_SMALL', `the ${m.image.size}-byte image does not fit the ${slotBytes}-byte slot`, ErrorCode.InstallDeviceOpenError);
+}
+
+async function decompress(buf: Buffer): Promise<Buffer> {
+  const xs = new XzReadableStream(new Blob([buf]).stream() as ReadableStream<Uint8Array>);
+  return Buffer.from(await new Response(xs as unknown as ReadableStream).arrayBuffer());
+}
+
+/** Steps 3-5. Returns when the slot holds the verified image. */
+export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d: ApplyDeps): Promise<void> {
+  const gpt0 = await readGpt(d.disk);
+  let p = await readProgress(d.stateDir);
+  const same = p && p.version === m.version && p.payloadSha256 === m.payload.sha256 && p.target === d.plan.target && p.diskGuid === gpt0.diskGuid;
+  if (!same) {
+    // Fresh start: make sure nothing can boot the target while it is half written.
+    await writeGpt(d.disk, invalidateTarget(gpt0, d.plan));
+    d.failpoint('invalidated');
+    await removeEntries(d.esp, d.plan.target === 'A' ? 'a' : 'b');
+    p = { formatVersion: 1, version: m.version, payloadSha256: m.payload.sha256, target: d.plan.target, diskGuid: gpt0.diskGuid, chunksDone: 0, phase: 'writing', resumes: 0 };
+    await saveProgress(d.stateDir, p);
+    d.failpoint('progress-created');
+  } else if (p!.phase !== 'writing') {
+    return;
+  } else {
+    p = { ...p!, resumes: p!.resumes + 1 };
+    d.log.info(`resuming ${m.version} at chunk ${p.chunksDone}/${m.payload.chunks.length}`);
+  }
+  const prog = p!;
+  d.onDownloadStarted(prog.chunksDone > 0);
+  const chunks = m.payload.chunks;
+  const imageOff: number[] = [];
+  let acc = 0;
+  for (const c of chunks) {
+    imageOff.push(acc);
+    acc += c.uncompressedSize;
+  }
+  let fh: FileHandle;
+  try {
+    fh = await open(d.disk, 'r+');
+  } catch (e) {
+    throw withCode(fsError(e, d.disk, 'open for writing'), ErrorCode.InstallDeviceOpenError);
+  }
+  const http = client(d.http);
+  try {
+    let k = prog.chunksDone;
+    let partial: Buffer[] = [];
+    let partialLen = 0;
+    let attempt = 0;
+    let urlIndex = 0;
+    while (k < chunks.length) {
+      const start = chunks[k]!.offset + partialLen;
+      const url = new URL(offer.packageName, offer.codebases[urlIndex % offer.codebases.length]).toString();
+      try {
+        const stream = http.stream(url, { headers: { range: `bytes=${start}-` } });
+        let refused: BasaltError | undefined;
+        stream.once('response', (res: { statusCode: number; headers: Record<string, string | undefined> }) => {
+          if (res.statusCode === 200 && start !== 0) refused = fail('E_NO_RANGE', `${url}: the server ignored the Range request`, ErrorCode.DownloadTransferError);
+          const len = Number(res.headers['content-length'] ?? NaN);
+          if (len > m.payload.size - start) {
+            refused = fail('E_PAYLOAD_TOO_LARGE', `${url}: the server sends ${len} bytes from offset ${start}, more than the announced ${m.payload.size}-byte payload; aborted`, ErrorCode.PayloadSizeMismatchError);
+          }
+        });
+        let received = 0;
+        for await (const data of stream as AsyncIterable<Buffer>) {
+          if (refused) throw refused;
+          received += data.length;
+          if (start + received > m.payload.size) {
+            throw fail('E_PAYLOAD_TOO_LARGE', `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
+          }
+          partial.push(data);
+          partialLen += data.length;
+          while (k < chunks.length && partialLen >= chunks[k]!.size) {
+            const c = chunks[k]!;
+            const all = Buffer.concat(partial);
+            const comp = all.subarray(0, c.size);
+            const rest = all.subarray(c.size);
+            partial = rest.length ? [Buffer.from(rest)] : [];
+            partialLen = rest.length;
+            if (createHash('sha256').update(comp).digest('hex') !== c.sha256) {
+              throw fail('E_PAYLOAD_HASH', `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
+            }
+            let raw: Buffer;
+            try {
+              raw = await decompress(comp);
+            } catch (e) {
+              throw fail('E_PAYLOAD_DECOMPRESS', `chunk ${k}: xz data is corrupt (${(e as Error).message})`, ErrorCode.DownloadWriteError);
+            }
+            if (raw.length !== c.uncompressedSize) throw fail('E_PAYLOAD_SIZE', `chunk ${k}: ${raw.length} bytes after xz, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
+            const off = d.plan.range.offset + imageOff[k]!;
+            assertInactiveWrite(d.plan, off, raw.length);
+            await fh.write(raw, 0, raw.length, off);
+            d.failpoint('chunk-written');
+            await fh.datasync();
+            k++;
+            prog.chunksDone = k;
+            await saveProgress(d.stateDir, prog);
+            d.failpoint('chunk-saved');
+            d.onProgress(c.offset / m.payload.size + c.size / m.payload.size);
+            attempt = 0;
+          }
+        }
+        if (refused) throw refused;
+        if (k < chunks.length) throw Object.assign(new Error(`connection closed at byte ${start + received} of ${m.payload.size}`), { code: 'ERR_PREMATURE_CLOSE' });
+      } catch (e) {
+        if (e instanceof BasaltError) throw e;
+        const status = e instanceof HTTPError ? e.response.statusCode : undefined;
+        if (status !== undefined && status < 500 && status !== 408 && status !== 429) {
+          throw fail('E_DOWNLOAD', `${url}: HTTP ${status}`, ErrorCode.HttpBase + status);
+        }
+        if (++attempt > d.http.maxRetries) {
+          throw fail('E_DOWNLOAD', `${url}: giving up after ${d.http.maxRetries} retries: ${(e as Error).message}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
+        }
+        const wait = backoff(d.http, attempt - 1);
+        d.log.warn(`download of ${m.version} interrupted at chunk ${k}/${chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
+        prog.resumes++;
+        urlIndex++;
+        await d.sleep(wait);
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  d.failpoint('download-done');
+}
+
+/** Step 5: the slot must hold exactly the signed image (re-read from the disk). */
+export async function verifySlot(m: PayloadManifest, d: ApplyDeps): Promise<void> {
+  const prog = await readProgress(d.stateDir);
+  if (!prog || prog.version !== m.version) throw fail('E_SLOT_VERIFY', `no download of ${m.version} to verify`, ErrorCode.NewRootfsVerificationError);
+  if (prog.phase !== 'writing') return;
+  const sum = await hashFileRange(d.disk, d.plan.range.offset, m.image.size);
+  if (sum !== m.image.sha256) {
+    await saveProgress(d.stateDir, { ...prog, chunksDone: 0 });
+    throw fail('E_SLOT_VERIFY', `${d.disk}: slot ${d.plan.target} does not hold the signed image after writing (sha256 ${sum.slice(0, 12)}...)`, ErrorCode.NewRootfsVerificationError);
+  }
+  await saveProgress(d.stateDir, { ...prog, phase: 'written' });
+  d.failpoint('verified');
+}
+
+async function removeEntries(esp: Esp, slot: 'a' | 'b'): Promise<void> {
+  for (const f of await esp.list('/loader/entries')) {
+    if (parseEntryFileName(f)?.slot === slot || f === `basalt-${slot}.tmp`) await esp.remove(`/loader/entries/${f}`);
+  }
+}
+
+/** Words of the booted entry's options that Basalt does not generate (console=, panic=, ...), to carry over. */
+export function extraWords(options: string | undefined): string[] {
+  if (!options) return [];
+  return options
+    .split(/\s+/)
+    .filter(Boolean)
+    .filter((w) => !/^(mount\.usr|mount\.usrfstype|mount\.usrflags|basalt\.|root=|rootfstype=|usrhash=|verity\.|systemd\.verity)/.test(w) && w !== 'rw' && w !== 'ro');
+}
+
+async function extract(disk: string, offset: number, path: string): Promise<Buffer> {
+  const r = await run('unsquashfs', ['-o', String(offset), '-cat', disk, path], { encoding: 'buffer' });
+  const b = Buffer.from(r.stdoutBuffer ?? new Uint8Array());
+  if (b.length === 0) throw fail('E_FINALIZE', `${path} is empty in the new USR image`, ErrorCode.PostinstallRunnerError);
+  return b;
+}
+
+/** Step 6. Idempotent: a restarted engine completes a half-done finalize. */
+export async function finalize(m: PayloadManifest, d: ApplyDeps, activeEntryText: string | undefined): Promise<void> {
+  const prog = await readProgress(d.stateDir);
+  if (!prog || prog.version !== m.version || (prog.phase !== 'written' && prog.phase !== 'committed')) {
+    throw fail('E_FINALIZE', `finalize of ${m.version} without a verified slot`, ErrorCode.PostinstallRunnerError);
+  }
+  const slot = lower(d.plan.target);
+  if (prog.phase === 'written') {
+    if (m.usr.fsType !== 'squashfs') throw fail('E_FINALIZE', `cannot extract the kernel from a ${m.usr.fsType} USR (squashfs only)`, ErrorCode.PostinstallRunnerError);
+    const kernel = await extract(d.disk, d.plan.range.offset, m.usr.kernel);
+    d.failpoint('kernel-extracted');
+    const initrd = await extract(d.disk, d.plan.range.offset, m.usr.initrd);
+    await d.esp.write(`/basalt/${slot}/vmlinuz`, kernel);
+    d.failpoint('kernel-installed');
+    await d.esp.write(`/basalt/${slot}/initrd`, initrd);
+    d.failpoint('initrd-installed');
+    const opts = /^options\s+(.*)$/m.exec(activeEntryText ?? '')?.[1];
+    const entry = {
+      slot,
+      version: m.version,
+      rootHash: m.usr.rootHash ?? undefined,
+      hashOffset: m.usr.hashOffset ?? undefined,
+      fsType: 'squashfs' as const,
+      extraCmdline: extraWords(opts),
+    };
+    kernelCmdline(entry);
+    await d.esp.write(`/loader/entries/basalt-${slot}.tmp`, renderEntry(entry));
+    d.failpoint('entry-staged');
+    // Commit point: from here the boot loader offers the new slot (with tries).
+    await d.esp.rename(`/loader/entries/basalt-${slot}.tmp`, `/loader/entries/${entryFileName(slot, d.tries)}`);
+    await saveProgress(d.stateDir, { ...prog, phase: 'committed' });
+    d.failpoint('entry-committed');
+  }
+  const gpt = await readGpt(d.disk);
+  await writeGpt(d.disk, postinstAttrs(gpt, d.plan, d.tries));
+  d.failpoint('gpt-written');
+  await writeFileAtomic(d.rebootRequiredPath, '');
+}

@@ -1,0 +1,39 @@
+/** `basalt update-engine`: the daemon (started by update-engine.service). */
+import type { CommandContext } from '../../../cli/types.js';
+import { parse } from '../../../cli/args.js';
+import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
+import { Engine } from '../engine.js';
+import { DEFAULT_SOCKET, serveControl } from '../control.js';
+import { checkUnits, markGood, rollback } from '../health.js';
+
+export const help = `Usage: basalt update-engine [--socket PATH] [options]
+
+Checks for updates on CoreOS's schedule (first check 7±5 min after start, then every 45±5 min,
+doubling up to 4 h after server errors), installs them into the inactive slot, reports Omaha
+events, detects and reports rollbacks, and answers clients on a unix socket.
+
+${envFlagHelp}`;
+
+export async function run(ctx: CommandContext): Promise<number> {
+  const { values } = parse(ctx.args, { ...envFlagSpec, socket: { type: 'string' } }, 'update-engine');
+  const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, failpointFromEnv(process.env['BASALT_FAILPOINT']));
+  const engine = new Engine(env);
+  await engine.start(true);
+  const sock = values.socket ?? DEFAULT_SOCKET;
+  const server = await serveControl(sock, engine, {
+    'mark-good': async () => ({ ...(await markGood(env.disk, env.esp, env.booted, await checkUnits(conf.healthUnits))) }),
+    rollback: async () => ({ next: await rollback(env.disk, env.esp, env.booted) }),
+    unblock: async () => {
+      await engine.unblock();
+      return {};
+    },
+  });
+  ctx.log.info(`update-engine: ${env.me.version} on ${env.me.channel}, slot ${env.booted}, server ${env.server ?? 'disabled'}; socket ${sock}`);
+  await new Promise<void>((r) => {
+    process.once('SIGINT', r);
+    process.once('SIGTERM', r);
+  });
+  engine.stop();
+  await new Promise<void>((r) => server.close(() => r()));
+  return 0;
+}

@@ -1,0 +1,139 @@
+/**
+ * `basalt update status|check|apply|rollback|mark-good|reset|unblock` and
+ * `basalt update-engine` (the daemon). With --disk the command works on an
+ * image file in-process; otherwise it talks to the daemon's socket (status,
+ * check, apply) or acts on the host (mark-good, rollback).
+ */
+import type { CommandContext } from '../../../cli/types.js';
+import { parse } from '../../../cli/args.js';
+import { UsageError, BasaltError } from '../../../common/src/errors.js';
+import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
+import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
+import { Engine, entriesOf, type Status } from '../engine.js';
+import { DEFAULT_SOCKET, request, serveControl, statusLines } from '../control.js';
+import { checkUnits, markGood, rollback } from '../health.js';
+import { gptChoice, loaderChoice, PARTLABEL } from '../slots.js';
+
+export const help = `Usage: basalt update status|check|apply|rollback|mark-good|reset|unblock [--json] [options]
+
+  status     state, versions, slots (GPT attributes and boot entries)
+  check      ask the daemon to check now (like update_engine_client -check_for_update)
+  apply      check, download, verify and install into the inactive slot; waits for the result
+  mark-good  health gate: when HEALTH_UNITS (and --unit U) are active, mark the booted slot
+             good (GPT successful=1, tries=0, prioritized) and bless its boot entry
+  rollback   boot the other slot next time, when it booted successfully before
+  reset      undo an installed but not yet booted update (from UPDATED_NEED_REBOOT)
+  unblock    forget the versions that failed on this machine
+
+Options:
+  --socket PATH   daemon socket (default ${DEFAULT_SOCKET})
+  --unit UNIT     extra unit for the health gate (repeatable)
+  --no-units      skip unit checks (image files)
+${envFlagHelp}`;
+
+const spec = { ...envFlagSpec, socket: { type: 'string' }, unit: { type: 'string', multiple: true }, 'no-units': { type: 'boolean' } } as const;
+
+async function slotReport(disk: string, esp: Awaited<ReturnType<typeof buildEnv>>['env']['esp']) {
+  const gpt = await readGpt(disk);
+  const slots = (['A', 'B'] as const).map((s) => ({ slot: s, partition: findPartition(gpt, PARTLABEL[s]).index, ...slotAttrs(findPartition(gpt, PARTLABEL[s])) }));
+  const entries = await entriesOf(esp);
+  return { slots, entries, gptNext: gptChoice(gpt), loaderNext: loaderChoice(entries)?.slot };
+}
+
+export async function runUpdate(ctx: CommandContext): Promise<number> {
+  const sub = ctx.args[0];
+  const { values, positionals } = parse(ctx.args.slice(1), spec, `update ${sub ?? ''}`.trim());
+  if (positionals.length) throw new UsageError(`update ${sub}: unexpected argument '${positionals[0]}'`);
+  const sock = values.socket ?? DEFAULT_SOCKET;
+  const local = values.disk !== undefined;
+  const print = (obj: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(obj) + '\n' : text);
+  switch (sub) {
+    case 'status': {
+      if (!local) {
+        const r = await request(sock, 'status');
+        const s = r['status'] as Status;
+        print(s, statusLines(s));
+        return 0;
+      }
+      const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
+      const e = new Engine(env);
+      await e.start(false);
+      const s = e.status();
+      const rep = await slotReport(env.disk, env.esp);
+      const prog = await e.progressInfo();
+      print({ ...s, ...rep, progress: prog ?? null }, statusLines(s) + rep.slots.map((x) => `${PARTLABEL[x.slot]}: priority=${x.priority} tries=${x.tries} successful=${x.successful ? 1 : 0}`).join('\n') + `\nNEXT_BOOT=${rep.loaderNext ?? 'none'}\n`);
+      return 0;
+    }
+    case 'check':
+    case 'apply': {
+      if (!local) {
+        const r = await request(sock, 'check');
+        if (sub === 'check') {
+          print(r, r['accepted'] ? 'update check started\n' : `busy: ${(r['status'] as Status).status}\n`);
+          return 0;
+        }
+        let last: Status | undefined;
+        let seenBusy = false;
+        await request(sock, 'watch', (o) => {
+          last = o['status'] as Status;
+          if (last.status !== 'UPDATE_STATUS_IDLE') seenBusy = true;
+          return !(last.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' || (seenBusy && last.status === 'UPDATE_STATUS_IDLE'));
+        });
+        if (last?.lastError) throw new BasaltError(last.lastError.code, last.lastError.message);
+        print(last, last?.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' ? `updated to ${last.newVersion}; reboot to use it\n` : 'no update\n');
+        return 0;
+      }
+      const { env } = await buildEnv(values as EnvFlags, ctx.log, failpointFromEnv(process.env['BASALT_FAILPOINT']));
+      const e = new Engine(env);
+      await e.start(false);
+      if (e.state.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+        print(e.status(), `already updated to ${e.state.newVersion}; reboot to use it\n`);
+        return 0;
+      }
+      e.check(true);
+      await e.idle();
+      const s = e.status();
+      if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+        print(s, `updated ${PARTLABEL[env.booted === 'A' ? 'B' : 'A']} to ${s.newVersion}; reboot to use it\n`);
+        return 0;
+      }
+      if (e.lastFailure) throw e.lastFailure;
+      print(s, `no update (running ${env.me.version} on ${env.me.channel})\n`);
+      return 0;
+    }
+    case 'mark-good': {
+      const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, () => {});
+      const units = values['no-units'] ? [] : [...conf.healthUnits, ...(values.unit ?? [])];
+      const gate = await checkUnits(units);
+      const r = await markGood(env.disk, env.esp, env.booted, gate);
+      print({ slot: env.booted, ...r, units }, `${PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
+      return 0;
+    }
+    case 'rollback': {
+      const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
+      const to = await rollback(env.disk, env.esp, env.booted);
+      print({ next: to }, `next boot: ${PARTLABEL[to]}\n`);
+      return 0;
+    }
+    case 'reset':
+    case 'unblock': {
+      if (!local) {
+        const r = await request(sock, sub);
+        print(r, `${sub}: ${r['accepted'] === false ? 'nothing to do' : 'done'}\n`);
+        return 0;
+      }
+      const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
+      const e = new Engine(env);
+      await e.start(false);
+      if (sub === 'unblock') await e.unblock();
+      else if (!e.send({ type: 'RESET' })) throw new BasaltError('E_NOT_PENDING', 'no installed update is waiting for a reboot');
+      await e.idle();
+      print({ ok: true }, `${sub}: done\n`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`update: unknown subcommand '${sub ?? ''}'`, 'use status, check, apply, rollback, mark-good, reset or unblock');
+  }
+}
+
+export const run = runUpdate;

@@ -1,0 +1,114 @@
+/**
+ * update.conf as CoreOS reads it: KEY=VALUE lines from /etc/coreos/update.conf,
+ * then /usr/share/coreos/update.conf; the first file that sets a key wins.
+ * Plus Basalt's release file (/usr/share/basalt/release) for VERSION and BOARD.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export const CONF_FILES = ['/etc/coreos/update.conf', '/usr/share/coreos/update.conf'];
+export const RELEASE_FILES = ['/usr/share/basalt/release', '/usr/share/coreos/release'];
+
+/** Parses shell-style KEY=VALUE lines (comments, blank lines, optional quotes). Pure. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) continue;
+    let v = m[2]!;
+    if ((v.startsWith('"') && v.endsWith('"') && v.length >= 2) || (v.startsWith("'") && v.endsWith("'") && v.length >= 2)) v = v.slice(1, -1);
+    else v = v.replace(/\s+#.*$/, '');
+    out[m[1]!] = v;
+  }
+  return out;
+}
+
+export type RebootStrategy = 'reboot' | 'etcd-lock' | 'off';
+
+export interface UpdateConf {
+  group: string;
+  /** Omaha URL, 'static+URL' for a static repository, or undefined when updates are disabled. */
+  server: string | undefined;
+  disabledReason?: string | undefined;
+  rebootStrategy: RebootStrategy;
+  rebootWindowStart?: string | undefined;
+  rebootWindowLength?: string | undefined;
+  etcdEndpoints: string[];
+  /** Units that must be active before a new slot is marked good. */
+  healthUnits: string[];
+  /** Tries a freshly installed slot gets (flatcar-postinst: 1). */
+  tries: number;
+  version?: string | undefined;
+  board?: string | undefined;
+  /** Which file set each key (for `basalt update status`). */
+  sources: Record<string, string>;
+  warnings: string[];
+}
+
+/** Merges config files (first wins per key) into UpdateConf. Pure: `files` are [path, text|undefined]. */
+export function resolveConf(files: [string, string | undefined][], releaseFiles: [string, string | undefined][]): UpdateConf {
+  const vals: Record<string, string> = {};
+  const sources: Record<string, string> = {};
+  for (const [path, text] of files) {
+    if (text === undefined) continue;
+    for (const [k, v] of Object.entries(parseEnvFile(text))) {
+      if (!(k in vals)) {
+        vals[k] = v;
+        sources[k] = path;
+      }
+    }
+  }
+  const rel: Record<string, string> = {};
+  for (const [, text] of releaseFiles) {
+    if (text === undefined) continue;
+    for (const [k, v] of Object.entries(parseEnvFile(text))) if (!(k in rel)) rel[k] = v;
+  }
+  const warnings: string[] = [];
+  const strategy = (vals['REBOOT_STRATEGY'] ?? 'reboot').trim();
+  let rebootStrategy: RebootStrategy = 'reboot';
+  if (strategy === 'reboot' || strategy === 'etcd-lock' || strategy === 'off') rebootStrategy = strategy;
+  else if (strategy === 'best-effort') warnings.push("REBOOT_STRATEGY=best-effort was removed in locksmith 0.6.0; using 'reboot'");
+  else warnings.push(`REBOOT_STRATEGY='${strategy}' is not reboot, etcd-lock or off; using 'reboot'`);
+  const serverRaw = vals['SERVER']?.trim();
+  let server: string | undefined;
+  let disabledReason: string | undefined;
+  if (serverRaw === undefined || serverRaw === '') disabledReason = 'no SERVER is configured';
+  else if (serverRaw === 'disabled') disabledReason = 'SERVER=disabled';
+  else {
+    const url = serverRaw.replace(/^static\+/, '');
+    try {
+      const u = new URL(url);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+      server = serverRaw;
+    } catch {
+      disabledReason = `SERVER='${serverRaw}' is not an http(s) URL`;
+    }
+  }
+  const tries = Number(vals['UPDATE_TRIES'] ?? '1');
+  const ws = vals['LOCKSMITHD_REBOOT_WINDOW_START'];
+  const wl = vals['LOCKSMITHD_REBOOT_WINDOW_LENGTH'];
+  if ((ws === undefined) !== (wl === undefined)) warnings.push('LOCKSMITHD_REBOOT_WINDOW_START and _LENGTH must be set together; ignoring the window');
+  return {
+    group: vals['GROUP']?.trim() || 'stable',
+    server,
+    disabledReason,
+    rebootStrategy,
+    rebootWindowStart: ws !== undefined && wl !== undefined ? ws : undefined,
+    rebootWindowLength: ws !== undefined && wl !== undefined ? wl : undefined,
+    etcdEndpoints: (vals['LOCKSMITHD_ENDPOINT'] ?? 'http://127.0.0.1:2379,http://127.0.0.1:4001').split(',').map((s) => s.trim()).filter(Boolean),
+    healthUnits: (vals['HEALTH_UNITS'] ?? '').split(/[\s,]+/).filter(Boolean),
+    tries: Number.isInteger(tries) && tries >= 1 && tries <= 15 ? tries : 1,
+    version: rel['VERSION'] ?? rel['COREOS_RELEASE_VERSION'] ?? rel['VERSION_ID'],
+    board: rel['BOARD'] ?? rel['COREOS_RELEASE_BOARD'],
+    sources,
+    warnings,
+  };
+}
+
+/** Reads the config files under `root` (default /). */
+export async function loadConf(root = '/'): Promise<UpdateConf> {
+  const rd = async (p: string): Promise<[string, string | undefined]> => [p, await readFile(join(root, p), 'utf8').catch(() => undefined)];
+  return resolveConf(await Promise.all(CONF_FILES.map(rd)), await Promise.all([...RELEASE_FILES, '/usr/lib/os-release'].map(rd)));
+}

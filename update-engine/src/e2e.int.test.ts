@@ -1,0 +1,300 @@
+/**
+ * The whole update path on image files, served from loopback, and its faults
+ * (issue 5 acceptance). No VM: the disk is a sparse image, the ESP is edited
+ * with mtools, the GPT is read back with cgpt.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { readFile, copyFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { run } from '../../common/src/exec.js';
+import { silentLogger, createLogger } from '../../common/src/log.js';
+import { readGpt, findPartition, partitionRange } from '../../common/src/gpt/index.js';
+import { tempDir, makeUsr, makeKeys, makeDisk } from '../test/helpers.js';
+import { release } from './repo.js';
+import { readPrivateKeyFile } from './pgp.js';
+import { startServer } from './server.js';
+import { buildResponse, COREOS_APPID } from './omaha.js';
+import { buildEnv, type EnvFlags } from './hostenv.js';
+import { Engine, entriesOf } from './engine.js';
+import { gptChoice, loaderChoice } from './slots.js';
+import { markGood } from './health.js';
+import { hashFileRange, hexToBase64 } from './util.js';
+import type { PayloadManifest } from './repo.js';
+
+type Fault = ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+let t: Awaited<ReturnType<typeof tempDir>>;
+let srv: Awaited<ReturnType<typeof startServer>>;
+let fault: Fault;
+let keys: Awaited<ReturnType<typeof makeKeys>>;
+let repo: string;
+let usr1: string;
+let usr2: string;
+let m2: PayloadManifest;
+let m1: PayloadManifest;
+let events: string;
+
+beforeAll(async () => {
+  t = await tempDir();
+  keys = await makeKeys(t.dir);
+  const key = await readPrivateKeyFile(keys.priv);
+  repo = join(t.dir, 'repo');
+  usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 2048 });
+  usr2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 2048 });
+  const now = new Date();
+  m1 = (await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
+  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
+  events = join(t.dir, 'events.jsonl');
+  srv = await startServer({ repo, eventsFile: events, appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+    if (fault && fault(req, res)) return;
+    h(req, res);
+  });
+});
+afterAll(async () => {
+  await srv?.close();
+  await t.cleanup();
+});
+
+async function engine(disk: string, extra: Partial<EnvFlags> = {}, booted: 'A' | 'B' = 'A') {
+  const flags: EnvFlags = {
+    disk,
+    'booted-slot': booted,
+    'state-dir': `${disk}.state`,
+    keyring: keys.pub,
+    server: `${srv.url}v1/update/`,
+    channel: 'stable',
+    board: 'amd64-usr',
+    'machine-id': 'e2e-machine',
+    'retry-base': '5ms',
+    'stall-timeout': '3s',
+    root: join(t.dir, 'no-root'),
+    ...extra,
+  };
+  const lines: string[] = [];
+  const log = createLogger({ level: 'debug', write: (l) => lines.push(l) });
+  const { env } = await buildEnv(flags, log, () => {});
+  const e = new Engine(env);
+  await e.start(false);
+  return { e, env, lines };
+}
+
+async function apply(disk: string, extra: Partial<EnvFlags> = {}) {
+  const x = await engine(disk, extra);
+  x.e.check(true);
+  await x.e.idle();
+  return x;
+}
+
+async function selection(disk: string) {
+  const gpt = await readGpt(disk);
+  const { MtoolsEsp } = await import('./esp.js');
+  const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
+  return { gpt: gptChoice(gpt), loader: loaderChoice(await entriesOf(esp))?.slot };
+}
+
+async function slotHash(disk: string, label: string, len: number) {
+  const gpt = await readGpt(disk);
+  return hashFileRange(disk, partitionRange(gpt, findPartition(gpt, label)).offset, len);
+}
+
+const cgpt = async (disk: string, flag: string) => (await run('cgpt', ['show', '-i', '4', flag, disk])).stdout.trim();
+
+const payloadPath = (v: string) => `/payloads/${v}/usr.img.xz`;
+
+describe('update path on an image file (acceptance)', () => {
+  it('updates a disk booted from A to v2 in B; A untouched; cgpt reads the postinst attributes', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    const aBefore = await slotHash(disk, 'USR-A', 64 * 1024 * 1024);
+    const t0 = Date.now();
+    const { e } = await apply(disk);
+    const ms = Date.now() - t0;
+    expect(e.lastFailure).toBeUndefined();
+    expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+    expect(e.state.newVersion).toBe('2.0.0');
+    // B holds exactly v2's USR bytes.
+    expect(await slotHash(disk, 'USR-B', m2.image.size)).toBe(await hashFileRange(usr2, 0, m2.image.size));
+    expect(m2.image.sha256).toBe(await hashFileRange(usr2, 0, m2.image.size));
+    // A is untouched (the whole partition).
+    expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+    // cgpt: B priority 2 (above A's 1), one try, not yet successful.
+    expect(await cgpt(disk, '-P')).toBe('2');
+    expect(await cgpt(disk, '-T')).toBe('1');
+    expect(await cgpt(disk, '-S')).toBe('0');
+    expect((await run('cgpt', ['show', '-i', '3', '-P', disk])).stdout.trim()).toBe('1');
+    expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    // The ESP has B's kernel from inside v2's USR and a counted entry.
+    const { MtoolsEsp } = await import('./esp.js');
+    const gpt = await readGpt(disk);
+    const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
+    expect(await esp.list('/loader/entries')).toEqual(['basalt-a.conf', 'basalt-b+1.conf']);
+    const entry = (await esp.read('/loader/entries/basalt-b+1.conf'))!;
+    expect(entry).toMatch(/^version 2\.0\.0$/m);
+    expect(entry).toContain(`basalt.usrhash=${m2.usr.rootHash}`);
+    expect(entry).toContain('console=ttyS0,115200'); // carried over from A's entry
+    expect(await esp.read('/basalt/b/initrd')).toBe('initrd 2.0.0\n');
+    // Events 13/1, 14/1 and 3/1 reached the server.
+    const ev = (await readFile(events, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['kind'] === 'event' && l['machineId'] === 'e2e-machine');
+    expect(ev.map((x) => `${x['eventType']}/${x['eventResult']}`)).toEqual(expect.arrayContaining(['13/1', '14/1', '3/1']));
+    console.log(`[e2e] apply of a ${m2.payload.size}-byte payload (${m2.image.size}-byte image) took ${ms} ms`);
+
+    // Boot into B: the health gate marks it good and blesses the entry; the engine sees no rollback.
+    const b = await engine(disk, { 'boot-id': 'boot-2' }, 'B');
+    expect(b.e.state.status).toBe('UPDATE_STATUS_IDLE');
+    await markGood(disk, esp, 'B', { healthy: true, failed: [] });
+    expect(await cgpt(disk, '-S')).toBe('1');
+    expect(await cgpt(disk, '-T')).toBe('0');
+    expect(await esp.list('/loader/entries')).toEqual(['basalt-a.conf', 'basalt-b.conf']);
+    // The next check reports 3/2 with the previous version.
+    b.e.check(true);
+    await b.e.idle();
+    expect(await readFile(events, 'utf8')).toMatch(/"eventType":3,"eventResult":2,"errorCode":null,"previousVersion":"1.0.0"/);
+  });
+
+  it('detects a rollback after a failed boot of B, reports 3/0 errorcode 44, lowers B and does not retry v2', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    await apply(disk);
+    // The boot loader tried B once, it never got blessed, and it fell back to A.
+    const gpt = await readGpt(disk);
+    const { MtoolsEsp } = await import('./esp.js');
+    const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
+    await esp.rename('/loader/entries/basalt-b+1.conf', '/loader/entries/basalt-b+0-1.conf');
+    const a = await engine(disk, { 'boot-id': 'boot-after-fallback' });
+    expect(a.e.state.status).toBe('UPDATE_STATUS_IDLE');
+    expect(a.e.status().blocked).toEqual(['2.0.0']);
+    expect(await cgpt(disk, '-P')).toBe('0');
+    expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
+    expect(await readFile(events, 'utf8')).toMatch(/"eventType":3,"eventResult":0,"errorCode":44/);
+    a.e.check(true);
+    await a.e.idle();
+    expect(a.e.lastFailure?.code).toBe('E_UPDATE_BLOCKED');
+    expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
+  });
+
+  describe('faults from loopback', () => {
+    it('resumes a download cut mid-payload with Range and completes', async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      let cuts = 0;
+      const ranges: string[] = [];
+      fault = (req, res) => {
+        if (req.url !== payloadPath('2.0.0')) return false;
+        ranges.push(req.headers.range ?? '');
+        if (cuts++ > 0) return false;
+        void readFile(join(repo, req.url)).then((b) => {
+          res.writeHead(206, { 'content-length': b.length, 'content-range': `bytes 0-${b.length - 1}/${b.length}` });
+          res.write(b.subarray(0, Math.floor(b.length / 2)), () => res.destroy());
+        });
+        return true;
+      };
+      const { e } = await apply(disk);
+      fault = undefined;
+      expect(e.lastFailure?.message).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(ranges.length).toBe(2);
+      expect(Number(/bytes=(\d+)-/.exec(ranges[1]!)![1])).toBeGreaterThan(0);
+      expect(await slotHash(disk, 'USR-B', m2.image.size)).toBe(m2.image.sha256);
+    });
+
+    it('backs off on HTTP 500 and completes', async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      let n = 0;
+      fault = (req, res) => {
+        if (req.url !== payloadPath('2.0.0') || n++ >= 2) return false;
+        res.writeHead(500).end();
+        return true;
+      };
+      const { e, lines } = await apply(disk);
+      fault = undefined;
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      const waits = lines.filter((l) => /HTTP 500\); retrying in (\d+) ms/.test(l)).map((l) => Number(/in (\d+) ms/.exec(l)![1]));
+      expect(waits).toEqual([5, 10]);
+    });
+
+    const rejects: [string, () => Fault | Promise<Partial<EnvFlags>>, RegExp][] = [
+      [
+        'one flipped byte',
+        () => (req, res) => {
+          if (req.url !== payloadPath('2.0.0')) return false;
+          void readFile(join(repo, req.url)).then((b) => {
+            b[Math.floor(b.length * 0.6)]! ^= 0x01;
+            res.writeHead(200, { 'content-length': b.length }).end(b);
+          });
+          return true;
+        },
+        /E_PAYLOAD_HASH|does not match the signed manifest/,
+      ],
+      [
+        'more bytes than announced',
+        () => (req, res) => {
+          if (req.url !== payloadPath('2.0.0')) return false;
+          void readFile(join(repo, req.url)).then((b) => {
+            const big = Buffer.concat([b, Buffer.alloc(4096, 7)]);
+            res.writeHead(200, { 'content-length': big.length }).end(big);
+          });
+          return true;
+        },
+        /more than the announced/,
+      ],
+      [
+        'an older version',
+        () => (req, res) => {
+          if (req.method !== 'POST') return false;
+          req.resume();
+          req.on('end', () => {
+            const xml = buildResponse(
+              [{ appId: COREOS_APPID, status: 'ok', ping: true, events: 1, updateCheck: { status: 'ok', offer: { version: '1.0.0', codebases: [`${srv.url}payloads/1.0.0/`], packageName: 'usr.img.xz', size: m1.payload.size, sha1Base64: '', sha256Hex: m1.payload.sha256, sha256Base64: hexToBase64(m1.payload.sha256), manifestName: 'manifest.json' } } }],
+              0,
+            );
+            res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
+          });
+          return true;
+        },
+        /not newer than the running 1\.5\.0/,
+      ],
+      [
+        'a signature by an unknown key',
+        async () => {
+          const other = await makeKeys(t.dir, true);
+          return { keyring: other.pub };
+        },
+        /not in the keyring/,
+      ],
+      [
+        'expired channel metadata (static mode)',
+        async () => {
+          const key = await readPrivateKeyFile(keys.priv);
+          const old = join(t.dir, 'repo-expired');
+          await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo: old, now: new Date(Date.now() - 3 * 86_400_000), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0 });
+          const s2 = await startServer({ repo: old, eventsFile: join(t.dir, 'ev2.jsonl'), appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+          closers.push(s2.close);
+          return { server: `static+${s2.url}` };
+        },
+        /expired at/,
+      ],
+    ];
+    const closers: (() => Promise<void>)[] = [];
+    afterAll(async () => {
+      for (const c of closers) await c();
+    });
+
+    it.each(rejects)('rejects %s: one-line error, no flip, booted slot stays first', async (_name, make, msg) => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const aBefore = await slotHash(disk, 'USR-A', 64 * 1024 * 1024);
+      const r = await make();
+      let extra: Partial<EnvFlags> = {};
+      if (typeof r === 'function') fault = r;
+      else if (r) extra = r;
+      if (_name === 'an older version') extra = { 'current-version': '1.5.0' };
+      const { e } = await apply(disk, extra);
+      fault = undefined;
+      const err = e.lastFailure!;
+      expect(err, 'an error').toBeDefined();
+      expect(err.message).toMatch(msg);
+      expect(err.message).not.toContain('\n');
+      console.log(`[e2e] ${_name}: ${err.code}: ${err.message}`);
+      expect(e.state.status).toBe('UPDATE_STATUS_IDLE');
+      expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
+      expect(await run('cgpt', ['show', '-i', '3', '-P', disk]).then((x) => x.stdout.trim())).toBe('1');
+      expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+    });
+  });
+});

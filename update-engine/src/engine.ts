@@ -1,0 +1,413 @@
+/**
+ * The update engine: runs the pure state machine (machine.ts), executes its
+ * effects (Omaha or static checks, events, download/verify/finalize into the
+ * inactive slot), schedules checks, detects rollbacks after a boot, and keeps
+ * its small state in a versioned JSON file. All I/O targets come from
+ * EngineEnv so that an image file can stand in for a host.
+ */
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import got, { HTTPError } from 'got';
+import { BasaltError, isBasaltError } from '../../common/src/errors.js';
+import type { Logger } from '../../common/src/log.js';
+import { readGpt, writeGpt, setSlotAttrs, findPartition } from '../../common/src/gpt/index.js';
+import { parseEntryFileName } from '../../common/src/boot.js';
+import { step, initialState, type Effect, type Event, type MachineState } from './machine.js';
+import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
+import { buildRequest, COREOS_APPID, ErrorCode, parseResponse, type OmahaEvent, type UpdateOffer } from './omaha.js';
+import { unseal, validateChannel, inRollout, type PayloadManifest } from './repo.js';
+import { loadKeyring, type Keyring } from './pgp.js';
+import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type HttpOptions, type Identity } from './apply.js';
+import type { Esp } from './esp.js';
+import { PARTLABEL, planSlots, other, lower, entryInfo, type SlotName } from './slots.js';
+import { compareVersions } from './version.js';
+import { writeFileAtomic, hexToBase64 } from './util.js';
+
+export interface EngineEnv {
+  disk: string;
+  booted: SlotName;
+  esp: Esp;
+  stateDir: string;
+  keyringPath: string;
+  /** Omaha URL, or static+URL for a static repository; undefined = updates disabled. */
+  server: string | undefined;
+  me: Identity;
+  machineId: string;
+  bootId: string;
+  tries: number;
+  http: HttpOptions;
+  timings: SchedulerTimings;
+  clock: Clock;
+  rand: () => number;
+  rebootRequiredPath: string;
+  log: Logger;
+  failpoint(name: string): void;
+}
+
+export interface PersistedState {
+  formatVersion: 1;
+  blocked: string[];
+  /** An installed update waiting for its reboot. */
+  pending?: { version: string; size: number; slot: SlotName; bootId: string; previousVersion: string } | undefined;
+  /** Version we came from, reported once as event 3/2 after the new slot booted. */
+  reportPrevious?: string | undefined;
+  alephVersion?: string | undefined;
+  rollbacks: { version: string; at: string }[];
+}
+
+export interface Status extends MachineState {
+  currentVersion: string;
+  bootedSlot: SlotName;
+  channel: string;
+  server: string;
+  blocked: string[];
+}
+
+export class Engine {
+  state: MachineState = initialState;
+  private sched: SchedulerState = { checks: 0, serverErrors: 0 };
+  private timer: { cancel(): void } | undefined;
+  private ps: PersistedState = { formatVersion: 1, blocked: [], rollbacks: [] };
+  private offer: UpdateOffer | undefined;
+  private manifest: PayloadManifest | undefined;
+  private ring: Keyring | undefined;
+  private work: Promise<void> = Promise.resolve();
+  private listeners = new Set<(s: Status) => void>();
+  private stopped = false;
+  /** Last error of a finished run (for one-shot `apply`). */
+  lastFailure: BasaltError | undefined;
+
+  constructor(readonly env: EngineEnv) {}
+
+  get statePath() {
+    return join(this.env.stateDir, 'engine.json');
+  }
+
+  status(): Status {
+    return { ...this.state, currentVersion: this.env.me.version, bootedSlot: this.env.booted, channel: this.env.me.channel, server: this.env.server ?? 'disabled', blocked: this.ps.blocked };
+  }
+
+  subscribe(fn: (s: Status) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Loads state, detects a rollback or a pending reboot. Call once. */
+  async start(schedule: boolean): Promise<void> {
+    try {
+      const j = JSON.parse(await readFile(this.statePath, 'utf8')) as PersistedState;
+      if (j.formatVersion === 1) this.ps = { ...this.ps, ...j };
+    } catch {
+      /* first start */
+    }
+    if (!this.ps.alephVersion) {
+      this.ps.alephVersion = this.env.me.version;
+      await this.save();
+    }
+    const p = this.ps.pending;
+    if (p) {
+      if (p.slot === this.env.booted) {
+        this.env.log.info(`booted ${PARTLABEL[p.slot]} with ${p.version}; the health gate marks it good`);
+        this.ps.reportPrevious = p.previousVersion;
+        this.ps.pending = undefined;
+        await this.save();
+      } else if (p.bootId !== this.env.bootId) {
+        this.env.log.warn(`rollback: ${p.version} in ${PARTLABEL[p.slot]} did not come up; running ${this.env.me.version} from ${PARTLABEL[this.env.booted]}`);
+        this.ps.rollbacks.push({ version: p.version, at: new Date(this.env.clock.now()).toISOString() });
+        this.ps.pending = undefined;
+        await this.save();
+        this.send({ type: 'ROLLBACK_DETECTED', failedVersion: p.version });
+        await this.idle();
+      } else {
+        this.send({ type: 'RESTORE_NEED_REBOOT', version: p.version, size: p.size });
+      }
+    }
+    if (schedule && this.env.server) this.scheduleNext(nextDelay(this.sched, this.env.timings, this.env.rand()));
+    else if (schedule) this.env.log.info('automatic updates are off: no SERVER, or SERVER=disabled');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+  }
+
+  /** Waits until the effects of all sent events have run. */
+  async idle(): Promise<void> {
+    let w: Promise<void>;
+    do {
+      w = this.work;
+      await w;
+    } while (w !== this.work);
+  }
+
+  /** Feeds an event to the state machine; effects run in order in the background. Returns whether it applied. */
+  send(e: Event): boolean {
+    const r = step(this.state, e);
+    if (!r.accepted) return false;
+    this.state = r.state;
+    this.work = this.work.then(() => this.runEffects(r.effects));
+    return true;
+  }
+
+  /** Starts a check now (update_engine_client -check_for_update). */
+  check(interactive = true): boolean {
+    if (!this.env.server) throw new BasaltError('E_UPDATES_DISABLED', 'updates are disabled (no SERVER, or SERVER=disabled in update.conf)', { hint: 'set SERVER in /etc/coreos/update.conf' });
+    return this.send({ type: 'CHECK', now: this.env.clock.now(), interactive });
+  }
+
+  private async save(): Promise<void> {
+    await writeFileAtomic(this.statePath, JSON.stringify(this.ps, null, 1) + '\n');
+  }
+
+  private scheduleNext(ms: number): void {
+    if (this.stopped) return;
+    this.timer?.cancel();
+    this.env.log.debug(`next update check in ${Math.round(ms / 1000)} s`);
+    this.timer = this.env.clock.setTimeout(() => {
+      this.timer = undefined;
+      if (this.env.server) this.send({ type: 'CHECK', now: this.env.clock.now(), interactive: false });
+    }, ms);
+  }
+
+  private async runEffects(effects: Effect[]): Promise<void> {
+    for (const eff of effects) {
+      try {
+        await this.runEffect(eff);
+      } catch (e) {
+        const err = isBasaltError(e) ? e : new BasaltError('E_INTERNAL', `internal error: ${(e as Error)?.message}`, { cause: e, details: { errorCode: ErrorCode.Error } });
+        this.lastFailure = err;
+        this.env.log.error(err.message);
+        const code = typeof err.details['errorCode'] === 'number' ? (err.details['errorCode'] as number) : ErrorCode.Error;
+        this.send({ type: 'FAILED', code: err.code, message: err.message, errorCode: code, version: this.offer?.version });
+        this.send({ type: 'REPORTED' });
+        return;
+      }
+    }
+  }
+
+  private deps(): ApplyDeps {
+    return {
+      disk: this.env.disk,
+      plan: undefined as never,
+      esp: this.env.esp,
+      stateDir: this.env.stateDir,
+      ring: this.ring!,
+      http: this.env.http,
+      me: this.env.me,
+      blocked: this.ps.blocked,
+      tries: this.env.tries,
+      rebootRequiredPath: this.env.rebootRequiredPath,
+      log: this.env.log,
+      failpoint: this.env.failpoint,
+      sleep: (ms) => new Promise((r) => this.env.clock.setTimeout(r, ms)),
+      onDownloadStarted: (resumed) => {
+        this.send({ type: 'DOWNLOAD_STARTED', resumed });
+      },
+      onProgress: (f) => {
+        this.send({ type: 'PROGRESS', fraction: f });
+      },
+    };
+  }
+
+  private async runEffect(eff: Effect): Promise<void> {
+    switch (eff.do) {
+      case 'notify': {
+        const s = this.status();
+        for (const l of this.listeners) l(s);
+        return;
+      }
+      case 'omaha-check':
+        await this.doCheck(eff.interactive);
+        return;
+      case 'omaha-event':
+        await this.sendEvents(eff.type === 0 ? [] : [{ type: eff.type, result: eff.result, errorCode: eff.errorCode }], eff.type === 0);
+        return;
+      case 'download': {
+        this.ring ??= await loadKeyring(this.env.keyringPath);
+        const d = { ...this.deps(), plan: await this.plan() };
+        this.manifest = await fetchManifest(this.offer!, d);
+        checkApplicable(this.manifest, this.offer!, this.env.me, this.ps.blocked, d.plan.range.length);
+        await downloadAndWrite(this.manifest, this.offer!, d);
+        this.send({ type: 'DOWNLOADED' });
+        return;
+      }
+      case 'verify':
+        await verifySlot(this.manifest!, { ...this.deps(), plan: await this.plan() });
+        this.send({ type: 'VERIFIED' });
+        return;
+      case 'finalize': {
+        const plan = await this.plan();
+        await finalize(this.manifest!, { ...this.deps(), plan }, await this.activeEntryText());
+        this.ps.pending = { version: this.manifest!.version, size: this.manifest!.payload.size, slot: plan.target, bootId: this.env.bootId, previousVersion: this.env.me.version };
+        await this.save();
+        await rm(progressPath(this.env.stateDir), { force: true });
+        this.env.failpoint('finalized');
+        this.send({ type: 'FINALIZED' });
+        return;
+      }
+      case 'reboot-needed':
+        await writeFileAtomic(join(this.env.stateDir, 'update_engine_autoupdate_completed'), '');
+        this.env.log.info(`update to ${this.state.newVersion} installed in ${PARTLABEL[other(this.env.booted)]}; reboot to use it`);
+        return;
+      case 'clear-reboot-needed': {
+        const plan = await this.plan();
+        const gpt = await readGpt(this.env.disk);
+        await writeGpt(this.env.disk, setSlotAttrs(gpt, plan.inactive.index, { priority: 0, tries: 0, successful: false }));
+        await this.removeSlotEntries(plan.target);
+        await rm(join(this.env.stateDir, 'update_engine_autoupdate_completed'), { force: true });
+        await rm(this.env.rebootRequiredPath, { force: true });
+        this.ps.pending = undefined;
+        await this.save();
+        return;
+      }
+      case 'block-version':
+        if (!this.ps.blocked.includes(eff.version)) this.ps.blocked.push(eff.version);
+        await this.save();
+        return;
+      case 'lower-failed-slot': {
+        const failed = other(this.env.booted);
+        const gpt = await readGpt(this.env.disk);
+        await writeGpt(this.env.disk, setSlotAttrs(gpt, findPartition(gpt, PARTLABEL[failed]).index, { priority: 0, tries: 0, successful: false }));
+        await this.removeSlotEntries(failed);
+        this.send({ type: 'REPORTED' });
+        return;
+      }
+      case 'schedule': {
+        this.sched = afterCheck(this.sched, eff.outcome, eff.pollInterval);
+        this.scheduleNext(nextDelay(this.sched, this.env.timings, this.env.rand()));
+        return;
+      }
+    }
+  }
+
+  private async removeSlotEntries(slot: SlotName): Promise<void> {
+    for (const f of await this.env.esp.list('/loader/entries')) if (parseEntryFileName(f)?.slot === lower(slot)) await this.env.esp.remove(`/loader/entries/${f}`);
+  }
+
+  private async activeEntryText(): Promise<string | undefined> {
+    for (const f of await this.env.esp.list('/loader/entries')) if (parseEntryFileName(f)?.slot === lower(this.env.booted)) return this.env.esp.read(`/loader/entries/${f}`);
+    return undefined;
+  }
+
+  private async plan() {
+    return planSlots(await readGpt(this.env.disk), this.env.booted);
+  }
+
+  private request(events: OmahaEvent[], check: boolean, interactive: boolean, ping = check): string {
+    return buildRequest({
+      installSource: interactive ? 'ondemandupdate' : 'scheduler',
+      app: {
+        appId: COREOS_APPID,
+        version: this.env.me.version,
+        track: this.env.me.channel,
+        board: this.env.me.board,
+        machineId: this.env.machineId,
+        bootId: `{${this.env.bootId}}`,
+        oem: '',
+        oemVersion: '',
+        alephVersion: this.ps.alephVersion ?? this.env.me.version,
+        ping,
+        updateCheck: check,
+        events,
+      },
+    });
+  }
+
+  private async post(body: string): Promise<string> {
+    const url = this.env.server!;
+    return got.post(url, { body, headers: { 'content-type': 'text/xml' }, retry: { limit: 0 }, timeout: { request: 60_000 } }).text();
+  }
+
+  private async sendEvents(events: OmahaEvent[], pingOnly: boolean): Promise<void> {
+    const srv = this.env.server;
+    if (!srv || srv.startsWith('static+')) {
+      for (const e of events) this.env.log.info(`event ${e.type}/${e.result}${e.errorCode !== undefined ? ` errorcode ${e.errorCode}` : ''} (static mode: not reported)`);
+      return;
+    }
+    try {
+      await this.post(this.request(events, false, false, pingOnly));
+    } catch (e) {
+      this.env.log.warn(`cannot report event to ${srv}: ${(e as Error).message}`);
+    }
+  }
+
+  private async doCheck(interactive: boolean): Promise<void> {
+    const srv = this.env.server!;
+    const now = this.env.clock.now();
+    this.ring ??= await loadKeyring(this.env.keyringPath);
+    let result: { status: 'noupdate' | 'ok'; offer?: UpdateOffer; pollInterval?: number };
+    try {
+      if (srv.startsWith('static+')) result = await this.staticCheck(srv.slice('static+'.length));
+      else {
+        const events: OmahaEvent[] = [{ type: 3, result: 2, previousVersion: this.ps.reportPrevious ?? '' }];
+        result = parseResponse(await this.post(this.request(events, true, interactive)), COREOS_APPID);
+        if (this.ps.reportPrevious) {
+          this.ps.reportPrevious = undefined;
+          await this.save();
+        }
+      }
+    } catch (e) {
+      const status = e instanceof HTTPError ? e.response.statusCode : undefined;
+      const msg = isBasaltError(e) ? e.message : `${srv}: ${(e as Error).message}`;
+      this.env.log.warn(`update check failed: ${msg}`);
+      this.lastFailure = isBasaltError(e) ? e : new BasaltError('E_CHECK', `update check failed: ${msg}`);
+      this.send({ type: 'CHECK_FAILED', now, httpStatus: status, message: msg });
+      return;
+    }
+    if (result.status === 'noupdate' || !result.offer) {
+      this.send({ type: 'NO_UPDATE', now, pollInterval: result.pollInterval });
+      return;
+    }
+    this.offer = result.offer;
+    this.send({ type: 'UPDATE_FOUND', now, offer: { version: result.offer.version, size: result.offer.size } });
+  }
+
+  /** Static mode: read and verify channels/<GROUP>.json (expiry included) over plain HTTP. */
+  private async staticCheck(base: string): Promise<{ status: 'noupdate' | 'ok'; offer?: UpdateOffer }> {
+    const b = base.endsWith('/') ? base : base + '/';
+    const url = new URL(`channels/${this.env.me.channel}.json`, b).toString();
+    const text = await got(url, { retry: { limit: 0 }, timeout: { request: 60_000 } }).text();
+    const ch = validateChannel(await unseal(text, this.ring!, url), url, this.env.me.channel, new Date(this.env.clock.now()));
+    if (compareVersions(ch.version, this.env.me.version) <= 0 || !inRollout(this.env.machineId, ch.version, ch.rollout.percent)) return { status: 'noupdate' };
+    const dir = ch.payload.path.slice(0, ch.payload.path.lastIndexOf('/') + 1);
+    return {
+      status: 'ok',
+      offer: {
+        version: ch.version,
+        codebases: [new URL(dir, b).toString()],
+        packageName: ch.payload.path.slice(dir.length),
+        size: ch.payload.size,
+        sha1Base64: '',
+        sha256Hex: ch.payload.sha256,
+        sha256Base64: hexToBase64(ch.payload.sha256),
+        manifestName: ch.manifest.slice(dir.length),
+      },
+    };
+  }
+
+  /** Resumable state present (for `status --json`). */
+  async progressInfo() {
+    return readProgress(this.env.stateDir);
+  }
+
+  unblock(): Promise<void> {
+    this.ps.blocked = [];
+    return this.save();
+  }
+}
+
+export function newBootId(): string {
+  return randomUUID();
+}
+
+export function entriesOf(esp: Esp) {
+  return esp.list('/loader/entries').then(async (files) => {
+    const out = [];
+    for (const f of files) {
+      const e = entryInfo(f, await esp.read(`/loader/entries/${f}`));
+      if (e) out.push(e);
+    }
+    return out;
+  });
+}
