@@ -17,7 +17,7 @@ import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import got, { HTTPError, type Got } from 'got';
-import { XzReadableStream } from 'xz-decompress';
+import { createRequire } from 'node:module';
 import { BasaltError, fsError } from '../../common/src/errors.js';
 import { run } from '../../common/src/exec.js';
 import type { Logger } from '../../common/src/log.js';
@@ -80,6 +80,9 @@ export interface Progress {
   phase: 'writing' | 'written' | 'committed';
   resumes: number;
 }
+
+// xz-decompress is CommonJS without detectable named exports; load it through require.
+const { XzReadableStream } = createRequire(import.meta.url)('xz-decompress') as typeof import('xz-decompress');
 
 const fail = (code: string, message: string, errorCode: number, hint?: string) => new BasaltError(code, message, { details: { errorCode }, hint });
 

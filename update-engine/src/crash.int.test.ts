@@ -1,0 +1,136 @@
+/**
+ * kill -9 of the engine process at 20 points spread through download and
+ * finalize (issue 5 acceptance): after every kill the disk still selects A
+ * (GPT gptprio and the boot loader's entry choice), and a restarted engine
+ * completes the update. The engine runs as a real `basalt update apply`
+ * process; BASALT_FAILPOINT makes it SIGKILL itself at the named point.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { stat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import { run } from '../../common/src/exec.js';
+import { silentLogger } from '../../common/src/log.js';
+import { readGpt, findPartition, partitionRange } from '../../common/src/gpt/index.js';
+import { tempDir, makeUsr, makeKeys, makeDisk } from '../test/helpers.js';
+import { release, type PayloadManifest } from './repo.js';
+import { readPrivateKeyFile } from './pgp.js';
+import { startServer } from './server.js';
+import { COREOS_APPID } from './omaha.js';
+import { MtoolsEsp } from './esp.js';
+import { entriesOf } from './engine.js';
+import { gptChoice, loaderChoice } from './slots.js';
+import { hashFileRange } from './util.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+let t: Awaited<ReturnType<typeof tempDir>>;
+let srv: Awaited<ReturnType<typeof startServer>>;
+let keys: Awaited<ReturnType<typeof makeKeys>>;
+let usr1: string;
+let m2: PayloadManifest;
+
+async function newest(dir: string): Promise<number> {
+  let m = 0;
+  for (const f of await readdir(dir, { recursive: true })) if (String(f).endsWith('.ts')) m = Math.max(m, (await stat(join(dir, String(f)))).mtimeMs);
+  return m;
+}
+
+beforeAll(async () => {
+  // The engine runs from dist/: rebuild when the sources are newer (npm test builds first anyway).
+  const built = await stat(join(root, 'dist/update-engine/src/apply.js')).then((s) => s.mtimeMs, () => 0);
+  if (built < Math.max(await newest(join(root, 'update-engine/src')), await newest(join(root, 'common/src')))) {
+    await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+  }
+  t = await tempDir();
+  keys = await makeKeys(t.dir);
+  const key = await readPrivateKeyFile(keys.priv);
+  const repo = join(t.dir, 'repo');
+  usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 512 });
+  const usr2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 1024 });
+  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, xzLevel: 0 })).manifest;
+  srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+});
+afterAll(async () => {
+  await srv?.close();
+  await t.cleanup();
+});
+
+/**
+ * Runs `basalt update apply` as its own process. (node:child_process here, not
+ * exec.run: run() reports a SIGKILLed child as a missing tool.)
+ */
+function engine(disk: string, failpoint?: string): Promise<{ exitCode: number; signal: string | null; stderr: string }> {
+  const argv = [join(root, 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--retry-base', '5ms'];
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env };
+    if (failpoint) env['BASALT_FAILPOINT'] = failpoint;
+    else delete env['BASALT_FAILPOINT'];
+    const c = spawn(process.execPath, argv, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.on('error', reject);
+    c.on('close', (code, signal) => resolve({ exitCode: code ?? -1, signal, stderr }));
+  });
+}
+
+async function selection(disk: string) {
+  const gpt = await readGpt(disk);
+  const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
+  return { gpt: gptChoice(gpt), loader: loaderChoice(await entriesOf(esp))?.slot };
+}
+
+function points(chunks: number): string[] {
+  // 20 points before the commit point, spread over the whole download and finalize.
+  const spread = (n: number, from: number) => Array.from({ length: n }, (_, i) => Math.max(1, Math.round(from + ((chunks - from) * i) / (n - 1))));
+  return [
+    'invalidated',
+    'progress-created',
+    ...spread(6, 1).map((k) => `chunk-written:${k}`),
+    ...spread(5, 2).map((k) => `chunk-saved:${k}`),
+    'download-done',
+    'verified',
+    'kernel-extracted',
+    'kernel-installed',
+    'initrd-installed',
+    'entry-staged',
+    'chunk-written:' + Math.ceil(chunks / 2),
+  ];
+}
+
+describe('kill -9 during an update (acceptance)', () => {
+  it('the disk still selects A after a kill at each of 20 points, and a restarted engine completes', async () => {
+    const pts = points(m2.payload.chunks.length);
+    expect(pts.length).toBe(20);
+    expect(new Set(pts).size).toBe(20);
+    const results: string[] = [];
+    for (const p of pts) {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const aBefore = await hashFileRange(disk, partitionRange(await readGpt(disk), findPartition(await readGpt(disk), 'USR-A')).offset, 64 << 20);
+      const killed = await engine(disk, p);
+      expect(killed.signal, `${p} was not killed: ${killed.stderr}`).toBe('SIGKILL');
+      expect(await selection(disk), `after kill at ${p}`).toEqual({ gpt: 'A', loader: 'A' });
+      const again = await engine(disk);
+      expect(again.exitCode, `${p} restart: ${again.stderr}`).toBe(0);
+      expect(await selection(disk), `after restart from ${p}`).toEqual({ gpt: 'B', loader: 'B' });
+      const gpt = await readGpt(disk);
+      expect(await hashFileRange(disk, partitionRange(gpt, findPartition(gpt, 'USR-B')).offset, m2.image.size)).toBe(m2.image.sha256);
+      expect(await hashFileRange(disk, partitionRange(gpt, findPartition(gpt, 'USR-A')).offset, 64 << 20)).toBe(aBefore);
+      results.push(p);
+    }
+    console.log(`[crash] ${results.length} kill points, all selected A after the kill and completed after restart (${m2.payload.chunks.length} chunks): ${results.join(', ')}`);
+  }, 600_000);
+
+  it('after the commit point a kill leaves B committed, and a restart finishes the GPT and state', async () => {
+    for (const p of ['entry-committed', 'gpt-written', 'finalized']) {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const killed = await engine(disk, p);
+      expect(killed.signal, `${p} was not killed: ${killed.stderr}`).toBe('SIGKILL');
+      expect((await selection(disk)).loader).toBe('B');
+      const again = await engine(disk);
+      expect(again.exitCode, again.stderr).toBe(0);
+      expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+      expect((await run('cgpt', ['show', '-i', '4', '-T', disk])).stdout.trim()).toBe('1');
+    }
+  }, 300_000);
+});
