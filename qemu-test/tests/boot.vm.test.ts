@@ -1,0 +1,106 @@
+/**
+ * Boot smoke tests of the built image under QEMU + OVMF (TCG unless KVM works):
+ * 1. the raw disk, grown by 2 GiB, boots slot A to `basalt-ready slot=A`, with
+ *    /usr read-only from dm-verity, etcd and docker active and ROOT grown; after
+ *    a clean power-off the host sees USR-A marked good and the entry blessed;
+ * 2. with USR-A corrupted after the build and a good copy in USR-B (kernel,
+ *    initrd and entry installed on the ESP), boot counting moves to B.
+ * One VM at a time; each boot gets minutes, not seconds (TCG).
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { entryFileName, renderEntry } from '../../common/src/boot.js';
+import { projectRoot } from '../../common/src/paths.js';
+import { Vm } from '../src/vm.js';
+import { buildImage, copyDisk, corrupt, espCopy, espList, espMkdir, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
+
+const canRun = isRoot && haveQemu;
+const outDir = process.env['BASALT_VM_OUT'] ?? join(projectRoot(), 'out');
+const GiB = 1024 ** 3;
+let manifest: Manifest;
+let work: string;
+
+describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovmf: the build needs root)', () => {
+  beforeAll(async () => {
+    manifest = await buildImage(outDir);
+    work = await mkdtemp(join(tmpdir(), 'basalt-vm-'));
+  });
+  afterAll(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('boots slot A: ready on the console, /usr verity and read-only, etcd and docker active, ROOT grown, slot marked good', async () => {
+    const disk = await copyDisk(outDir, manifest, join(work, 'smoke.raw'), 2 * GiB);
+    const before = part(await partitions(disk), 'ROOT');
+    const vm = new Vm({ workdir: join(work, 'vm-smoke'), disk, diskMode: 'direct' });
+    try {
+      await vm.start();
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, 12 * 60_000, { what: 'basalt-ready' });
+      process.stderr.write(`[boot smoke] basalt-ready after ${(ready.atMs / 1000).toFixed(1)} s (accel ${vm.accel})\n`);
+      expect(ready.match[1]).toBe('A');
+      expect(ready.match[2]).toBe(manifest.os.version);
+      const st = parseStatus((await vm.waitFor(/basalt-status [^\r\n]+/, 10_000, { what: 'basalt-status' })).match[0]);
+      expect(st['usr-source']).toBe('/dev/mapper/usr');
+      expect(st['usr-options']?.split(',')[0]).toBe('ro');
+      expect(st['verity']).toBe('verified');
+      expect(st['etcd']).toBe('active');
+      expect(st['docker']).toBe('active');
+      expect(Number(st['root-bytes'])).toBeGreaterThan(before.length + GiB);
+      expect(Number(st['root-fs-bytes'])).toBeGreaterThan(before.length);
+      // A clean power-off so the guest's writes (GPT, ESP rename) reach the disk.
+      const mark = vm.console.mark();
+      await vm.qmp.execute('system_powerdown');
+      await vm.waitForExit(5 * 60_000).catch(async (e) => {
+        throw new Error(`${String(e)}\n${vm.console.tail(20)} (from ${mark})`);
+      });
+    } finally {
+      await vm.dispose();
+    }
+    const parts = await partitions(disk);
+    const root = part(parts, 'ROOT');
+    expect(root.length).toBeGreaterThan(before.length + GiB);
+    expect(part(parts, 'USR-A').slot).toMatchObject({ successful: true, tries: 0 });
+    expect(part(parts, 'USR-A').slot!.priority).toBeGreaterThan(part(parts, 'USR-B').slot!.priority);
+    expect(await espList(disk, part(parts, 'EFI-SYSTEM'), '/loader/entries')).toEqual([entryFileName('a')]);
+  });
+
+  it('falls back to slot B when USR-A is corrupted after the build', async () => {
+    const disk = await copyDisk(outDir, manifest, join(work, 'fallback.raw'));
+    let parts = await partitions(disk);
+    const esp = part(parts, 'EFI-SYSTEM');
+    // A good copy of /usr in USR-B, its kernel and initrd, and its (older) entry.
+    await writeInto(disk, join(outDir, 'usr.img'), part(parts, 'USR-B').offset);
+    await espMkdir(disk, esp, '/basalt/b');
+    await espCopy(disk, esp, join(outDir, 'vmlinuz'), '/basalt/b/vmlinuz');
+    await espCopy(disk, esp, join(outDir, 'initrd'), '/basalt/b/initrd');
+    const entryB = join(work, entryFileName('b'));
+    const extra = manifest.kernel.cmdline.split(' ').filter((w) => w.startsWith('console=') || w.startsWith('panic='));
+    await writeFile(entryB, renderEntry({ slot: 'b', version: '0.0.1', rootHash: manifest.usr.rootHash, hashOffset: manifest.usr.hashOffset, fsType: manifest.usr.fsType, extraCmdline: extra }));
+    await espCopy(disk, esp, entryB, `/loader/entries/${entryFileName('b')}`);
+    // Corrupt the start of USR-A's filesystem (its superblock): verity must refuse it.
+    await corrupt(disk, part(parts, 'USR-A').offset, 64 * 1024);
+    const vm = new Vm({ workdir: join(work, 'vm-fallback'), disk, diskMode: 'direct' });
+    try {
+      await vm.start();
+      await vm.waitFor(/basalt\.slot=A/, 6 * 60_000, { what: 'a boot attempt of slot A' });
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, 25 * 60_000, { what: 'basalt-ready after falling back' });
+      process.stderr.write(`[boot fallback] basalt-ready slot=${ready.match[1]} after ${(ready.atMs / 1000).toFixed(1)} s\n`);
+      expect(ready.match[1]).toBe('B');
+      const log = await readFile(vm.logPath, 'utf8');
+      expect(log).toMatch(/device-mapper: verity|basalt-verity|Failed to mount|emergency/i);
+      expect(log).not.toMatch(/Give root password for maintenance/);
+      await vm.qmp.execute('system_powerdown');
+      await vm.waitForExit(5 * 60_000);
+    } finally {
+      await vm.dispose();
+    }
+    parts = await partitions(disk);
+    expect(part(parts, 'USR-B').slot).toMatchObject({ successful: true });
+    expect(part(parts, 'USR-B').slot!.priority).toBeGreaterThan(part(parts, 'USR-A').slot!.priority);
+    const entries = await espList(disk, esp, '/loader/entries');
+    expect(entries).toContain(entryFileName('b'));
+    expect(entries.some((e) => /^basalt-a\+0-\d+\.conf$/.test(e))).toBe(true);
+  });
+});
