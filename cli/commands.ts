@@ -13,6 +13,7 @@ export const commands: CommandEntry[] = [
   { name: 'serve', summary: 'Omaha v3 update server over a release repository', load: () => import('../update-engine/src/cmd/serve.js') },
   { name: 'update', summary: 'update status, check, apply, mark-good, rollback (talks to update-engine, or works on --disk IMAGE)', load: () => import('../update-engine/src/cmd/update.js') },
   { name: 'update-engine', summary: 'the update daemon: scheduled checks, A/B install, rollback reporting', load: () => import('../update-engine/src/cmd/update-engine.js') },
+  { name: 'cloudinit', summary: 'validate cloud-configs as coreos-cloudinit v1.14.0, plan and apply them', load: () => import('../cloudinit/src/cli/basalt-cloudinit.js') },
 ];
 
 /** CoreOS-compatible programs, dispatched by the name they were invoked as. */
