@@ -31,7 +31,7 @@ describe('update state machine', () => {
       states.push(s.status.replace('UPDATE_STATUS_', ''));
     }
     expect(states).toEqual(['CHECKING_FOR_UPDATE', 'UPDATE_AVAILABLE', 'DOWNLOADING', 'DOWNLOADING', 'VERIFYING', 'FINALIZING', 'UPDATED_NEED_REBOOT']);
-    expect(run(evs).effects).toEqual(['omaha-check', 'event 13/1', 'download', 'event 14/1', 'verify', 'finalize', 'event 3/1', 'reboot-needed']);
+    expect(run(evs).effects).toEqual(['omaha-check', 'event 13/1', 'download', 'event 14/1', 'verify', 'finalize', 'event 3/1', 'reboot-needed', 'schedule']);
     expect(s.lastCheckedTime).toBe(2);
     expect(s.newVersion).toBe('2.0.0');
     expect(s.newSize).toBe(123);
@@ -60,7 +60,7 @@ describe('update state machine', () => {
   });
   it('only pings while a reboot is pending, and reset_status works only then', () => {
     const need = run([{ type: 'RESTORE_NEED_REBOOT', version: '2', size: 1 }]).s;
-    expect(run([{ type: 'CHECK', now: 0, interactive: true }], need).effects).toEqual(['event 0/0']);
+    expect(run([{ type: 'CHECK', now: 0, interactive: true }], need).effects).toEqual(['event 0/0', 'schedule']);
     expect(step(initialState, { type: 'RESET' }).accepted).toBe(false);
     expect(run([{ type: 'RESET' }], need).s.status).toBe('UPDATE_STATUS_IDLE');
   });

@@ -78,7 +78,7 @@ export function step(s: MachineState, e: Event): Step {
   const no: Step = { state: s, effects: [], accepted: false };
   switch (e.type) {
     case 'CHECK':
-      if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') return ok(s, [{ do: 'omaha-event', type: 0, result: 0 }]); // ping only while a reboot is pending
+      if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') return ok(s, [{ do: 'omaha-event', type: 0, result: 0 }, { do: 'schedule', outcome: 'ok' }]); // ping only while a reboot is pending
       if (s.status !== 'UPDATE_STATUS_IDLE') return no;
       return ok({ ...s, status: 'UPDATE_STATUS_CHECKING_FOR_UPDATE', lastError: undefined }, [{ do: 'omaha-check', interactive: e.interactive }]);
     case 'NO_UPDATE':
@@ -110,7 +110,7 @@ export function step(s: MachineState, e: Event): Step {
       return ok({ ...s, status: 'UPDATE_STATUS_FINALIZING' }, [{ do: 'finalize' }]);
     case 'FINALIZED':
       if (s.status !== 'UPDATE_STATUS_FINALIZING') return no;
-      return ok({ ...s, status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT' }, [{ do: 'omaha-event', type: EventType.UpdateComplete, result: EventResult.Success }, { do: 'reboot-needed' }]);
+      return ok({ ...s, status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT' }, [{ do: 'omaha-event', type: EventType.UpdateComplete, result: EventResult.Success }, { do: 'reboot-needed' }, { do: 'schedule', outcome: 'ok' }]);
     case 'RESTORE_NEED_REBOOT':
       if (s.status !== 'UPDATE_STATUS_IDLE') return no;
       return ok({ ...s, status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: e.version, newSize: e.size, progress: 1 }, []);

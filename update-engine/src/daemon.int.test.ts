@@ -1,0 +1,144 @@
+/**
+ * The daemon and its clients as real processes: `basalt update-engine` on a
+ * disk image with a unix socket, `update_engine_client` and `basalt update`
+ * talking to it. Plus the check schedule with an injected clock.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../../common/src/exec.js';
+import { silentLogger, createLogger } from '../../common/src/log.js';
+import { tempDir, makeUsr, makeKeys, makeDisk, waitFor } from '../test/helpers.js';
+import { release } from './repo.js';
+import { readPrivateKeyFile } from './pgp.js';
+import { startServer } from './server.js';
+import { COREOS_APPID } from './omaha.js';
+import { buildEnv } from './hostenv.js';
+import { Engine } from './engine.js';
+import type { Clock } from './scheduler.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+let t: Awaited<ReturnType<typeof tempDir>>;
+let srv: Awaited<ReturnType<typeof startServer>>;
+let keys: Awaited<ReturnType<typeof makeKeys>>;
+let usr1: string;
+let fail500 = false;
+const procs: ChildProcess[] = [];
+
+beforeAll(async () => {
+  const built = await stat(join(root, 'dist/update-engine/src/cmd/update-engine-client.js')).then(() => true, () => false);
+  if (!built) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+  t = await tempDir();
+  keys = await makeKeys(t.dir);
+  const key = await readPrivateKeyFile(keys.priv);
+  const repo = join(t.dir, 'repo');
+  usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
+  await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 });
+  srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+    if (fail500 && req.method === 'POST') {
+      res.writeHead(500).end();
+      return;
+    }
+    h(req, res);
+  });
+});
+afterAll(async () => {
+  for (const p of procs) p.kill('SIGTERM');
+  await srv?.close();
+  await t.cleanup();
+});
+
+function node(args: string[], bin = 'basalt.js'): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [join(root, 'bin', bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code: code ?? -1, out, err }));
+  });
+}
+
+function daemon(disk: string, sock: string, extra: string[] = []): ChildProcess {
+  const c = spawn(
+    process.execPath,
+    [join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--socket', sock, ...extra],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  procs.push(c);
+  return c;
+}
+
+describe('update-engine daemon and clients', () => {
+  it('update_engine_client -status/-update/-reset_status against the daemon', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    const sock = join(t.dir, 'ue.sock');
+    const d = daemon(disk, sock, ['--first-check', '1h']);
+    await waitFor(() => stat(sock).then(() => true, () => false), 20_000, 'the daemon socket');
+    const s0 = await node(['-status', `-socket=${sock}`], 'update_engine_client.js');
+    expect(s0.out).toBe('LAST_CHECKED_TIME=0\nPROGRESS=0\nCURRENT_OP=UPDATE_STATUS_IDLE\nNEW_VERSION=0.0.0\nNEW_SIZE=0\n');
+    const u = await node(['-update', `-socket=${sock}`], 'update_engine_client.js');
+    expect(u.code, u.err).toBe(0);
+    expect(u.out).toMatch(/Update succeeded -- reboot needed/);
+    const s1 = await node(['-status', `-socket=${sock}`], 'update_engine_client.js');
+    expect(s1.out).toMatch(/^LAST_CHECKED_TIME=\d{10}\nPROGRESS=1\nCURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\nNEW_VERSION=2\.0\.0\nNEW_SIZE=\d+\n$/);
+    const js = await node(['update', 'status', '--json', '--socket', sock]);
+    expect(JSON.parse(js.out)).toMatchObject({ status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', currentVersion: '1.0.0', bootedSlot: 'A' });
+    expect((await run('cgpt', ['show', '-i', '4', '-P', disk])).stdout.trim()).toBe('2');
+    const r = await node(['-reset_status', `-socket=${sock}`], 'update_engine_client.js');
+    expect(r.code, r.err).toBe(0);
+    await waitFor(async () => (await run('cgpt', ['show', '-i', '4', '-P', disk])).stdout.trim() === '0', 10_000, 'B lowered after reset');
+    const s2 = await node(['-status', `-socket=${sock}`], 'update_engine_client.js');
+    expect(s2.out).toMatch(/CURRENT_OP=UPDATE_STATUS_IDLE/);
+    const again = await node(['-reset_status', `-socket=${sock}`], 'update_engine_client.js');
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/^update_engine_client: error: ResetStatus: no update is waiting/);
+    d.kill('SIGTERM');
+  });
+
+  it('checks by itself on its schedule (first check after --first-check) and installs', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    const sock = join(t.dir, 'ue2.sock');
+    daemon(disk, sock, ['--first-check', '300ms']);
+    await waitFor(() => stat(sock).then(() => true, () => false), 20_000, 'the daemon socket');
+    await waitFor(async () => (await node(['-status', `-socket=${sock}`], 'update_engine_client.js')).out.includes('UPDATED_NEED_REBOOT'), 60_000, 'the scheduled update');
+  });
+
+  it('backs off after 5xx on the check: 45 min doubles to 90, 180, then 240 (cap)', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    const delays: number[] = [];
+    const fns: (() => void)[] = [];
+    const clock: Clock = {
+      now: () => Date.now(),
+      setTimeout(fn, ms) {
+        delays.push(ms);
+        fns.push(fn);
+        return { cancel() {} };
+      },
+    };
+    const { env } = await buildEnv(
+      { disk, 'booted-slot': 'A', 'state-dir': `${disk}.state`, keyring: keys.pub, server: `${srv.url}v1/update/`, channel: 'stable', root: join(t.dir, 'none') },
+      createLogger({ level: 'error', write: () => {} }),
+      () => {},
+      clock,
+    );
+    env.rand = () => 0.5;
+    const e = new Engine(env);
+    await e.start(true);
+    expect(delays).toEqual([7 * 60_000]);
+    fail500 = true;
+    for (let i = 0; i < 4; i++) {
+      fns.shift()!();
+      await e.idle();
+    }
+    fail500 = false;
+    fns.shift()!();
+    await e.idle();
+    expect(delays.map((d) => d / 60_000)).toEqual([7, 90, 180, 240, 240, 45]);
+    expect(e.lastFailure?.message).toMatch(/500/);
+    e.stop();
+  });
+});
