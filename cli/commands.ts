@@ -18,5 +18,6 @@ export const commands: CommandEntry[] = [
 
 /** CoreOS-compatible programs, dispatched by the name they were invoked as. */
 export const programs: Record<string, () => Promise<ProgramModule>> = {
+  update_engine_client: () => import('../update-engine/src/cmd/update-engine-client.js'),
   'coreos-cloudinit': () => import('../cloudinit/src/cli/coreos-cloudinit.js'),
 };
