@@ -1,0 +1,102 @@
+/**
+ * Build bench: Basalt's cold build (empty cache), warm rebuild (nothing
+ * changed) and USR image size, beside mkosi (Debian's mkosi 14 package)
+ * building the same package set into a bootable GPT disk image, cold and warm,
+ * in the same run on the same machine.
+ *
+ *   npm run build && sudo node dist/bench/build-bench.js [--skip-mkosi] [--keep]
+ *
+ * Writes bench/results/<date>.json and prints a table. Needs root (both
+ * builders install packages into a tree) and network access to the Debian mirror.
+ */
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../common/src/exec.js';
+import { projectRoot } from '../common/src/paths.js';
+
+interface Row {
+  tool: string;
+  run: string;
+  seconds: number | null;
+  ok: boolean;
+  imageBytes?: number;
+  usrBytes?: number;
+  note?: string;
+}
+
+async function timed(argv: string[], opts: { cwd?: string } = {}): Promise<{ seconds: number; ok: boolean; stderr: string }> {
+  const t = process.hrtime.bigint();
+  const r = await run(argv[0]!, argv.slice(1), { reject: false, cwd: opts.cwd, timeoutMs: 60 * 60_000 });
+  return { seconds: Number(process.hrtime.bigint() - t) / 1e9, ok: r.exitCode === 0, stderr: r.stderr.slice(-2000) };
+}
+
+/** Allocated (not apparent) bytes of a sparse file. */
+async function allocated(path: string): Promise<number> {
+  const s = await stat(path);
+  return s.blocks * 512;
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  const root = projectRoot();
+  const work = await mkdtemp(join(tmpdir(), 'basalt-bench-'));
+  const rows: Row[] = [];
+  try {
+    // Basalt: a fresh cache (no .debs, no stages, no npm tarball), then the same build again.
+    const cache = join(work, 'basalt-cache');
+    const out = join(work, 'basalt-out');
+    const build = [process.execPath, join(root, 'bin/basalt.js'), 'build', '--cache', cache, '--out', out];
+    for (const label of ['cold (empty cache)', 'warm (no change)']) {
+      const r = await timed(build);
+      const m = r.ok ? (JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { usr: { bytes: number }; artifacts: { kind: string; file: string }[] }) : undefined;
+      const raw = m?.artifacts.find((a) => a.kind === 'raw');
+      rows.push({
+        tool: 'basalt',
+        run: label,
+        seconds: r.seconds,
+        ok: r.ok,
+        usrBytes: m?.usr.bytes,
+        imageBytes: raw ? await allocated(join(out, raw.file)) : undefined,
+        note: r.ok ? undefined : r.stderr.split('\n').slice(-3).join(' '),
+      });
+      process.stderr.write(`basalt ${label}: ${r.seconds.toFixed(1)} s ${r.ok ? 'ok' : 'FAILED'}\n`);
+    }
+    if (!args.includes('--skip-mkosi')) {
+      const mk = join(work, 'mkosi');
+      await mkdir(join(mk, 'mkosi.cache'), { recursive: true });
+      await run('cp', [join(root, 'bench/mkosi/mkosi.default'), join(mk, 'mkosi.default')]);
+      for (const label of ['cold (empty cache)', 'warm (package cache)']) {
+        // --force replaces the previous image; the package cache in mkosi.cache/ is kept.
+        const r = await timed(['mkosi', '--force', 'build'], { cwd: mk });
+        const img = join(mk, 'image.raw');
+        const bytes = r.ok ? await allocated(img).catch(() => undefined) : undefined;
+        rows.push({ tool: 'mkosi 14', run: label, seconds: r.seconds, ok: r.ok, imageBytes: bytes, note: r.ok ? 'ext4 root, no verity/A-B, no trimming' : r.stderr.split('\n').filter(Boolean).slice(-3).join(' ') });
+        process.stderr.write(`mkosi ${label}: ${r.seconds.toFixed(1)} s ${r.ok ? 'ok' : 'FAILED'}\n`);
+      }
+    }
+  } finally {
+    if (!args.includes('--keep')) await rm(work, { recursive: true, force: true });
+  }
+  const mb = (n?: number) => (n === undefined ? '-' : (n / 1e6).toFixed(1));
+  const lines = [
+    '| tool | run | time (s) | USR image (MB) | disk allocated (MB) | note |',
+    '|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.tool} | ${r.run} | ${r.ok && r.seconds !== null ? r.seconds.toFixed(1) : 'failed'} | ${mb(r.usrBytes)} | ${mb(r.imageBytes)} | ${r.note ?? ''} |`),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  const dir = join(root, 'bench/results');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, `${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.json`), JSON.stringify({ host: { cpus: (await import('node:os')).cpus().length }, rows }, null, 2) + '\n');
+  return rows.every((r) => r.ok) ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`build-bench: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);
