@@ -96,3 +96,54 @@ export async function makeDisk(dir: string, usrImg: string, version: string): Pr
   await m.write(`/loader/entries/${entryFileName('a')}`, renderEntry({ slot: 'a', version, rootHash: side.rootHash, hashOffset: side.hashOffset, fsType: 'squashfs', extraCmdline: ['console=ttyS0,115200', 'panic=10'] }));
   return disk;
 }
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const p = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** Starts a private etcd on random 127.0.0.1 ports in a temp data dir; stop() kills it and waits. */
+export async function startEtcd(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const client = await freePort();
+  const peer = await freePort();
+  const url = `http://127.0.0.1:${client}`;
+  const p = spawn(
+    'etcd',
+    [
+      '--name', 't', '--data-dir', join(dir, 'etcd-data'),
+      '--listen-client-urls', url, '--advertise-client-urls', url,
+      '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+      '--initial-cluster', `t=http://127.0.0.1:${peer}`, '--log-level', 'error',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let err = '';
+  p.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  await waitFor(async () => {
+    if (p.exitCode !== null) throw new Error(`etcd exited: ${err}`);
+    try {
+      const r = await fetch(`${url}/health`);
+      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+    } catch {
+      return false;
+    }
+  }, 30_000, 'etcd health');
+  return {
+    url,
+    stop: async () => {
+      p.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
