@@ -13,11 +13,13 @@ export const commands: CommandEntry[] = [
   { name: 'serve', summary: 'Omaha v3 update server over a release repository', load: () => import('../update-engine/src/cmd/serve.js') },
   { name: 'update', summary: 'update status, check, apply, mark-good, rollback (talks to update-engine, or works on --disk IMAGE)', load: () => import('../update-engine/src/cmd/update.js') },
   { name: 'update-engine', summary: 'the update daemon: scheduled checks, A/B install, rollback reporting', load: () => import('../update-engine/src/cmd/update-engine.js') },
+  { name: 'locksmith', summary: 'reboot after an update per REBOOT_STRATEGY (reboot, etcd-lock, off) and window', load: () => import('../update-engine/src/cmd/locksmith.js') },
   { name: 'cloudinit', summary: 'validate cloud-configs as coreos-cloudinit v1.14.0, plan and apply them', load: () => import('../cloudinit/src/cli/basalt-cloudinit.js') },
 ];
 
 /** CoreOS-compatible programs, dispatched by the name they were invoked as. */
 export const programs: Record<string, () => Promise<ProgramModule>> = {
   update_engine_client: () => import('../update-engine/src/cmd/update-engine-client.js'),
+  locksmithctl: () => import('../update-engine/src/cmd/locksmithctl.js'),
   'coreos-cloudinit': () => import('../cloudinit/src/cli/coreos-cloudinit.js'),
 };
