@@ -1,0 +1,393 @@
+/**
+ * The pure planner: a decoded cloud-config (+ metadata) in, the ordered list
+ * of actions v1.14.0's initialize.Apply would perform out. It reads the
+ * existing system only through the `SystemView` passed in (update.conf,
+ * /etc/environment, user lookup, hostname), so tests need no root and no disk.
+ * Throws BasaltError for what aborts v1.14.0's Apply (bad manage_etc_hosts,
+ * invalid update options, unparsable permissions, undecodable content).
+ */
+import { createHash } from 'node:crypto';
+import { gunzipSync, constants as zc } from 'node:zlib';
+import { BasaltError } from '../../../common/src/errors.js';
+import { etcd2Fields, etcdFields, flannelFields, fleetFields, locksmithFields, updateFields, type Field } from '../schema.js';
+import { goFloat } from '../yaml/decode.js';
+import { decodeContent } from '../validate/validate.js';
+import { goClean, goQuote } from '../validate/gostd.js';
+import type { Metadata } from '../datasource/index.js';
+
+export type Action =
+  | { kind: 'hostname'; hostname: string }
+  | { kind: 'user-create'; name: string; useraddArgs: string[] }
+  | { kind: 'user-password'; name: string; hash: string }
+  | { kind: 'ssh-keys'; user: string; keyName: string; keys: string[] }
+  | { kind: 'ssh-import'; user: string; from: string; note: string }
+  | { kind: 'file'; path: string; content: Buffer; mode: number; owner?: string; why: string }
+  | { kind: 'env-file'; path: '/etc/environment'; vars: [string, string][] }
+  | { kind: 'unit-mask'; unit: string; path: string }
+  | { kind: 'unit-unmask'; unit: string; path: string }
+  | { kind: 'unit-enable'; unit: string; runtime: boolean }
+  | { kind: 'daemon-reload' }
+  | { kind: 'networkd-restart' }
+  | { kind: 'unit-command'; unit: string; command: string }
+  | { kind: 'script'; unit: string; path: string; content: Buffer };
+
+export interface SystemView {
+  /** Reads a file of the target tree by absolute path (as seen inside the root); null if missing. */
+  readFile(path: string): Buffer | null;
+  userExists(name: string): boolean;
+  /** os.Hostname() of the target (used by manage_etc_hosts). */
+  hostname(): string;
+  /** COREOS_PUBLIC_IPV4-style fallbacks. */
+  env: Record<string, string | undefined>;
+}
+
+export interface PlanOptions {
+  sshKeyName: string;
+  workspace: string;
+}
+
+type Obj = Record<string, unknown>;
+const str = (o: Obj, k: string): string => (typeof o[k] === 'string' ? (o[k] as string) : '');
+const bool = (o: Obj, k: string): boolean => o[k] === true;
+const list = <T>(o: Obj, k: string): T[] => (Array.isArray(o[k]) ? (o[k] as T[]) : []);
+const obj = (o: Obj, k: string): Obj => (o[k] && typeof o[k] === 'object' ? (o[k] as Obj) : {});
+
+/** Environment.Apply: $public_ipv4-style substitution over the whole user-data text. */
+export function substitute(text: string, subs: Record<string, string>): string {
+  let data = text;
+  for (const [key, val] of Object.entries(subs)) {
+    const k = key.replace(/\$/g, '\\$');
+    data = data.replace(new RegExp(`([^\\\\]|^)${k}`, 'g'), (_m, pre: string) => pre + val);
+    data = data.replace(new RegExp(`\\\\${k}`, 'g'), () => key);
+  }
+  return data;
+}
+
+/** The substitution table from metadata, falling back to the COREOS_* environment. */
+export function substitutions(md: Metadata, env: Record<string, string | undefined>): Record<string, string> {
+  return {
+    $public_ipv4: md.publicIPv4 ?? env['COREOS_PUBLIC_IPV4'] ?? '',
+    $private_ipv4: md.privateIPv4 ?? env['COREOS_PRIVATE_IPV4'] ?? '',
+    $public_ipv6: md.publicIPv6 ?? env['COREOS_PUBLIC_IPV6'] ?? '',
+    $private_ipv6: md.privateIPv6 ?? env['COREOS_PRIVATE_IPV6'] ?? '',
+  };
+}
+
+function isZero(v: unknown): boolean {
+  return v === '' || v === 0n || v === 0 || v === false || v === null || v === undefined;
+}
+
+function fmtV(v: unknown): string {
+  if (typeof v === 'number') return goFloat(v);
+  return String(v);
+}
+
+/** getEnvVars: KEY=value for every non-zero field, in struct order. */
+export function envVars(o: Obj, fields: Field[]): string[] {
+  const out: string[] = [];
+  for (const f of fields) {
+    const v = o[f.name];
+    if (!isZero(v)) out.push(`${f.env}=${fmtV(v)}`);
+  }
+  return out;
+}
+
+/** serviceContents: the 20-cloudinit.conf drop-in text ("" when nothing is set). */
+export function serviceContents(o: Obj, fields: Field[]): string {
+  const vars = envVars(o, fields);
+  if (vars.length === 0) return '';
+  return '[Service]\n' + vars.map((v) => `Environment="${v}"\n`).join('');
+}
+
+interface UnitSpec {
+  name: string;
+  content: string;
+  enable: boolean;
+  runtime: boolean;
+  mask: boolean;
+  command: string;
+  dropIns: { name: string; content: string }[];
+}
+
+export function unitGroup(name: string): 'network' | 'system' {
+  const dot = name.lastIndexOf('.');
+  const ext = dot >= 0 && !name.slice(dot).includes('/') ? name.slice(dot + 1) : '';
+  return ext === 'network' || ext === 'netdev' || ext === 'link' ? 'network' : 'system';
+}
+
+export function unitDestination(u: { name: string; runtime: boolean }): string {
+  return goClean(`/${u.runtime ? 'run' : 'etc'}/systemd/${unitGroup(u.name)}/${u.name}`);
+}
+
+/** system.File.Permissions: octal, default 0644; Go's Chmod keeps only the 0777 bits. */
+export function parsePermissions(p: string, path: string): number {
+  if (p === '') return 0o644;
+  if (!/^[+-]?[0-7]+$/.test(p)) throw new BasaltError('E_PERMISSIONS', `write_files ${path}: Unable to parse file permissions ${goQuote(p)} as integer`, { hint: "use an octal mode such as '0644'" });
+  const v = parseInt(p, 8);
+  if (v > 0x7fffffff || v < -0x80000000) throw new BasaltError('E_PERMISSIONS', `write_files ${path}: Unable to parse file permissions ${goQuote(p)} as integer`);
+  return (v >>> 0) & 0o777;
+}
+
+/** DecodeContent as Cloudconfig.Decode uses it (gzip body read to the end; errors ignored as in Go). */
+export function decodeFileContent(content: string, encoding: string, path: string): Buffer {
+  const d = decodeContent(content, encoding);
+  if (d === null) {
+    throw new BasaltError('E_CONTENT_ENCODING', `write_files ${path}: content cannot be decoded as ${goQuote(encoding)}`, { hint: 'fix the encoding or the content' });
+  }
+  if (/^(gz|gzip)/.test(encoding)) {
+    try {
+      return gunzipSync(d);
+    } catch {
+      try {
+        return gunzipSync(d, { finishFlush: zc.Z_SYNC_FLUSH });
+      } catch {
+        return Buffer.alloc(0);
+      }
+    }
+  }
+  return d;
+}
+
+/** update.conf rewrite (system.Update.File). Returns null when no update option is set. */
+export function updateConf(u: Obj, sys: SystemView): Buffer | null {
+  if (updateFields.every((f) => isZero(u[f.name]))) return null;
+  for (const f of updateFields) {
+    const v = str(u, f.name);
+    if (f.validRe && v !== '' && !f.validRe.test(v)) {
+      throw new BasaltError('E_UPDATE_OPTION', `invalid value ${goQuote(v)} for option "RebootStrategy" (valid options: ${goQuote(f.valid!)})`, { hint: 'reboot_strategy must be etcd-lock, reboot or off' });
+    }
+  }
+  const subs = new Map<string, string>();
+  for (const f of updateFields) {
+    const v = str(u, f.name);
+    if (v !== '') subs.set(f.env!, `${f.env}=${v}`);
+  }
+  const conf = sys.readFile('/etc/coreos/update.conf') ?? sys.readFile('/usr/share/coreos/update.conf');
+  if (conf === null) {
+    throw new BasaltError('E_UPDATE_CONF', 'open /usr/share/coreos/update.conf: no such file or directory', { hint: 'the target needs /etc/coreos/update.conf or /usr/share/coreos/update.conf' });
+  }
+  let out = '';
+  const text = conf.toString('utf8');
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  for (let line of lines) {
+    line = line.replace(/\r$/, '');
+    for (const [env, value] of subs) {
+      if (line.startsWith(env)) {
+        line = value;
+        subs.delete(env);
+        break;
+      }
+    }
+    out += line + '\n';
+  }
+  for (const key of [...subs.keys()].sort()) out += subs.get(key)! + '\n';
+  return Buffer.from(out);
+}
+
+/** mergeEnvContents of system/env_file.go. */
+export function mergeEnv(old: Buffer, pending: Map<string, string>): Buffer {
+  let text = old.toString('utf8');
+  if (text.length !== 0 && !text.endsWith('\n')) text += '\n';
+  let out = '';
+  const re = /^((?:([a-zA-Z0-9_]+)=)?.*?)\r?\n/gm;
+  for (const m of text.matchAll(re)) {
+    const key = m[2] ?? '';
+    if (pending.has(key)) {
+      out += `${key}=${pending.get(key)}\n`;
+      pending.delete(key);
+    } else out += `${m[1]}\n`;
+  }
+  for (const k of [...pending.keys()].sort()) out += `${k}=${pending.get(k)}\n`;
+  return Buffer.from(out);
+}
+
+/** A stable transient unit name for a script (v1.14.0 used a random one). */
+export function scriptUnitName(script: Buffer): string {
+  return createHash('sha256').update(script).digest('hex').slice(0, 12);
+}
+
+/**
+ * Plans the application of a cloud-config. `cfg` is the strong-decoded
+ * config (see parseCloudConfigTyped) after variable substitution; `script`
+ * is set instead for #! user-data.
+ */
+export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: SystemView, o: PlanOptions): Action[] {
+  const c: Obj = cfg ?? {};
+  const actions: Action[] = [];
+  const coreos = obj(c, 'coreos');
+  // mergeConfigs
+  let hostname = str(c, 'hostname');
+  if (md.hostname) {
+    if (hostname === '') hostname = md.hostname;
+  }
+  const rootKeys = [...list<string>(c, 'ssh_authorized_keys'), ...(md.sshPublicKeys ?? []).map(([, k]) => k)];
+
+  if (hostname !== '') actions.push({ kind: 'hostname', hostname });
+
+  for (const u of list<Obj>(c, 'users')) {
+    const name = str(u, 'name');
+    if (name === '') continue;
+    if (sys.userExists(name)) {
+      const hash = str(u, 'passwd');
+      if (hash !== '') actions.push({ kind: 'user-password', name, hash });
+    } else {
+      const a: string[] = ['--password', str(u, 'passwd') || '*'];
+      if (str(u, 'gecos')) a.push('--comment', goQuote(str(u, 'gecos')));
+      if (str(u, 'homedir')) a.push('--home-dir', str(u, 'homedir'));
+      a.push(bool(u, 'no_create_home') ? '--no-create-home' : '--create-home');
+      if (str(u, 'primary_group')) a.push('--gid', str(u, 'primary_group'));
+      const groups = list<string>(u, 'groups');
+      if (groups.length > 0) a.push('--groups', groups.join(','));
+      if (bool(u, 'no_user_group')) a.push('--no-user-group');
+      if (bool(u, 'system')) a.push('--system');
+      if (bool(u, 'no_log_init')) a.push('--no-log-init');
+      if (str(u, 'shell')) a.push('--shell', str(u, 'shell'));
+      a.push(name);
+      actions.push({ kind: 'user-create', name, useraddArgs: a });
+    }
+    const keys = list<string>(u, 'ssh_authorized_keys');
+    if (keys.length > 0) actions.push({ kind: 'ssh-keys', user: name, keyName: o.sshKeyName, keys: keys.map((k) => k.trim()) });
+    const gh = str(u, 'coreos_ssh_import_github');
+    if (gh) actions.push({ kind: 'ssh-import', user: name, from: `https://api.github.com/users/${gh}/keys`, note: 'deprecated remote key import' });
+    for (const g of list<string>(u, 'coreos_ssh_import_github_users')) actions.push({ kind: 'ssh-import', user: name, from: `https://api.github.com/users/${g}/keys`, note: 'deprecated remote key import' });
+    const url = str(u, 'coreos_ssh_import_url');
+    if (url) actions.push({ kind: 'ssh-import', user: name, from: url, note: 'deprecated remote key import' });
+  }
+  if (rootKeys.length > 0) actions.push({ kind: 'ssh-keys', user: 'core', keyName: o.sshKeyName, keys: rootKeys.map((k) => k.trim()) });
+
+  // files
+  let wroteEnvironment = false;
+  const fileAction = (path: string, content: Buffer, perm: string, why: string, owner?: string) => {
+    const a: Action = { kind: 'file', path: goClean('/' + path), content, mode: parsePermissions(perm, path), why };
+    if (owner) a.owner = owner;
+    actions.push(a);
+    if (goClean(path) === '/etc/environment') wroteEnvironment = true;
+  };
+  for (const f of list<Obj>(c, 'write_files')) {
+    const p = str(f, 'path');
+    fileAction(p, decodeFileContent(str(f, 'content'), str(f, 'encoding'), p), str(f, 'permissions'), 'write_files', str(f, 'owner') || undefined);
+  }
+  const oem = obj(coreos, 'oem');
+  if (str(oem, 'id') !== '') {
+    const t = `ID=${str(oem, 'id')}\nVERSION_ID=${str(oem, 'version_id')}\nNAME=${goQuote(str(oem, 'name'))}\nHOME_URL=${goQuote(str(oem, 'home_url'))}\nBUG_REPORT_URL=${goQuote(str(oem, 'bug_report_url'))}\n`;
+    fileAction('etc/oem-release', Buffer.from(t), '0644', 'coreos.oem');
+  }
+  const update = obj(coreos, 'update');
+  const uc = updateConf(update, sys);
+  if (uc) fileAction('etc/coreos/update.conf', uc, '0644', 'coreos.update');
+  const meh = str(c, 'manage_etc_hosts');
+  if (meh !== '') {
+    if (meh !== 'localhost') throw new BasaltError('E_MANAGE_ETC_HOSTS', `manage_etc_hosts: Invalid option to manage_etc_hosts (${goQuote(meh)})`, { hint: 'the only supported value is "localhost"' });
+    fileAction('etc/hosts', Buffer.from(`127.0.0.1 ${hostname || sys.hostname()}\n`), '0644', 'manage_etc_hosts');
+  }
+  const flannel = envVars(obj(coreos, 'flannel'), flannelFields).join('\n');
+  if (flannel !== '') fileAction('run/flannel/options.env', Buffer.from(flannel), '0644', 'coreos.flannel');
+
+  if (!wroteEnvironment) {
+    const s = substitutions(md, sys.env);
+    const vars: [string, string][] = [];
+    if (s['$public_ipv4']) vars.push(['COREOS_PUBLIC_IPV4', s['$public_ipv4']]);
+    if (s['$private_ipv4']) vars.push(['COREOS_PRIVATE_IPV4', s['$private_ipv4']]);
+    if (s['$public_ipv6']) vars.push(['COREOS_PUBLIC_IPV6', s['$public_ipv6']]);
+    if (s['$private_ipv6']) vars.push(['COREOS_PRIVATE_IPV6', s['$private_ipv6']]);
+    if (vars.length > 0) {
+      const old = sys.readFile('/etc/environment') ?? Buffer.alloc(0);
+      const merged = mergeEnv(old, new Map(vars));
+      if (!merged.equals(old)) actions.push({ kind: 'file', path: '/etc/environment', content: merged, mode: 0o644, why: 'metadata IP addresses' });
+    }
+  }
+
+  // units
+  const units: UnitSpec[] = list<Obj>(coreos, 'units').map((u) => ({
+    name: str(u, 'name'),
+    content: str(u, 'content'),
+    enable: bool(u, 'enable'),
+    runtime: bool(u, 'runtime'),
+    mask: bool(u, 'mask'),
+    command: str(u, 'command'),
+    dropIns: list<Obj>(u, 'drop_ins').map((d) => ({ name: str(d, 'name'), content: str(d, 'content') })),
+  }));
+  const gen = (name: string, o2: Obj, fields: Field[]): UnitSpec => ({
+    name,
+    content: '',
+    enable: false,
+    runtime: true,
+    mask: false,
+    command: '',
+    dropIns: [{ name: '20-cloudinit.conf', content: serviceContents(o2, fields) }],
+  });
+  units.push(gen('etcd.service', obj(coreos, 'etcd'), etcdFields));
+  units.push(gen('etcd2.service', obj(coreos, 'etcd2'), etcd2Fields));
+  units.push(gen('fleet.service', obj(coreos, 'fleet'), fleetFields));
+  units.push(gen('locksmithd.service', obj(coreos, 'locksmith'), locksmithFields));
+  const rs = str(update, 'reboot_strategy');
+  if (rs !== '') units.push({ name: 'locksmithd.service', content: '', enable: false, runtime: true, mask: rs === 'off', command: rs === 'off' ? 'stop' : 'restart', dropIns: [] });
+  if (str(update, 'group') !== '' || str(update, 'server') !== '') units.push({ name: 'update-engine.service', content: '', enable: false, runtime: false, mask: false, command: 'restart', dropIns: [] });
+
+  let reload = false;
+  let restartNetworkd = false;
+  const commands: Action[] = [];
+  for (const u of units) {
+    if (u.name === '') continue;
+    const dest = unitDestination(u);
+    if (u.content !== '') {
+      actions.push({ kind: 'file', path: dest, content: Buffer.from(u.content), mode: 0o644, why: `unit ${u.name}` });
+      reload = true;
+    }
+    for (const d of u.dropIns) {
+      if (d.name !== '' && d.content !== '') {
+        actions.push({ kind: 'file', path: goClean(`${dest}.d/${d.name}`), content: Buffer.from(d.content), mode: 0o644, why: `drop-in ${d.name} of ${u.name}` });
+        reload = true;
+      }
+    }
+    if (u.mask) actions.push({ kind: 'unit-mask', unit: u.name, path: dest });
+    else if (u.runtime) actions.push({ kind: 'unit-unmask', unit: u.name, path: dest });
+    if (u.enable && unitGroup(u.name) !== 'network') actions.push({ kind: 'unit-enable', unit: u.name, runtime: u.runtime });
+    if (unitGroup(u.name) === 'network') restartNetworkd = true;
+    else if (u.command !== '') commands.push({ kind: 'unit-command', unit: u.name, command: u.command });
+  }
+  if (reload) actions.push({ kind: 'daemon-reload' });
+  if (restartNetworkd) actions.push({ kind: 'networkd-restart' });
+  actions.push(...commands);
+
+  if (script) {
+    const id = scriptUnitName(script);
+    actions.push({ kind: 'script', unit: `coreos-cloudinit-${id}.service`, path: goClean(`/${o.workspace}/scripts/${id}`), content: script });
+  }
+  return actions;
+}
+
+/** One line per action, for --dry-run and logs. */
+export function describeAction(a: Action): string {
+  switch (a.kind) {
+    case 'hostname':
+      return `set hostname ${a.hostname}`;
+    case 'user-create':
+      return `useradd ${a.useraddArgs.join(' ')}`;
+    case 'user-password':
+      return `set password of ${a.name} (chpasswd -e)`;
+    case 'ssh-keys':
+      return `authorize ${a.keys.length} SSH key(s) for ${a.user} as ${a.keyName}`;
+    case 'ssh-import':
+      return `skip importing SSH keys for ${a.user} from ${a.from} (${a.note}; Basalt does not fetch keys at apply time)`;
+    case 'file':
+      return `write ${a.path} (${a.mode.toString(8).padStart(4, '0')}${a.owner ? `, owner ${a.owner}` : ''}, ${a.content.length} bytes) [${a.why}]`;
+    case 'env-file':
+      return `update ${a.path}`;
+    case 'unit-mask':
+      return `mask ${a.unit} (${a.path} -> /dev/null)`;
+    case 'unit-unmask':
+      return `unmask ${a.unit} if ${a.path} is empty or a device`;
+    case 'unit-enable':
+      return `enable ${a.unit}${a.runtime ? ' (runtime)' : ''}`;
+    case 'daemon-reload':
+      return 'systemctl daemon-reload';
+    case 'networkd-restart':
+      return 'restart systemd-networkd.service';
+    case 'unit-command':
+      return `systemctl ${a.command} ${a.unit}`;
+    case 'script':
+      return `run script ${a.path} as transient unit ${a.unit}`;
+  }
+}
