@@ -184,12 +184,13 @@ export function configDrive(root: string, log: Log = () => {}): Datasource {
   let image: Map<string, Uint8Array> | null | undefined;
   const isImage = async () => {
     if (image !== undefined) return image;
+    let isFile = false;
     try {
-      const st = await stat(root);
-      image = st.isFile() ? await readConfigDriveImage(root) : null;
+      isFile = (await stat(root)).isFile();
     } catch {
-      image = null;
+      isFile = false;
     }
+    image = isFile ? await readConfigDriveImage(root) : null;
     return image;
   };
   const tryRead = async (rel: string): Promise<Uint8Array> => {
