@@ -6,7 +6,6 @@
 import { parseGoFlags, usage, FlagError, type FlagSpec } from './goflag.js';
 import { configDrive, ec2Metadata, localFile, openstackMetadata, procCmdline, selectDatasource, urlSource, type Datasource, type Metadata } from '../datasource/index.js';
 import { decompressIfGzip, formatEntry, validateUserData } from '../validate/validate.js';
-import { runApply } from '../apply/run.js';
 
 export interface ProgramIO {
   out(text: string): void;
@@ -157,6 +156,7 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     log(`Failed fetching meta-data from datasource: ${(e as Error).message}`);
     return 1;
   }
+  const { runApply } = await import('../apply/run.js');
   return runApply({
     userdata,
     metadata,

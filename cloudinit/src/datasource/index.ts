@@ -9,7 +9,6 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readConfigDriveImage } from './image.js';
 
 export interface Metadata {
   publicIPv4?: string;
@@ -190,7 +189,7 @@ export function configDrive(root: string, log: Log = () => {}): Datasource {
     } catch {
       isFile = false;
     }
-    image = isFile ? await readConfigDriveImage(root) : null;
+    image = isFile ? await (await import('./image.js')).readConfigDriveImage(root) : null;
     return image;
   };
   const tryRead = async (rel: string): Promise<Uint8Array> => {

@@ -313,7 +313,12 @@ function coerce(w: Node, s: Node): Node {
     n.value = s.value;
     n.kind = s.kind;
   }
-  for (const cw of w.children) n.children.push(coerce(cw, child(s, cw.name)));
+  if (w.children.length > 0) {
+    // first child of each name, as node.Child() returns
+    const byName = new Map<string, Node>();
+    for (const c of s.children) if (!byName.has(c.name)) byName.set(c.name, c);
+    for (const cw of w.children) n.children.push(coerce(cw, byName.get(cw.name) ?? invalidNode()));
+  }
   return n;
 }
 

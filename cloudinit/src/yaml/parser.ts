@@ -59,7 +59,13 @@ const enum S {
   END,
 }
 
-const utf8 = (b: number[] | undefined): string => (b ? Buffer.from(b).toString('utf8') : '');
+const dec = new TextDecoder();
+const utf8 = (b: number[] | undefined): string => {
+  if (!b || b.length === 0) return '';
+  if (b.length > 4096) return dec.decode(new Uint8Array(b));
+  for (const x of b) if (x >= 0x80) return dec.decode(new Uint8Array(b));
+  return String.fromCharCode.apply(null, b);
+};
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 class YParser {

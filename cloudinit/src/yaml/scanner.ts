@@ -347,6 +347,11 @@ export class Scanner {
     this.tokensParsed++;
     this.streamEndProduced = this.tokens[this.head]!.type === T.STREAM_END;
     this.head++;
+    if (this.head > 1024) {
+      // drop consumed tokens (positions are relative to head)
+      this.tokens.splice(0, this.head);
+      this.head = 0;
+    }
   }
 
   private insert(pos: number, tok: Token) {
