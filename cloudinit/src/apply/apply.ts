@@ -246,8 +246,6 @@ export async function applyPlan(actions: Action[], o: ApplyOptions): Promise<App
         did(a, !same);
         break;
       }
-      case 'env-file':
-        break;
       case 'unit-mask': {
         const p = inRoot(root, a.path);
         let already = false;

@@ -22,7 +22,6 @@ export type Action =
   | { kind: 'ssh-keys'; user: string; keyName: string; keys: string[] }
   | { kind: 'ssh-import'; user: string; from: string; note: string }
   | { kind: 'file'; path: string; content: Buffer; mode: number; owner?: string; why: string }
-  | { kind: 'env-file'; path: '/etc/environment'; vars: [string, string][] }
   | { kind: 'unit-mask'; unit: string; path: string }
   | { kind: 'unit-unmask'; unit: string; path: string }
   | { kind: 'unit-enable'; unit: string; runtime: boolean }
@@ -373,8 +372,6 @@ export function describeAction(a: Action): string {
       return `skip importing SSH keys for ${a.user} from ${a.from} (${a.note}; Basalt does not fetch keys at apply time)`;
     case 'file':
       return `write ${a.path} (${a.mode.toString(8).padStart(4, '0')}${a.owner ? `, owner ${a.owner}` : ''}, ${a.content.length} bytes) [${a.why}]`;
-    case 'env-file':
-      return `update ${a.path}`;
     case 'unit-mask':
       return `mask ${a.unit} (${a.path} -> /dev/null)`;
     case 'unit-unmask':

@@ -18,10 +18,8 @@ export function goQuote(s: string): string {
     else if (c === 13) out += '\\r';
     else if (c === 9) out += '\\t';
     else if (c === 11) out += '\\v';
-    else if (c === 0xfffd) out += '\\ufffd';
     else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-    else if ((c >= 0x80 && c < 0xa0) || c === 0xad || (c >= 0x2028 && c <= 0x2029) || (c >= 0xfff9 && c <= 0xfffb) || (c >= 0xe000 && c <= 0xf8ff))
-      out += c > 0xffff ? '\\U' + c.toString(16).padStart(8, '0') : '\\u' + c.toString(16).padStart(4, '0');
+    else if (!(c === 0x20 || /[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(ch))) out += c > 0xffff ? '\\U' + c.toString(16).padStart(8, '0') : '\\u' + c.toString(16).padStart(4, '0');
     else out += ch;
   }
   return out + '"';
