@@ -25,7 +25,7 @@ describe('plan', () => {
   const cluster = readFileSync(join(import.meta.dirname, '..', '..', 'testdata', 'apply', 'cluster.yml'), 'utf8');
   const md = { privateIPv4: '10.0.0.5' };
   const text = substitute(cluster, substitutions(md, {}));
-  const actions = plan(parseCloudConfigTyped(Buffer.from(text)).config as Record<string, unknown>, null, md, view({ '/usr/share/coreos/update.conf': 'GROUP=alpha\nSERVER=https://old\n' }), opts);
+  const actions = plan((parseCloudConfigTyped(Buffer.from(text)) as { config: Record<string, unknown> }).config, null, md, view({ '/usr/share/coreos/update.conf': 'GROUP=alpha\nSERVER=https://old\n' }), opts);
   const f = files(actions);
 
   it('writes the etcd2 drop-in under /run with Environment= lines in struct order', () => {
