@@ -35,6 +35,12 @@ beforeAll(async () => {
     '/2009-04-04/meta-data/hostname': 'ip-10-0-0-5.ec2.internal extra\n',
     '/2009-04-04/meta-data/local-ipv4': '10.0.0.5',
     '/2009-04-04/meta-data/public-ipv4': '203.0.113.7',
+    // An EC2-compatible service that offers only the `latest` API version.
+    '/latestonly/latest/': 'user-data\nmeta-data\n',
+    '/latestonly/latest/user-data': USERDATA,
+    '/latestonly/latest/meta-data/public-keys': '0=my-key\n',
+    '/latestonly/latest/meta-data/public-keys/0/openssh-key': 'ssh-rsa AAAA0 my-key\n',
+    '/latestonly/latest/meta-data/local-ipv4': '10.0.0.6',
     '/openstack/latest/user_data': USERDATA,
     '/openstack/latest/meta_data.json': META,
     '/plain/config.yml': USERDATA,
@@ -72,6 +78,15 @@ describe('EC2 metadata service (2009-04-04 layout)', () => {
       ['my-key', 'ssh-rsa AAAA0 my-key'],
       ['other', 'ssh-rsa AAAA1 other'],
     ]);
+  });
+  it('reads a service that offers only /latest/', async () => {
+    const ds = ec2Metadata(base + '/latestonly', fast);
+    expect(await ds.isAvailable()).toBe(true);
+    expect(Buffer.from(await ds.fetchUserdata()).toString()).toBe(USERDATA);
+    const md = await ds.fetchMetadata();
+    expect(md.privateIPv4).toBe('10.0.0.6');
+    expect(md.sshPublicKeys).toEqual([['my-key', 'ssh-rsa AAAA0 my-key']]);
+    expect(hits).toContain('/latestonly/2009-04-04/');
   });
   it('a missing user-data (404) is empty, not an error', async () => {
     const ds = ec2Metadata(base + '/nothing-here', fast);

@@ -234,10 +234,23 @@ function withSlash(u: string): string {
   return u.endsWith('/') ? u : u + '/';
 }
 
-/** ec2-metadata-service at URL/2009-04-04/. */
+/**
+ * ec2-metadata-service at URL/2009-04-04/ (the API version v1.14.0 asks for).
+ * A service that only offers URL/latest/ (many EC2-compatible clouds and
+ * metadata proxies) is read there instead.
+ */
 export function ec2Metadata(rootUrl: string, o: HttpOptions = {}, log: Log = () => {}): Datasource {
   const root = withSlash(rootUrl);
-  const md = root + '2009-04-04/meta-data';
+  let api: Promise<string> | undefined;
+  const apiRoot = (): Promise<string> =>
+    (api ??= httpGetOnce(root + '2009-04-04/', o).then(
+      () => root + '2009-04-04/',
+      () =>
+        httpGetOnce(root + 'latest/', o).then(
+          () => root + 'latest/',
+          () => root + '2009-04-04/',
+        ),
+    ));
   const attrs = async (url: string): Promise<string[]> => {
     const t = Buffer.from(await httpGetRetry(url, o)).toString('utf8');
     const lines = t.split('\n');
@@ -259,15 +272,17 @@ export function ec2Metadata(rootUrl: string, o: HttpOptions = {}, log: Log = () 
     configRoot: root,
     async isAvailable() {
       try {
-        await httpGetOnce(root + '2009-04-04/', o);
+        await httpGetOnce(await apiRoot(), o);
         return true;
       } catch {
+        api = undefined;
         return false;
       }
     },
-    fetchUserdata: () => fetchData(root + '2009-04-04/user-data', o),
+    fetchUserdata: async () => fetchData((await apiRoot()) + 'user-data', o),
     async fetchMetadata() {
       const m: Metadata = {};
+      const md = (await apiRoot()) + 'meta-data';
       let names: string[] | null = null;
       try {
         names = await attrs(`${md}/public-keys`);

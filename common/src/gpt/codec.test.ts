@@ -30,7 +30,7 @@ describe('GPT codec', () => {
   });
   it('detects a corrupted header', () => {
     const s = encodeGpt(gpt);
-    s.primaryHeader[40] ^= 1;
+    s.primaryHeader.writeUInt8(s.primaryHeader.readUInt8(40) ^ 1, 40);
     expect(decodeHeader(s.primaryHeader, 1n)).toBe('header CRC32 mismatch');
     expect(decodeHeader(Buffer.alloc(512), 1n)).toMatch(/signature/);
   });
