@@ -21,7 +21,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   await engine.start(true);
   const sock = values.socket ?? DEFAULT_SOCKET;
   const server = await serveControl(sock, engine, {
-    'mark-good': async () => ({ ...(await markGood(env.disk, env.esp, env.booted, await checkUnits(conf.healthUnits))) }),
+    'mark-good': async () => ({ ...(await markGood(env.disk, env.esp, env.booted, await checkUnits([...(values.disk ? [] : ['boot-complete.target']), ...conf.healthUnits]))) }),
     rollback: async () => ({ next: await rollback(env.disk, env.esp, env.booted) }),
     unblock: async () => {
       await engine.unblock();

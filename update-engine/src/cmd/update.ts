@@ -10,7 +10,7 @@ import { UsageError, BasaltError } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
 import { Engine, entriesOf, type Status } from '../engine.js';
-import { DEFAULT_SOCKET, request, serveControl, statusLines } from '../control.js';
+import { DEFAULT_SOCKET, request, statusLines } from '../control.js';
 import { checkUnits, markGood, rollback } from '../health.js';
 import { gptChoice, loaderChoice, PARTLABEL } from '../slots.js';
 
@@ -103,7 +103,8 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
     }
     case 'mark-good': {
       const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, () => {});
-      const units = values['no-units'] ? [] : [...conf.healthUnits, ...(values.unit ?? [])];
+      // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
+      const units = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...conf.healthUnits, ...(values.unit ?? [])];
       const gate = await checkUnits(units);
       const r = await markGood(env.disk, env.esp, env.booted, gate);
       print({ slot: env.booted, ...r, units }, `${PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
