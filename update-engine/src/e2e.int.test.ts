@@ -150,6 +150,25 @@ describe('update path on an image file (acceptance)', () => {
     expect(await readFile(events, 'utf8')).toMatch(/"eventType":3,"eventResult":2,"errorCode":null,"previousVersion":"1.0.0"/);
   });
 
+  it('basalt update rollback switches back to the other good slot; refuses a slot never marked good', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    await apply(disk);
+    const gpt = await readGpt(disk);
+    const { MtoolsEsp } = await import('./esp.js');
+    const { rollback } = await import('./health.js');
+    const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
+    // Running A with B installed but never booted: B was never good.
+    await expect(rollback(disk, esp, 'A')).rejects.toMatchObject({ code: 'E_ROLLBACK_INVALID' });
+    // B boots and is marked good; rolling back from B goes to A (good since the build).
+    await markGood(disk, esp, 'B', { healthy: true, failed: [] });
+    expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    expect(await rollback(disk, esp, 'B')).toBe('A');
+    expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
+    expect(await esp.list('/loader/entries')).toEqual(['basalt-a.conf', 'basalt-b+0.conf']);
+    // A failed health gate changes nothing.
+    await expect(markGood(disk, esp, 'A', { healthy: false, failed: ['etcd.service'] })).rejects.toThrow(/etcd.service not active/);
+  });
+
   it('detects a rollback after a failed boot of B, reports 3/0 errorcode 44, lowers B and does not retry v2', async () => {
     const disk = await makeDisk(t.dir, usr1, '1.0.0');
     await apply(disk);
@@ -192,6 +211,29 @@ describe('update path on an image file (acceptance)', () => {
       expect(ranges.length).toBe(2);
       expect(Number(/bytes=(\d+)-/.exec(ranges[1]!)![1])).toBeGreaterThan(0);
       expect(await slotHash(disk, 'USR-B', m2.image.size)).toBe(m2.image.sha256);
+    });
+
+    it('aborts a stalled transfer after the stall timeout and resumes with Range', async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      let n = 0;
+      const ranges: string[] = [];
+      fault = (req, res) => {
+        if (req.url !== payloadPath('2.0.0')) return false;
+        ranges.push(req.headers.range ?? '');
+        if (n++ > 0) return false;
+        void readFile(join(repo, req.url)).then((b) => {
+          res.writeHead(206, { 'content-length': b.length });
+          res.write(b.subarray(0, Math.floor(b.length / 3))); // then nothing: a stall, the socket stays open
+        });
+        return true;
+      };
+      const t0 = Date.now();
+      const { e, lines } = await apply(disk, { 'stall-timeout': '400ms' });
+      fault = undefined;
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(ranges.length).toBe(2);
+      expect(lines.some((l) => /interrupted/.test(l))).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(20_000);
     });
 
     it('backs off on HTTP 500 and completes', async () => {

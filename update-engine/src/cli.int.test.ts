@@ -1,0 +1,86 @@
+/** The CLI wiring, as users run it: basalt keys/release/serve/update and their errors. */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../../common/src/exec.js';
+import { tempDir, makeUsr, makeDisk, waitFor } from '../test/helpers.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+let t: Awaited<ReturnType<typeof tempDir>>;
+let serve: ChildProcess | undefined;
+
+beforeAll(async () => {
+  if (!(await stat(join(root, 'dist/update-engine/src/cmd/release.js')).then(() => true, () => false))) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+  t = await tempDir();
+});
+afterAll(async () => {
+  serve?.kill('SIGTERM');
+  await t.cleanup();
+});
+
+function basalt(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [join(root, 'bin/basalt.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code: code ?? -1, out, err }));
+  });
+}
+
+describe('basalt keys, release, serve, update (CLI)', () => {
+  it('generates keys, releases v1/v2, promotes, serves, and updates a disk image', async () => {
+    const kd = join(t.dir, 'k');
+    const g = await basalt(['keys', 'generate', '--out', kd, '--json']);
+    expect(g.code, g.err).toBe(0);
+    expect(JSON.parse(g.out).fingerprint).toMatch(/^[0-9A-F]{40}$/);
+    expect(((await stat(join(kd, 'release.key'))).mode & 0o777).toString(8)).toBe('600');
+    expect((await basalt(['keys', 'generate', '--out', kd])).err).toMatch(/already exists/);
+    const ex = await basalt(['keys', 'export', '--key', join(kd, 'release.key')]);
+    expect(ex.out).toBe(await readFile(join(kd, 'release.pub.asc'), 'utf8'));
+    const repo = join(t.dir, 'repo');
+    const u1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 128 });
+    const u2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 128 });
+    for (const [u, v] of [[u1, '1.0.0'], [u2, '2.0.0']]) {
+      const r = await basalt(['release', '--usr', u!, '--version', v!, '--channel', 'beta', '--key', join(kd, 'release.key'), '--repo', repo, '--xz-level', '0']);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(new RegExp(`^released ${v!.replace(/\./g, '\\.')} to beta: \\d+ bytes -> \\d+ bytes in \\d+ chunks`));
+    }
+    const p = await basalt(['release', 'promote', '2.0.0', '--from', 'beta', '--to', 'stable', '--key', join(kd, 'release.key'), '--repo', repo]);
+    expect(p.code, p.err).toBe(0);
+    const bad = await basalt(['release', '--usr', u1, '--version', 'one', '--channel', 'beta', '--key', join(kd, 'release.key'), '--repo', repo]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toBe("basalt: error: --version: 'one' is not a release version (hint: use dotted numbers such as 2079.3.2 or 1.2.0-rc1)\n");
+    expect((await basalt(['release', '--usr', u1])).code).toBe(2);
+
+    serve = spawn(process.execPath, [join(root, 'bin/basalt.js'), 'serve', '--repo', repo, '--listen', '127.0.0.1:0', '--keyring', join(kd, 'release.pub.asc')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    serve.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const url = await waitFor(() => /serving .* on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(log)?.[1], 20_000, 'basalt serve');
+
+    const disk = await makeDisk(t.dir, u1, '1.0.0');
+    const common = ['--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', join(kd, 'release.pub.asc'), '--root', join(t.dir, 'none'), '--channel', 'stable'];
+    const ap = await basalt(['update', 'apply', ...common, '--server', `${url}v1/update/`]);
+    expect(ap.code, ap.err).toBe(0);
+    expect(ap.out).toBe('updated USR-B to 2.0.0; reboot to use it\n');
+    const st = await basalt(['update', 'status', '--json', ...common]);
+    const sj = JSON.parse(st.out);
+    expect(sj).toMatchObject({ status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '2.0.0', loaderNext: 'B', gptNext: 'B' });
+    expect(sj.slots).toEqual([
+      { slot: 'A', partition: 3, priority: 1, tries: 0, successful: true },
+      { slot: 'B', partition: 4, priority: 2, tries: 1, successful: false },
+    ]);
+    // The new slot boots and passes the gate.
+    const mg = await basalt(['update', 'mark-good', '--no-units', ...common.map((a) => (a === 'A' ? 'B' : a))]);
+    expect(mg.code, mg.err).toBe(0);
+    expect(mg.out).toBe('USR-B marked good; boot entry blessed as basalt-b.conf\n');
+    // Updates off: SERVER=disabled.
+    const off = await basalt(['update', 'apply', ...common, '--state-dir', join(t.dir, 'fresh-state'), '--server', 'disabled']);
+    expect(off.code).toBe(1);
+    expect(off.err).toMatch(/^basalt: error: updates are disabled/);
+  });
+});
