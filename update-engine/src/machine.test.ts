@@ -36,14 +36,14 @@ describe('update state machine', () => {
     expect(s.newVersion).toBe('2.0.0');
     expect(s.newSize).toBe(123);
   });
-  it('reports a failure as 3/0 with the error code, blocks a bad payload and returns to IDLE', () => {
+  it('reports a failure as 3/0 with the error code and returns to IDLE, without blocking the version', () => {
     const { s, effects } = run([
       { type: 'CHECK', now: 0, interactive: false },
       { type: 'UPDATE_FOUND', now: 0, offer: { version: '2.0.0', size: 1 } },
       { type: 'FAILED', code: 'E_PAYLOAD_HASH', message: 'x', errorCode: 10, version: '2.0.0' },
       { type: 'REPORTED' },
     ]);
-    expect(effects).toEqual(['omaha-check', 'event 13/1', 'download', 'event 3/0/10', 'block-version', 'schedule']);
+    expect(effects).toEqual(['omaha-check', 'event 13/1', 'download', 'event 3/0/10', 'schedule']);
     expect(s.status).toBe('UPDATE_STATUS_IDLE');
     expect(s.lastError?.errorCode).toBe(10);
   });

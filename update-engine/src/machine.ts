@@ -117,10 +117,8 @@ export function step(s: MachineState, e: Event): Step {
     case 'FAILED': {
       if (!busy.includes(s.status)) return no;
       const effects: Effect[] = [{ do: 'omaha-event', type: EventType.UpdateComplete, result: EventResult.Error, errorCode: e.errorCode }];
-      // A payload that arrived but failed verification is not retried in a loop.
-      if (e.version && [ErrorCode.PayloadHashMismatchError, ErrorCode.DownloadPayloadPubKeyVerificationError, ErrorCode.NewRootfsVerificationError, ErrorCode.OmahaUpdateIgnoredPerPolicy].includes(e.errorCode as never)) {
-        effects.push({ do: 'block-version', version: e.version });
-      }
+      // Only a rollback blocks a version (below): a bad transfer, a corrupt mirror or a forged
+      // signature must not let an attacker veto a good release; the next check retries it.
       return ok({ ...s, status: 'UPDATE_STATUS_REPORTING_ERROR_EVENT', lastError: { code: e.code, message: e.message, errorCode: e.errorCode } }, effects);
     }
     case 'REPORTED':
