@@ -15,6 +15,11 @@ describe('exec wrapper', () => {
     const r = await run('sh', ['-c', 'exit 4'], { reject: false });
     expect(r.exitCode).toBe(4);
   });
+  it('reports a tool killed by a signal as failed, not as missing', async () => {
+    await expect(run('sh', ['-c', 'kill -9 $$'])).rejects.toMatchObject({ code: 'E_TOOL_FAILED', message: expect.stringMatching(/killed by SIGKILL/) });
+    const r = await run('sh', ['-c', 'kill -9 $$'], { reject: false });
+    expect(r.exitCode).toBe(-1);
+  });
   it('reports a missing tool with a hint', async () => {
     await expect(run('basalt-no-such-tool', [])).rejects.toMatchObject({ code: 'E_TOOL_MISSING' });
   });

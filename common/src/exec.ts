@@ -65,7 +65,7 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     ...(opts.encoding === 'buffer' ? { encoding: 'buffer' as const } : {}),
   };
   const r = await execa(file, [...args], eo);
-  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.failed && !r.timedOut && !r.isCanceled);
+  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled);
   if (failedToStart) {
     throw new BasaltError('E_TOOL_MISSING', `cannot run ${file}: not installed or not on PATH`, {
       hint: `install the package that provides ${name} (see .ci/run for the host tools Basalt needs)`,
