@@ -7,7 +7,7 @@
  *    initrd and entry installed on the ESP), boot counting moves to B.
  * One VM at a time; each boot gets minutes, not seconds (TCG).
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +34,7 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
   it('boots slot A: ready on the console, /usr verity and read-only, etcd and docker active, ROOT grown, slot marked good', async () => {
     const disk = await copyDisk(outDir, manifest, join(work, 'smoke.raw'), 2 * GiB);
     const before = part(await partitions(disk), 'ROOT');
+    await mkdir(join(work, 'vm-smoke'), { recursive: true });
     const vm = new Vm({ workdir: join(work, 'vm-smoke'), disk, diskMode: 'direct' });
     try {
       await vm.start();
@@ -41,7 +42,7 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
       process.stderr.write(`[boot smoke] basalt-ready after ${(ready.atMs / 1000).toFixed(1)} s (accel ${vm.accel})\n`);
       expect(ready.match[1]).toBe('A');
       expect(ready.match[2]).toBe(manifest.os.version);
-      const st = parseStatus((await vm.waitFor(/basalt-status [^\r\n]+/, 10_000, { what: 'basalt-status' })).match[0]);
+      const st = parseStatus(vm.console.output.match(/basalt-status [^\n]+/)![0]);
       expect(st['usr-source']).toBe('/dev/mapper/usr');
       expect(st['usr-options']?.split(',')[0]).toBe('ro');
       expect(st['verity']).toBe('verified');
@@ -81,6 +82,7 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     await espCopy(disk, esp, entryB, `/loader/entries/${entryFileName('b')}`);
     // Corrupt the start of USR-A's filesystem (its superblock): verity must refuse it.
     await corrupt(disk, part(parts, 'USR-A').offset, 64 * 1024);
+    await mkdir(join(work, 'vm-fallback'), { recursive: true });
     const vm = new Vm({ workdir: join(work, 'vm-fallback'), disk, diskMode: 'direct' });
     try {
       await vm.start();
@@ -102,5 +104,25 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     const entries = await espList(disk, esp, '/loader/entries');
     expect(entries).toContain(entryFileName('b'));
     expect(entries.some((e) => /^basalt-a\+0-\d+\.conf$/.test(e))).toBe(true);
+  });
+  it('boots the PXE pair: tmpfs root, /usr verity-backed from the image inside the initramfs', async () => {
+    const file = (kind: string) => join(outDir, manifest.artifacts.find((a) => a.kind === kind)!.file);
+    const append = (await readFile(file('pxe-cmdline'), 'utf8')).trim();
+    await mkdir(join(work, 'vm-pxe'), { recursive: true });
+    const vm = new Vm({ workdir: join(work, 'vm-pxe'), kernel: file('pxe-kernel'), initrd: file('pxe-initramfs'), append, bios: true, memoryMiB: 3072 });
+    try {
+      await vm.start();
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, 12 * 60_000, { what: 'basalt-ready (PXE)' });
+      process.stderr.write(`[boot pxe] basalt-ready after ${(ready.atMs / 1000).toFixed(1)} s\n`);
+      expect(ready.match[1]).toBe('PXE');
+      const st = parseStatus(vm.console.output.match(/basalt-status [^\n]+/)![0]);
+      expect(st['usr-source']).toBe('/dev/mapper/usr');
+      expect(st['usr-options']?.split(',')[0]).toBe('ro');
+      expect(st['verity']).toBe('verified');
+      expect(st['etcd']).toBe('active');
+      expect(st['docker']).toBe('active');
+    } finally {
+      await vm.dispose();
+    }
   });
 });

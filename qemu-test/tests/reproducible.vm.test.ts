@@ -1,0 +1,44 @@
+/**
+ * Two builds from the same inputs, each with its own empty stage cache (the
+ * .deb and npm download caches are shared to spare the mirror), must give a
+ * bit-identical USR image. Slow (two full builds), so it lives in the VM tier.
+ */
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { run } from '../../common/src/exec.js';
+import { basalt, isRoot, type Manifest } from './image.js';
+
+const sharedCache = process.env['BASALT_CACHE'] ?? '/var/cache/basalt';
+let work: string | undefined;
+
+describe.skipIf(!isRoot)('reproducible USR image (skipped unless root: the build runs mmdebstrap and chroot)', () => {
+  afterAll(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('two builds with separate stage caches give the same USR SHA-256 and verity root hash', async () => {
+    work = await mkdtemp(join(tmpdir(), 'basalt-repro-'));
+    const manifests: Manifest[] = [];
+    for (const name of ['one', 'two']) {
+      const cache = join(work, `cache-${name}`);
+      await mkdir(join(sharedCache, 'aptroot'), { recursive: true });
+      await mkdir(join(sharedCache, 'npm'), { recursive: true });
+      await mkdir(cache, { recursive: true });
+      await symlink(join(sharedCache, 'aptroot'), join(cache, 'aptroot'));
+      await symlink(join(sharedCache, 'npm'), join(cache, 'npm'));
+      const out = join(work, `out-${name}`);
+      await basalt(['build', '--cache', cache, '--out', out]);
+      manifests.push(JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as Manifest);
+      // Keep the disk usage down: the stage trees of the first build are not needed any more.
+      await run('rm', ['-rf', join(cache, 'stages')]);
+    }
+    const [a, b] = manifests as [Manifest, Manifest];
+    expect(a.usr.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(b.usr.sha256).toBe(a.usr.sha256);
+    expect(b.usr.rootHash).toBe(a.usr.rootHash);
+    const sha = (m: Manifest, kind: string) => m.artifacts.find((x) => x.kind === kind)?.sha256;
+    expect(sha(b, 'usr')).toBe(sha(a, 'usr'));
+  });
+});
