@@ -181,10 +181,38 @@ async function componentSizes(ctx: BuildContext): Promise<Record<string, number>
   return sizes;
 }
 
+/** Host tools the build runs, with the Debian package that provides each. */
+export const HOST_TOOLS: Record<string, string> = {
+  mmdebstrap: 'mmdebstrap',
+  mksquashfs: 'squashfs-tools',
+  veritysetup: 'cryptsetup-bin',
+  'mkfs.vfat': 'dosfstools',
+  mmd: 'mtools',
+  mcopy: 'mtools',
+  'mkfs.ext4': 'e2fsprogs',
+  'qemu-img': 'qemu-utils',
+  chroot: 'coreutils',
+  npm: 'npm (or Node.js from nodesource)',
+};
+
+/** Fails early, naming every missing tool and the apt-get line that installs them. */
+export async function checkHostTools(profile: { usr: { fs: string }; outputs: string[] }): Promise<void> {
+  const { haveTool } = await import('../../common/src/exec.js');
+  const need = Object.keys(HOST_TOOLS).filter((t) => !(t === 'qemu-img' && !profile.outputs.includes('qcow2')) && !(t === 'mksquashfs' && profile.usr.fs !== 'squashfs'));
+  if (profile.usr.fs === 'erofs') need.push('mkfs.erofs');
+  const missing: string[] = [];
+  for (const t of need) if (!(await haveTool(t))) missing.push(t);
+  if (missing.length) {
+    const pkgs = [...new Set(missing.map((t) => HOST_TOOLS[t] ?? 'erofs-utils'))];
+    throw new BasaltError('E_TOOL_MISSING', `host tools missing: ${missing.join(', ')}`, { hint: `sudo apt-get install -y ${pkgs.join(' ')}` });
+  }
+}
+
 /** Runs the whole build; returns the summary. Throws BasaltError on failure (the previous output stays). */
 export async function build(o: BuildOptions): Promise<BuildSummary> {
   const t0 = Date.now();
   const { profile } = await loadProfile(o.profileFile);
+  await checkHostTools(profile);
   const out = resolve(o.outDir);
   const ctx: BuildContext = { profile, profileFile: o.profileFile, repoRoot: o.repoRoot, cacheDir: o.cacheDir, log: o.log, signal: o.signal, results: new Map(), dirs: new Map() };
   await mkdir(o.cacheDir, { recursive: true });
