@@ -1,0 +1,313 @@
+/**
+ * The promises of Basalt, checked from outside on one machine in QEMU:
+ *
+ *   1. first boot with a cloud-config (user + ssh key, a unit, a file, the
+ *      hostname), ROOT grown, etcd and docker active, slot A marked good;
+ *   4. a power cut in the middle of writing an update: the old slot boots and
+ *      the update resumes and completes;
+ *   2. the update A → B from `basalt serve` on the host, rebooted by the
+ *      reboot strategy, B healthy and marked good, A's bytes unchanged;
+ *   5. manual rollback: `basalt update rollback`, reboot, the other slot runs
+ *      (and back again);
+ *   3. automatic rollback: a release whose health gate fails (etcd broken)
+ *      boots once, the machine comes back on the previous release by itself,
+ *      reports the rollback and does not install the bad release again;
+ *   6. PXE: kernel + initramfs with root on tmpfs, the cloud-config fetched
+ *      from a URL on the kernel command line, the update-engine off.
+ *
+ * The tests run in this order on one disk (each builds on the state the
+ * previous one left); a failing promise fails its own test. Every boot prints
+ * how long it took from firmware start to the ready line.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeConfigDrive } from '../src/configdrive.js';
+import { Vm } from '../src/vm.js';
+import { freePort, hashRange, release, releaseKeys, Ssh, UpdateServer, variantProfile } from './fleet.js';
+import { buildImage, copyDisk, haveQemu, isRoot, part, partitions, type Manifest } from './image.js';
+
+const canRun = isRoot && haveQemu;
+const cacheDir = process.env['BASALT_CACHE'] ?? '/var/cache/basalt';
+const GiB = 1024 ** 3;
+const BOOT_MS = 12 * 60_000;
+const V1 = '1.0.0';
+const V2 = '1.1.0';
+const V3 = '1.2.0';
+
+let work: string;
+let outs: Record<string, string>;
+let manifests: Record<string, Manifest>;
+let server: UpdateServer;
+let keys: { key: string; pub: string };
+let sshKey: { key: string; pub: string };
+let sshPort: number;
+let ssh: Ssh;
+let disk: string;
+let vm: Vm | undefined;
+let usrAHashBefore: string;
+
+const boots: string[] = [];
+
+/** Starts the VM (again) and waits for the ready line of `slot`/`version`; logs the boot time. */
+async function bootAndWait(label: string, slot: string, version: string, from?: number): Promise<void> {
+  if (!vm!.running) await vm!.start();
+  const ready = await vm!.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, BOOT_MS, { from, what: `basalt-ready (${label})` });
+  const line = `[scenario] ${label}: basalt-ready slot=${ready.match[1]} version=${ready.match[2]} ${(ready.atMs / 1000).toFixed(1)} s after ${from === undefined ? 'firmware start' : 'the previous mark'}`;
+  boots.push(line);
+  process.stderr.write(line + '\n');
+  expect(`${ready.match[1]} ${ready.match[2]}`).toBe(`${slot} ${version}`);
+}
+
+/** Waits for the guest to restart by itself and come up on `slot`/`version`. */
+async function rebootAndWait(label: string, slot: string, version: string, mark: number): Promise<void> {
+  const t0 = Date.now();
+  await vm!.waitFor(/reboot: Restarting system|Reached target.*(Reboot|System Reboot)|Rebooting/, BOOT_MS, { from: mark, what: `the reboot (${label})` });
+  const m2 = vm!.console.mark();
+  const ready = await vm!.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, 2 * BOOT_MS, { from: m2, what: `basalt-ready after reboot (${label})` });
+  const line = `[scenario] ${label}: basalt-ready slot=${ready.match[1]} version=${ready.match[2]} ${((Date.now() - t0) / 1000).toFixed(1)} s after the reboot began`;
+  boots.push(line);
+  process.stderr.write(line + '\n');
+  expect(`${ready.match[1]} ${ready.match[2]}`).toBe(`${slot} ${version}`);
+}
+
+type EngineStatus = Record<string, string>;
+
+/** Parses the status blocks update_engine_client prints (KEY=VALUE lines); returns the last complete one. */
+function lastStatus(text: string): EngineStatus | undefined {
+  let cur: EngineStatus = {};
+  let last: EngineStatus | undefined;
+  for (const l of text.split('\n')) {
+    const m = /^([A-Z_]+)=(.*)$/.exec(l.trim());
+    if (!m) continue;
+    if (m[1] === 'LAST_CHECKED_TIME') cur = {};
+    cur[m[1]!] = m[2]!;
+    if (m[1] === 'NEW_SIZE') last = cur;
+  }
+  return last;
+}
+
+/** Follows update_engine_client -watch_for_updates until `pred` holds for a status. */
+async function waitForStatus(pred: (s: EngineStatus) => boolean, timeoutMs: number, what: string): Promise<EngineStatus> {
+  let hit: EngineStatus | undefined;
+  await ssh
+    .stream(
+      'update_engine_client -status; update_engine_client -watch_for_updates',
+      (out) => {
+        const s = lastStatus(out);
+        if (s && pred(s)) hit = s;
+        return hit !== undefined;
+      },
+      timeoutMs,
+    )
+    .catch((e) => {
+      throw new Error(`waiting for ${what}: ${String(e)}`);
+    });
+  return hit!;
+}
+
+function cloudConfig(): string {
+  return [
+    '#cloud-config',
+    'hostname: basalt-vm-1',
+    'ssh_authorized_keys:',
+    `  - ${sshKey.pub}`,
+    'users:',
+    '  - name: alice',
+    '    groups: [docker]',
+    '    ssh_authorized_keys:',
+    `      - ${sshKey.pub}`,
+    '  - name: root',
+    '    ssh_authorized_keys:',
+    `      - ${sshKey.pub}`,
+    'write_files:',
+    '  - path: /etc/basalt-test/hello.txt',
+    "    permissions: '0640'",
+    '    content: |',
+    '      written by cloud-config',
+    'coreos:',
+    '  update:',
+    '    group: stable',
+    `    server: ${server.guestUrl}`,
+    '    reboot_strategy: reboot',
+    '  units:',
+    '    - name: hello.service',
+    '      command: start',
+    '      content: |',
+    '        [Unit]',
+    '        Description=Hello from cloud-config',
+    '        [Service]',
+    '        Type=oneshot',
+    '        RemainAfterExit=yes',
+    '        ExecStart=/bin/sh -c "echo hello > /run/hello"',
+    // The test decides when to check for updates (update_engine_client -check_for_update);
+    // the daemon's own schedule is pushed out so that it cannot race the scenarios.
+    '    - name: update-engine.service',
+    '      drop_ins:',
+    '        - name: 50-test-schedule.conf',
+    '          content: |',
+    '            [Service]',
+    '            ExecStart=',
+    '            ExecStart=/usr/bin/basalt update-engine --first-check 6h',
+    '',
+  ].join('\n');
+}
+
+describe.skipIf(!canRun)('scenarios (skipped unless root with qemu-system-x86 and ovmf: the builds need root)', () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'basalt-scenarios-'));
+    keys = await releaseKeys(cacheDir);
+    sshKey = await Ssh.keypair(work);
+    const v3Broken = { '/usr/lib/systemd/system/etcd.service.d/90-broken-release.conf': '[Service]\nExecStart=\nExecStart=/bin/false\n' };
+    outs = {};
+    manifests = {};
+    for (const [v, files] of [[V1, undefined], [V2, undefined], [V3, v3Broken]] as const) {
+      const profile = await variantProfile(join(work, 'profiles'), { version: v, keys: [keys.pub], files });
+      outs[v] = join(cacheDir, 'vm-test-out', v);
+      manifests[v] = await buildImage(outs[v]!, ['--profile', profile]);
+    }
+    server = new UpdateServer(join(work, 'repo'));
+    await server.start();
+    sshPort = await freePort();
+    ssh = new Ssh(sshPort, sshKey.key);
+    disk = await copyDisk(outs[V1]!, manifests[V1]!, join(work, 'disk.raw'), 2 * GiB);
+    await mkdir(join(work, 'vm'), { recursive: true });
+    const cd = await makeConfigDrive(join(work, 'config-2.iso'), cloudConfig());
+    vm = new Vm({ workdir: join(work, 'vm'), disk, diskMode: 'direct', configDrive: cd, hostfwd: [{ host: sshPort, guest: 22 }] });
+  }, 90 * 60_000);
+
+  afterAll(async () => {
+    await vm?.dispose();
+    await server?.stop();
+    process.stderr.write(`[scenario] boot times:\n${boots.join('\n')}\n`);
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('1. first boot: ROOT grows, the cloud-config is applied, etcd and docker run, slot A is marked good', async () => {
+    const parts0 = await partitions(disk);
+    const usrA = part(parts0, 'USR-A');
+    usrAHashBefore = await hashRange(disk, usrA.offset, usrA.length);
+    const rootBefore = part(parts0, 'ROOT').length;
+    await bootAndWait('first boot', 'A', V1);
+    await ssh.waitUp(5 * 60_000);
+    expect((await ssh.exec('hostname')).trim()).toBe('basalt-vm-1');
+    expect((await ssh.exec('id -nG', 'alice')).split(/\s+/)).toContain('docker');
+    expect((await ssh.exec('cat /etc/basalt-test/hello.txt')).trim()).toBe('written by cloud-config');
+    expect((await ssh.exec('stat -c %a /etc/basalt-test/hello.txt')).trim()).toBe('640');
+    expect((await ssh.exec('systemctl is-active hello.service; cat /run/hello')).split('\n').slice(0, 2)).toEqual(['active', 'hello']);
+    expect((await ssh.exec('systemctl is-active etcd.service docker.service')).trim().split('\n')).toEqual(['active', 'active']);
+    expect((await ssh.exec('cat /etc/coreos/update.conf'))).toMatch(new RegExp(`SERVER=${server.guestUrl.replace(/[.:/]/g, '\\$&')}`));
+    const rootNow = Number((await ssh.exec('blockdev --getsize64 /dev/disk/by-partlabel/ROOT')).trim());
+    expect(rootNow).toBeGreaterThan(rootBefore + GiB);
+    const rootFs = Number((await ssh.exec('df -B1 --output=size / | tail -n1')).trim());
+    expect(rootFs).toBeGreaterThan(rootBefore);
+    // The GPT on the host side: USR-A successful and first.
+    const parts = await partitions(disk);
+    expect(part(parts, 'USR-A').slot).toMatchObject({ successful: true, tries: 0 });
+    expect(part(parts, 'USR-A').slot!.priority).toBeGreaterThan(part(parts, 'USR-B').slot!.priority);
+  });
+
+  it('4. power cut while the update is being written: the old slot boots, the update resumes and completes', async () => {
+    await release(join(outs[V2]!, 'usr.img'), V2, keys, server.repo);
+    await ssh.exec('update_engine_client -check_for_update');
+    const st = await waitForStatus((s) => s['CURRENT_OP'] === 'UPDATE_STATUS_DOWNLOADING' && Number(s['PROGRESS']) >= 0.15, 20 * 60_000, 'the download to reach 15 %');
+    process.stderr.write(`[scenario] power cut at progress ${st['PROGRESS']}\n`);
+    await vm!.powerCut();
+    let parts = await partitions(disk);
+    expect(part(parts, 'USR-A').slot!.priority).toBeGreaterThan(part(parts, 'USR-B').slot!.priority);
+    const mark = vm!.console.mark();
+    await bootAndWait('after the power cut', 'A', V1, mark);
+    await ssh.waitUp(5 * 60_000);
+    await ssh.exec('update_engine_client -check_for_update');
+    const done = await waitForStatus((s) => s['CURRENT_OP'] === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' || s['CURRENT_OP'] === 'UPDATE_STATUS_REPORTING_ERROR_EVENT', 30 * 60_000, 'the resumed update to finish');
+    expect(done['CURRENT_OP']).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+    expect(done['NEW_VERSION']).toBe(V2);
+    const journal = await ssh.exec('journalctl -b -u update-engine.service --no-pager -o cat');
+    expect(journal).toMatch(/resum/i);
+    parts = await partitions(disk);
+    expect(part(parts, 'USR-B').slot).toMatchObject({ tries: 1, successful: false });
+  });
+
+  it('2. update A → B: rebooted by the strategy, B passes the health gate and is marked good, A is unchanged', async () => {
+    // REBOOT_STRATEGY=reboot: locksmithd reboots the machine by itself.
+    const mark = vm!.console.mark();
+    await rebootAndWait('update to B', 'B', V2, mark);
+    await ssh.waitUp(5 * 60_000);
+    const parts = await partitions(disk);
+    expect(part(parts, 'USR-B').slot).toMatchObject({ successful: true, tries: 0 });
+    expect(part(parts, 'USR-B').slot!.priority).toBeGreaterThan(part(parts, 'USR-A').slot!.priority);
+    const usrA = part(parts, 'USR-A');
+    expect(await hashRange(disk, usrA.offset, usrA.length)).toBe(usrAHashBefore);
+    const usrB = part(parts, 'USR-B');
+    const v2 = manifests[V2]!.usr;
+    expect(await hashRange(disk, usrB.offset, v2.bytes)).toBe(v2.sha256);
+    expect((await ssh.exec('. /usr/lib/os-release; echo $VERSION_ID')).trim()).toBe(V2);
+    const events = await server.events();
+    expect(events.some((e) => e.eventType === 3 && e.eventResult === 2 && e.version === V2)).toBe(true);
+  });
+
+  it('5. manual rollback: basalt update rollback, reboot, the other slot runs (and back again)', async () => {
+    await ssh.exec('basalt update rollback');
+    let mark = vm!.console.mark();
+    await ssh.exec('systemctl reboot').catch(() => {});
+    await rebootAndWait('manual rollback to A', 'A', V1, mark);
+    await ssh.waitUp(5 * 60_000);
+    await ssh.exec('basalt update rollback');
+    mark = vm!.console.mark();
+    await ssh.exec('systemctl reboot').catch(() => {});
+    await rebootAndWait('manual rollback back to B', 'B', V2, mark);
+    await ssh.waitUp(5 * 60_000);
+  });
+
+  it('3. automatic rollback: a release with a failing health gate boots once, the machine returns to the previous release and does not retry it', async () => {
+    await release(join(outs[V3]!, 'usr.img'), V3, keys, server.repo);
+    await ssh.exec('update_engine_client -check_for_update');
+    const mark = vm!.console.mark();
+    const st = await waitForStatus((s) => s['CURRENT_OP'] === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' || s['CURRENT_OP'] === 'UPDATE_STATUS_REPORTING_ERROR_EVENT', 30 * 60_000, 'v3 to be installed').catch((e) => {
+      // The strategy may reboot before the status is read.
+      if (/ssh/.test(String(e))) return { CURRENT_OP: 'UPDATE_STATUS_UPDATED_NEED_REBOOT' } as EngineStatus;
+      throw e;
+    });
+    expect(st['CURRENT_OP']).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+    // The v3 boot attempt: A's kernel starts, etcd fails, the health gate fails, the machine reboots.
+    await vm!.waitFor(/basalt\.slot=A/, 2 * BOOT_MS, { from: mark, what: 'the boot attempt of v3 in slot A' });
+    await rebootAndWait('automatic rollback to B', 'B', V2, vm!.console.mark());
+    await ssh.waitUp(5 * 60_000);
+    const rollback = await server.waitForEvent((e) => e.eventType === 3 && e.eventResult === 0 && e.errorCode !== null, 10 * 60_000, 'the rollback report');
+    expect(rollback.version).toBe(V2);
+    let parts = await partitions(disk);
+    expect(part(parts, 'USR-B').slot!.priority).toBeGreaterThan(part(parts, 'USR-A').slot!.priority);
+    // Not again: a new check finds v3 and leaves it alone.
+    const before = (await server.events()).length;
+    await ssh.exec('update_engine_client -check_for_update');
+    const idle = await waitForStatus((s) => s['CURRENT_OP'] === 'UPDATE_STATUS_IDLE' && Number(s['LAST_CHECKED_TIME']) > 0, 10 * 60_000, 'the engine to settle after the check');
+    expect(idle['CURRENT_OP']).toBe('UPDATE_STATUS_IDLE');
+    const after = (await server.events()).slice(before);
+    expect(after.some((e) => e.eventType === 13)).toBe(false);
+    parts = await partitions(disk);
+    expect(part(parts, 'USR-A').slot!.tries).toBe(0);
+    expect(part(parts, 'USR-A').slot!.successful).toBe(false);
+  });
+
+  it('6. PXE: root on tmpfs, the cloud-config from a URL on the kernel command line, the update-engine off', async () => {
+    await vm?.dispose();
+    vm = undefined;
+    const out = outs[V1]!;
+    const m = manifests[V1]!;
+    const file = (kind: string) => join(out, m.artifacts.find((a) => a.kind === kind)!.file);
+    await writeFile(join(server.repo, 'pxe-cloud-config.yml'), ['#cloud-config', 'hostname: basalt-pxe-1', 'users:', '  - name: root', '    ssh_authorized_keys:', `      - ${sshKey.pub}`, ''].join('\n'));
+    const append = `${(await readFile(file('pxe-cmdline'), 'utf8')).trim()} cloud-config-url=http://10.0.2.2:${server.port}/pxe-cloud-config.yml`;
+    const port = await freePort();
+    const pxe = new Vm({ workdir: join(work, 'vm-pxe'), kernel: file('pxe-kernel'), initrd: file('pxe-initramfs'), append, bios: true, memoryMiB: 3072, hostfwd: [{ host: port, guest: 22 }] });
+    vm = pxe;
+    await mkdir(join(work, 'vm-pxe'), { recursive: true });
+    await bootAndWait('PXE', 'PXE', V1);
+    const s = new Ssh(port, sshKey.key);
+    await s.waitUp(5 * 60_000);
+    expect((await s.exec('hostname')).trim()).toBe('basalt-pxe-1');
+    expect((await s.exec('findmnt -no FSTYPE /')).trim()).toBe('tmpfs');
+    expect((await s.exec('systemctl is-active update-engine.service || true')).trim()).not.toBe('active');
+    expect((await s.exec('test -e /usr/.noupdate && echo yes')).trim()).toBe('yes');
+  });
+});
