@@ -51,3 +51,34 @@ export async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises');
+  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const prefix = dir.replace(/\/+$/, '');
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return info
+    .split('\n')
+    .map((l) => unescape(l.split(' ')[4] ?? ''))
+    .filter((m) => m === prefix || m.startsWith(prefix + '/'))
+    .sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Unmounts whatever a killed tool (mmdebstrap, chroot steps) left mounted
+ * below `dir`, so that removing `dir` never reaches into /proc, /sys or /dev.
+ * Returns what was still mounted.
+ */
+export async function unmountAllUnder(dir: string): Promise<string[]> {
+  const left = await mountsUnder(dir);
+  for (const m of left) await run('umount', ['--lazy', m], { reject: false });
+  return left;
+}
+
+/** Removes a work directory after unmounting anything below it. */
+export async function removeWorkDir(dir: string): Promise<void> {
+  await unmountAllUnder(dir);
+  if ((await mountsUnder(dir)).length > 0) return; // never remove through a mount
+  await rm(dir, { recursive: true, force: true });
+}

@@ -19,7 +19,7 @@ import type { Logger } from '../../common/src/log.js';
 import { loadProfile } from '../../configs/src/profile.js';
 import { sha256, stageKey, type BuildContext, type Stage, type StageResult } from './context.js';
 import { writeCpio } from './cpio.js';
-import { exists, sha256File, treeBytes, writeAtomic } from './fsutil.js';
+import { exists, removeWorkDir, sha256File, treeBytes, writeAtomic } from './fsutil.js';
 import { bootStage, FIRST_BOOT_TRIES } from './stages/boot.js';
 import { customizeStage } from './stages/customize.js';
 import { initrdStage } from './stages/initrd.js';
@@ -94,7 +94,7 @@ async function runStage(ctx: BuildContext, stage: Stage, previous: string, noCac
     ctx.results.set(stage.name, result);
     ctx.dirs.set(stage.name, dir);
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
+    await removeWorkDir(tmp);
     throw e;
   }
   await pruneOthers(base, key);
