@@ -130,7 +130,7 @@ export const customizeStage: Stage = {
     const prev = ctx.dirs.get('packages')!;
     const root = join(out, 'root');
     await copyTree(join(prev, 'root'), root, ctx.signal);
-    const inRoot = (argv: string[]) => run('chroot', [root, ...argv], { signal: ctx.signal, env: { LC_ALL: 'C.UTF-8' } });
+    const inRoot = (argv: string[]) => run('chroot', [root, ...argv], { signal: ctx.signal, env: { LC_ALL: 'C.UTF-8', SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch) } });
     const p = ctx.profile;
 
     if (p.purge.length > 0) {
