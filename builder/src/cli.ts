@@ -34,8 +34,10 @@ export async function run(ctx: CommandContext): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`build: unexpected argument '${positionals[0]}'`, "see 'basalt build --help'");
   const ac = new AbortController();
   const onSignal = () => ac.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: while a listener is registered, no other signal handler
+  // (execa's cleanup) re-raises the signal and kills us before we clean up.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const summary = await build({
       profileFile: (values.profile as string | undefined) ?? defaultProfilePath(),

@@ -35,6 +35,7 @@ export function mmdebstrapArgs(p: BuildContext['profile'], debCache: string, tar
     `--include=${p.packages.join(',')}`,
     '--skip=download/empty',
     '--skip=essential/unlink',
+    '--dpkgopt=force-unsafe-io',
     '--aptopt=Acquire::Retries "3"',
     // debCache mirrors the tree: debCache/var/cache/apt/archives/*.deb (sync-in needs an existing target).
     `--setup-hook=sync-in ${debCache} /`,
@@ -61,7 +62,7 @@ export function parseDpkgQuery(text: string): PackageInfo[] {
 export const packagesStage: Stage = {
   name: 'packages',
   title: 'Packages (mmdebstrap)',
-  version: 1,
+  version: 2,
   async inputs(ctx) {
     const p = ctx.profile;
     return { source: p.source, packages: p.packages, epoch: p.sourceDateEpoch };
