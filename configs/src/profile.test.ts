@@ -25,6 +25,17 @@ describe('parseProfile', () => {
     expect(value?.outputs).toEqual(['raw', 'qcow2', 'pxe']);
   });
 
+  it('takes release keys and extra files, and names a bad file path', () => {
+    const ok = parseProfile(base + 'keys: [keys/release.pub.asc]\nfiles:\n  - path: /usr/lib/x.conf\n    content: "a=1\\n"\n', 'k.yaml');
+    expect(ok.report).toEqual([]);
+    expect(ok.value?.keys).toEqual(['keys/release.pub.asc']);
+    expect(ok.value?.files).toEqual([{ path: '/usr/lib/x.conf', content: 'a=1\n', mode: '0644' }]);
+    const bad = parseProfile(base + 'files:\n  - path: /usr/../boot/x\n    content: x\n', 'k.yaml');
+    expect(bad.value).toBeUndefined();
+    expect(bad.report[0]).toMatchObject({ path: 'files[0].path', file: 'k.yaml' });
+    expect(bad.report[0]!.line).toBe(base.split('\n').length + 1);
+  });
+
   it('reports file, line, column and key for each problem and returns no value', () => {
     const bad = base
       .replace('compression: zstd', 'compression: brotli')

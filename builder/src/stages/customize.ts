@@ -11,7 +11,7 @@
  * Writes only under `out` and the cache (CACHE/npm, CACHE/app).
  */
 import { readdir, mkdir, readFile, rm, symlink, writeFile, rename, chmod } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { sha256, type BuildContext, type Stage, type StageResult } from '../context.js';
@@ -32,6 +32,19 @@ export const ENABLED_UNITS: Record<string, string[]> = {
   'boot-complete.target.requires': ['basalt-health.service'],
   'sockets.target.wants': ['systemd-networkd.socket'],
 };
+
+/** Units taken from update-engine/units/ (the engine's own definitions). */
+export const UPDATE_ENGINE_UNITS = ['update-engine.service', 'locksmithd.service'];
+
+/** Pure: /usr/share/basalt/release, read by the update-engine (VERSION, BOARD, APPID). */
+export function releaseFile(p: BuildContext['profile']): string {
+  return `VERSION=${p.os.version}\nBOARD=${p.board}\nAPPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\nCHANNEL=${p.os.channel}\n`;
+}
+
+/** A path from the profile, relative to the profile file's folder. */
+function profileRelative(ctx: BuildContext, path: string): string {
+  return isAbsolute(path) ? path : join(dirname(ctx.profileFile), path);
+}
 
 export const WRAPPERS: Record<string, string> = {
   basalt: 'basalt.js',
@@ -124,7 +137,9 @@ export const customizeStage: Stage = {
           layouts: await hashTree(join(ctx.repoRoot, 'configs/layouts')),
         }
       : null;
-    return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools };
+    const units = await hashTree(join(ctx.repoRoot, 'update-engine/units'));
+    const keys = await Promise.all(p.keys.map(async (k) => sha256(await readFile(profileRelative(ctx, k)))));
+    return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools, units, keys, extraFiles: p.files };
   },
   async run(ctx: BuildContext, out: string): Promise<StageResult> {
     const prev = ctx.dirs.get('packages')!;
@@ -153,6 +168,10 @@ export const customizeStage: Stage = {
         await symlink(`../${u}`, join(d, u));
       }
     }
+    // The update-engine's own units (one source: update-engine/units/).
+    for (const u of UPDATE_ENGINE_UNITS) {
+      await run('cp', ['--preserve=mode', join(ctx.repoRoot, 'update-engine/units', u), join(root, 'usr/lib/systemd/system', u)]);
+    }
     // Distribution timers for a package manager that is not there.
     for (const t of ['apt-daily.timer', 'apt-daily-upgrade.timer', 'dpkg-db-backup.timer']) {
       await rm(join(root, 'etc/systemd/system/timers.target.wants', t), { force: true });
@@ -162,8 +181,20 @@ export const customizeStage: Stage = {
     await rm(join(root, 'usr/lib/os-release'), { force: true });
     await writeFile(join(root, 'usr/lib/os-release'), osRelease(p));
     await mkdir(join(root, 'usr/share/basalt'), { recursive: true });
-    await writeFile(join(root, 'usr/share/basalt/release'), `BASALT_RELEASE_VERSION=${p.os.version}\nBASALT_RELEASE_BOARD=${p.board}\nBASALT_RELEASE_APPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\n`);
-    await writeFile(join(root, 'usr/share/basalt/update.conf'), `GROUP=${p.os.channel}\n`);
+    await writeFile(join(root, 'usr/share/basalt/release'), releaseFile(p));
+    // CoreOS's place for the image's update defaults; /etc/coreos/update.conf overrides it.
+    await mkdir(join(root, 'usr/share/coreos'), { recursive: true });
+    await writeFile(join(root, 'usr/share/coreos/update.conf'), `GROUP=${p.os.channel}\nREBOOT_STRATEGY=reboot\nHEALTH_UNITS="etcd.service docker.service"\n`);
+    // The keyring the update-engine verifies releases with (public keys only).
+    const keyDir = join(root, 'usr/share/basalt/keys');
+    await mkdir(keyDir, { recursive: true });
+    for (const [i, k] of p.keys.entries()) {
+      const text = await readFile(profileRelative(ctx, k), 'utf8');
+      if (/PRIVATE KEY BLOCK/.test(text)) {
+        throw new BasaltError('E_PROFILE_PRIVATE_KEY', `${k}: is a private key; an image carries public keys only`, { hint: "export the public key with 'basalt keys export --key FILE'" });
+      }
+      await writeFile(join(keyDir, `${String(i).padStart(2, '0')}-${basename(k).replace(/\.(pub|gpg)$/, '.asc')}`), text);
+    }
 
     // Node runtime and Basalt's tools.
     let nodeBytes = 0;
@@ -188,6 +219,15 @@ export const customizeStage: Stage = {
         await writeFile(f, `#!/bin/sh\nexec /usr/lib/basalt/node/bin/node /usr/lib/basalt/app/bin/${js} "$@"\n`);
         await chmod(f, 0o755);
       }
+    }
+
+    // The profile's extra files, last, so they can override anything above.
+    for (const f of p.files) {
+      const dest = join(root, f.path);
+      await mkdir(dirname(dest), { recursive: true });
+      await rm(dest, { force: true });
+      await writeFile(dest, f.content);
+      await chmod(dest, parseInt(f.mode, 8));
     }
 
     // /etc and /var defaults under /usr/share/factory.
