@@ -68,14 +68,17 @@ export class UpdateServer {
     let out = '';
     this.port = await new Promise<number>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`basalt serve did not start: ${out}`)), 30_000);
-      this.proc!.stdout!.on('data', (d: Buffer) => {
+      // `basalt serve` announces its address in a log line (stderr).
+      const onData = (d: Buffer) => {
         out += d.toString();
         const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
         if (m) {
           clearTimeout(t);
           resolve(Number(m[1]));
         }
-      });
+      };
+      this.proc!.stdout!.on('data', onData);
+      this.proc!.stderr!.on('data', onData);
       this.proc!.exited.then(() => reject(new Error(`basalt serve exited: ${out}`)), reject);
     });
   }

@@ -4,7 +4,7 @@
  * running host (slot from /proc/cmdline, disk from PARTLABEL, ESP mounted).
  */
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { BasaltError, UsageError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../common/src/gpt/index.js';
@@ -85,7 +85,9 @@ async function diskOfLabel(label: string): Promise<string> {
   } catch {
     throw new BasaltError('E_NO_SLOT_DISK', `no partition labelled ${label} on this host`, { hint: 'pass --disk IMAGE --booted-slot A|B to work on an image file' });
   }
-  const parent = await realpath(join('/sys/class/block', basename(part), '..'));
+  // /sys/class/block/vda3 links to .../block/vda/vda3: the disk is the parent
+  // directory of the resolved link (path.join would drop '..' before resolving).
+  const parent = dirname(await realpath(join('/sys/class/block', basename(part))));
   return `/dev/${basename(parent)}`;
 }
 
