@@ -5,7 +5,8 @@ describe('basalt CLI', () => {
   it('lists the commands with --help and exits 0', async () => {
     const r = await cli(['--help']);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/Commands:\n\s+disk /);
+    expect(r.stdout).toMatch(/Commands:\n/);
+    for (const c of ['build', 'disk', 'qemu', 'release', 'serve', 'update', 'cloudinit']) expect(r.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
   });
   it('exits 2 with usage when no command is given', async () => {
     const r = await cli([]);
