@@ -38,3 +38,17 @@ export async function sh(file: string, args: string[], opts: { reject?: boolean 
   if (opts.reject !== false && res.exitCode !== 0) throw new Error(`${file} ${args.join(' ')} failed (${res.exitCode}): ${res.stderr}`);
   return res;
 }
+
+/** A free TCP port on 127.0.0.1 (for servers and port forwards in tests). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}

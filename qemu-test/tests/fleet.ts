@@ -7,6 +7,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { freePort } from '../../common/test/helpers.js';
+export { freePort };
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { run, spawnTool, type Spawned } from '../../common/src/exec.js';
@@ -221,15 +223,3 @@ export async function hashRange(file: string, offset: number, length: number): P
   return h.digest('hex');
 }
 
-/** A free TCP port on 127.0.0.1 for hostfwd. */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../common/src/exec.js';
 import { generateKey } from '../src/pgp.js';
+import { freePort } from '../../common/test/helpers.js';
+export { freePort };
 
 export async function tempDir(prefix = 'basalt-ue-'): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -97,19 +99,6 @@ export async function makeDisk(dir: string, usrImg: string, version: string): Pr
   return disk;
 }
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const p = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** Starts a private etcd on random 127.0.0.1 ports in a temp data dir; stop() kills it and waits. */
 export async function startEtcd(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
