@@ -47,6 +47,21 @@ describe('update state machine', () => {
     expect(s.status).toBe('UPDATE_STATUS_IDLE');
     expect(s.lastError?.errorCode).toBe(10);
   });
+  it('flags the failure code of a resumed download with 1<<30, as update_engine does, and clears it at the next check', () => {
+    const { s, effects } = run([
+      { type: 'CHECK', now: 0, interactive: false },
+      { type: 'UPDATE_FOUND', now: 0, offer: { version: '2.0.0', size: 1 } },
+      { type: 'DOWNLOAD_STARTED', resumed: true },
+      { type: 'FAILED', code: 'E_PAYLOAD_HASH', message: 'x', errorCode: 10, version: '2.0.0' },
+      { type: 'REPORTED' },
+      { type: 'CHECK', now: 0, interactive: false },
+      { type: 'UPDATE_FOUND', now: 0, offer: { version: '2.0.0', size: 1 } },
+      { type: 'DOWNLOAD_STARTED', resumed: false },
+      { type: 'FAILED', code: 'E_PAYLOAD_HASH', message: 'x', errorCode: 10, version: '2.0.0' },
+    ]);
+    expect(effects.filter((e) => e.startsWith('event 3/'))).toEqual([`event 3/0/${(1 << 30) + 10}`, 'event 3/0/10']);
+    expect(s.lastError?.errorCode).toBe(10);
+  });
   it('does not block a version for a transfer error (it is retried at the next check)', () => {
     const { effects } = run([
       { type: 'CHECK', now: 0, interactive: false },

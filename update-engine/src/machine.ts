@@ -23,6 +23,8 @@ export interface MachineState {
   newVersion: string;
   newSize: number;
   lastError?: { code: string; message: string; errorCode: number } | undefined;
+  /** The current attempt continued an earlier, interrupted download (CoreOS flags its failure codes with 1<<30). */
+  resumed?: boolean | undefined;
 }
 
 export const initialState: MachineState = { status: 'UPDATE_STATUS_IDLE', lastCheckedTime: 0, progress: 0, newVersion: '0.0.0', newSize: 0 };
@@ -80,7 +82,7 @@ export function step(s: MachineState, e: Event): Step {
     case 'CHECK':
       if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') return ok(s, [{ do: 'omaha-event', type: 0, result: 0 }, { do: 'schedule', outcome: 'ok' }]); // ping only while a reboot is pending
       if (s.status !== 'UPDATE_STATUS_IDLE') return no;
-      return ok({ ...s, status: 'UPDATE_STATUS_CHECKING_FOR_UPDATE', lastError: undefined }, [{ do: 'omaha-check', interactive: e.interactive }]);
+      return ok({ ...s, status: 'UPDATE_STATUS_CHECKING_FOR_UPDATE', lastError: undefined, resumed: false }, [{ do: 'omaha-check', interactive: e.interactive }]);
     case 'NO_UPDATE':
       if (s.status !== 'UPDATE_STATUS_CHECKING_FOR_UPDATE') return no;
       return ok({ ...s, status: 'UPDATE_STATUS_IDLE', lastCheckedTime: Math.floor(e.now / 1000) }, [{ do: 'schedule', outcome: 'ok', pollInterval: e.pollInterval }]);
@@ -98,7 +100,7 @@ export function step(s: MachineState, e: Event): Step {
       ]);
     case 'DOWNLOAD_STARTED':
       if (s.status !== 'UPDATE_STATUS_UPDATE_AVAILABLE') return no;
-      return ok({ ...s, status: 'UPDATE_STATUS_DOWNLOADING' }, []);
+      return ok({ ...s, status: 'UPDATE_STATUS_DOWNLOADING', resumed: e.resumed }, []);
     case 'PROGRESS':
       if (s.status !== 'UPDATE_STATUS_DOWNLOADING') return no;
       return ok({ ...s, progress: Math.max(0, Math.min(1, e.fraction)) }, []);
@@ -116,10 +118,12 @@ export function step(s: MachineState, e: Event): Step {
       return ok({ ...s, status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: e.version, newSize: e.size, progress: 1 }, []);
     case 'FAILED': {
       if (!busy.includes(s.status)) return no;
-      const effects: Effect[] = [{ do: 'omaha-event', type: EventType.UpdateComplete, result: EventResult.Error, errorCode: e.errorCode }];
+      // As update_engine: a failure of a resumed download carries the "resumed" flag (1<<30) in its code.
+      const errorCode = s.resumed ? (e.errorCode | ErrorCode.ResumedFlag) >>> 0 : e.errorCode;
+      const effects: Effect[] = [{ do: 'omaha-event', type: EventType.UpdateComplete, result: EventResult.Error, errorCode }];
       // Only a rollback blocks a version (below): a bad transfer, a corrupt mirror or a forged
       // signature must not let an attacker veto a good release; the next check retries it.
-      return ok({ ...s, status: 'UPDATE_STATUS_REPORTING_ERROR_EVENT', lastError: { code: e.code, message: e.message, errorCode: e.errorCode } }, effects);
+      return ok({ ...s, status: 'UPDATE_STATUS_REPORTING_ERROR_EVENT', lastError: { code: e.code, message: e.message, errorCode } }, effects);
     }
     case 'REPORTED':
       if (s.status !== 'UPDATE_STATUS_REPORTING_ERROR_EVENT') return no;
