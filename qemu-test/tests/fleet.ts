@@ -148,7 +148,7 @@ export class Ssh {
   }
 
   private args(user: string, command: string): string[] {
-    return ['-i', this.keyFile, '-p', String(this.port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=20', '-o', 'LogLevel=ERROR', `${user}@127.0.0.1`, command];
+    return ['-i', this.keyFile, '-p', String(this.port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=5', '-o', 'ServerAliveCountMax=6', '-o', 'LogLevel=ERROR', `${user}@127.0.0.1`, command];
   }
 
   /** Runs `command` as `user`; returns stdout, throws with stderr on failure. */

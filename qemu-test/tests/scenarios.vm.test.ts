@@ -246,8 +246,10 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped unless BASALT_VM_SCENARI
     const v2 = manifests[V2]!.usr;
     expect(await hashRange(disk, usrB.offset, v2.bytes)).toBe(v2.sha256);
     expect((await ssh.exec('. /usr/lib/os-release; echo $VERSION_ID')).trim()).toBe(V2);
-    const events = await server.events();
-    expect(events.some((e) => e.eventType === 3 && e.eventResult === 2 && e.version === V2)).toBe(true);
+    // The first check after the update carries event 3/2 with the previous version (as update_engine's).
+    await ssh.exec('update_engine_client -check_for_update');
+    const ev = await server.waitForEvent((e) => e.eventType === 3 && e.eventResult === 2 && e.version === V2, 10 * 60_000, 'the post-update 3/2 event from B');
+    expect(ev.previousVersion).toBe(V1);
   });
 
   it('5. manual rollback: basalt update rollback, reboot, the other slot runs (and back again)', async () => {

@@ -4,7 +4,7 @@
  * "mark-good"|"rollback"|"unblock"}. Replies: {"ok":true,...} or
  * {"ok":false,"error":{code,message}}; "watch" streams {"status":...} lines.
  */
-import { createServer, createConnection, type Server } from 'node:net';
+import { createServer, createConnection, type Server, type Socket } from 'node:net';
 import { rm, mkdir, chmod } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BasaltError, isBasaltError } from '../../common/src/errors.js';
@@ -14,10 +14,19 @@ export const DEFAULT_SOCKET = '/run/basalt/update-engine.sock';
 
 export type Handler = (cmd: string) => Promise<Record<string, unknown>>;
 
-export async function serveControl(path: string, engine: Engine, extra: Record<string, () => Promise<Record<string, unknown>>>): Promise<Server> {
+export interface ControlServer {
+  server: Server;
+  /** Stops listening and drops every client (watchers included), so the daemon can exit at once. */
+  close(): Promise<void>;
+}
+
+export async function serveControl(path: string, engine: Engine, extra: Record<string, () => Promise<Record<string, unknown>>>): Promise<ControlServer> {
   await mkdir(dirname(path), { recursive: true });
   await rm(path, { force: true });
+  const clients = new Set<Socket>();
   const server = createServer((sock) => {
+    clients.add(sock);
+    sock.on('close', () => clients.delete(sock));
     let buf = '';
     sock.setEncoding('utf8');
     sock.on('error', () => {});
@@ -67,7 +76,14 @@ export async function serveControl(path: string, engine: Engine, extra: Record<s
     server.listen(path, () => res());
   });
   await chmod(path, 0o660).catch(() => {});
-  return server;
+  return {
+    server,
+    close: () =>
+      new Promise<void>((res) => {
+        server.close(() => res());
+        for (const c of clients) c.destroy();
+      }),
+  };
 }
 
 /** Sends one request and returns the first reply (or streams with onLine for watch). */

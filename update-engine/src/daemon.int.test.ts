@@ -80,7 +80,18 @@ describe('update-engine daemon and clients', () => {
     await waitFor(() => stat(sock).then(() => true, () => false), 20_000, 'the daemon socket');
     const s0 = await node(['-status', `-socket=${sock}`], 'update_engine_client.js');
     expect(s0.out).toBe('LAST_CHECKED_TIME=0\nPROGRESS=0\nCURRENT_OP=UPDATE_STATUS_IDLE\nNEW_VERSION=0.0.0\nNEW_SIZE=0\n');
+    // A watcher sees every state as it happens (not after the download that was running).
+    const watcher = spawn(process.execPath, [join(root, 'bin/update_engine_client.js'), '-watch_for_updates', `-socket=${sock}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    procs.push(watcher);
+    let watched = '';
+    watcher.stdout.on('data', (b: Buffer) => (watched += b.toString()));
+    await waitFor(async () => watched.includes('CURRENT_OP='), 20_000, 'the watcher to connect');
     const u = await node(['-update', `-socket=${sock}`], 'update_engine_client.js');
+    await waitFor(async () => watched.includes('UPDATED_NEED_REBOOT'), 20_000, 'the watcher to see NEED_REBOOT');
+    const ops = [...watched.matchAll(/CURRENT_OP=UPDATE_STATUS_(\w+)/g)].map((m) => m[1]).filter((o, i, a) => o !== a[i - 1]);
+    expect(ops).toEqual(['IDLE', 'CHECKING_FOR_UPDATE', 'UPDATE_AVAILABLE', 'DOWNLOADING', 'VERIFYING', 'FINALIZING', 'UPDATED_NEED_REBOOT']);
+    const downloading = [...watched.matchAll(/PROGRESS=([\d.e-]+)\nCURRENT_OP=UPDATE_STATUS_DOWNLOADING/g)].map((m) => Number(m[1]));
+    expect(downloading.at(-1)).toBe(1);
     expect(u.code, u.err).toBe(0);
     expect(u.out).toMatch(/Update succeeded -- reboot needed/);
     const s1 = await node(['-status', `-socket=${sock}`], 'update_engine_client.js');
@@ -96,7 +107,13 @@ describe('update-engine daemon and clients', () => {
     const again = await node(['-reset_status', `-socket=${sock}`], 'update_engine_client.js');
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/^update_engine_client: error: ResetStatus: no update is waiting/);
+    // SIGTERM ends the daemon at once even with a client still watching (systemd must not wait 90 s).
+    const t0 = Date.now();
+    const exited = new Promise<number | null>((r) => d.once('exit', (code) => r(code)));
     d.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    watcher.kill();
   });
 
   it('checks by itself on its schedule (first check after --first-check) and installs', async () => {

@@ -135,6 +135,8 @@ describe('update path on an image file (acceptance)', () => {
     // Events 13/1, 14/1 and 3/1 reached the server.
     const ev = (await readFile(events, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['kind'] === 'event' && l['machineId'] === 'e2e-machine');
     expect(ev.map((x) => `${x['eventType']}/${x['eventResult']}`)).toEqual(expect.arrayContaining(['13/1', '14/1', '3/1']));
+    // The first check of a new install says previousversion="0.0.0.0", as update_engine does.
+    expect(ev.find((x) => x['eventType'] === 3 && x['eventResult'] === 2)?.['previousVersion']).toBe('0.0.0.0');
     console.log(`[e2e] apply of a ${m2.payload.size}-byte payload (${m2.image.size}-byte image) took ${ms} ms`);
 
     // Boot into B: the health gate marks it good and blesses the entry; the engine sees no rollback.

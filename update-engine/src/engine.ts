@@ -13,7 +13,7 @@ import { BasaltError, isBasaltError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
 import { readGpt, writeGpt, setSlotAttrs, findPartition } from '../../common/src/gpt/index.js';
 import { parseEntryFileName } from '../../common/src/boot.js';
-import { step, initialState, type Effect, type Event, type MachineState } from './machine.js';
+import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
 import { buildRequest, COREOS_APPID, ErrorCode, parseResponse, type OmahaEvent, type UpdateOffer } from './omaha.js';
 import { unseal, validateChannel, inRollout, type PayloadManifest } from './repo.js';
@@ -102,7 +102,9 @@ export class Engine {
       /* first start */
     }
     if (!this.ps.alephVersion) {
+      // A new install: like update_engine, the first check reports previousversion="0.0.0.0".
       this.ps.alephVersion = this.env.me.version;
+      this.ps.reportPrevious ??= '0.0.0.0';
       await this.save();
     }
     const p = this.ps.pending;
@@ -132,6 +134,11 @@ export class Engine {
     this.timer?.cancel();
   }
 
+  /** Whether a check or an install is under way. */
+  busy(): boolean {
+    return isBusy(this.state.status);
+  }
+
   /** Waits until the effects of all sent events have run. */
   async idle(): Promise<void> {
     let w: Promise<void>;
@@ -146,8 +153,24 @@ export class Engine {
     const r = step(this.state, e);
     if (!r.accepted) return false;
     this.state = r.state;
-    this.work = this.work.then(() => this.runEffects(r.effects));
+    // Watchers hear of a change at once: the queued effects may include a long
+    // download, and a notification queued behind it would arrive too late and
+    // show a later state.
+    const rest = r.effects.filter((f) => f.do !== 'notify');
+    if (rest.length < r.effects.length) this.notify();
+    if (rest.length > 0) this.work = this.work.then(() => this.runEffects(rest));
     return true;
+  }
+
+  private notify(): void {
+    const s = this.status();
+    for (const l of this.listeners) {
+      try {
+        l(s);
+      } catch (e) {
+        this.env.log.debug(`a status watcher failed: ${(e as Error).message}`);
+      }
+    }
   }
 
   /** Starts a check now (update_engine_client -check_for_update). */
@@ -212,11 +235,9 @@ export class Engine {
 
   private async runEffect(eff: Effect): Promise<void> {
     switch (eff.do) {
-      case 'notify': {
-        const s = this.status();
-        for (const l of this.listeners) l(s);
+      case 'notify':
+        this.notify();
         return;
-      }
       case 'omaha-check':
         await this.doCheck(eff.interactive);
         return;

@@ -34,6 +34,12 @@ export async function run(ctx: CommandContext): Promise<number> {
     process.once('SIGTERM', r);
   });
   engine.stop();
-  await new Promise<void>((r) => server.close(() => r()));
+  await server.close();
+  if (engine.busy()) {
+    // The install is crash-safe (progress is kept per chunk and the new slot is only
+    // prioritized at the very end): stop now, the next start resumes where it was.
+    ctx.log.info(`update-engine: stopping during ${engine.status().status}; the update resumes at the next start`);
+    process.exit(0);
+  }
   return 0;
 }
