@@ -84,3 +84,49 @@ describe('basalt keys, release, serve, update (CLI)', () => {
     expect(off.err).toMatch(/^basalt: error: updates are disabled/);
   });
 });
+
+describe('basalt update health (the boot health gate)', () => {
+  // No systemd runs on a build host, so systemctl is replaced by a script that answers
+  // `is-active` as systemctl does, from a table; the boot of a failing slot is checked
+  // for real in qemu-test (scenario 3).
+  async function gate(states: Record<string, string>, conf: string, extra: string[] = []) {
+    const { mkdir, writeFile, chmod } = await import('node:fs/promises');
+    const dir = join(t.dir, `gate-${Object.values(states).join('-')}-${extra.length}`);
+    await mkdir(join(dir, 'bin'), { recursive: true });
+    await mkdir(join(dir, 'root/usr/share/coreos'), { recursive: true });
+    await writeFile(join(dir, 'root/usr/share/coreos/update.conf'), conf);
+    const cases = Object.entries(states).map(([u, s]) => `  ${u}) echo ${s}; [ ${s} = active ] ;;`).join('\n');
+    // Like systemctl: with several units it succeeds when any one is active (the trap the gate must avoid).
+    await writeFile(join(dir, 'bin/systemctl'), `#!/bin/sh\n[ "$1" = is-active ] || exit 64\nshift\n[ "$1" = --quiet ] && shift\nrc=3\nfor u in "$@"; do\n  case "$u" in\n${cases}\n  *) echo inactive; false ;;\n  esac && rc=0\ndone\nexit $rc\n`);
+    await chmod(join(dir, 'bin/systemctl'), 0o755);
+    return new Promise<{ code: number; out: string; err: string }>((resolve, reject) => {
+      const c = spawn(process.execPath, [join(root, 'bin/basalt.js'), 'update', 'health', '--root', join(dir, 'root'), ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env['PATH']}` } });
+      let out = '';
+      let err = '';
+      c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      c.on('error', reject);
+      c.on('close', (code) => resolve({ code: code ?? -1, out, err }));
+    });
+  }
+  const conf = 'GROUP=stable\nHEALTH_UNITS="etcd.service docker.service"\n';
+
+  it('passes when every HEALTH_UNITS unit is active', async () => {
+    const r = await gate({ 'etcd.service': 'active', 'docker.service': 'active' }, conf);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe('healthy: etcd.service, docker.service active\n');
+  });
+
+  it('fails naming the unit when one of them is not active, even though the other is', async () => {
+    const r = await gate({ 'etcd.service': 'failed', 'docker.service': 'active' }, conf);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^basalt: error: unhealthy boot: etcd\.service is failed \(hint: this boot will not be blessed/);
+    expect(r.err.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('adds --unit to the configured units', async () => {
+    const r = await gate({ 'etcd.service': 'active', 'docker.service': 'active', 'app.service': 'activating' }, conf, ['--unit', 'app.service']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/app\.service is activating/);
+  });
+});

@@ -14,16 +14,22 @@ import { PARTLABEL, other, lower, markGoodAttrs, type SlotName } from './slots.j
 export interface GateResult {
   healthy: boolean;
   failed: string[];
+  /** The state `systemctl is-active` printed for each failed unit (same order). */
+  states: string[];
 }
 
-/** Checks that each unit is active (`systemctl is-active`). */
+/** Checks that each unit is active, one `systemctl is-active` per unit (with several it succeeds when any one is active). */
 export async function checkUnits(units: string[]): Promise<GateResult> {
   const failed: string[] = [];
+  const states: string[] = [];
   for (const u of units) {
-    const r = await run('systemctl', ['is-active', '--quiet', u], { reject: false });
-    if (r.exitCode !== 0) failed.push(u);
+    const r = await run('systemctl', ['is-active', u], { reject: false });
+    if (r.exitCode !== 0) {
+      failed.push(u);
+      states.push(r.stdout.trim() || 'unknown');
+    }
   }
-  return { healthy: failed.length === 0, failed };
+  return { healthy: failed.length === 0, failed, states };
 }
 
 /** Marks the booted slot good and blesses its entry. Throws E_HEALTH_GATE when a check failed (nothing is changed then). */

@@ -8,17 +8,20 @@ import type { CommandContext } from '../../../cli/types.js';
 import { parse } from '../../../cli/args.js';
 import { UsageError, BasaltError } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
+import { loadConf } from '../config.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
 import { Engine, entriesOf, type Status } from '../engine.js';
 import { DEFAULT_SOCKET, request, statusLines } from '../control.js';
 import { checkUnits, markGood, rollback } from '../health.js';
 import { gptChoice, loaderChoice, PARTLABEL } from '../slots.js';
 
-export const help = `Usage: basalt update status|check|apply|rollback|mark-good|reset|unblock [--json] [options]
+export const help = `Usage: basalt update status|check|apply|health|rollback|mark-good|reset|unblock [--json] [options]
 
   status     state, versions, slots (GPT attributes and boot entries)
   check      ask the daemon to check now (like update_engine_client -check_for_update)
   apply      check, download, verify and install into the inactive slot; waits for the result
+  health     the boot's health gate (basalt-health.service, before boot-complete.target):
+             exit 1 unless every unit of HEALTH_UNITS (and --unit U) is active
   mark-good  health gate: when HEALTH_UNITS (and --unit U) are active, mark the booted slot
              good (GPT successful=1, tries=0, prioritized) and bless its boot entry
   rollback   boot the other slot next time, when it booted successfully before
@@ -101,6 +104,19 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       print(s, `no update (running ${env.me.version} on ${env.me.channel})\n`);
       return 0;
     }
+    case 'health': {
+      // Each unit on its own: `systemctl is-active A B` succeeds when any one of them is active.
+      const conf = await loadConf(values.root ?? '/');
+      const units = [...conf.healthUnits, ...(values.unit ?? [])];
+      const gate = await checkUnits(units);
+      if (!gate.healthy) {
+        throw new BasaltError('E_HEALTH_GATE', `unhealthy boot: ${gate.failed.map((u, i) => `${u} is ${gate.states[i]}`).join(', ')}`, {
+          hint: 'this boot will not be blessed; a new slot on its trial boot falls back to the previous one',
+        });
+      }
+      print({ healthy: true, units }, `healthy: ${units.length ? units.join(', ') + ' active' : 'no units to check'}\n`);
+      return 0;
+    }
     case 'mark-good': {
       const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, () => {});
       // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
@@ -133,7 +149,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`update: unknown subcommand '${sub ?? ''}'`, 'use status, check, apply, rollback, mark-good, reset or unblock');
+      throw new UsageError(`update: unknown subcommand '${sub ?? ''}'`, 'use status, check, apply, health, rollback, mark-good, reset or unblock');
   }
 }
 
