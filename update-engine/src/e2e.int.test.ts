@@ -185,9 +185,16 @@ describe('update path on an image file (acceptance)', () => {
     expect(await cgpt(disk, '-P')).toBe('0');
     expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
     expect(await readFile(events, 'utf8')).toMatch(/"eventType":3,"eventResult":0,"errorCode":44/);
+    const before = (await readFile(events, 'utf8')).split('\n').length;
     a.e.check(true);
     await a.e.idle();
     expect(a.e.lastFailure?.code).toBe('E_UPDATE_BLOCKED');
+    expect(a.e.state.status).toBe('UPDATE_STATUS_IDLE');
+    // Not downloaded again: the check sent no event 13 (download started) and no failure event.
+    const after = (await readFile(events, 'utf8')).trim().split('\n').slice(before - 1).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(after.some((l) => l['kind'] === 'updatecheck')).toBe(true);
+    expect(after.filter((l) => l['kind'] === 'event' && l['eventType'] !== 3).map((l) => l['eventType'])).toEqual([]);
+    expect(after.some((l) => l['kind'] === 'event' && l['eventResult'] === 0)).toBe(false);
     expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
   });
 

@@ -380,6 +380,14 @@ export class Engine {
       this.send({ type: 'NO_UPDATE', now, pollInterval: result.pollInterval });
       return;
     }
+    if (this.ps.blocked.includes(result.offer.version)) {
+      // Rolled back here before: not downloaded again (no event 13, no loop as in Flatcar#1924).
+      const msg = `refusing ${result.offer.version}: it failed on this machine before (rolled back)`;
+      this.env.log.info(`update check: ${msg}`);
+      this.lastFailure = new BasaltError('E_UPDATE_BLOCKED', msg, { hint: "a newer release will be taken; 'basalt update unblock' allows it again" });
+      this.send({ type: 'NO_UPDATE', now, pollInterval: result.pollInterval });
+      return;
+    }
     this.offer = result.offer;
     this.send({ type: 'UPDATE_FOUND', now, offer: { version: result.offer.version, size: result.offer.size } });
   }
