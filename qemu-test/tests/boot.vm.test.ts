@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFileName, renderEntry } from '../../common/src/boot.js';
 import { projectRoot } from '../../common/src/paths.js';
 import { Vm } from '../src/vm.js';
-import { buildImage, copyDisk, corrupt, espCopy, espList, espMkdir, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
+import { buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
 const outDir = process.env['BASALT_VM_OUT'] ?? join(projectRoot(), 'out');
@@ -27,7 +27,8 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     manifest = await buildImage(outDir);
     work = await mkdtemp(join(tmpdir(), 'basalt-vm-'));
   });
-  afterAll(async () => {
+  afterAll(async (_ctx, suite) => {
+    await keepLogsIfFailed(suite, work, 'boot');
     if (work) await rm(work, { recursive: true, force: true });
   });
 

@@ -103,3 +103,30 @@ export function parseStatus(line: string): Record<string, string> {
   }
   return out;
 }
+
+interface TaskLike {
+  type?: string;
+  result?: { state?: string };
+  tasks?: readonly TaskLike[];
+}
+
+function anyFailed(t: TaskLike): boolean {
+  return t.result?.state === 'fail' || (t.tasks ?? []).some(anyFailed);
+}
+
+/**
+ * When a test of `suite` failed (or its setup did), copies every serial.log
+ * under `work` to qemu-test/artifacts/<name>-<time>/ before the work directory
+ * is removed, and says where. Returns that directory (undefined when all passed).
+ */
+export async function keepLogsIfFailed(suite: TaskLike, work: string | undefined, name: string): Promise<string | undefined> {
+  if (!work || !anyFailed(suite)) return undefined;
+  const { mkdir, readdir } = await import('node:fs/promises');
+  const dest = join(projectRoot(), 'qemu-test', 'artifacts', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const logs = (await readdir(work, { recursive: true }).catch(() => [] as string[])).filter((f) => f.endsWith('serial.log'));
+  if (logs.length === 0) return undefined;
+  await mkdir(dest, { recursive: true });
+  for (const f of logs) await copyFile(join(work, f), join(dest, f.replace(/[\\/]/g, '_')));
+  process.stderr.write(`[${name}] a test failed: serial logs kept in ${dest}\n`);
+  return dest;
+}

@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeConfigDrive } from '../src/configdrive.js';
 import { Vm } from '../src/vm.js';
 import { freePort, hashRange, release, releaseKeys, Ssh, UpdateServer, variantProfile } from './fleet.js';
-import { buildImage, copyDisk, haveQemu, isRoot, part, partitions, type Manifest } from './image.js';
+import { buildImage, copyDisk, haveQemu, isRoot, keepLogsIfFailed, part, partitions, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
 // Three image builds and about ten TCG boots (30-45 minutes). BASALT_VM_SCENARIOS=0 leaves
@@ -194,10 +194,11 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped unless root with qemu-sy
     vm = new Vm({ workdir: join(work, 'vm'), disk, diskMode: 'direct', configDrive: cd, hostfwd: [{ host: sshPort, guest: 22 }] });
   }, 90 * 60_000);
 
-  afterAll(async () => {
+  afterAll(async (_ctx, suite) => {
     await vm?.dispose();
     await server?.stop();
     process.stderr.write(`[scenario] boot times:\n${boots.join('\n')}\n`);
+    await keepLogsIfFailed(suite, work, 'scenarios');
     if (work) await rm(work, { recursive: true, force: true });
   });
 
