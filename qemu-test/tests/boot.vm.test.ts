@@ -39,7 +39,7 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     const vm = new Vm({ workdir: join(work, 'vm-smoke'), disk, diskMode: 'direct' });
     try {
       await vm.start();
-      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, 12 * 60_000, { what: 'basalt-ready' });
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, 12 * 60_000, { what: 'basalt-ready' });
       process.stderr.write(`[boot smoke] basalt-ready after ${(ready.atMs / 1000).toFixed(1)} s (accel ${vm.accel})\n`);
       expect(ready.match[1]).toBe('A');
       expect(ready.match[2]).toBe(manifest.os.version);
@@ -88,7 +88,7 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     try {
       await vm.start();
       await vm.waitFor(/basalt\.slot=A/, 6 * 60_000, { what: 'a boot attempt of slot A' });
-      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, 25 * 60_000, { what: 'basalt-ready after falling back' });
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, 25 * 60_000, { what: 'basalt-ready after falling back' });
       process.stderr.write(`[boot fallback] basalt-ready slot=${ready.match[1]} after ${(ready.atMs / 1000).toFixed(1)} s\n`);
       expect(ready.match[1]).toBe('B');
       const log = await readFile(vm.logPath, 'utf8');
@@ -113,7 +113,7 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     const vm = new Vm({ workdir: join(work, 'vm-pxe'), kernel: file('pxe-kernel'), initrd: file('pxe-initramfs'), append, bios: true, memoryMiB: 3072 });
     try {
       await vm.start();
-      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)/, 12 * 60_000, { what: 'basalt-ready (PXE)' });
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, 12 * 60_000, { what: 'basalt-ready (PXE)' });
       process.stderr.write(`[boot pxe] basalt-ready after ${(ready.atMs / 1000).toFixed(1)} s\n`);
       expect(ready.match[1]).toBe('PXE');
       const st = parseStatus(vm.console.output.match(/basalt-status [^\n]+/)![0]);
