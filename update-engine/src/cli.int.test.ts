@@ -20,9 +20,9 @@ afterAll(async () => {
   await t.cleanup();
 });
 
-function basalt(args: string[]): Promise<{ code: number; out: string; err: string }> {
+function basalt(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [join(root, 'bin/basalt.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [join(root, 'bin/basalt.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
     let out = '';
     let err = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -99,15 +99,7 @@ describe('basalt update health (the boot health gate)', () => {
     // Like systemctl: with several units it succeeds when any one is active (the trap the gate must avoid).
     await writeFile(join(dir, 'bin/systemctl'), `#!/bin/sh\n[ "$1" = is-active ] || exit 64\nshift\n[ "$1" = --quiet ] && shift\nrc=3\nfor u in "$@"; do\n  case "$u" in\n${cases}\n  *) echo inactive; false ;;\n  esac && rc=0\ndone\nexit $rc\n`);
     await chmod(join(dir, 'bin/systemctl'), 0o755);
-    return new Promise<{ code: number; out: string; err: string }>((resolve, reject) => {
-      const c = spawn(process.execPath, [join(root, 'bin/basalt.js'), 'update', 'health', '--root', join(dir, 'root'), ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env['PATH']}` } });
-      let out = '';
-      let err = '';
-      c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      c.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      c.on('error', reject);
-      c.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-    });
+    return basalt(['update', 'health', '--root', join(dir, 'root'), ...extra], { ...process.env, PATH: `${join(dir, 'bin')}:${process.env['PATH']}` });
   }
   const conf = 'GROUP=stable\nHEALTH_UNITS="etcd.service docker.service"\n';
 
