@@ -27,7 +27,7 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     manifest = await buildImage(outDir);
     work = await mkdtemp(join(tmpdir(), 'basalt-vm-'));
   });
-  afterAll(async (_ctx, suite) => {
+  afterAll(async ({}, suite) => {
     await keepLogsIfFailed(suite, work, 'boot');
     if (work) await rm(work, { recursive: true, force: true });
   });

@@ -195,7 +195,7 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped unless BASALT_VM_SCENARI
     vm = new Vm({ workdir: join(work, 'vm'), disk, diskMode: 'direct', configDrive: cd, hostfwd: [{ host: sshPort, guest: 22 }] });
   }, 90 * 60_000);
 
-  afterAll(async (_ctx, suite) => {
+  afterAll(async ({}, suite) => {
     await vm?.dispose();
     await server?.stop();
     process.stderr.write(`[scenario] boot times:\n${boots.join('\n')}\n`);
