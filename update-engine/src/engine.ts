@@ -235,8 +235,7 @@ export class Engine {
 
   private async runEffect(eff: Effect): Promise<void> {
     switch (eff.do) {
-      case 'notify':
-        this.notify();
+      case 'notify': // sent by send() as the state changes, never queued
         return;
       case 'omaha-check':
         await this.doCheck(eff.interactive);
