@@ -198,6 +198,43 @@ describe('update path on an image file (acceptance)', () => {
     expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
   });
 
+  it('keeps the rollback report until the server has it: server down at boot, then a restart delivers it once', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    await apply(disk);
+    const gpt = await readGpt(disk);
+    const { MtoolsEsp } = await import('./esp.js');
+    const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
+    await esp.rename('/loader/entries/basalt-b+1.conf', '/loader/entries/basalt-b+0-1.conf');
+    const mine = async () =>
+      (await readFile(events, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l['kind'] === 'event' && l['machineId'] === 'outbox-machine' && l['errorCode'] === 44);
+    // The update server refuses every connection while this machine comes back up.
+    fault = (req, res) => {
+      if (req.method !== 'POST') return false;
+      res.socket?.destroy();
+      return true;
+    };
+    const a = await engine(disk, { 'boot-id': 'fallback-boot', 'machine-id': 'outbox-machine' });
+    fault = undefined;
+    expect(a.lines.some((l) => /cannot report event .*1 kept for the next attempt/.test(l))).toBe(true);
+    expect(a.e.status().blocked).toEqual(['2.0.0']);
+    expect(await mine()).toEqual([]);
+    const state = JSON.parse(await readFile(join(`${disk}.state`, 'engine.json'), 'utf8')) as { outbox?: unknown[] };
+    expect(state.outbox).toEqual([{ type: 3, result: 0, errorCode: 44 }]);
+    // The daemon restarts (same boot): the queued report goes out, once.
+    await engine(disk, { 'boot-id': 'fallback-boot', 'machine-id': 'outbox-machine' });
+    expect((await mine()).map((l) => [l['eventType'], l['eventResult'], l['version']])).toEqual([[3, 0, '1.0.0']]);
+    const c = await engine(disk, { 'boot-id': 'fallback-boot', 'machine-id': 'outbox-machine' });
+    c.e.check(true);
+    await c.e.idle();
+    expect(c.e.lastFailure?.code).toBe('E_UPDATE_BLOCKED');
+    expect(await mine()).toHaveLength(1);
+    expect((JSON.parse(await readFile(join(`${disk}.state`, 'engine.json'), 'utf8')) as { outbox?: unknown[] }).outbox).toBeUndefined();
+  });
+
   describe('faults from loopback', () => {
     it('resumes a download cut mid-payload with Range and completes', async () => {
       const disk = await makeDisk(t.dir, usr1, '1.0.0');

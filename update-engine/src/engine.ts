@@ -15,7 +15,7 @@ import { readGpt, writeGpt, setSlotAttrs, findPartition } from '../../common/src
 import { parseEntryFileName } from '../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
-import { buildRequest, COREOS_APPID, ErrorCode, parseResponse, type OmahaEvent, type UpdateOffer } from './omaha.js';
+import { buildRequest, COREOS_APPID, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from './omaha.js';
 import { unseal, validateChannel, inRollout, type PayloadManifest } from './repo.js';
 import { loadKeyring, type Keyring } from './pgp.js';
 import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type HttpOptions, type Identity } from './apply.js';
@@ -54,6 +54,12 @@ export interface PersistedState {
   reportPrevious?: string | undefined;
   alephVersion?: string | undefined;
   rollbacks: { version: string; at: string }[];
+  /**
+   * Events that must reach the server (the rollback report). Written in the
+   * same save that records the rollback, removed only after a server answered;
+   * a restart or an unreachable server leaves them for the next attempt.
+   */
+  outbox?: OmahaEvent[] | undefined;
 }
 
 export interface Status extends MachineState {
@@ -118,13 +124,27 @@ export class Engine {
         this.env.log.warn(`rollback: ${p.version} in ${PARTLABEL[p.slot]} did not come up; running ${this.env.me.version} from ${PARTLABEL[this.env.booted]}`);
         this.ps.rollbacks.push({ version: p.version, at: new Date(this.env.clock.now()).toISOString() });
         this.ps.pending = undefined;
+        // Blocked and queued for the server in the same write as the rollback
+        // itself: a restart from here on neither retries it nor loses the report.
+        if (!this.ps.blocked.includes(p.version)) this.ps.blocked.push(p.version);
+        this.ps.outbox = [...(this.ps.outbox ?? []), { type: EventType.UpdateComplete, result: EventResult.Error, errorCode: ErrorCode.RollbackDetected }];
         await this.save();
         this.send({ type: 'ROLLBACK_DETECTED', failedVersion: p.version });
         await this.idle();
+        return this.afterStart(schedule);
       } else {
         this.send({ type: 'RESTORE_NEED_REBOOT', version: p.version, size: p.size });
       }
     }
+    // A report an earlier run could not deliver (server down, restarted mid-send).
+    if (this.ps.outbox?.length) {
+      this.work = this.work.then(() => this.sendEvents([], false));
+      await this.idle();
+    }
+    this.afterStart(schedule);
+  }
+
+  private afterStart(schedule: boolean): void {
     if (schedule && this.env.server) this.scheduleNext(nextDelay(this.sched, this.env.timings, this.env.rand()));
     else if (schedule) this.env.log.info('automatic updates are off: no SERVER, or SERVER=disabled');
   }
@@ -290,9 +310,11 @@ export class Engine {
         const gpt = await readGpt(this.env.disk);
         await writeGpt(this.env.disk, setSlotAttrs(gpt, findPartition(gpt, PARTLABEL[failed]).index, { priority: 0, tries: 0, successful: false }));
         await this.removeSlotEntries(failed);
-        this.send({ type: 'REPORTED' });
         return;
       }
+      case 'reported':
+        this.send({ type: 'REPORTED' });
+        return;
       case 'schedule': {
         this.sched = afterCheck(this.sched, eff.outcome, eff.pollInterval);
         this.scheduleNext(nextDelay(this.sched, this.env.timings, this.env.rand()));
@@ -339,17 +361,40 @@ export class Engine {
     return got.post(url, { body, headers: { 'content-type': 'text/xml' }, retry: { limit: 0 }, timeout: { request: 60_000 } }).text();
   }
 
+  /**
+   * Sends `events` with whatever the outbox holds (each once). Best effort for
+   * ordinary events; the outbox is emptied only after the server answered.
+   */
   private async sendEvents(events: OmahaEvent[], pingOnly: boolean): Promise<void> {
     const srv = this.env.server;
+    const all = this.withOutbox(events);
     if (!srv || srv.startsWith('static+')) {
-      for (const e of events) this.env.log.info(`event ${e.type}/${e.result}${e.errorCode !== undefined ? ` errorcode ${e.errorCode}` : ''} (static mode: not reported)`);
+      for (const e of all) this.env.log.info(`event ${e.type}/${e.result}${e.errorCode !== undefined ? ` errorcode ${e.errorCode}` : ''} (static mode: not reported)`);
+      await this.clearOutbox(all);
       return;
     }
+    if (all.length === 0 && !pingOnly) return;
     try {
-      await this.post(this.request(events, false, false, pingOnly));
+      await this.post(this.request(all, false, false, pingOnly));
+      await this.clearOutbox(all);
     } catch (e) {
-      this.env.log.warn(`cannot report event to ${srv}: ${(e as Error).message}`);
+      const kept = this.ps.outbox?.length ? ` (${this.ps.outbox.length} kept for the next attempt)` : '';
+      this.env.log.warn(`cannot report event to ${srv}: ${(e as Error).message}${kept}`);
     }
+  }
+
+  private withOutbox(events: OmahaEvent[]): OmahaEvent[] {
+    const out = [...(this.ps.outbox ?? [])];
+    for (const e of events) if (!out.some((o) => sameEvent(o, e))) out.push(e);
+    return out;
+  }
+
+  private async clearOutbox(sent: OmahaEvent[]): Promise<void> {
+    const box = this.ps.outbox;
+    if (!box?.length) return;
+    this.ps.outbox = box.filter((o) => !sent.some((e) => sameEvent(o, e)));
+    if (this.ps.outbox.length === 0) this.ps.outbox = undefined;
+    await this.save();
   }
 
   private async doCheck(interactive: boolean): Promise<void> {
@@ -360,8 +405,9 @@ export class Engine {
     try {
       if (srv.startsWith('static+')) result = await this.staticCheck(srv.slice('static+'.length));
       else {
-        const events: OmahaEvent[] = [{ type: 3, result: 2, previousVersion: this.ps.reportPrevious ?? '' }];
+        const events = this.withOutbox([{ type: 3, result: 2, previousVersion: this.ps.reportPrevious ?? '' }]);
         result = parseResponse(await this.post(this.request(events, true, interactive)), COREOS_APPID);
+        await this.clearOutbox(events);
         if (this.ps.reportPrevious) {
           this.ps.reportPrevious = undefined;
           await this.save();
@@ -423,6 +469,10 @@ export class Engine {
     this.ps.blocked = [];
     return this.save();
   }
+}
+
+function sameEvent(a: OmahaEvent, b: OmahaEvent): boolean {
+  return a.type === b.type && a.result === b.result && a.errorCode === b.errorCode && a.previousVersion === b.previousVersion;
 }
 
 export function newBootId(): string {

@@ -71,7 +71,7 @@ describe('update state machine', () => {
     expect(effects).not.toContain('block-version');
   });
   it('reports a rollback as 3/0 errorcode 44, blocks the version and lowers the slot', () => {
-    expect(run([{ type: 'ROLLBACK_DETECTED', failedVersion: '2.0.0' }]).effects).toEqual(['event 3/0/44', 'block-version', 'lower-failed-slot']);
+    expect(run([{ type: 'ROLLBACK_DETECTED', failedVersion: '2.0.0' }]).effects).toEqual(['block-version', 'lower-failed-slot', 'event 3/0/44', 'reported']);
   });
   it('only pings while a reboot is pending, and reset_status works only then', () => {
     const need = run([{ type: 'RESTORE_NEED_REBOOT', version: '2', size: 1 }]).s;

@@ -59,6 +59,8 @@ export type Effect =
   | { do: 'schedule'; outcome: 'ok' | 'error' | 'server-error'; pollInterval?: number | undefined }
   | { do: 'block-version'; version: string }
   | { do: 'lower-failed-slot' }
+  /** The error report went out (or stays queued): leave REPORTING_ERROR_EVENT. */
+  | { do: 'reported' }
   | { do: 'reboot-needed' }
   | { do: 'clear-reboot-needed' }
   | { do: 'notify' };
@@ -139,10 +141,13 @@ export function step(s: MachineState, e: Event): Step {
           status: 'UPDATE_STATUS_REPORTING_ERROR_EVENT',
           lastError: { code: 'E_ROLLBACK', message: `the bootloader fell back from ${e.failedVersion}`, errorCode: ErrorCode.RollbackDetected },
         },
+        // Local safety first (never boot or fetch the failed version again),
+        // then the report, which may wait on the network.
         [
-          { do: 'omaha-event', type: EventType.UpdateComplete, result: EventResult.Error, errorCode: ErrorCode.RollbackDetected },
           { do: 'block-version', version: e.failedVersion },
           { do: 'lower-failed-slot' },
+          { do: 'omaha-event', type: EventType.UpdateComplete, result: EventResult.Error, errorCode: ErrorCode.RollbackDetected },
+          { do: 'reported' },
         ],
       );
   }
