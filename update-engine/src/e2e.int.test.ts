@@ -174,6 +174,10 @@ describe('update path on an image file (acceptance)', () => {
   it('detects a rollback after a failed boot of B, reports 3/0 errorcode 44, lowers B and does not retry v2', async () => {
     const disk = await makeDisk(t.dir, usr1, '1.0.0');
     await apply(disk);
+    // The trial boot of B: its own engine starts (the state directory is on ROOT, shared by
+    // both slots) while the health gate has not passed; then the gate fails.
+    const trial = await engine(disk, { 'boot-id': 'trial-boot' }, 'B');
+    expect(trial.lines.some((l) => /trial boot of 2\.0\.0 in USR-B: waiting for the health gate/.test(l))).toBe(true);
     // The boot loader tried B once, it never got blessed, and it fell back to A.
     const gpt = await readGpt(disk);
     const { MtoolsEsp } = await import('./esp.js');
@@ -196,6 +200,23 @@ describe('update path on an image file (acceptance)', () => {
     expect(after.filter((l) => l['kind'] === 'event' && l['eventType'] !== 3).map((l) => l['eventType'])).toEqual([]);
     expect(after.some((l) => l['kind'] === 'event' && l['eventResult'] === 0)).toBe(false);
     expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
+  });
+
+  it('a manual rollback from a good B (no check in between) is not taken for a failed update', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    await apply(disk);
+    const gpt = await readGpt(disk);
+    const { MtoolsEsp } = await import('./esp.js');
+    const { rollback } = await import('./health.js');
+    const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
+    await engine(disk, { 'boot-id': 'b-boot' }, 'B');
+    await markGood(disk, esp, 'B', { healthy: true, failed: [], states: [] });
+    expect(await rollback(disk, esp, 'B')).toBe('A');
+    const a = await engine(disk, { 'boot-id': 'a-again' }, 'A');
+    expect(a.e.state.status).toBe('UPDATE_STATUS_IDLE');
+    expect(a.e.status().blocked).toEqual([]);
+    expect(a.lines.some((l) => /not a rollback/.test(l))).toBe(true);
+    expect(a.lines.some((l) => /rollback: 2\.0\.0/.test(l))).toBe(false);
   });
 
   it('keeps the rollback report until the server has it: server down at boot, then a restart delivers it once', async () => {

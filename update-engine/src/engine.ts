@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import got, { HTTPError } from 'got';
 import { BasaltError, isBasaltError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
-import { readGpt, writeGpt, setSlotAttrs, findPartition } from '../../common/src/gpt/index.js';
+import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../../common/src/gpt/index.js';
 import { parseEntryFileName } from '../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
@@ -114,27 +114,12 @@ export class Engine {
       await this.save();
     }
     const p = this.ps.pending;
-    if (p) {
-      if (p.slot === this.env.booted) {
-        this.env.log.info(`booted ${PARTLABEL[p.slot]} with ${p.version}; the health gate marks it good`);
-        this.ps.reportPrevious = p.previousVersion;
-        this.ps.pending = undefined;
-        await this.save();
-      } else if (p.bootId !== this.env.bootId) {
-        this.env.log.warn(`rollback: ${p.version} in ${PARTLABEL[p.slot]} did not come up; running ${this.env.me.version} from ${PARTLABEL[this.env.booted]}`);
-        this.ps.rollbacks.push({ version: p.version, at: new Date(this.env.clock.now()).toISOString() });
-        this.ps.pending = undefined;
-        // Blocked and queued for the server in the same write as the rollback
-        // itself: a restart from here on neither retries it nor loses the report.
-        if (!this.ps.blocked.includes(p.version)) this.ps.blocked.push(p.version);
-        this.ps.outbox = [...(this.ps.outbox ?? []), { type: EventType.UpdateComplete, result: EventResult.Error, errorCode: ErrorCode.RollbackDetected }];
-        await this.save();
-        this.send({ type: 'ROLLBACK_DETECTED', failedVersion: p.version });
-        await this.idle();
-        return this.afterStart(schedule);
-      } else {
-        this.send({ type: 'RESTORE_NEED_REBOOT', version: p.version, size: p.size });
-      }
+    if (p && p.slot !== this.env.booted && p.bootId === this.env.bootId) {
+      this.send({ type: 'RESTORE_NEED_REBOOT', version: p.version, size: p.size });
+    } else if (p && (await this.settlePending())) {
+      this.send({ type: 'ROLLBACK_DETECTED', failedVersion: p.version });
+      await this.idle();
+      return this.afterStart(schedule);
     }
     // A report an earlier run could not deliver (server down, restarted mid-send).
     if (this.ps.outbox?.length) {
@@ -142,6 +127,47 @@ export class Engine {
       await this.idle();
     }
     this.afterStart(schedule);
+  }
+
+  /**
+   * What became of an installed update, judged from the GPT. The record stays
+   * while the new slot is on its trial boot: only a slot the health gate marked
+   * good (successful=1) ends it, and a trial boot that failed is seen as a
+   * rollback from the old slot on a later boot. Returns true for a rollback
+   * (already blocked and queued for the report).
+   */
+  private async settlePending(): Promise<boolean> {
+    const p = this.ps.pending;
+    if (!p) return false;
+    const good = slotAttrs(findPartition(await readGpt(this.env.disk), PARTLABEL[p.slot])).successful;
+    if (p.slot === this.env.booted) {
+      if (!good) {
+        this.env.log.info(`trial boot of ${p.version} in ${PARTLABEL[p.slot]}: waiting for the health gate to mark it good`);
+        return false;
+      }
+      this.env.log.info(`${p.version} in ${PARTLABEL[p.slot]} was marked good; the next check reports the update from ${p.previousVersion}`);
+      this.ps.reportPrevious = p.previousVersion;
+      this.ps.pending = undefined;
+      await this.save();
+      return false;
+    }
+    if (p.bootId === this.env.bootId) return false; // installed in this boot, not rebooted yet
+    if (good) {
+      // It came up and was marked good, and then someone went back (basalt update rollback).
+      this.env.log.info(`${p.version} in ${PARTLABEL[p.slot]} booted and was marked good before; back on ${PARTLABEL[this.env.booted]} by choice, not a rollback`);
+      this.ps.pending = undefined;
+      await this.save();
+      return false;
+    }
+    this.env.log.warn(`rollback: ${p.version} in ${PARTLABEL[p.slot]} did not come up; running ${this.env.me.version} from ${PARTLABEL[this.env.booted]}`);
+    this.ps.rollbacks.push({ version: p.version, at: new Date(this.env.clock.now()).toISOString() });
+    this.ps.pending = undefined;
+    // Blocked and queued for the server in the same write as the rollback
+    // itself: a restart from here on neither retries it nor loses the report.
+    if (!this.ps.blocked.includes(p.version)) this.ps.blocked.push(p.version);
+    this.ps.outbox = [...(this.ps.outbox ?? []), { type: EventType.UpdateComplete, result: EventResult.Error, errorCode: ErrorCode.RollbackDetected }];
+    await this.save();
+    return true;
   }
 
   private afterStart(schedule: boolean): void {
@@ -405,6 +431,8 @@ export class Engine {
     try {
       if (srv.startsWith('static+')) result = await this.staticCheck(srv.slice('static+'.length));
       else {
+        // A trial boot marked good since this daemon started: report the update now.
+        if (this.ps.pending?.slot === this.env.booted) await this.settlePending();
         const events = this.withOutbox([{ type: 3, result: 2, previousVersion: this.ps.reportPrevious ?? '' }]);
         result = parseResponse(await this.post(this.request(events, true, interactive)), COREOS_APPID);
         await this.clearOutbox(events);
