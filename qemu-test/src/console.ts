@@ -25,15 +25,18 @@ export class SerialConsole {
   private text = '';
   private waiters = new Set<Waiter>();
   private closedReason: string | undefined;
-  private log: WriteStream;
+  private log: WriteStream | undefined;
 
-  constructor(readonly logPath: string) {
-    this.log = createWriteStream(logPath, { flags: 'a' });
-  }
+  /** The log file is opened at the first output (the VM creates its directory when it starts). */
+  constructor(readonly logPath: string) {}
 
   /** Feeds console bytes (from QEMU's stdout). */
   push(chunk: Buffer | string): void {
     const s = typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    if (!this.log) {
+      this.log = createWriteStream(this.logPath, { flags: 'a' });
+      this.log.on('error', (e) => process.stderr.write(`[basalt-qemu] cannot write the serial log ${this.logPath}: ${e.message}\n`));
+    }
     this.log.write(s);
     // Terminal control sequences from firmware and systemd get in the way of matching.
     this.text += s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
@@ -101,6 +104,6 @@ export class SerialConsole {
   close(reason: string): void {
     this.closedReason = reason;
     for (const w of [...this.waiters]) this.fail(w, reason);
-    this.log.end();
+    this.log?.end();
   }
 }

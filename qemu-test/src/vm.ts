@@ -131,6 +131,7 @@ export class Vm {
   /** Starts QEMU (again, after a power-off) and waits until QMP is connected. */
   async start(): Promise<void> {
     if (this.running) throw new BasaltError('E_VM_RUNNING', 'the VM is already running');
+    await mkdir(this.opts.workdir, { recursive: true });
     if (!this.diskPath && this.opts.disk) await this.prepare();
     if (!this.opts.bios && !existsSync(join(this.opts.workdir, 'OVMF_VARS.fd'))) await this.prepare();
     this.accel = this.opts.accel ?? (await chooseAccel());
