@@ -29,10 +29,9 @@ import { freePort, hashRange, release, releaseKeys, Ssh, UpdateServer, variantPr
 import { buildImage, copyDisk, haveQemu, isRoot, keepLogsIfFailed, part, partitions, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
-// Three image builds and about ten TCG boots (~25 minutes). Opt-in (BASALT_VM_SCENARIOS=1)
-// until a whole run is green: the last CI-shaped run passed 1, 4, 2, 5 and stopped in 3 and 6
-// on test-side matching (fixed since, not yet re-run).
-const wanted = process.env['BASALT_VM_SCENARIOS'] === '1';
+// Three image builds and about ten TCG boots (~25 minutes); BASALT_VM_SCENARIOS=0 leaves them out
+// (for a quick run of the boot tests alone).
+const wanted = process.env['BASALT_VM_SCENARIOS'] !== '0';
 const cacheDir = process.env['BASALT_CACHE'] ?? '/var/cache/basalt';
 const GiB = 1024 ** 3;
 const BOOT_MS = 12 * 60_000;
@@ -172,7 +171,7 @@ function cloudConfig(): string {
   ].join('\n');
 }
 
-describe.skipIf(!canRun || !wanted)('scenarios (skipped unless BASALT_VM_SCENARIOS=1, as root with qemu-system-x86 and ovmf: not yet green in one whole run, see issue 6)', () => {
+describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without qemu-system-x86 and ovmf, or with BASALT_VM_SCENARIOS=0)', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'basalt-scenarios-'));
     keys = await releaseKeys(cacheDir);
