@@ -13,7 +13,7 @@ import { Vm, OVMF_CODE } from './vm.js';
 const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && OVMF_CODE.some((p) => existsSync(p));
 
 describe('qemu harness', () => {
-  it.skipIf(!haveQemu)('waits for firmware output, resets through QMP and powers off (skipped: qemu-system-x86 or ovmf not installed)', async () => {
+  it.skipIf(!haveQemu)('waits for firmware output, resets through QMP and powers off (skipped unless qemu-system-x86 and ovmf are installed)', async () => {
     const dir = await testdir();
     const vm = new Vm({ workdir: dir, memoryMiB: 256, cpus: 1 });
     try {

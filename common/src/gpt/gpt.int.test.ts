@@ -228,7 +228,7 @@ describe('repair and grow', () => {
 const isRoot = process.getuid?.() === 0;
 
 describe('block devices', () => {
-  it.skipIf(!isRoot)('reads and writes the GPT through a loop device (skipped: needs root for losetup)', async () => {
+  it.skipIf(!isRoot)('reads and writes the GPT through a loop device (skipped unless root: losetup needs it)', async () => {
     const img = await newDisk('6G');
     const dev = (await sh('losetup', ['--find', '--show', img])).stdout.trim();
     try {
