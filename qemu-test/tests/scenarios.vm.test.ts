@@ -294,6 +294,9 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     const t0 = Date.now();
     const reboot = await vm!.waitFor(/reboot: Restarting system/, 2 * BOOT_MS, { from: attempt.end, what: 'the reboot after the failed health gate of v3' });
     expect(vm!.console.output.slice(attempt.end, reboot.end)).not.toMatch(/basalt-ready slot=/);
+    const trial = `[scenario] trial boot of v3 in A: no ready line, restarted by the failed health gate ${((Date.now() - t0) / 1000).toFixed(1)} s after its kernel started`;
+    boots.push(trial);
+    process.stderr.write(trial + '\n');
     await readyAfter('automatic rollback to B', 'B', V2, reboot.end, t0);
     await ssh.waitUp(5 * 60_000);
     const rollback = await server.waitForEvent((e) => e.eventType === 3 && e.eventResult === 0 && e.errorCode !== null, 10 * 60_000, 'the rollback report');
