@@ -82,12 +82,6 @@ export class SerialConsole {
           reject(new BasaltError('E_VM_TIMEOUT', `timed out after ${Math.round(opts.timeoutMs / 1000)} s waiting for ${what} on the serial console (log: ${this.logPath})\n--- last console lines ---\n${this.tail()}`));
         }, opts.timeoutMs),
       };
-      if (this.closedReason !== undefined) {
-        this.check(w);
-        if (this.waiters.size === 0 && w.timer) {
-          /* resolved by check */
-        }
-      }
       this.waiters.add(w);
       this.check(w);
       if (this.waiters.has(w) && this.closedReason !== undefined) this.fail(w, this.closedReason);

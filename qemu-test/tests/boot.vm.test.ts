@@ -4,16 +4,22 @@
  *    /usr read-only from dm-verity, etcd and docker active and ROOT grown; after
  *    a clean power-off the host sees USR-A marked good and the entry blessed;
  * 2. with USR-A corrupted after the build and a good copy in USR-B (kernel,
- *    initrd and entry installed on the ESP), boot counting moves to B.
+ *    initrd and entry installed on the ESP), boot counting moves to B;
+ * 3. the PXE pair boots with root on tmpfs;
+ * 4. `basalt qemu run IMAGE --snapshot --cloud-config FILE`, the command for
+ *    people, boots the image with its console on stdout and quits on Ctrl-A X
+ *    without writing the image.
  * One VM at a time; each boot gets minutes, not seconds (TCG).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFileName, renderEntry } from '../../common/src/boot.js';
 import { projectRoot } from '../../common/src/paths.js';
+import { execa } from 'execa';
 import { Vm } from '../src/vm.js';
+import { freePort } from './fleet.js';
 import { buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
@@ -125,5 +131,63 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     } finally {
       await vm.dispose();
     }
+  });
+
+  it('basalt qemu run: boots the image for a person with a cloud-config, console on stdout, Ctrl-A X quits, --snapshot leaves the image alone', async () => {
+    const raw = join(outDir, manifest.artifacts.find((a) => a.kind === 'raw')!.file);
+    const before = await stat(raw);
+    const cc = join(work, 'qemu-run.yml');
+    await writeFile(
+      cc,
+      [
+        '#cloud-config',
+        'hostname: basalt-qemu-run',
+        'coreos:',
+        '  units:',
+        '    - name: say-hostname.service',
+        '      command: start',
+        '      content: |',
+        '        [Service]',
+        '        Type=oneshot',
+        '        ExecStart=/bin/sh -c "echo qemu-run-hostname=$(hostname) > /dev/ttyS0"',
+        '',
+      ].join('\n'),
+    );
+    const t0 = Date.now();
+    const proc = execa(process.execPath, [join(projectRoot(), 'bin/basalt.js'), 'qemu', 'run', raw, '--snapshot', '--cloud-config', cc, '--ssh-port', String(await freePort())], {
+      stdin: 'pipe',
+      reject: false,
+      timeout: 20 * 60_000,
+    });
+    let out = '';
+    try {
+      const hostname = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no qemu-run-hostname and ready lines within 12 min; console tail:\n${out.slice(-2000)}`)), 12 * 60_000);
+        proc.stdout!.on('data', (d: Buffer) => {
+          out += d.toString('utf8');
+          const m = /qemu-run-hostname=(\S+)/.exec(out);
+          if (m && /basalt-ready slot=\S+ version=\S+\r?\n/.test(out)) {
+            clearTimeout(timer);
+            resolve(m[1]!);
+          }
+        });
+        void proc.then((r) => {
+          clearTimeout(timer);
+          reject(new Error(`basalt qemu run ended (exit ${r.exitCode}) before the line: ${r.stderr}\n${out.slice(-2000)}`));
+        });
+      });
+      process.stderr.write(`[qemu run] cloud-config applied ${((Date.now() - t0) / 1000).toFixed(1)} s after start\n`);
+      expect(hostname).toBe('basalt-qemu-run');
+      expect(out).toMatch(/basalt-ready slot=A /);
+      proc.stdin!.write('\x01x');
+      const r = await proc;
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toMatch(/booting .* with (TCG|KVM)/);
+    } finally {
+      proc.kill('SIGKILL');
+    }
+    const after = await stat(raw);
+    expect(after.mtimeMs).toBe(before.mtimeMs);
+    expect(after.size).toBe(before.size);
   });
 });

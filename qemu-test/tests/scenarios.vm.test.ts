@@ -65,9 +65,9 @@ async function bootAndWait(label: string, slot: string, version: string, from?: 
 
 /** Waits for the guest to restart by itself and come up on `slot`/`version`. */
 async function rebootAndWait(label: string, slot: string, version: string, mark: number): Promise<void> {
-  const t0 = Date.now();
   const reboot = await vm!.waitFor(/reboot: Restarting system|Reached target.*(Reboot|System Reboot)|Rebooting/, BOOT_MS, { from: mark, what: `the reboot (${label})` });
-  await readyAfter(label, slot, version, reboot.end, t0);
+  // The wait resolves as the line arrives: the boot is timed from there, not from the request.
+  await readyAfter(label, slot, version, reboot.end, Date.now());
 }
 
 /** Waits for the ready line after console offset `from` and checks its slot/version. */
