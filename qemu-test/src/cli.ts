@@ -10,9 +10,10 @@ import { parse, intOpt } from '../../cli/args.js';
 import type { CommandContext } from '../../cli/types.js';
 import { BasaltError, UsageError, fsError } from '../../common/src/errors.js';
 import { run as exec } from '../../common/src/exec.js';
-import { chooseAccel } from './accel.js';
+import { chooseAccelWithReason } from './accel.js';
 import { makeConfigDrive } from './configdrive.js';
-import { OVMF_VARS, qemuArgs } from './vm.js';
+import { OVMF_VARS } from './firmware.js';
+import { qemuArgs } from './vm.js';
 
 export const help = `Usage: basalt qemu run IMAGE [options]
 
@@ -77,7 +78,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       await mkdir(work, { recursive: true });
       configDrive = await makeConfigDrive(join(work, 'config-2.iso'), await readFile(values['cloud-config']));
     }
-    const accel = await chooseAccel();
+    const { accel, reason } = await chooseAccelWithReason();
     const args = qemuArgs({
       workdir: work,
       accel,
@@ -93,10 +94,10 @@ export async function run(ctx: CommandContext): Promise<number> {
       hostfwd: [{ host: sshPort, guest: 22 }],
     });
     if (values['dry-run']) {
-      ctx.out(ctx.json ? JSON.stringify({ accel, argv: ['qemu-system-x86_64', ...args] }) + '\n' : `qemu-system-x86_64 ${args.join(' ')}\n`);
+      ctx.out(ctx.json ? JSON.stringify({ accel, reason, argv: ['qemu-system-x86_64', ...args] }) + '\n' : `qemu-system-x86_64 ${args.join(' ')}\n`);
       return 0;
     }
-    process.stderr.write(`basalt: booting ${image ?? values.kernel} with ${accel.toUpperCase()}; ssh -p ${sshPort} core@127.0.0.1; quit with Ctrl-A X\n`);
+    process.stderr.write(`basalt: booting ${image ?? values.kernel} with ${accel.toUpperCase()} (${reason}); ssh -p ${sshPort} core@127.0.0.1; quit with Ctrl-A X\n`);
     const r = await exec('qemu-system-x86_64', args, { inherit: true, reject: false });
     return r.exitCode === 0 ? 0 : 1;
   } finally {

@@ -9,6 +9,7 @@ import { testdir } from '../../common/test/helpers.js';
 import { makeConfigDrive } from './configdrive.js';
 import { run } from '../../common/src/exec.js';
 import { Vm, OVMF_CODE } from './vm.js';
+import { FIRMWARE_READY, probeKvm } from './accel.js';
 
 const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && OVMF_CODE.some((p) => existsSync(p));
 
@@ -32,6 +33,37 @@ describe('qemu harness', () => {
     }
     const log = await readFile(vm.logPath, 'utf8');
     expect(log).toContain('[basalt-qemu] start accel=');
+  });
+
+  it.skipIf(!haveQemu)('chooses KVM only when OVMF really runs under it; a KVM guest that stops for good fails its waits at once (skipped unless qemu-system-x86 and ovmf are installed)', async () => {
+    const choice = await probeKvm(60_000);
+    process.stderr.write(`[kvm probe] ${choice.accel}: ${choice.reason}\n`);
+    expect(choice.reason.length).toBeGreaterThan(0);
+    // What the probe said must be what a KVM guest does on this machine.
+    const dir = await testdir();
+    const vm = new Vm({ workdir: dir, memoryMiB: 256, cpus: 1, accel: 'kvm' });
+    try {
+      const started = await vm.start().then(
+        () => true,
+        () => false,
+      );
+      if (!started) {
+        expect(choice.accel).toBe('tcg');
+        return;
+      }
+      const t0 = Date.now();
+      const outcome = await vm.waitFor(FIRMWARE_READY, 180_000, { what: 'OVMF under KVM' }).then(
+        () => 'ready',
+        (e: Error) => e.message,
+      );
+      if (choice.accel === 'kvm') expect(outcome).toBe('ready');
+      else {
+        expect(outcome).toMatch(/exited|stopped/);
+        expect(Date.now() - t0).toBeLessThan(60_000);
+      }
+    } finally {
+      await vm.dispose();
+    }
   });
 
   it('makes config drives labelled config-2 that carry the user data', async () => {

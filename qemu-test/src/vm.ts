@@ -10,12 +10,12 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BasaltError } from '../../common/src/errors.js';
 import { run, spawnTool, type Spawned } from '../../common/src/exec.js';
-import { chooseAccel, type Accel } from './accel.js';
+import { chooseAccelWithReason, type Accel } from './accel.js';
+import { OVMF_CODE, OVMF_VARS, requireFirmware } from './firmware.js';
 import { SerialConsole, type Match } from './console.js';
 import { Qmp, type QmpEvent } from './qmp.js';
 
-export const OVMF_CODE = ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_CODE.fd'];
-export const OVMF_VARS = ['/usr/share/OVMF/OVMF_VARS_4M.fd', '/usr/share/OVMF/OVMF_VARS.fd'];
+export { OVMF_CODE, OVMF_VARS };
 
 export interface VmOptions {
   /** Working directory for the overlay, firmware variables, sockets and the serial log. */
@@ -42,12 +42,6 @@ export interface VmOptions {
   extraArgs?: string[];
 }
 
-function firstExisting(paths: string[], what: string): string {
-  const p = paths.find((x) => existsSync(x));
-  if (!p) throw new BasaltError('E_VM_FIRMWARE', `${what} not found (looked at ${paths.join(', ')})`, { hint: 'apt-get install ovmf' });
-  return p;
-}
-
 function diskFormat(path: string): string {
   return /\.qcow2$/.test(path) ? 'qcow2' : 'raw';
 }
@@ -67,7 +61,7 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
     ...(opts.qmpPath ? Qmp.args(opts.qmpPath) : []),
   ];
   if (!opts.bios) {
-    a.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${firstExisting(OVMF_CODE, 'OVMF firmware code')}`);
+    a.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${requireFirmware(OVMF_CODE, 'OVMF firmware code')}`);
     a.push('-drive', `if=pflash,format=raw,unit=1,file=${opts.varsPath}`);
   }
   if (opts.disk) a.push('-drive', `if=virtio,file=${opts.disk},format=${diskFormat(opts.disk)},cache=unsafe,discard=unmap`);
@@ -81,6 +75,9 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
   a.push(...(opts.extraArgs ?? []));
   return a;
 }
+
+/** QEMU run states a guest never leaves by itself. */
+const FATAL_STATUS = new Set(['internal-error', 'io-error', 'guest-panicked']);
 
 export class Vm {
   readonly console: SerialConsole;
@@ -115,7 +112,7 @@ export class Vm {
     await mkdir(o.workdir, { recursive: true });
     if (!o.bios) {
       const vars = join(o.workdir, 'OVMF_VARS.fd');
-      if (!existsSync(vars)) await copyFile(firstExisting(OVMF_VARS, 'OVMF variable store'), vars);
+      if (!existsSync(vars)) await copyFile(requireFirmware(OVMF_VARS, 'OVMF variable store'), vars);
     }
     if (o.disk) {
       if ((o.diskMode ?? 'overlay') === 'overlay') {
@@ -134,14 +131,18 @@ export class Vm {
     await mkdir(this.opts.workdir, { recursive: true });
     if (!this.diskPath && this.opts.disk) await this.prepare();
     if (!this.opts.bios && !existsSync(join(this.opts.workdir, 'OVMF_VARS.fd'))) await this.prepare();
-    this.accel = this.opts.accel ?? (await chooseAccel());
+    const choice = this.opts.accel ? { accel: this.opts.accel, reason: 'set by the test' } : await chooseAccelWithReason();
+    this.accel = choice.accel;
     const qmpPath = join(this.opts.workdir, `qmp-${process.pid}.sock`);
     await rm(qmpPath, { force: true });
     this.qmp = new Qmp();
     await this.qmp.listen(qmpPath);
-    this.qmp.on('event', (e: QmpEvent) => this.events.push(e));
+    this.qmp.on('event', (e: QmpEvent) => {
+      this.events.push(e);
+      if (e.event === 'STOP') void this.onStop();
+    });
     const args = qemuArgs({ ...this.opts, accel: this.accel, disk: this.diskPath, varsPath: join(this.opts.workdir, 'OVMF_VARS.fd'), qmpPath });
-    this.console.push(`\n[basalt-qemu] start accel=${this.accel}: qemu-system-x86_64 ${args.join(' ')}\n`);
+    this.console.push(`\n[basalt-qemu] start accel=${this.accel} (${choice.reason}): qemu-system-x86_64 ${args.join(' ')}\n`);
     this.exitedInfo = undefined;
     this.startedAt = Date.now();
     const proc = spawnTool('qemu-system-x86_64', args);
@@ -157,6 +158,20 @@ export class Vm {
     });
     await Promise.race([this.qmp.whenReady(60_000), early]);
     early.catch(() => {});
+  }
+
+  /**
+   * The guest stopped without being asked to (nothing here pauses it): when
+   * QEMU says it can never go on (an accelerator's internal error, a disk I/O
+   * error, a guest panic), QEMU is killed so that every wait fails at once
+   * with the console tail instead of at its deadline.
+   */
+  private async onStop(): Promise<void> {
+    const status = await this.qmp.execute<{ status: string }>('query-status').then((s) => s.status, () => undefined);
+    if (status && FATAL_STATUS.has(status) && this.running) {
+      this.console.push(`\n[basalt-qemu] the guest stopped for good (status ${status}); killing QEMU\n`);
+      this.proc!.kill('SIGKILL');
+    }
   }
 
   /** Waits for a console line; returns the match and how long after start it came. */
