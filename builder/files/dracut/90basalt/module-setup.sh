@@ -11,7 +11,7 @@ depends() { echo systemd dm; }
 installkernel() { hostonly='' instmods dm_verity dm_mod loop squashfs erofs; }
 
 install() {
-    inst_multiple veritysetup udevadm cp mkdir systemd-tmpfiles losetup
+    inst_multiple veritysetup udevadm cp mkdir systemd-tmpfiles losetup dd
     inst_script "$moddir/basalt-verity-open" /usr/lib/basalt/basalt-verity-open
     inst_simple "$moddir/basalt-root.conf" /usr/lib/basalt/basalt-root.conf
     local u
