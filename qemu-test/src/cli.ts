@@ -98,8 +98,17 @@ export async function run(ctx: CommandContext): Promise<number> {
       return 0;
     }
     process.stderr.write(`basalt: booting ${image ?? values.kernel} with ${accel.toUpperCase()} (${reason}); ssh -p ${sshPort} core@127.0.0.1; quit with Ctrl-A X\n`);
-    const r = await exec('qemu-system-x86_64', args, { inherit: true, reject: false });
-    return r.exitCode === 0 ? 0 : 1;
+    // Ctrl-C reaches the guest (the terminal is raw); a SIGTERM or SIGHUP sent to basalt stops QEMU too.
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    const signals = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
+    for (const s of signals) process.on(s, onSignal);
+    try {
+      const r = await exec('qemu-system-x86_64', args, { inherit: true, reject: false, signal: stop.signal });
+      return r.exitCode === 0 && !stop.signal.aborted ? 0 : 1;
+    } finally {
+      for (const s of signals) process.off(s, onSignal);
+    }
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -2,7 +2,8 @@
  * The promises of Basalt, checked from outside on one machine in QEMU:
  *
  *   1. first boot with a cloud-config (user + ssh key, a unit, a file, the
- *      hostname), ROOT grown, etcd and docker active, slot A marked good;
+ *      hostname), ROOT grown, /usr read-only from dm-verity, etcd and docker
+ *      active, slot A marked good and its boot entry blessed;
  *   4. a power cut in the middle of writing an update: the old slot boots and
  *      the update resumes and completes;
  *   2. the update A → B from `basalt serve` on the host, rebooted by the
@@ -12,8 +13,9 @@
  *   3. automatic rollback: a release whose health gate fails (etcd broken)
  *      boots once, the machine comes back on the previous release by itself,
  *      reports the rollback and does not install the bad release again;
- *   6. PXE: kernel + initramfs with root on tmpfs, the cloud-config fetched
- *      from a URL on the kernel command line, the update-engine off.
+ *   6. PXE: kernel + initramfs with root on tmpfs, /usr from dm-verity, etcd
+ *      and docker active, the cloud-config fetched from a URL on the kernel
+ *      command line, the update-engine off.
  *
  * The tests run in this order on one disk (each builds on the state the
  * previous one left); a failing promise fails its own test. Every boot prints
@@ -26,7 +28,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeConfigDrive } from '../src/configdrive.js';
 import { Vm } from '../src/vm.js';
 import { freePort, hashRange, release, releaseKeys, Ssh, UpdateServer, variantProfile } from './fleet.js';
-import { buildImage, copyDisk, haveQemu, isRoot, keepLogsIfFailed, part, partitions, type Manifest } from './image.js';
+import { entryFileName } from '../../common/src/boot.js';
+import { buildImage, copyDisk, haveQemu, isRoot, keepLogsIfFailed, parseStatus, part, partitions, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
 // Three image builds and about ten TCG boots (~25 minutes); BASALT_VM_SCENARIOS=0 leaves them out
@@ -57,7 +60,7 @@ const boots: string[] = [];
 async function bootAndWait(label: string, slot: string, version: string, from?: number): Promise<void> {
   if (!vm!.running) await vm!.start();
   const ready = await vm!.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, BOOT_MS, { from, what: `basalt-ready (${label})` });
-  const line = `[scenario] ${label}: basalt-ready slot=${ready.match[1]} version=${ready.match[2]} ${(ready.atMs / 1000).toFixed(1)} s after ${from === undefined ? 'firmware start' : 'the previous mark'}`;
+  const line = `[scenario] ${label}: basalt-ready slot=${ready.match[1]} version=${ready.match[2]} ${(ready.atMs / 1000).toFixed(1)} s after firmware start`;
   boots.push(line);
   process.stderr.write(line + '\n');
   expect(`${ready.match[1]} ${ready.match[2]}`).toBe(`${slot} ${version}`);
@@ -179,8 +182,14 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     const v3Broken = { '/usr/lib/systemd/system/etcd.service.d/90-broken-release.conf': '[Service]\nExecStart=\nExecStart=/bin/false\n' };
     outs = {};
     manifests = {};
-    for (const [v, files] of [[V1, undefined], [V2, undefined], [V3, v3Broken]] as const) {
-      const profile = await variantProfile(join(work, 'profiles'), { version: v, keys: [keys.pub], files });
+    // v1 boots from its disk and over PXE; v2 and v3 are only released (usr.img).
+    const variants = [
+      [V1, undefined, ['raw', 'pxe']],
+      [V2, undefined, ['raw']],
+      [V3, v3Broken, ['raw']],
+    ] as const;
+    for (const [v, files, outputs] of variants) {
+      const profile = await variantProfile(join(work, 'profiles'), { version: v, keys: [keys.pub], files, outputs: [...outputs] });
       outs[v] = join(cacheDir, 'vm-test-out', v);
       manifests[v] = await buildImage(outs[v]!, ['--profile', profile]);
     }
@@ -222,6 +231,10 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     expect(rootNow).toBeGreaterThan(rootBefore + GiB);
     const rootFs = Number((await ssh.exec('df -B1 --output=size / | tail -n1')).trim());
     expect(rootFs).toBeGreaterThan(rootBefore);
+    // /usr is the read-only verity device; the boot entry was blessed (no tries counter left).
+    expect((await ssh.exec('findmnt -no SOURCE,OPTIONS /usr')).trim()).toMatch(/^\/dev\/mapper\/usr ro,/);
+    expect((await ssh.exec('veritysetup status usr')).trim()).toMatch(/status:\s+verified/);
+    expect((await ssh.exec('ls /efi/loader/entries 2>/dev/null || ls /boot/loader/entries')).trim().split('\n')).toEqual([entryFileName('a')]);
     // The GPT on the host side: USR-A successful and first.
     const parts = await partitions(disk);
     expect(part(parts, 'USR-A').slot).toMatchObject({ successful: true, tries: 0 });
@@ -331,6 +344,8 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     vm = pxe;
     await mkdir(join(work, 'vm-pxe'), { recursive: true });
     await bootAndWait('PXE', 'PXE', V1);
+    const st = parseStatus(/basalt-status [^\n]+/.exec(vm.console.output)![0]);
+    expect([st['usr-source'], st['usr-options']?.split(',')[0], st['verity'], st['etcd'], st['docker']]).toEqual(['/dev/mapper/usr', 'ro', 'verified', 'active', 'active']);
     const s = new Ssh(port, sshKey.key);
     await s.waitUp(5 * 60_000);
     expect((await s.exec('hostname')).trim()).toBe('basalt-pxe-1');
