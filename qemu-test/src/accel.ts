@@ -97,7 +97,3 @@ export function chooseAccelWithReason(timeoutMs = 30_000): Promise<AccelChoice> 
   cached ??= probeKvm(timeoutMs);
   return cached;
 }
-
-export async function chooseAccel(timeoutMs?: number): Promise<Accel> {
-  return (await chooseAccelWithReason(timeoutMs)).accel;
-}

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, intOpt } from '../../cli/args.js';
 import type { CommandContext } from '../../cli/types.js';
-import { BasaltError, UsageError, fsError } from '../../common/src/errors.js';
+import { UsageError, fsError } from '../../common/src/errors.js';
 import { run as exec } from '../../common/src/exec.js';
 import { chooseAccelWithReason } from './accel.js';
 import { makeConfigDrive } from './configdrive.js';
-import { OVMF_VARS } from './firmware.js';
+import { OVMF_VARS, requireFirmware } from './firmware.js';
 import { qemuArgs } from './vm.js';
 
 export const help = `Usage: basalt qemu run IMAGE [options]
@@ -64,9 +64,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   const work = await mkdtemp(join(tmpdir(), 'basalt-qemu-'));
   try {
     const varsPath = join(work, 'OVMF_VARS.fd');
-    const vars = OVMF_VARS.find((p) => existsSync(p));
-    if (!vars) throw new BasaltError('E_VM_FIRMWARE', 'OVMF firmware not found', { hint: 'apt-get install ovmf' });
-    await copyFile(vars, varsPath);
+    await copyFile(requireFirmware(OVMF_VARS, 'OVMF variable store'), varsPath);
     let disk = image ? resolve(image) : undefined;
     if (disk && values.snapshot) {
       const overlay = join(work, 'overlay.qcow2');
