@@ -19,7 +19,7 @@ import { entryFileName, renderEntry } from '../../common/src/boot.js';
 import { projectRoot } from '../../common/src/paths.js';
 import { spawnTool } from '../../common/src/exec.js';
 import { Vm } from '../src/vm.js';
-import { freePort } from './fleet.js';
+import { freePort } from '../../common/test/helpers.js';
 import { buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
