@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Three tiers: unit (pure, colocated *.test.ts), int (real tools on image
-// files, *.int.test.ts), vm (QEMU boots, qemu-test/**/*.vm.test.ts).
+// Four tiers: unit (pure, colocated *.test.ts), int (real tools on image
+// files, *.int.test.ts), build (whole image builds, *.build.test.ts) and vm
+// (QEMU boots, qemu-test/**/*.vm.test.ts).
 export default defineConfig({
   test: {
     projects: [
@@ -9,7 +10,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          exclude: ['**/*.int.test.ts', '**/*.vm.test.ts', 'node_modules/**', 'dist/**'],
+          exclude: ['**/*.int.test.ts', '**/*.build.test.ts', '**/*.vm.test.ts', 'node_modules/**', 'dist/**'],
           testTimeout: 20_000,
         },
       },
@@ -20,6 +21,15 @@ export default defineConfig({
           exclude: ['node_modules/**', 'dist/**'],
           testTimeout: 180_000,
           hookTimeout: 180_000,
+        },
+      },
+      {
+        test: {
+          name: 'build',
+          include: ['**/*.build.test.ts'],
+          exclude: ['node_modules/**', 'dist/**'],
+          testTimeout: 30 * 60_000,
+          fileParallelism: false,
         },
       },
       {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { execa } from 'execa';
 import { projectRoot } from '../src/paths.js';
+import { spawnTool, type Spawned } from '../src/exec.js';
 
 // Host tools such as sgdisk and cgpt live in /usr/sbin.
 for (const d of ['/usr/sbin', '/sbin']) {
@@ -51,4 +52,70 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** A built Basalt program running in the background, its output collected. */
+export interface RunningCli {
+  proc: Spawned;
+  /** Everything written to stdout so far. */
+  stdout(): string;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /**
+   * Resolves with the first match of `re` in stdout; rejects when the program
+   * exits first or after `ms` with the tail of its output.
+   */
+  waitForStdout(re: RegExp, ms: number, what: string): Promise<RegExpExecArray>;
+}
+
+/** Starts bin/<prog>.js with pipes (for long-running commands such as `basalt qemu run`). */
+export function spawnCli(args: string[], prog = 'basalt'): RunningCli {
+  const proc = spawnTool(process.execPath, [join(projectRoot(), 'bin', `${prog}.js`), ...args]);
+  let out = '';
+  let err = '';
+  const waiters = new Set<() => void>();
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString('utf8');
+    for (const w of [...waiters]) w();
+  });
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  let ended: { exitCode: number } | undefined;
+  void proc.exited.then(
+    (r) => {
+      ended = r;
+      for (const w of [...waiters]) w();
+    },
+    () => {
+      ended = { exitCode: -1 };
+      for (const w of [...waiters]) w();
+    },
+  );
+  return {
+    proc,
+    stdout: () => out,
+    stderr: () => err,
+    waitForStdout: (re, ms, what) =>
+      new Promise((resolve, reject) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        const check = (): void => {
+          const m = re.exec(out);
+          if (m) {
+            done();
+            resolve(m);
+          } else if (ended) {
+            done();
+            reject(new Error(`${prog} ${args[0] ?? ''} ended (exit ${ended.exitCode}) before ${what}: ${err}\n${out.slice(-2000)}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no ${what} within ${Math.round(ms / 1000)} s: ${err}\n${out.slice(-2000)}`));
+        }, ms);
+        waiters.add(check);
+        check();
+      }),
+  };
 }

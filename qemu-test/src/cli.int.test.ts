@@ -10,9 +10,7 @@ import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { spawnTool } from '../../common/src/exec.js';
-import { projectRoot } from '../../common/src/paths.js';
-import { cli, freePort, testdir } from '../../common/test/helpers.js';
+import { cli, freePort, spawnCli, testdir } from '../../common/test/helpers.js';
 import { FIRMWARE_READY } from './accel.js';
 import { OVMF_CODE } from './firmware.js';
 
@@ -29,30 +27,17 @@ describe('basalt qemu run', () => {
     await writeFile(img, Buffer.alloc(4 * 1024 * 1024));
     const before = await stat(img);
     const dirsBefore = await workDirs();
-    const p = spawnTool(process.execPath, [join(projectRoot(), 'bin/basalt.js'), 'qemu', 'run', img, '--snapshot', '--memory', '256', '--cpus', '1', '--ssh-port', String(await freePort())]);
-    let out = '';
-    let err = '';
-    p.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+    const run = spawnCli(['qemu', 'run', img, '--snapshot', '--memory', '256', '--cpus', '1', '--ssh-port', String(await freePort())]);
     try {
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no firmware output within 180 s: ${err}\n${out.slice(-1000)}`)), 180_000);
-        p.stdout!.on('data', (d: Buffer) => {
-          out += d.toString('utf8');
-          if (FIRMWARE_READY.test(out)) {
-            clearTimeout(t);
-            resolve();
-          }
-        });
-        void p.exited.then((r) => reject(new Error(`basalt qemu run ended first (exit ${r.exitCode}): ${err}`)));
-      });
-      expect(err).toMatch(/booting .*blank\.img with (TCG|KVM) \(/);
+      await run.waitForStdout(FIRMWARE_READY, 180_000, 'firmware output');
+      expect(run.stderr()).toMatch(/booting .*blank\.img with (TCG|KVM) \(/);
       const t0 = Date.now();
-      p.kill('SIGTERM');
-      const r = await p.exited;
+      run.proc.kill('SIGTERM');
+      const r = await run.proc.exited;
       expect(r.exitCode).toBe(1);
       expect(Date.now() - t0).toBeLessThan(20_000);
     } finally {
-      p.kill('SIGKILL');
+      run.proc.kill('SIGKILL');
     }
     // QEMU is gone with it (nothing holds the overlay), the work directory was removed, the image is unchanged.
     const ps = await readdir('/proc');

@@ -1,8 +1,9 @@
 /**
  * Boot tests of the default image (`basalt build` into out/) under QEMU + OVMF
  * (TCG unless KVM works):
- * 1. with USR-A corrupted after the build and a good copy in USR-B (kernel,
- *    initrd and entry installed on the ESP), boot counting moves to B;
+ * 1. with USR-A corrupted after the build and left with one try (as an update
+ *    leaves a new slot) and a good copy in USR-B (kernel, initrd and entry
+ *    installed on the ESP), the initrd refuses A and boot counting moves to B;
  * 2. `basalt qemu run IMAGE --snapshot --cloud-config FILE`, the command for
  *    people, boots the image to slot A with its console on stdout (/usr from
  *    dm-verity, etcd and docker active, the cloud-config applied) and quits on
@@ -17,10 +18,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFileName, renderEntry } from '../../common/src/boot.js';
 import { projectRoot } from '../../common/src/paths.js';
-import { spawnTool } from '../../common/src/exec.js';
 import { Vm } from '../src/vm.js';
-import { freePort } from '../../common/test/helpers.js';
-import { buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
+import { freePort, spawnCli } from '../../common/test/helpers.js';
+import { basalt, buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, espRename, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
 const outDir = process.env['BASALT_VM_OUT'] ?? join(projectRoot(), 'out');
@@ -37,10 +37,17 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('falls back to slot B when USR-A is corrupted after the build', async () => {
+  it('falls back to slot B when USR-A is corrupted and its last try fails', async () => {
     const disk = await copyDisk(outDir, manifest, join(work, 'fallback.raw'));
     let parts = await partitions(disk);
     const esp = part(parts, 'EFI-SYSTEM');
+    // Slot A as an update leaves a new slot: one try left (entry +1, GPT tries 1). A fresh
+    // image gives A three; each would be refused the same way, ~1 min apiece under TCG.
+    const entriesBefore = await espList(disk, esp, '/loader/entries');
+    const entryA = entriesBefore.find((e) => /^basalt-a\+\d+\.conf$/.test(e));
+    expect(entryA, `a counting entry for A in ${entriesBefore.join(' ')}`).toBeDefined();
+    await espRename(disk, esp, `/loader/entries/${entryA!}`, `/loader/entries/${entryFileName('a', 1)}`);
+    await basalt(['disk', 'set', disk, '-i', String(part(parts, 'USR-A').index), '--tries', '1']);
     // A good copy of /usr in USR-B, its kernel and initrd, and its (older) entry.
     await writeInto(disk, join(outDir, 'usr.img'), part(parts, 'USR-B').offset);
     await espMkdir(disk, esp, '/basalt/b');
@@ -73,7 +80,9 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     expect(part(parts, 'USR-B').slot!.priority).toBeGreaterThan(part(parts, 'USR-A').slot!.priority);
     const entries = await espList(disk, esp, '/loader/entries');
     expect(entries).toContain(entryFileName('b'));
-    expect(entries.some((e) => /^basalt-a\+0-\d+\.conf$/.test(e))).toBe(true);
+    // The loader counted the one failed try of A.
+    expect(entries).toContain('basalt-a+0-1.conf');
+    expect(part(parts, 'USR-A').slot!.successful).toBe(false);
   });
   it('basalt qemu run: boots the image for a person with a cloud-config, console on stdout, Ctrl-A X quits, --snapshot leaves the image alone', async () => {
     const raw = join(outDir, manifest.artifacts.find((a) => a.kind === 'raw')!.file);
@@ -96,46 +105,29 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
       ].join('\n'),
     );
     const t0 = Date.now();
-    const proc = spawnTool(process.execPath, [join(projectRoot(), 'bin/basalt.js'), 'qemu', 'run', raw, '--snapshot', '--cloud-config', cc, '--ssh-port', String(await freePort())]);
-    let out = '';
-    let err = '';
-    proc.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+    const run = spawnCli(['qemu', 'run', raw, '--snapshot', '--cloud-config', cc, '--ssh-port', String(await freePort())]);
     try {
-      const hostname = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no qemu-run-hostname and ready lines within 12 min; console tail:\n${out.slice(-2000)}`)), 12 * 60_000);
-        proc.stdout!.on('data', (d: Buffer) => {
-          out += d.toString('utf8');
-          const m = /qemu-run-hostname=(\S+)/.exec(out);
-          if (m && /basalt-ready slot=\S+ version=\S+\r?\n/.test(out)) {
-            clearTimeout(timer);
-            resolve(m[1]!);
-          }
-        });
-        void proc.exited.then((r) => {
-          clearTimeout(timer);
-          reject(new Error(`basalt qemu run ended (exit ${r.exitCode}) before the line: ${err}\n${out.slice(-2000)}`));
-        });
-      });
+      const ready = await run.waitForStdout(/basalt-ready slot=(\S+) version=(\S+)\r?\n/, 12 * 60_000, 'the ready line');
       process.stderr.write(`[qemu run] basalt-ready ${((Date.now() - t0) / 1000).toFixed(1)} s after 'basalt qemu run' started\n`);
-      expect(hostname).toBe('basalt-qemu-run');
-      const ready = /basalt-ready slot=(\S+) version=(\S+)\r?\n/.exec(out)!;
+      const hostname = await run.waitForStdout(/qemu-run-hostname=(\S+)/, 2 * 60_000, "the cloud-config unit's hostname line");
+      expect(hostname[1]).toBe('basalt-qemu-run');
       expect([ready[1], ready[2]]).toEqual(['A', manifest.os.version]);
       // The default image as built: /usr read-only from dm-verity, etcd and docker running.
-      const st = parseStatus(/basalt-status [^\r\n]+/.exec(out)![0]);
+      const st = parseStatus((await run.waitForStdout(/basalt-status [^\r\n]+/, 1000, 'the status line'))[0]);
       expect(st['usr-source']).toBe('/dev/mapper/usr');
       expect(st['usr-options']?.split(',')[0]).toBe('ro');
       expect(st['verity']).toBe('verified');
       expect(st['etcd']).toBe('active');
       expect(st['docker']).toBe('active');
       // QEMU's monitor on the terminal: Ctrl-A X quits.
-      proc.stdin!.write('\x01x');
-      const r = await proc.exited;
+      run.proc.stdin!.write('\x01x');
+      const r = await run.proc.exited;
       expect(r.exitCode).toBe(0);
-      expect(err).toMatch(/booting .* with (TCG|KVM) \(/);
+      expect(run.stderr()).toMatch(/booting .* with (TCG|KVM) \(/);
     } finally {
       // basalt stops its QEMU on SIGTERM (a SIGKILL would leave QEMU running).
-      proc.kill('SIGTERM');
-      await proc.exited;
+      run.proc.kill('SIGTERM');
+      await run.proc.exited;
     }
     const after = await stat(raw);
     expect(after.mtimeMs).toBe(before.mtimeMs);

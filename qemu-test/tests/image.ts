@@ -92,6 +92,9 @@ export async function espMkdir(disk: string, esp: DiskPart, dir: string): Promis
 export async function espCopy(disk: string, esp: DiskPart, src: string, dest: string): Promise<void> {
   await run('mcopy', ['-o', '-i', espSpec(disk, esp), src, `::${dest}`], mt);
 }
+export async function espRename(disk: string, esp: DiskPart, from: string, to: string): Promise<void> {
+  await run('mren', ['-i', espSpec(disk, esp), `::${from}`, `::${to}`], mt);
+}
 export { copyFile };
 
 /** Parses `basalt-status k=v k=v ...`. */

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 import { tempDir, makeUsr, makeKeys } from '../test/helpers.js';
@@ -68,4 +68,47 @@ describe('basalt release', () => {
     const rf = await refreshChannel(repo, 'stable', key, now, 5 * 86_400_000, 100);
     expect(rf.serial).toBe(2);
   });
+
+  it('gives the same payload bytes with one xz job and with four (chunks compressed at once, written in order)', async () => {
+    const usr = await makeUsr(t.dir, '2.0.0', { randomKiB: 1500 });
+    const keys = await makeKeys(t.dir);
+    const key = await readPrivateKeyFile(keys.priv);
+    const now = new Date();
+    const payloads: Buffer[] = [];
+    const tables: unknown[] = [];
+    for (const jobs of [1, 4]) {
+      const repo = join(t.dir, `repo-jobs-${jobs}`);
+      // 100 KiB chunks: the image does not end on a chunk boundary, so the short last chunk is covered too.
+      const r = await release({ usr, version: '2.0.0', channel: 'beta', key, repo, now, expiresMs: 86_400_000, chunkSize: 100 * 1024, xzLevel: 1, jobs });
+      expect(r.manifest.image.size % (100 * 1024)).not.toBe(0);
+      payloads.push(await readFile(join(repo, 'payloads/2.0.0/usr.img.xz')));
+      tables.push(r.manifest.payload.chunks);
+    }
+    expect(Buffer.compare(payloads[0]!, payloads[1]!)).toBe(0);
+    expect(tables[1]).toEqual(tables[0]);
+    const dec = await run('xz', ['-dc', join(t.dir, 'repo-jobs-4/payloads/2.0.0/usr.img.xz')], { encoding: 'buffer' });
+    expect(Buffer.compare(Buffer.from(dec.stdoutBuffer!), await readFile(usr))).toBe(0);
+  });
+
+  it('publishes nothing when one xz job fails while others are running', async () => {
+    const usr = await makeUsr(t.dir, '3.0.0');
+    const keys = await makeKeys(t.dir);
+    const key = await readPrivateKeyFile(keys.priv);
+    const repo = join(t.dir, 'repo-xz-fails');
+    // An xz that fails on its third run (the real one otherwise).
+    const count = join(t.dir, 'xz-runs');
+    const stub = join(t.dir, 'xz-fails-third');
+    await writeFile(count, '');
+    await writeFile(stub, `#!/bin/sh\necho x >> ${count}\nif [ "$(wc -l < ${count})" -eq 3 ]; then echo 'xz: out of memory' >&2; exit 1; fi\nexec xz "$@"\n`, { mode: 0o755 });
+    process.env['BASALT_TOOL_XZ'] = stub;
+    try {
+      await expect(release({ usr, version: '3.0.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000, chunkSize: 64 * 1024, xzLevel: 1, jobs: 3 })).rejects.toThrow(/xz/);
+    } finally {
+      delete process.env['BASALT_TOOL_XZ'];
+    }
+    // Neither the version nor a temporary directory is left in payloads/, and no channel points anywhere.
+    expect(await readdir(join(repo, 'payloads'))).toEqual([]);
+    await expect(readdir(join(repo, 'channels'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
 });
+

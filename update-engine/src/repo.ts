@@ -13,6 +13,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, rename, mkdir, rm, stat, writeFile, readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, dirname, basename } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { BasaltError, fsError } from '../../common/src/errors.js';
@@ -22,6 +23,8 @@ import { checkVersion, compareVersions } from './version.js';
 import { syncDir, writeFileAtomic } from './util.js';
 
 export const PAYLOAD_FILE = 'usr.img.xz';
+/** Upper bound of parallel xz jobs in `release` (each holds two chunks in memory). */
+export const MAX_XZ_JOBS = 8;
 export const DEFAULT_CHUNK = 4 * 1024 * 1024;
 
 export interface PayloadChunk {
@@ -237,6 +240,8 @@ export interface ReleaseOptions {
   expiresMs: number;
   chunkSize?: number;
   xzLevel?: number;
+  /** xz processes compressing chunks at once (default: one per CPU, at most 8). */
+  jobs?: number;
   rollout?: number;
   allowOlder?: boolean;
 }
@@ -266,6 +271,7 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
   try {
     const chunkSize = o.chunkSize ?? DEFAULT_CHUNK;
     const level = o.xzLevel ?? 6;
+    const jobs = o.jobs ?? Math.min(availableParallelism(), MAX_XZ_JOBS);
     const src = await open(o.usr, 'r').catch((e) => {
       throw fsError(e, o.usr, 'read');
     });
@@ -277,8 +283,20 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
     let imageSize = 0;
     let offset = 0;
     try {
-      const buf = Buffer.alloc(chunkSize);
+      // Chunks are independent xz streams: up to `jobs` xz processes compress
+      // at once, and the results are written (and hashed) in image order, so the
+      // payload is the same bytes whatever the number of jobs.
+      const inFlight: Promise<{ raw: Buffer; comp: Buffer }>[] = [];
+      const writeNext = async (): Promise<void> => {
+        const { raw, comp } = await inFlight.shift()!;
+        await out.write(comp);
+        payHash.update(comp);
+        paySha1.update(comp);
+        chunks.push({ offset, size: comp.length, sha256: createHash('sha256').update(comp).digest('hex'), uncompressedSize: raw.length });
+        offset += comp.length;
+      };
       for (;;) {
+        const buf = Buffer.alloc(chunkSize);
         let got = 0;
         while (got < chunkSize) {
           const { bytesRead } = await src.read(buf, got, chunkSize - got, imageSize + got);
@@ -288,16 +306,15 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
         if (got === 0) break;
         const raw = buf.subarray(0, got);
         imgHash.update(raw);
-        const r = await run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' });
-        const comp = Buffer.from(r.stdoutBuffer ?? new Uint8Array());
-        await out.write(comp);
-        payHash.update(comp);
-        paySha1.update(comp);
-        chunks.push({ offset, size: comp.length, sha256: createHash('sha256').update(comp).digest('hex'), uncompressedSize: got });
-        offset += comp.length;
         imageSize += got;
+        const job = run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' }).then((r) => ({ raw, comp: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) }));
+        // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
+        job.catch(() => {});
+        inFlight.push(job);
+        if (inFlight.length >= jobs) await writeNext();
         if (got < chunkSize) break;
       }
+      while (inFlight.length > 0) await writeNext();
       await out.sync();
     } finally {
       await src.close();

@@ -22,6 +22,8 @@ Options:
   --rollout PCT      phased rollout percentage for the channel (default: unchanged, else 100)
   --chunk-size SIZE  uncompressed bytes per xz stream (default 4M)
   --xz-level N       xz preset 0-9 (default 6)
+  --jobs N           chunks compressed at once, one xz each (default: one per CPU, at most 8);
+                     the payload's bytes do not depend on it
 `;
 
 export async function run(ctx: CommandContext): Promise<number> {
@@ -39,6 +41,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       rollout: { type: 'string' },
       'chunk-size': { type: 'string' },
       'xz-level': { type: 'string' },
+      jobs: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
     },
@@ -80,6 +83,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     rollout,
     chunkSize: values['chunk-size'] ? parseSize(values['chunk-size'], 'chunk-size') : undefined,
     xzLevel: intOpt(values['xz-level'], 'xz-level', 0, 9),
+    jobs: intOpt(values.jobs, 'jobs', 1, 64),
   });
   const m = r.manifest;
   ctx.out(
