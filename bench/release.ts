@@ -6,14 +6,14 @@
  *
  *   npm run bench:release -- [--usr out/usr.img] [--reps 2] [--xz-level 6]
  */
-import { availableParallelism, tmpdir } from 'node:os';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateKey, readPrivateKeyFile } from '../update-engine/src/pgp.js';
 import { MAX_XZ_JOBS, release } from '../update-engine/src/repo.js';
-import { createHash } from 'node:crypto';
 
 const { values } = parseArgs({ options: { usr: { type: 'string', default: 'out/usr.img' }, reps: { type: 'string', default: '2' }, 'xz-level': { type: 'string', default: '6' } } });
 const usr = values.usr!;
@@ -25,6 +25,9 @@ async function main(): Promise<void> {
     process.stderr.write(`bench:release: ${usr} does not exist; build an image first (npx basalt build) or give --usr FILE\n`);
     process.exit(1);
   }
+  // The builder's usr.img.json names the version; release insists on it.
+  const side = existsSync(`${usr}.json`) ? (JSON.parse(await readFile(`${usr}.json`, 'utf8')) as { version?: string }) : {};
+  const version = side.version ?? '1.0.0';
   const dir = await mkdtemp(join(tmpdir(), 'basalt-bench-release-'));
   try {
     await writeFile(join(dir, 'release.key'), (await generateKey('Basalt bench', undefined)).privateArmored);
@@ -37,9 +40,9 @@ async function main(): Promise<void> {
       for (const [label, jobs] of [['1 job (baseline)', 1], [`${parallel} jobs (default)`, parallel]] as const) {
         const repo = join(dir, `repo-${n++}`);
         const t0 = process.hrtime.bigint();
-        await release({ usr, version: '1.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel, jobs });
+        await release({ usr, version, channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel, jobs });
         times[label]!.push(Number(process.hrtime.bigint() - t0) / 1e9);
-        digests.add(createHash('sha256').update(await readFile(join(repo, 'payloads/1.0.0/usr.img.xz'))).digest('hex'));
+        digests.add(createHash('sha256').update(await readFile(join(repo, 'payloads', version, 'usr.img.xz'))).digest('hex'));
         await rm(repo, { recursive: true, force: true });
       }
     }
@@ -54,4 +57,7 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:release: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
