@@ -1,7 +1,7 @@
 /**
  * Two builds from the same inputs, each with its own empty stage cache (the
  * .deb and npm download caches are shared to spare the mirror), must give a
- * bit-identical USR image. Slow (two full builds, ~7 min on 2 cores), so it has
+ * bit-identical USR image. Slow (two full builds, ~8 min on 2 cores), so it has
  * its own tier: `npm run test:build` (CI runs it after `npm test`).
  */
 import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';

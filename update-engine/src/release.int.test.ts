@@ -76,14 +76,40 @@ describe('basalt release', () => {
     const now = new Date();
     const payloads: Buffer[] = [];
     const tables: unknown[] = [];
+    // With four jobs, the xz that takes the first ticket waits on a FIFO until the fourth has
+    // finished: chunks complete out of image order, and must still be written in it.
+    const tickets = join(t.dir, 'xz-tickets');
+    const fifo = join(t.dir, 'xz-gate');
+    await mkdir(tickets);
+    await run('mkfifo', [fifo]);
+    const stub = join(t.dir, 'xz-out-of-order');
+    await writeFile(
+      stub,
+      [
+        '#!/bin/sh',
+        `n=1; while ! mkdir ${tickets}/$n 2>/dev/null; do n=$((n+1)); done`,
+        `if [ "$n" -eq 1 ]; then cat ${fifo} > /dev/null; fi`,
+        'xz "$@"; rc=$?',
+        `if [ "$n" -eq 4 ]; then echo go > ${fifo}; fi`,
+        'exit $rc',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
     for (const jobs of [1, 4]) {
       const repo = join(t.dir, `repo-jobs-${jobs}`);
-      // 100 KiB chunks: the image does not end on a chunk boundary, so the short last chunk is covered too.
-      const r = await release({ usr, version: '2.0.0', channel: 'beta', key, repo, now, expiresMs: 86_400_000, chunkSize: 100 * 1024, xzLevel: 1, jobs });
-      expect(r.manifest.image.size % (100 * 1024)).not.toBe(0);
-      payloads.push(await readFile(join(repo, 'payloads/2.0.0/usr.img.xz')));
-      tables.push(r.manifest.payload.chunks);
+      if (jobs === 4) process.env['BASALT_TOOL_XZ'] = stub;
+      try {
+        // 100 KiB chunks: the image does not end on a chunk boundary, so the short last chunk is covered too.
+        const r = await release({ usr, version: '2.0.0', channel: 'beta', key, repo, now, expiresMs: 86_400_000, chunkSize: 100 * 1024, xzLevel: 1, jobs });
+        expect(r.manifest.image.size % (100 * 1024)).not.toBe(0);
+        payloads.push(await readFile(join(repo, 'payloads/2.0.0/usr.img.xz')));
+        tables.push(r.manifest.payload.chunks);
+      } finally {
+        delete process.env['BASALT_TOOL_XZ'];
+      }
     }
+    expect((await readdir(tickets)).length).toBeGreaterThan(4);
     expect(Buffer.compare(payloads[0]!, payloads[1]!)).toBe(0);
     expect(tables[1]).toEqual(tables[0]);
     const dec = await run('xz', ['-dc', join(t.dir, 'repo-jobs-4/payloads/2.0.0/usr.img.xz')], { encoding: 'buffer' });

@@ -286,13 +286,13 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
       // Chunks are independent xz streams: up to `jobs` xz processes compress
       // at once, and the results are written (and hashed) in image order, so the
       // payload is the same bytes whatever the number of jobs.
-      const inFlight: Promise<{ raw: Buffer; comp: Buffer }>[] = [];
+      const inFlight: Promise<{ uncompressedSize: number; comp: Buffer }>[] = [];
       const writeNext = async (): Promise<void> => {
-        const { raw, comp } = await inFlight.shift()!;
+        const { uncompressedSize, comp } = await inFlight.shift()!;
         await out.write(comp);
         payHash.update(comp);
         paySha1.update(comp);
-        chunks.push({ offset, size: comp.length, sha256: createHash('sha256').update(comp).digest('hex'), uncompressedSize: raw.length });
+        chunks.push({ offset, size: comp.length, sha256: createHash('sha256').update(comp).digest('hex'), uncompressedSize });
         offset += comp.length;
       };
       for (;;) {
@@ -307,7 +307,7 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
         const raw = buf.subarray(0, got);
         imgHash.update(raw);
         imageSize += got;
-        const job = run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' }).then((r) => ({ raw, comp: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) }));
+        const job = run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' }).then((r) => ({ uncompressedSize: got, comp: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) }));
         // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
         job.catch(() => {});
         inFlight.push(job);
