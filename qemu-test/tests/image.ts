@@ -117,19 +117,33 @@ function anyFailed(t: TaskLike): boolean {
   return t.result?.state === 'fail' || (t.tasks ?? []).some(anyFailed);
 }
 
+/** Where keepLogsIfFailed puts serial logs: $BASALT_VM_ARTIFACTS, else qemu-test/artifacts in the checkout. */
+export function defaultArtifactsRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return env['BASALT_VM_ARTIFACTS'] || join(projectRoot(), 'qemu-test', 'artifacts');
+}
+
+export interface KeepLogsOptions {
+  /** Folder that gets `<name>-<time>/` (default: defaultArtifactsRoot()). */
+  root?: string;
+  /** Where the one line saying where the logs went is written (default: stderr). */
+  log?: (line: string) => void;
+}
+
 /**
  * When a test of `suite` failed (or its setup did), copies every serial.log
- * under `work` to qemu-test/artifacts/<name>-<time>/ before the work directory
- * is removed, and says where. Returns that directory (undefined when all passed).
+ * under `work` to <root>/<name>-<time>/ (root: qemu-test/artifacts or
+ * $BASALT_VM_ARTIFACTS) before the work directory is removed, and says where.
+ * Returns that directory (undefined when all passed).
  */
-export async function keepLogsIfFailed(suite: TaskLike, work: string | undefined, name: string): Promise<string | undefined> {
+export async function keepLogsIfFailed(suite: TaskLike, work: string | undefined, name: string, opts: KeepLogsOptions = {}): Promise<string | undefined> {
   if (!work || !anyFailed(suite)) return undefined;
   const { mkdir, readdir } = await import('node:fs/promises');
-  const dest = join(projectRoot(), 'qemu-test', 'artifacts', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const dest = join(opts.root ?? defaultArtifactsRoot(), `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   const logs = (await readdir(work, { recursive: true }).catch(() => [] as string[])).filter((f) => f.endsWith('serial.log'));
   if (logs.length === 0) return undefined;
   await mkdir(dest, { recursive: true });
   for (const f of logs) await copyFile(join(work, f), join(dest, f.replace(/[\\/]/g, '_')));
-  process.stderr.write(`[${name}] a test failed: serial logs kept in ${dest}\n`);
+  const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  log(`[${name}] a test failed: serial logs kept in ${dest}`);
   return dest;
 }
