@@ -23,6 +23,33 @@ describe('basalt CLI', () => {
     expect(r.stdout).toMatch(/Usage: basalt disk/);
     expect((await cli(['help', 'disk'])).stdout).toMatch(/Usage: basalt disk/);
   });
+  it('has --help after subcommands and options too (no "Unknown option")', async () => {
+    for (const argv of [
+      ['qemu', 'run', '--help'],
+      ['qemu', 'run', 'disk.img', '--snapshot', '-h'],
+      ['cloudinit', 'validate', '--help'],
+      ['disk', 'show', '--help'],
+      ['update', 'status', '--help'],
+      ['release', 'promote', '--help'],
+      ['help', 'qemu', 'run'],
+    ]) {
+      const r = await cli(argv);
+      const name = argv[0] === 'help' ? argv[1] : argv[0];
+      expect(r.exitCode, argv.join(' ')).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^Usage: basalt ${name} `));
+      expect(r.stderr).toBe('');
+    }
+  });
+  it('leaves --help to the CoreOS-named programs', async () => {
+    const ci = await cli(['--help'], 'coreos-cloudinit');
+    expect(ci.stdout).toBe('');
+    expect(ci.stderr).toMatch(/^Usage of coreos-cloudinit:\n/);
+    for (const prog of ['update_engine_client', 'locksmithctl']) {
+      const r = await cli(['--help'], prog);
+      expect(r.exitCode, prog).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^Usage: ${prog} `));
+    }
+  });
   it('prints a stack trace only with --debug', async () => {
     const plain = await cli(['disk', 'show', '/nonexistent.img']);
     expect(plain.exitCode).toBe(1);

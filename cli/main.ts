@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { BasaltError, UsageError, isBasaltError } from '../common/src/errors.js';
 import { createLogger } from '../common/src/log.js';
-import { commands, programs } from './commands.js';
-import type { CommandContext } from './types.js';
+import { availableCommands, commands, isAvailable, notAvailable, programs } from './commands.js';
+import type { CommandContext, CommandEntry } from './types.js';
 
 function version(): string {
   try {
@@ -17,13 +17,13 @@ function version(): string {
   }
 }
 
-function usage(): string {
-  const w = Math.max(...commands.map((c) => c.name.length));
+function usage(list: readonly CommandEntry[]): string {
+  const w = Math.max(...list.map((c) => c.name.length));
   return [
     'Usage: basalt [--json] [--debug] <command> [options]',
     '',
     'Commands:',
-    ...commands.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
+    ...list.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
     '',
     "Run 'basalt <command> --help' for the options of a command.",
     'Global options: --json (data as JSON on stdout), --debug (stack traces), --version, --help',
@@ -31,34 +31,54 @@ function usage(): string {
   ].join('\n');
 }
 
-function report(e: unknown, debug: boolean, prog: string): number {
+/** Where main writes, and what it consults (tests inject these). */
+export interface MainOptions {
+  out?(text: string): void;
+  err?(text: string): void;
+  /** The command table (default: commands.ts). */
+  commands?: readonly CommandEntry[];
+  /** Whether a module file exists (default: moduleExists), for 'build-host' commands. */
+  exists?(path: string): boolean;
+}
+
+const isHelp = (a: string) => a === '--help' || a === '-h';
+
+function report(e: unknown, debug: boolean, prog: string, err: (t: string) => void): number {
   if (isBasaltError(e)) {
-    process.stderr.write(`${prog}: error: ${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}\n`);
-    if (debug) process.stderr.write((e.stack ?? '') + (e.cause ? `\ncaused by: ${String((e.cause as Error).stack ?? e.cause)}` : '') + '\n');
+    err(`${prog}: error: ${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}\n`);
+    if (debug) err((e.stack ?? '') + (e.cause ? `\ncaused by: ${String((e.cause as Error).stack ?? e.cause)}` : '') + '\n');
     return e.exitCode;
   }
-  const err = e as Error;
-  process.stderr.write(`${prog}: internal error: ${err?.message ?? String(e)} (hint: this is a bug in Basalt; run again with --debug and report it)\n`);
-  if (debug) process.stderr.write((err?.stack ?? '') + '\n');
+  const x = e as Error;
+  err(`${prog}: internal error: ${x?.message ?? String(e)} (hint: this is a bug in Basalt; run again with --debug and report it)\n`);
+  if (debug) err((x?.stack ?? '') + '\n');
   return 1;
 }
 
-export async function main(argv: string[], prog = 'basalt'): Promise<number> {
-  const debug = argv.includes('--debug') || process.env['BASALT_DEBUG'] === '1';
-  const out = (t: string) => {
-    process.stdout.write(t);
-  };
+/**
+ * Runs `prog` with `argv`. For `basalt`: global flags (--json, --debug,
+ * --version, --help) before the command; after it, --json and --debug anywhere
+ * before a `--`, and --help/-h anywhere before a `--` prints the command's
+ * help (the subcommand's, when the module has helpFor) and exits 0. The
+ * CoreOS-named programs get their argv untouched and parse it themselves.
+ */
+export async function main(argv: string[], prog = 'basalt', opts: MainOptions = {}): Promise<number> {
+  const dd = argv.indexOf('--');
+  const head = dd < 0 ? argv : argv.slice(0, dd);
+  const debug = head.includes('--debug') || process.env['BASALT_DEBUG'] === '1';
+  const out = opts.out ?? ((t: string) => void process.stdout.write(t));
+  const err = opts.err ?? ((t: string) => void process.stderr.write(t));
+  const table = opts.commands ?? commands;
   if (prog !== 'basalt') {
     const load = programs[prog];
-    if (!load) return report(new BasaltError('E_USAGE', `unknown program ${prog}`), debug, prog);
+    if (!load) return report(new BasaltError('E_USAGE', `unknown program ${prog}`), debug, prog, err);
     try {
       const mod = await load();
-      return await mod.main(argv, { out, err: (t) => process.stderr.write(t) });
+      return await mod.main(argv, { out, err });
     } catch (e) {
-      return report(e, debug, prog);
+      return report(e, debug, prog, err);
     }
   }
-  const rest: string[] = [];
   let json = false;
   let help = false;
   let i = 0;
@@ -67,7 +87,7 @@ export async function main(argv: string[], prog = 'basalt'): Promise<number> {
     const a = argv[i]!;
     if (a === '--json') json = true;
     else if (a === '--debug') continue;
-    else if (a === '--help' || a === '-h') help = true;
+    else if (isHelp(a)) help = true;
     else if (a === '--version') {
       out(`basalt ${version()}\n`);
       return 0;
@@ -75,28 +95,38 @@ export async function main(argv: string[], prog = 'basalt'): Promise<number> {
   }
   const name = argv[i];
   if (name === undefined || name === 'help') {
-    const target = name === 'help' ? argv[i + 1] : undefined;
-    if (target) return main([target, '--help'], prog);
-    out(usage());
+    // `basalt help CMD [SUB...]` is `basalt CMD [SUB...] --help`.
+    const target = name === 'help' ? argv.slice(i + 1) : [];
+    if (target.length > 0) return main([...target, '--help'], prog, opts);
+    out(usage(availableCommands(table, opts.exists)));
     return help || name === 'help' ? 0 : 2;
   }
-  const entry = commands.find((c) => c.name === name);
+  const entry = table.find((c) => c.name === name);
   if (!entry) {
-    return report(new UsageError(`unknown command '${name}'`, "run 'basalt --help' for the list of commands"), debug, prog);
+    return report(new UsageError(`unknown command '${name}'`, "run 'basalt --help' for the list of commands"), debug, prog, err);
   }
-  for (const a of argv.slice(i + 1)) {
+  if (!isAvailable(entry, opts.exists)) return report(notAvailable(entry), debug, prog, err);
+  // After the command name: global flags and --help/-h up to a `--`; the rest is the command's.
+  const rest: string[] = [];
+  const after = argv.slice(i + 1);
+  let k = 0;
+  for (; k < after.length; k++) {
+    const a = after[k]!;
+    if (a === '--') break;
     if (a === '--json') json = true;
     else if (a === '--debug') continue;
+    else if (isHelp(a)) help = true;
     else rest.push(a);
   }
   try {
     const mod = await entry.load();
-    if (help || (rest.length > 0 && (rest[0] === '--help' || rest[0] === '-h'))) {
-      out(mod.help.endsWith('\n') ? mod.help : mod.help + '\n');
+    if (help) {
+      const text = mod.helpFor?.(rest) ?? mod.help;
+      out(text.endsWith('\n') ? text : text + '\n');
       return 0;
     }
     const ctx: CommandContext = {
-      args: rest,
+      args: [...rest, ...after.slice(k)],
       json,
       debug,
       log: createLogger({ level: debug ? 'debug' : 'info' }),
@@ -105,6 +135,6 @@ export async function main(argv: string[], prog = 'basalt'): Promise<number> {
     const code = await mod.run(ctx);
     return code ?? 0;
   } catch (e) {
-    return report(e, debug, prog);
+    return report(e, debug, prog, err);
   }
 }

@@ -16,13 +16,29 @@ export interface CommandContext {
 export interface CommandModule {
   /** Full --help text for the command. */
   help: string;
+  /**
+   * Optional: the help text of a subcommand. Gets the arguments after the
+   * command name (before any `--`, without --help/-h), e.g. ['show', 'disk.img']
+   * for `basalt disk show disk.img --help`; undefined means "print `help`".
+   */
+  helpFor?(args: string[]): string | undefined;
   /** Returns the exit code (0 when undefined). Throws BasaltError on failure. */
   run(ctx: CommandContext): Promise<number | void>;
 }
 
+/**
+ * Where a command can run. 'build-host' commands (build, qemu) are not in the
+ * image: customize.ts ships dist/ without dist/builder and dist/qemu-test.
+ */
+export type CommandWhere = 'anywhere' | 'build-host';
+
 export interface CommandEntry {
   name: string;
   summary: string;
+  /** Default 'anywhere'. A 'build-host' command is available when `module` exists. */
+  where?: CommandWhere;
+  /** The compiled module `load` imports (checked for 'build-host' commands). */
+  module?: URL;
   load(): Promise<CommandModule>;
 }
 
