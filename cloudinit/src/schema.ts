@@ -16,6 +16,12 @@ export interface Field {
   validRe?: RegExp;
   deprecated?: string;
   env?: string;
+  /**
+   * A string whose Go bytes are written out as they are (file, unit and
+   * drop-in contents): a !!binary value that is not valid UTF-8 is kept as
+   * a Buffer (see GoString in yaml/decode.ts).
+   */
+  bytes?: boolean;
 }
 
 const s = (name: string, env?: string, extra: Partial<Field> = {}): Field => ({ name, type: 'string', env, ...extra });
@@ -181,13 +187,13 @@ export const updateFields: Field[] = [
 ];
 
 export const unitCommands = ['start', 'stop', 'restart', 'reload', 'try-restart', 'reload-or-restart', 'reload-or-try-restart'] as const;
-export const dropInFields: Field[] = [s('name'), s('content')];
+export const dropInFields: Field[] = [s('name'), s('content', undefined, { bytes: true })];
 export const unitFields: Field[] = [
   s('name'),
   b('mask'),
   b('enable'),
   b('runtime'),
-  s('content'),
+  s('content', undefined, { bytes: true }),
   s('command', undefined, {
     valid: '^(start|stop|restart|reload|try-restart|reload-or-restart|reload-or-try-restart)$',
     validRe: /^(start|stop|restart|reload|try-restart|reload-or-restart|reload-or-try-restart)$/,
@@ -198,7 +204,7 @@ export const unitFields: Field[] = [
 export const encodings = ['base64', 'b64', 'gz', 'gzip', 'gz+base64', 'gzip+base64', 'gz+b64', 'gzip+b64'] as const;
 export const fileFields: Field[] = [
   s('encoding', undefined, { valid: '^(base64|b64|gz|gzip|gz\\+base64|gzip\\+base64|gz\\+b64|gzip\\+b64)$', validRe: /^(base64|b64|gz|gzip|gz\+base64|gzip\+base64|gz\+b64|gzip\+b64)$/ }),
-  s('content'),
+  s('content', undefined, { bytes: true }),
   s('owner'),
   s('path'),
   s('permissions', undefined, { valid: '^0?[0-7]{3,4}$', validRe: /^0?[0-7]{3,4}$/ }),

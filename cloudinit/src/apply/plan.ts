@@ -7,12 +7,11 @@
  * invalid update options, unparsable permissions, undecodable content).
  */
 import { createHash } from 'node:crypto';
-import { gunzipSync, constants as zc } from 'node:zlib';
 import { BasaltError } from '../../../common/src/errors.js';
 import { etcd2Fields, etcdFields, flannelFields, fleetFields, locksmithFields, updateFields, type Field } from '../schema.js';
-import { goFloat } from '../yaml/decode.js';
+import { goFloat, goStringBytes, type GoString } from '../yaml/decode.js';
 import { decodeContent } from '../validate/validate.js';
-import { goClean, goQuote } from '../validate/gostd.js';
+import { goClean, goGunzip, goQuote } from '../validate/gostd.js';
 import type { Metadata } from '../datasource/index.js';
 
 export type Action =
@@ -47,6 +46,8 @@ export interface PlanOptions {
 
 type Obj = Record<string, unknown>;
 const str = (o: Obj, k: string): string => (typeof o[k] === 'string' ? (o[k] as string) : '');
+/** A content field: text or the raw bytes of a !!binary value (see GoString). */
+const contentOf = (o: Obj, k: string): GoString => (typeof o[k] === 'string' || Buffer.isBuffer(o[k]) ? (o[k] as GoString) : '');
 const bool = (o: Obj, k: string): boolean => o[k] === true;
 const list = <T>(o: Obj, k: string): T[] => (Array.isArray(o[k]) ? (o[k] as T[]) : []);
 const obj = (o: Obj, k: string): Obj => (o[k] && typeof o[k] === 'object' ? (o[k] as Obj) : {});
@@ -100,12 +101,13 @@ export function serviceContents(o: Obj, fields: Field[]): string {
 
 interface UnitSpec {
   name: string;
-  content: string;
+  /** The Go bytes of the unit's content, written as they are. */
+  content: Buffer;
   enable: boolean;
   runtime: boolean;
   mask: boolean;
   command: string;
-  dropIns: { name: string; content: string }[];
+  dropIns: { name: string; content: Buffer }[];
 }
 
 export function unitGroup(name: string): 'network' | 'system' {
@@ -127,24 +129,18 @@ export function parsePermissions(p: string, path: string): number {
   return (v >>> 0) & 0o777;
 }
 
-/** DecodeContent as Cloudconfig.Decode uses it (gzip body read to the end; errors ignored as in Go). */
-export function decodeFileContent(content: string, encoding: string, path: string): Buffer {
+/**
+ * DecodeContent as Cloudconfig.Decode uses it, on the content's Go bytes (a
+ * !!binary value is its decoded bytes): the gzip body is read as far as it
+ * goes, its errors ignored as in Go (see goGunzip).
+ */
+export function decodeFileContent(content: GoString, encoding: string, path: string): Buffer {
   const d = decodeContent(content, encoding);
-  if (d === null) {
+  const out = d !== null && /^(gz|gzip)/.test(encoding) ? goGunzip(d) : d;
+  if (out === null) {
     throw new BasaltError('E_CONTENT_ENCODING', `write_files ${path}: content cannot be decoded as ${goQuote(encoding)}`, { hint: 'fix the encoding or the content' });
   }
-  if (/^(gz|gzip)/.test(encoding)) {
-    try {
-      return gunzipSync(d);
-    } catch {
-      try {
-        return gunzipSync(d, { finishFlush: zc.Z_SYNC_FLUSH });
-      } catch {
-        return Buffer.alloc(0);
-      }
-    }
-  }
-  return d;
+  return out;
 }
 
 /** update.conf rewrite (system.Update.File). Returns null when no update option is set. */
@@ -265,7 +261,7 @@ export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: 
   };
   for (const f of list<Obj>(c, 'write_files')) {
     const p = str(f, 'path');
-    fileAction(p, decodeFileContent(str(f, 'content'), str(f, 'encoding'), p), str(f, 'permissions'), 'write_files', str(f, 'owner') || undefined);
+    fileAction(p, decodeFileContent(contentOf(f, 'content'), str(f, 'encoding'), p), str(f, 'permissions'), 'write_files', str(f, 'owner') || undefined);
   }
   const oem = obj(coreos, 'oem');
   if (str(oem, 'id') !== '') {
@@ -300,29 +296,29 @@ export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: 
   // units
   const units: UnitSpec[] = list<Obj>(coreos, 'units').map((u) => ({
     name: str(u, 'name'),
-    content: str(u, 'content'),
+    content: goStringBytes(contentOf(u, 'content')),
     enable: bool(u, 'enable'),
     runtime: bool(u, 'runtime'),
     mask: bool(u, 'mask'),
     command: str(u, 'command'),
-    dropIns: list<Obj>(u, 'drop_ins').map((d) => ({ name: str(d, 'name'), content: str(d, 'content') })),
+    dropIns: list<Obj>(u, 'drop_ins').map((d) => ({ name: str(d, 'name'), content: goStringBytes(contentOf(d, 'content')) })),
   }));
   const gen = (name: string, o2: Obj, fields: Field[]): UnitSpec => ({
     name,
-    content: '',
+    content: Buffer.alloc(0),
     enable: false,
     runtime: true,
     mask: false,
     command: '',
-    dropIns: [{ name: '20-cloudinit.conf', content: serviceContents(o2, fields) }],
+    dropIns: [{ name: '20-cloudinit.conf', content: Buffer.from(serviceContents(o2, fields)) }],
   });
   units.push(gen('etcd.service', obj(coreos, 'etcd'), etcdFields));
   units.push(gen('etcd2.service', obj(coreos, 'etcd2'), etcd2Fields));
   units.push(gen('fleet.service', obj(coreos, 'fleet'), fleetFields));
   units.push(gen('locksmithd.service', obj(coreos, 'locksmith'), locksmithFields));
   const rs = str(update, 'reboot_strategy');
-  if (rs !== '') units.push({ name: 'locksmithd.service', content: '', enable: false, runtime: true, mask: rs === 'off', command: rs === 'off' ? 'stop' : 'restart', dropIns: [] });
-  if (str(update, 'group') !== '' || str(update, 'server') !== '') units.push({ name: 'update-engine.service', content: '', enable: false, runtime: false, mask: false, command: 'restart', dropIns: [] });
+  if (rs !== '') units.push({ name: 'locksmithd.service', content: Buffer.alloc(0), enable: false, runtime: true, mask: rs === 'off', command: rs === 'off' ? 'stop' : 'restart', dropIns: [] });
+  if (str(update, 'group') !== '' || str(update, 'server') !== '') units.push({ name: 'update-engine.service', content: Buffer.alloc(0), enable: false, runtime: false, mask: false, command: 'restart', dropIns: [] });
 
   let reload = false;
   let restartNetworkd = false;
@@ -330,13 +326,13 @@ export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: 
   for (const u of units) {
     if (u.name === '') continue;
     const dest = unitDestination(u);
-    if (u.content !== '') {
-      actions.push({ kind: 'file', path: dest, content: Buffer.from(u.content), mode: 0o644, why: `unit ${u.name}` });
+    if (u.content.length > 0) {
+      actions.push({ kind: 'file', path: dest, content: u.content, mode: 0o644, why: `unit ${u.name}` });
       reload = true;
     }
     for (const d of u.dropIns) {
-      if (d.name !== '' && d.content !== '') {
-        actions.push({ kind: 'file', path: goClean(`${dest}.d/${d.name}`), content: Buffer.from(d.content), mode: 0o644, why: `drop-in ${d.name} of ${u.name}` });
+      if (d.name !== '' && d.content.length > 0) {
+        actions.push({ kind: 'file', path: goClean(`${dest}.d/${d.name}`), content: d.content, mode: 0o644, why: `drop-in ${d.name} of ${u.name}` });
         reload = true;
       }
     }

@@ -1,8 +1,9 @@
 /**
  * Small pieces of Go's standard library whose exact behaviour the validator
  * depends on: strconv.Quote (%q), path.Dir/Clean, url.ParseRequestURI and the
- * gzip header check. Pure.
+ * gzip header check and reader. Pure.
  */
+import { inflateRawSync, constants as zc } from 'node:zlib';
 
 /** Go's strconv.Quote. */
 export function goQuote(s: string): string {
@@ -160,30 +161,98 @@ export function goParseRequestURI(raw: string): boolean {
 
 /** True when Go's gzip.NewReader accepts the header of `b`. */
 export function goGzipHeaderOk(b: Uint8Array): boolean {
-  if (b.length < 10) return false;
-  if (b[0] !== 0x1f || b[1] !== 0x8b || b[2] !== 8) return false;
-  const flg = b[3]!;
-  let p = 10;
+  return gzipHeaderEnd(b, 0) !== null;
+}
+
+/** The gzip member header at `off` as Go's gzip Reader reads it: the offset of the deflate data, or null (ErrHeader, EOF). */
+function gzipHeaderEnd(b: Uint8Array, off: number): number | null {
+  if (b.length - off < 10) return null;
+  if (b[off] !== 0x1f || b[off + 1] !== 0x8b || b[off + 2] !== 8) return null;
+  const flg = b[off + 3]!;
+  let p = off + 10;
   if (flg & 4) {
-    if (p + 2 > b.length) return false;
+    if (p + 2 > b.length) return null;
     const n = b[p]! | (b[p + 1]! << 8);
     p += 2;
-    if (p + n > b.length) return false;
+    if (p + n > b.length) return null;
     p += n;
   }
   for (const bit of [8, 16]) {
     if (flg & bit) {
       const z = b.indexOf(0, p);
-      if (z < 0) return false;
+      if (z < 0) return null;
       p = z + 1;
     }
   }
   if (flg & 2) {
-    if (p + 2 > b.length) return false;
-    const crc = crc32(b.subarray(0, p)) & 0xffff;
-    if ((b[p]! | (b[p + 1]! << 8)) !== crc) return false;
+    if (p + 2 > b.length) return null;
+    const crc = crc32(b.subarray(off, p)) & 0xffff;
+    if ((b[p]! | (b[p + 1]! << 8)) !== crc) return null;
+    p += 2;
   }
-  return true;
+  return p;
+}
+
+/**
+ * What config.DecodeGzipContent returns: gzip.NewReader, then
+ * bytes.Buffer.ReadFrom with its error ignored. Go's reader is multistream
+ * (members are concatenated) and hands out data before it reports an error,
+ * so the result is every byte decompressed before the first problem: a bad
+ * CRC-32 or size in a trailer keeps that member's data, a truncated or
+ * corrupt deflate stream keeps what was decoded before the damage, a bad
+ * header after a member ends the data there. Null when the first header is
+ * bad (NewReader's error, the only one DecodeGzipContent reports).
+ */
+export function goGunzip(input: Uint8Array): Buffer | null {
+  const b = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  let p = gzipHeaderEnd(b, 0);
+  if (p === null) return null;
+  const out: Buffer[] = [];
+  for (;;) {
+    const body = b.subarray(p);
+    let data: Buffer;
+    let used: number;
+    try {
+      // a complete deflate stream; the engine reports how much input it consumed
+      const r = inflateRawSync(body, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      data = r.buffer;
+      used = r.engine.bytesWritten;
+    } catch {
+      out.push(partialInflate(body));
+      break;
+    }
+    out.push(data);
+    const t = p + used;
+    if (t + 8 > b.length) break; // trailer cut short: io.ErrUnexpectedEOF
+    if (b.readUInt32LE(t) !== crc32(data) || b.readUInt32LE(t + 4) !== data.length >>> 0) break; // gzip.ErrChecksum
+    if (t + 8 === b.length) break; // io.EOF: done
+    const next = gzipHeaderEnd(b, t + 8);
+    if (next === null) break; // gzip.ErrHeader on the next member
+    p = next;
+  }
+  return Buffer.concat(out);
+}
+
+/** The output of a truncated or corrupt raw deflate stream up to where it stops or breaks. */
+function partialInflate(body: Buffer): Buffer {
+  const attempt = (n: number): Buffer | null => {
+    try {
+      return inflateRawSync(body.subarray(0, n), { finishFlush: zc.Z_SYNC_FLUSH });
+    } catch {
+      return null;
+    }
+  };
+  const whole = attempt(body.length);
+  if (whole) return whole; // truncated: everything decoded so far
+  // corrupt: the longest prefix that still inflates (prefixes of a good prefix are good)
+  let lo = 0;
+  let hi = body.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (attempt(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return attempt(lo) ?? Buffer.alloc(0);
 }
 
 let crcTable: Uint32Array | null = null;

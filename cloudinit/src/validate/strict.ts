@@ -5,6 +5,7 @@
 import { parseDocument, type YNode } from '../yaml/parser.js';
 import { parseCloudConfigTyped, type Entry } from './validate.js';
 import { goParseRequestURI } from './gostd.js';
+import type { GoString } from '../yaml/decode.js';
 
 function physicalLine(n: YNode): number {
   return n.line + 1;
@@ -70,15 +71,16 @@ export function strictChecks(data: Uint8Array): Entry[] {
   if (doc) duplicateKeys(doc.root, '', out);
   const typed = parseCloudConfigTyped(data);
   if ('error' in typed) return out;
-  const c = typed.config as { coreos?: { etcd2?: { discovery?: string }; units?: { name?: string; content?: string; drop_ins?: { name?: string; content?: string }[] }[] } };
+  const c = typed.config as { coreos?: { etcd2?: { discovery?: string }; units?: { name?: string; content?: GoString; drop_ins?: { name?: string; content?: GoString }[] }[] } };
   const disc = c.coreos?.etcd2?.discovery;
   if (disc && !goParseRequestURI(disc)) {
     out.push({ line: 0, column: 0, kind: 'warning', code: 'W_ETCD2_DISCOVERY', path: 'coreos.etcd2.discovery', message: 'etcd2 discovery URL is not valid', hint: 'use an absolute URL such as https://discovery.etcd.io/<token>' });
   }
   (c.coreos?.units ?? []).forEach((u, i) => {
-    const check = (content: string | undefined, what: string, path: string) => {
-      if (!content) return;
-      for (const p of unitSyntax(content)) out.push({ line: 0, column: 0, kind: 'warning', code: 'W_UNIT_SYNTAX', path, message: `${what}: line ${p.line} of the content: ${p.message}`, hint: 'systemd ignores lines it cannot parse' });
+    const check = (content: GoString | undefined, what: string, path: string) => {
+      if (!content || content.length === 0) return;
+      // systemd reads unit files as UTF-8; bytes that are not (a !!binary content) are checked as decoded
+      for (const p of unitSyntax(typeof content === 'string' ? content : content.toString('utf8'))) out.push({ line: 0, column: 0, kind: 'warning', code: 'W_UNIT_SYNTAX', path, message: `${what}: line ${p.line} of the content: ${p.message}`, hint: 'systemd ignores lines it cannot parse' });
     };
     check(u.content, `unit ${u.name ?? ''}`, `coreos.units[${i}].content`);
     (u.drop_ins ?? []).forEach((d, j) => check(d.content, `drop-in ${d.name ?? ''} of ${u.name ?? ''}`, `coreos.units[${i}].drop_ins[${j}].content`));

@@ -7,7 +7,7 @@
  */
 import { gunzipSync, constants as zc } from 'node:zlib';
 import { cloudConfigFields, rootField, type Field, type FieldType } from '../schema.js';
-import { decodeStrong, decodeWeak, goBase64, goFloat, type W } from '../yaml/decode.js';
+import { decodeStrong, decodeWeak, goBase64, goFloat, goStringBytes, type GoString, type W } from '../yaml/decode.js';
 import { parseDocument, YamlDecodeError } from '../yaml/parser.js';
 import { goDir, goGzipHeaderOk, goParseRequestURI, goQuote } from './gostd.js';
 
@@ -128,7 +128,7 @@ interface Node {
   line: number;
   children: Node[];
   kind: NodeKind;
-  /** Scalar payload: string, bigint, number or boolean. */
+  /** Scalar payload: string (or a Buffer, see GoString), bigint, number or boolean. */
   value: unknown;
   field?: Field;
   /** Basalt: the path of the node, e.g. coreos.units[0].name */
@@ -350,11 +350,16 @@ class Collector {
   }
 }
 
+/** A string node's text; bytes that are not UTF-8 (a !!binary content) one char per byte. */
+function stringText(v: unknown): string {
+  return typeof v === 'string' ? v : (v as Buffer).toString('latin1');
+}
+
 /** reflect.Value.String() */
 function valueString(n: Node): string {
   switch (n.kind) {
     case 'string':
-      return n.value as string;
+      return stringText(n.value);
     case 'invalid':
       return '<invalid Value>';
     case 'map':
@@ -372,7 +377,7 @@ function valueString(n: Node): string {
 function valueV(n: Node): string {
   switch (n.kind) {
     case 'string':
-      return n.value as string;
+      return stringText(n.value);
     case 'int':
       return String(n.value);
     case 'float64':
@@ -384,23 +389,31 @@ function valueV(n: Node): string {
   }
 }
 
-/** config.DecodeContent: null when the content cannot be decoded. */
-export function decodeContent(content: string, encoding: string): Buffer | null {
+/**
+ * config.DecodeContent up to its error: null when the content cannot be
+ * decoded. It works on the Go bytes of the content (a !!binary value's
+ * decoded bytes). For the gzip encodings the result is the still compressed
+ * data whose header gzip.NewReader accepted (see goGunzip for the rest).
+ */
+export function decodeContent(content: GoString, encoding: string): Buffer | null {
+  const bytes = goStringBytes(content);
   const gz = (b: Buffer): Buffer | null => (goGzipHeaderOk(b) ? b : null);
+  // base64.StdEncoding.DecodeString on the bytes: any byte outside the alphabet (all of 0x80-0xff) fails
+  const b64 = (b: Buffer): Buffer | null => goBase64(b.toString('latin1'));
   switch (encoding) {
     case '':
-      return Buffer.from(content, 'utf8');
+      return bytes;
     case 'b64':
     case 'base64':
-      return goBase64(content);
+      return b64(bytes);
     case 'gz':
     case 'gzip':
-      return gz(Buffer.from(content, 'utf8'));
+      return gz(bytes);
     case 'gz+base64':
     case 'gzip+base64':
     case 'gz+b64':
     case 'gzip+b64': {
-      const b = goBase64(content);
+      const b = b64(bytes);
       return b ? gz(b) : null;
     }
     default:
@@ -420,7 +433,8 @@ function checkEncoding(cfg: Node, r: Collector) {
     if (e.kind === 'invalid') continue;
     const c = child(f, 'content');
     const enc = valueString(e);
-    if (decodeContent(valueString(c), enc) === null) {
+    // c.String(): a string node's own bytes (a !!binary content stays bytes), else reflect's <... Value> text
+    if (decodeContent(c.kind === 'string' ? (c.value as GoString) : valueString(c), enc) === null) {
       r.add('error', c.line, `content cannot be decoded as ${goQuote(enc)}`, 'E_CONTENT_ENCODING', c.kind === 'invalid' ? { ...c, path: f.path + '.content' } : c, encodingHint(enc));
     }
   }
@@ -428,7 +442,7 @@ function checkEncoding(cfg: Node, r: Collector) {
 
 function encodingHint(enc: string): string {
   if (/^(b64|base64)$/.test(enc)) return 'base64 must be standard (not URL-safe) with = padding';
-  if (/^(gz|gzip)$/.test(enc)) return 'gzip content must be binary gzip data; use gzip+base64 for text YAML';
+  if (/^(gz|gzip)$/.test(enc)) return 'gzip content must be gzip bytes: give them as a !!binary value (base64 text), or use gzip+base64';
   if (/\+/.test(enc)) return 'the content must be base64 of gzip data';
   return 'valid encodings: base64, b64, gz, gzip, gz+base64, gzip+base64, gz+b64, gzip+b64';
 }

@@ -171,14 +171,37 @@ function isMerge(n: YNode): boolean {
   return n.kind === 'scalar' && n.value === '<<' && (n.implicit || n.tag === TAG.MERGE);
 }
 
-/** Scalar decoding shared by weak and strong: tag + resolved value, or binary text. */
-function scalarValue(n: YNode & { kind: 'scalar' }): { tag: string; value: Resolved } {
+/**
+ * A Go string as decoded here. Text from the YAML stream is valid UTF-8 and is
+ * held as a JS string (its Go bytes are its UTF-8 encoding). A `!!binary`
+ * value is base64-decoded to bytes (Go: `resolved = string(data)`): it is held
+ * as a JS string when those bytes are valid UTF-8 (exact round trip), and as
+ * the raw bytes (a Buffer) when they are not and the field is a `bytes` one
+ * (file and unit contents, which are written out byte for byte). Other fields
+ * get such bytes as a latin1 string (one char per byte).
+ */
+export type GoString = string | Buffer;
+
+/** The Go bytes of a decoded string value. */
+export function goStringBytes(s: GoString): Buffer {
+  return typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
+}
+
+/** The bytes as text when they are valid UTF-8 (decoding and re-encoding gives them back), else null. */
+function utf8Text(b: Buffer): string | null {
+  const t = b.toString('utf8');
+  return Buffer.from(t, 'utf8').equals(b) ? t : null;
+}
+
+/** Scalar decoding shared by weak and strong: tag + resolved value; for !!binary also the decoded bytes. */
+function scalarValue(n: YNode & { kind: 'scalar' }): { tag: string; value: Resolved; bytes?: Buffer } {
   if (n.tag === '' && !n.implicit) return { tag: TAG.STR, value: { t: 'str', v: n.value } };
   const r = resolve(n.tag, n.value);
   if (r.tag === TAG.BINARY) {
+    // decoder.scalar: base64.StdEncoding.DecodeString of the scalar text (\r and \n skipped)
     const data = goBase64((r.value as { v: string }).v);
     if (!data) throw new YamlDecodeError('!!binary value contains invalid base64 data');
-    return { tag: TAG.BINARY, value: { t: 'str', v: data.toString('latin1') } };
+    return { tag: TAG.BINARY, value: { t: 'str', v: utf8Text(data) ?? data.toString('latin1') }, bytes: data };
   }
   return r;
 }
@@ -337,11 +360,14 @@ class Decoder {
   strong(n: YNode, f: Field, cur: unknown): [boolean, unknown] {
     if (n.kind === 'alias') return this.withAlias(n, (an) => this.strong(an, f, cur));
     if (n.kind === 'scalar') {
-      const { tag, value } = scalarValue(n);
+      const { tag, value, bytes } = scalarValue(n);
       if (value === null) return [true, zeroOf(f)];
       switch (f.type) {
         case 'string':
-          return [true, tag === TAG.BINARY ? (value as { v: string }).v : n.value];
+          // a string field takes the raw scalar text, or the decoded bytes of a !!binary value
+          if (tag !== TAG.BINARY) return [true, n.value];
+          if (f.bytes && bytes && utf8Text(bytes) === null) return [true, bytes];
+          return [true, (value as { v: string }).v];
         case 'int':
           if (value.t === 'int') return [true, value.v];
           if (value.t === 'float' && value.v < 9223372036854775807) {
