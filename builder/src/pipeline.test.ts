@@ -103,5 +103,8 @@ describe('boot, PXE and release files', () => {
     expect(t).toMatch(/^ID=basalt$/m);
     expect(t).toMatch(new RegExp(`^VERSION_ID=${profile.os.version}$`, 'm'));
     expect(t).toMatch(/^BASALT_CHANNEL=stable$/m);
+    expect(t).toMatch(/^VARIANT_ID=container$/m);
+    expect(t).toMatch(new RegExp(`^PRETTY_NAME="Basalt ${profile.os.version} \\(stable\\)"$`, 'm'));
+    expect(t).toMatch(/^BUILD_ID=2024-01-01-0000$/m);
   });
 });

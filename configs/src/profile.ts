@@ -19,7 +19,7 @@ export type OutputKind = 'raw' | 'qcow2' | 'pxe';
 
 export interface Profile {
   formatVersion: 1;
-  os: { name: string; id: string; version: string; channel: string };
+  os: { name: string; id: string; version: string; channel: string; variant: string };
   board: 'amd64-usr';
   source: { suite: string; mirror: string; securityMirror: string; components: string[]; variant: 'minbase' | 'essential' | 'apt' };
   /** Debian packages installed by the package stage. */
@@ -85,6 +85,7 @@ export const profileSpec: Spec = {
           id: { spec: { kind: 'string', pattern: /^[a-z0-9._-]+$/, what: 'an os-release ID (a-z, 0-9, . _ -)' }, default: 'basalt' },
           version: { spec: { kind: 'string', pattern: /^\d+\.\d+\.\d+([.+-][A-Za-z0-9.+-]+)?$/, what: 'a version such as 1.2.3' }, required: true },
           channel: { spec: { kind: 'string', pattern: /^[a-z][a-z0-9-]*$/, what: 'a channel name' }, default: 'stable' },
+          variant: { spec: { kind: 'string', pattern: /^[a-z0-9._-]+$/, what: 'an os-release VARIANT_ID (a-z, 0-9, . _ -)' }, default: 'container' },
         },
       },
     },

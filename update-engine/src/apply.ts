@@ -31,18 +31,9 @@ import { assertInactiveWrite, invalidateTarget, lower, postinstAttrs, type SlotP
 import { compareVersions } from './version.js';
 import { writeFileAtomic, hashFileRange } from './util.js';
 
-export interface HttpOptions {
-  /** First retry delay; doubles per failure up to maxRetryMs. */
-  retryBaseMs: number;
-  maxRetryMs: number;
-  /** Transfer retries before giving up (curl in update_engine: 20). */
-  maxRetries: number;
-  /** Abort a transfer that receives nothing for this long. */
-  stallMs: number;
-  connectMs: number;
-}
-
-export const defaultHttp: HttpOptions = { retryBaseMs: 1000, maxRetryMs: 60_000, maxRetries: 20, stallMs: 90_000, connectMs: 30_000 };
+export { defaultHttp } from './util.js';
+import type { HttpOptions } from './util.js';
+export type { HttpOptions };
 
 export interface Identity {
   version: string;

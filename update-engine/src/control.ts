@@ -1,102 +1,177 @@
 /**
- * The local control socket of `basalt update-engine` (a unix socket; one JSON
- * object per line). Requests: {"cmd":"status"|"check"|"reset"|"watch"|
- * "mark-good"|"rollback"|"unblock"}. Replies: {"ok":true,...} or
- * {"ok":false,"error":{code,message}}; "watch" streams {"status":...} lines.
+ * The local sockets of `basalt update-engine` (unix sockets; one JSON object
+ * per line). Two of them, so that the kernel's file permissions decide who may
+ * do what:
+ * - the action socket (PATH, mode 0660, group basalt-update): every request,
+ *   {"cmd":"status"|"check"|"reset"|"watch"|"mark-good"|"rollback"|"unblock"};
+ * - the status socket (statusSocketFor(PATH), mode 0666): "status" and "watch"
+ *   only, for every local user (update_engine_client -status as core).
+ * Replies: {"ok":true,...} or {"ok":false,"error":{code,message}}; "watch"
+ * streams {"status":...} lines.
  */
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
-import { rm, mkdir, chmod } from 'node:fs/promises';
+import { rm, mkdir, chmod, chown, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BasaltError, isBasaltError } from '../../common/src/errors.js';
+import { UPDATE_GROUP, UPDATE_SOCKET } from '../../common/src/host-contracts.js';
 import type { Engine, Status } from './engine.js';
 
-export const DEFAULT_SOCKET = '/run/basalt/update-engine.sock';
+export const DEFAULT_SOCKET = UPDATE_SOCKET;
+
+/** Requests any local user may send (over the status socket). */
+export const READ_ONLY_REQUESTS = ['status', 'watch'] as const;
+
+/** Pure: the read-only socket beside an action socket: /run/basalt/update-engine.sock -> /run/basalt/update-engine-status.sock. */
+export function statusSocketFor(path: string): string {
+  return path.endsWith('.sock') ? `${path.slice(0, -5)}-status.sock` : `${path}-status`;
+}
+
+/** Pure: the gid of `name` in an /etc/group text, if it is there. */
+export function groupId(groupText: string, name: string): number | undefined {
+  for (const line of groupText.split('\n')) {
+    const f = line.split(':');
+    if (f[0] === name && f[2] !== undefined && /^\d+$/.test(f[2])) return Number(f[2]);
+  }
+  return undefined;
+}
+
+/** The gid of the update group on this host (from /etc/group), if it exists. */
+export async function updateGroupId(etcGroup = '/etc/group'): Promise<number | undefined> {
+  return groupId(await readFile(etcGroup, 'utf8').catch(() => ''), UPDATE_GROUP);
+}
 
 export type Handler = (cmd: string) => Promise<Record<string, unknown>>;
 
 export interface ControlServer {
-  server: Server;
+  servers: Server[];
   /** Stops listening and drops every client (watchers included), so the daemon can exit at once. */
   close(): Promise<void>;
 }
 
-export async function serveControl(path: string, engine: Engine, extra: Record<string, () => Promise<Record<string, unknown>>>): Promise<ControlServer> {
+type Extra = Record<string, () => Promise<Record<string, unknown>>>;
+
+function handleClient(sock: Socket, engine: Engine, extra: Extra, readOnly: boolean): void {
+  let buf = '';
+  sock.setEncoding('utf8');
+  sock.on('error', () => {});
+  sock.on('data', (d: string) => {
+    buf += d;
+    if (buf.length > 64 * 1024) sock.destroy();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      void (async () => {
+        const reply = (o: unknown) => sock.writable && sock.write(JSON.stringify(o) + '\n');
+        try {
+          const req = JSON.parse(line) as { cmd?: string };
+          if (readOnly && !(READ_ONLY_REQUESTS as readonly (string | undefined)[]).includes(req.cmd)) {
+            throw new BasaltError('E_PERMISSION', `'${String(req.cmd)}' is not a read-only request; send it on the action socket`, { hint: `run it as root or as a member of the ${UPDATE_GROUP} group` });
+          }
+          switch (req.cmd) {
+            case 'status':
+              reply({ ok: true, status: engine.status() });
+              return;
+            case 'check':
+              reply({ ok: true, accepted: engine.check(true), status: engine.status() });
+              return;
+            case 'reset':
+              reply({ ok: true, accepted: engine.send({ type: 'RESET' }) });
+              return;
+            case 'watch': {
+              reply({ ok: true, status: engine.status() });
+              const off = engine.subscribe((s: Status) => reply({ status: s }));
+              sock.on('close', off);
+              return;
+            }
+            default: {
+              const h = req.cmd ? extra[req.cmd] : undefined;
+              if (!h) throw new BasaltError('E_USAGE', `unknown request '${String(req.cmd)}'`);
+              reply({ ok: true, ...(await h()) });
+            }
+          }
+        } catch (e) {
+          const err = isBasaltError(e) ? e : new BasaltError('E_REQUEST', (e as Error).message);
+          reply({ ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+        }
+      })();
+    }
+  });
+}
+
+async function listen(path: string, onClient: (s: Socket) => void): Promise<Server> {
   await mkdir(dirname(path), { recursive: true });
   await rm(path, { force: true });
-  const clients = new Set<Socket>();
-  const server = createServer((sock) => {
-    clients.add(sock);
-    sock.on('close', () => clients.delete(sock));
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('error', () => {});
-    sock.on('data', (d: string) => {
-      buf += d;
-      if (buf.length > 64 * 1024) sock.destroy();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        void (async () => {
-          const reply = (o: unknown) => sock.writable && sock.write(JSON.stringify(o) + '\n');
-          try {
-            const req = JSON.parse(line) as { cmd?: string };
-            switch (req.cmd) {
-              case 'status':
-                reply({ ok: true, status: engine.status() });
-                return;
-              case 'check':
-                reply({ ok: true, accepted: engine.check(true), status: engine.status() });
-                return;
-              case 'reset':
-                reply({ ok: true, accepted: engine.send({ type: 'RESET' }) });
-                return;
-              case 'watch': {
-                reply({ ok: true, status: engine.status() });
-                const off = engine.subscribe((s: Status) => reply({ status: s }));
-                sock.on('close', off);
-                return;
-              }
-              default: {
-                const h = req.cmd ? extra[req.cmd] : undefined;
-                if (!h) throw new BasaltError('E_USAGE', `unknown request '${String(req.cmd)}'`);
-                reply({ ok: true, ...(await h()) });
-              }
-            }
-          } catch (e) {
-            const err = isBasaltError(e) ? e : new BasaltError('E_REQUEST', (e as Error).message);
-            reply({ ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
-          }
-        })();
-      }
-    });
-  });
+  const server = createServer(onClient);
   await new Promise<void>((res, rej) => {
     server.once('error', (e) => rej(new BasaltError('E_LISTEN', `${path}: ${(e as Error).message}`)));
     server.listen(path, () => res());
   });
-  await chmod(path, 0o660).catch(() => {});
+  return server;
+}
+
+/**
+ * Serves the action socket at `path` (0660, group basalt-update when the group
+ * exists, else root only) and the status socket beside it (0666).
+ */
+export async function serveControl(path: string, engine: Engine, extra: Extra, opts: { gid?: number | undefined } = {}): Promise<ControlServer> {
+  const clients = new Set<Socket>();
+  const track = (readOnly: boolean) => (sock: Socket) => {
+    clients.add(sock);
+    sock.on('close', () => clients.delete(sock));
+    handleClient(sock, engine, extra, readOnly);
+  };
+  const action = await listen(path, track(false));
+  if (opts.gid !== undefined && process.getuid?.() === 0) await chown(path, 0, opts.gid).catch(() => {});
+  await chmod(path, opts.gid !== undefined ? 0o660 : 0o600).catch(() => {});
+  const statusPath = statusSocketFor(path);
+  const status = await listen(statusPath, track(true));
+  await chmod(statusPath, 0o666).catch(() => {});
+  const servers = [action, status];
   return {
-    server,
-    close: () =>
-      new Promise<void>((res) => {
-        server.close(() => res());
-        for (const c of clients) c.destroy();
-      }),
+    servers,
+    close: async () => {
+      const closed = Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
+      // close() waits for open connections: drop them (watchers never end by themselves).
+      for (const c of clients) c.destroy();
+      await closed;
+    },
   };
 }
 
-/** Sends one request and returns the first reply (or streams with onLine for watch). */
-export function request(path: string, cmd: string, onLine?: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+/** The error for a socket that could not be reached. */
+function unreachable(path: string, cmd: string, e: NodeJS.ErrnoException): BasaltError {
+  if (e.code === 'EACCES' || e.code === 'EPERM') {
+    return new BasaltError('E_PERMISSION', `'${cmd}' needs root or the ${UPDATE_GROUP} group (${path}: permission denied)`, { hint: `run it with sudo, or add the user to ${UPDATE_GROUP}; status needs neither` });
+  }
+  return new BasaltError('E_NO_DAEMON', `cannot reach update-engine at ${path}: ${e.code ?? e.message}`, { hint: "is 'basalt update-engine' running? (systemctl status update-engine)" });
+}
+
+/**
+ * Sends one request and returns the first reply (or streams with onLine for
+ * watch). `path` is the action socket; read-only requests go to the status
+ * socket beside it, so that they need no privilege.
+ */
+export async function request(path: string, cmd: string, onLine?: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  if ((READ_ONLY_REQUESTS as readonly string[]).includes(cmd)) {
+    try {
+      return await requestOn(statusSocketFor(path), cmd, onLine);
+    } catch (e) {
+      // A daemon without a status socket (started from an older image): ask on the action socket.
+      if (!(isBasaltError(e) && e.code === 'E_NO_DAEMON' && /ENOENT$/.test(e.message))) throw e;
+    }
+  }
+  return requestOn(path, cmd, onLine);
+}
+
+function requestOn(path: string, cmd: string, onLine?: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const sock = createConnection(path);
     let buf = '';
     let first: Record<string, unknown> | undefined;
     sock.setEncoding('utf8');
     sock.on('connect', () => sock.write(JSON.stringify({ cmd }) + '\n'));
-    sock.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new BasaltError('E_NO_DAEMON', `cannot reach update-engine at ${path}: ${e.code ?? e.message}`, { hint: "is 'basalt update-engine' running? (systemctl status update-engine)" })),
-    );
+    sock.on('error', (e: NodeJS.ErrnoException) => reject(unreachable(path, cmd, e)));
     sock.on('data', (d: string) => {
       buf += d;
       let nl: number;
@@ -138,4 +213,54 @@ export function statusLines(s: Status): string {
     `NEW_SIZE=${s.newSize}`,
     '',
   ].join('\n');
+}
+
+const STATE_WORDS: Record<string, string> = {
+  UPDATE_STATUS_IDLE: 'idle',
+  UPDATE_STATUS_CHECKING_FOR_UPDATE: 'checking for an update',
+  UPDATE_STATUS_UPDATE_AVAILABLE: 'an update is available',
+  UPDATE_STATUS_DOWNLOADING: 'downloading',
+  UPDATE_STATUS_VERIFYING: 'verifying',
+  UPDATE_STATUS_FINALIZING: 'finalizing',
+  UPDATE_STATUS_UPDATED_NEED_REBOOT: 'updated, waiting for a reboot',
+  UPDATE_STATUS_REPORTING_ERROR_EVENT: 'reporting an error',
+};
+
+/** Pure: how long ago `then` (unix seconds) was, in words. */
+function ago(then: number, now: number): string {
+  const s = Math.max(0, Math.round(now - then));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+/** Pure: `basalt update status` for a person (`now` in unix seconds). */
+export function describeStatus(s: Status, now: number): string {
+  const rows: [string, string][] = [
+    ['State', `${STATE_WORDS[s.status] ?? s.status} (${s.status})`],
+    ['Running', `${s.currentVersion} on ${s.channel}, slot ${s.bootedSlot}`],
+    ['Server', s.server],
+    ['Last check', s.lastCheckedTime > 0 ? `${new Date(s.lastCheckedTime * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')} (${ago(s.lastCheckedTime, now)})` : 'never'],
+  ];
+  if (s.status !== 'UPDATE_STATUS_IDLE' || s.newSize > 0) {
+    rows.push(['New version', `${s.newVersion} (${(s.newSize / 1e6).toFixed(1)} MB)${s.status === 'UPDATE_STATUS_DOWNLOADING' ? `, ${Math.floor(s.progress * 100)} % downloaded` : ''}`]);
+  }
+  if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') rows.push(['Next', 'the new slot boots at the next reboot (locksmithd reboots per REBOOT_STRATEGY)']);
+  if (s.lastError) rows.push(['Last error', `${s.lastError.code}: ${s.lastError.message}`]);
+  if (s.blocked.length) rows.push(['Refused', `${s.blocked.join(', ')} (rolled back on this machine; basalt update unblock forgets them)`]);
+  const w = Math.max(...rows.map(([k]) => k.length)) + 1;
+  return rows.map(([k, v]) => `${(k + ':').padEnd(w)} ${v}`).join('\n') + '\n';
+}
+
+/**
+ * Throws E_PERMISSION unless this process runs as root or in the update group:
+ * for actions that are not carried over the action socket (locksmithctl lock,
+ * unlock, set-max), so that they keep the same rule.
+ */
+export async function requireActionRights(what: string, etcGroup = '/etc/group'): Promise<void> {
+  if (process.getuid?.() === 0) return;
+  const gid = await updateGroupId(etcGroup);
+  if (gid !== undefined && (process.getgroups?.() ?? []).includes(gid)) return;
+  throw new BasaltError('E_PERMISSION', `${what} needs root or the ${UPDATE_GROUP} group`, { hint: `run it with sudo, or add the user to ${UPDATE_GROUP}; status needs neither` });
 }

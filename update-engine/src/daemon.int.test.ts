@@ -5,7 +5,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../common/src/exec.js';
@@ -17,6 +18,7 @@ import { startServer } from './server.js';
 import { COREOS_APPID } from './omaha.js';
 import { buildEnv } from './hostenv.js';
 import { Engine } from './engine.js';
+import { statusSocketFor } from './control.js';
 import type { Clock } from './scheduler.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -114,6 +116,38 @@ describe('update-engine daemon and clients', () => {
     expect(await exited).toBe(0);
     expect(Date.now() - t0).toBeLessThan(10_000);
     watcher.kill();
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('status for every user, actions for root and the update group (skipped unless root: it runs clients as nobody)', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    // A folder every user can enter, as /run/basalt is.
+    const dir = await mkdtemp(join(tmpdir(), 'basalt-ue-perm-'));
+    await chmod(dir, 0o755);
+    const sock = join(dir, 'ue.sock');
+    daemon(disk, sock, ['--first-check', '1h']);
+    await waitFor(() => stat(statusSocketFor(sock)).then(() => true, () => false), 20_000, 'the daemon sockets');
+    // No basalt-update group on this host: the action socket is root's alone; the status socket is everyone's.
+    expect((await stat(sock)).mode & 0o777).toBe(0o600);
+    expect((await stat(statusSocketFor(sock))).mode & 0o777).toBe(0o666);
+    const nobody = (args: string[], bin: string) => run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, join(root, 'bin', bin), ...args], { reject: false });
+    const st = await nobody(['-status', `-socket=${sock}`], 'update_engine_client.js');
+    expect(st.exitCode, st.stderr).toBe(0);
+    expect(st.stdout).toMatch(/^LAST_CHECKED_TIME=0\nPROGRESS=0\nCURRENT_OP=UPDATE_STATUS_IDLE\n/);
+    const human = await nobody(['update', 'status', '--socket', sock], 'basalt.js');
+    expect(human.exitCode, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/^State: +idle \(UPDATE_STATUS_IDLE\)\nRunning: +1\.0\.0 on stable, slot A\n/);
+    const js = await nobody(['update', 'status', '--json', '--socket', sock], 'basalt.js');
+    expect(JSON.parse(js.stdout)).toMatchObject({ status: 'UPDATE_STATUS_IDLE', currentVersion: '1.0.0' });
+    for (const [args, bin] of [[['-check_for_update', `-socket=${sock}`], 'update_engine_client.js'], [['update', 'check', '--socket', sock], 'basalt.js'], [['update', 'rollback', '--socket', sock], 'basalt.js']] as const) {
+      const r = await nobody([...args], bin);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/needs root or the basalt-update group .*permission denied.*hint: run it with sudo/);
+    }
+    // The status socket refuses actions even if someone reaches it.
+    const direct = await run(process.execPath, ['-e', `const s=require('net').createConnection(${JSON.stringify(statusSocketFor(sock))});s.on('connect',()=>s.write('{"cmd":"check"}\\n'));s.on('data',d=>{process.stdout.write(d);s.destroy()})`]);
+    expect(JSON.parse(direct.stdout)).toMatchObject({ ok: false, error: { code: 'E_PERMISSION' } });
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('checks by itself on its schedule (first check after --first-check) and installs', async () => {

@@ -507,13 +507,6 @@ export function newBootId(): string {
   return randomUUID();
 }
 
-export function entriesOf(esp: Esp) {
-  return esp.list('/loader/entries').then(async (files) => {
-    const out = [];
-    for (const f of files) {
-      const e = entryInfo(f, await esp.read(`/loader/entries/${f}`));
-      if (e) out.push(e);
-    }
-    return out;
-  });
-}
+/** The boot entries on the ESP (one definition, in esp.ts). */
+export { entriesOf } from './esp.js';
+

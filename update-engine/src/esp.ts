@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BasaltError, fsError } from '../../common/src/errors.js';
 import { run } from '../../common/src/exec.js';
+import { entryInfo } from './slots.js';
 import { syncDir, writeFileAtomic } from './util.js';
 
 export interface Esp {
@@ -116,4 +117,16 @@ export class MtoolsEsp implements Esp {
 
 export async function ensureDir(path: string): Promise<void> {
   await mkdir(path, { recursive: true });
+}
+
+/** The Basalt boot entries on the ESP, parsed (files that are not ours are left out). */
+export function entriesOf(esp: Esp) {
+  return esp.list('/loader/entries').then(async (files) => {
+    const out = [];
+    for (const f of files) {
+      const e = entryInfo(f, await esp.read(`/loader/entries/${f}`));
+      if (e) out.push(e);
+    }
+    return out;
+  });
 }

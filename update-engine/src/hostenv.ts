@@ -9,12 +9,12 @@ import { BasaltError, UsageError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../common/src/gpt/index.js';
 import { loadConf, type UpdateConf } from './config.js';
-import { DirEsp, MtoolsEsp, type Esp } from './esp.js';
-import { defaultHttp, type HttpOptions } from './apply.js';
+import { DirEsp, MtoolsEsp, entriesOf, type Esp } from './esp.js';
 import { coreosTimings, realClock, type Clock, type SchedulerTimings } from './scheduler.js';
-import { entriesOf, newBootId, type EngineEnv } from './engine.js';
+import type { EngineEnv } from './engine.js';
 import type { SlotName } from './slots.js';
-import { parseDuration } from './util.js';
+import { randomUUID } from 'node:crypto';
+import { defaultHttp, parseDuration, type HttpOptions } from './util.js';
 
 export interface EnvFlags {
   disk?: string | undefined;
@@ -135,7 +135,7 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
   }
   if (!version) throw new BasaltError('E_NO_VERSION', `cannot tell the running version (no release file, no boot entry for slot ${booted} on ${esp.describe})`, { hint: 'pass --current-version' });
   const machineId = f['machine-id'] ?? (await readOr(join(root, 'etc/machine-id')))?.trim() ?? 'unknown-machine';
-  const bootId = f['boot-id'] ?? (f.disk ? 'image-mode' : ((await readOr('/proc/sys/kernel/random/boot_id'))?.trim() ?? newBootId()));
+  const bootId = f['boot-id'] ?? (f.disk ? 'image-mode' : ((await readOr('/proc/sys/kernel/random/boot_id'))?.trim() ?? randomUUID()));
   const http: HttpOptions = { ...defaultHttp };
   const rb = dur(f['retry-base'], 'retry-base');
   if (rb !== undefined) http.retryBaseMs = rb;

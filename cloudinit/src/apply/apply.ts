@@ -304,7 +304,10 @@ export async function applyPlan(actions: Action[], o: ApplyOptions): Promise<App
       case 'unit-command':
         if (live) {
           o.log(`Calling unit command "${a.command}" on "${a.unit}"`);
-          await run('systemctl', [a.command, a.unit]);
+          // Queued, not waited for, as v1.14.0 does (a D-Bus StartUnit with mode "replace" and no
+          // result channel): on the first boot cloudinit runs before the units it starts, which
+          // may be ordered after the boot's health gate (update-engine, locksmithd).
+          await run('systemctl', ['--no-block', a.command, a.unit]);
           did(a, true);
         } else {
           o.log(`Planned (not run under --root ${root}): systemctl ${a.command} ${a.unit}`);

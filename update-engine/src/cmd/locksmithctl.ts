@@ -1,6 +1,7 @@
 /** locksmithctl with CoreOS's subcommands: status, lock [id], unlock [id], set-max N. */
 import { readFile } from 'node:fs/promises';
 import { BasaltError } from '../../../common/src/errors.js';
+import { requireActionRights } from '../control.js';
 import { EtcdKv, RebootLock } from '../locksmith.js';
 
 const USAGE = `Usage: locksmithctl [-endpoint URL] [-group NAME] status|lock [id]|unlock [id]|set-max N
@@ -31,6 +32,7 @@ export async function main(argv: string[], io: { out(t: string): void; err(t: st
     throw new BasaltError('E_NO_MACHINE_ID', '/etc/machine-id is missing', { hint: 'pass the id: locksmithctl lock ID' });
   })();
   const [cmd, arg] = rest;
+  if (cmd === 'lock' || cmd === 'unlock' || cmd === 'set-max') await requireActionRights(`locksmithctl ${cmd}`);
   switch (cmd) {
     case 'status': {
       const { sem } = await lock.get();

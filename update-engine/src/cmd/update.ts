@@ -10,8 +10,9 @@ import { UsageError, BasaltError } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
 import { loadConf } from '../config.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
-import { Engine, entriesOf, type Status } from '../engine.js';
-import { DEFAULT_SOCKET, request, statusLines } from '../control.js';
+import type { Engine, Status } from '../engine.js';
+import { entriesOf } from '../esp.js';
+import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../control.js';
 import { checkUnits, markGood, rollback } from '../health.js';
 import { gptChoice, loaderChoice, PARTLABEL } from '../slots.js';
 
@@ -43,6 +44,14 @@ async function slotReport(disk: string, esp: Awaited<ReturnType<typeof buildEnv>
   return { slots, entries, gptNext: gptChoice(gpt), loaderNext: loaderChoice(entries)?.slot };
 }
 
+const isRoot = () => process.getuid?.() === 0;
+
+/** The engine (got, openpgp and the payload code) is loaded only by the subcommands that run it. */
+async function newEngine(env: ConstructorParameters<typeof Engine>[0]): Promise<Engine> {
+  const { Engine: E } = await import('../engine.js');
+  return new E(env);
+}
+
 export async function runUpdate(ctx: CommandContext): Promise<number> {
   const sub = ctx.args[0];
   const { values, positionals } = parse(ctx.args.slice(1), spec, `update ${sub ?? ''}`.trim());
@@ -55,11 +64,11 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       if (!local) {
         const r = await request(sock, 'status');
         const s = r['status'] as Status;
-        print(s, statusLines(s));
+        print(s, describeStatus(s, Date.now() / 1000));
         return 0;
       }
       const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
-      const e = new Engine(env);
+      const e = await newEngine(env);
       await e.start(false);
       const s = e.status();
       const rep = await slotReport(env.disk, env.esp);
@@ -87,7 +96,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
         return 0;
       }
       const { env } = await buildEnv(values as EnvFlags, ctx.log, failpointFromEnv(process.env['BASALT_FAILPOINT']));
-      const e = new Engine(env);
+      const e = await newEngine(env);
       await e.start(false);
       if (e.state.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
         print(e.status(), `already updated to ${e.state.newVersion}; reboot to use it\n`);
@@ -118,6 +127,12 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       return 0;
     }
     case 'mark-good': {
+      // Not root: the daemon does it (its action socket admits root and the update group).
+      if (!local && !isRoot()) {
+        const r = await request(sock, 'mark-good');
+        print(r, `marked good${r['blessed'] ? `; boot entry blessed as ${String(r['blessed'])}` : ''}\n`);
+        return 0;
+      }
       const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, () => {});
       // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
       const units = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...conf.healthUnits, ...(values.unit ?? [])];
@@ -127,6 +142,11 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       return 0;
     }
     case 'rollback': {
+      if (!local && !isRoot()) {
+        const r = await request(sock, 'rollback');
+        print(r, `next boot: ${PARTLABEL[r['next'] as 'A' | 'B'] ?? String(r['next'])}\n`);
+        return 0;
+      }
       const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
       const to = await rollback(env.disk, env.esp, env.booted);
       print({ next: to }, `next boot: ${PARTLABEL[to]}\n`);
@@ -140,7 +160,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
         return 0;
       }
       const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
-      const e = new Engine(env);
+      const e = await newEngine(env);
       await e.start(false);
       if (sub === 'unblock') await e.unblock();
       else if (!e.send({ type: 'RESET' })) throw new BasaltError('E_NOT_PENDING', 'no installed update is waiting for a reboot');
