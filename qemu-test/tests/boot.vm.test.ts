@@ -19,6 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFileName, renderEntry } from '../../common/src/boot.js';
 import { projectRoot } from '../../common/src/paths.js';
 import { Vm } from '../src/vm.js';
+import { Ssh } from './fleet.js';
+import { run as exec } from '../../common/src/exec.js';
 import { freePort, spawnCli } from '../../common/test/helpers.js';
 import { basalt, buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, espRename, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
 
@@ -84,15 +86,27 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     expect(entries).toContain('basalt-a+0-1.conf');
     expect(part(parts, 'USR-A').slot!.successful).toBe(false);
   });
-  it('basalt qemu run: boots the image for a person with a cloud-config, console on stdout, Ctrl-A X quits, --snapshot leaves the image alone', async () => {
+  it('basalt qemu run: boots the image for a person with a cloud-config, console on stdout; the operator logs in as core (sudo, status, locksmithctl, toolbox, motd); Ctrl-A X quits, --snapshot leaves the image alone', async () => {
     const raw = join(outDir, manifest.artifacts.find((a) => a.kind === 'raw')!.file);
     const before = await stat(raw);
+    const key = await Ssh.keypair(work);
     const cc = join(work, 'qemu-run.yml');
     await writeFile(
       cc,
       [
         '#cloud-config',
         'hostname: basalt-qemu-run',
+        'ssh_authorized_keys:',
+        `  - ${key.pub}`,
+        'users:',
+        // A user the cloud-config puts in wheel gets sudo; one in no group gets status only.
+        '  - name: ops',
+        '    groups: [wheel]',
+        '    ssh_authorized_keys:',
+        `      - ${key.pub}`,
+        '  - name: plain',
+        '    ssh_authorized_keys:',
+        `      - ${key.pub}`,
         'coreos:',
         '  units:',
         '    - name: say-hostname.service',
@@ -104,8 +118,9 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
         '',
       ].join('\n'),
     );
+    const sshPort = await freePort();
     const t0 = Date.now();
-    const run = spawnCli(['qemu', 'run', raw, '--snapshot', '--cloud-config', cc, '--ssh-port', String(await freePort())]);
+    const run = spawnCli(['qemu', 'run', raw, '--snapshot', '--cloud-config', cc, '--ssh-port', String(sshPort)]);
     try {
       const ready = await run.waitForStdout(/basalt-ready slot=(\S+) version=(\S+)\r?\n/, 12 * 60_000, 'the ready line');
       process.stderr.write(`[qemu run] basalt-ready ${((Date.now() - t0) / 1000).toFixed(1)} s after 'basalt qemu run' started\n`);
@@ -118,7 +133,9 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
       expect(st['usr-options']?.split(',')[0]).toBe('ro');
       expect(st['verity']).toBe('verified');
       expect(st['etcd']).toBe('active');
-      expect(st['docker']).toBe('active');
+      // docker is socket-activated: the socket listens from boot, dockerd starts on first use.
+      expect(st['docker-socket']).toBe('active');
+      await operatorChecks(new Ssh(sshPort, key.key), manifest);
       // QEMU's monitor on the terminal: Ctrl-A X quits.
       run.proc.stdin!.write('\x01x');
       const r = await run.proc.exited;
@@ -134,3 +151,56 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
     expect(after.size).toBe(before.size);
   });
 });
+
+/** A toolbox image as an operator might provide one offline: a root filesystem tarball (busybox). */
+async function toolboxTarball(dir: string): Promise<string> {
+  const tree = join(dir, 'toolbox-root');
+  await mkdir(join(tree, 'usr/bin'), { recursive: true });
+  await mkdir(join(tree, 'etc'), { recursive: true });
+  await exec('cp', ['/bin/busybox', join(tree, 'usr/bin/busybox')]);
+  for (const t of ['sh', 'id', 'cat', 'ls']) await exec('ln', ['-s', 'busybox', join(tree, 'usr/bin', t)]);
+  await exec('ln', ['-s', 'usr/bin', join(tree, 'bin')]);
+  await writeFile(join(tree, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+  await writeFile(join(tree, 'etc/group'), 'root:x:0:\n');
+  const tar = join(dir, 'toolbox-busybox.tar.gz');
+  await exec('tar', ['-czf', tar, '-C', tree, '--owner=0', '--group=0', '.']);
+  return tar;
+}
+
+/** What a CoreOS operator does first, as core (and as two cloud-config users) over SSH. */
+async function operatorChecks(ssh: Ssh, m: Manifest): Promise<void> {
+  await ssh.waitUp(5 * 60_000, 'core');
+  expect((await ssh.exec('sudo -n true && sudo -n id -u', 'core')).trim()).toBe('0');
+  expect((await ssh.exec('sudo -n id -u', 'ops')).trim()).toBe('0');
+  expect(await ssh.exec('sudo -n true 2>&1 || echo refused', 'plain')).toMatch(/refused/);
+  // The update-engine starts after the ready line; wait for its start line in the journal (core reads it).
+  await ssh.exec("timeout 180 journalctl -b -u update-engine.service -f -n all -o cat | grep -m1 -q 'sockets '", 'core', 4 * 60_000);
+  const status = await ssh.exec('update_engine_client -status', 'core');
+  expect(status).toMatch(/^LAST_CHECKED_TIME=\d+\nPROGRESS=[\d.]+\nCURRENT_OP=UPDATE_STATUS_[A-Z_]+\nNEW_VERSION=\S+\nNEW_SIZE=\d+\n$/);
+  expect(await ssh.exec('update_engine_client -status', 'plain')).toMatch(/^LAST_CHECKED_TIME=/);
+  const denied = await ssh.exec('update_engine_client -check_for_update 2>&1; echo "exit=$?"', 'plain');
+  expect(denied).toMatch(/needs root or the basalt-update group/);
+  expect(denied).toMatch(/exit=1\n$/);
+  const js = JSON.parse(await ssh.exec('basalt update status --json', 'core')) as Record<string, unknown>;
+  expect(js).toMatchObject({ currentVersion: m.os.version, bootedSlot: 'A', status: 'UPDATE_STATUS_IDLE' });
+  expect(await ssh.exec('basalt update status', 'core')).toMatch(new RegExp(`^Running: +${m.os.version.replace(/\./g, '\\.')} on \\S+, slot A$`, 'm'));
+  expect(await ssh.exec('locksmithctl status', 'core')).toMatch(/^Available: \d+\nMax: \d+\n/);
+  // os-release and the motd of a login shell.
+  const osr = await ssh.exec('cat /etc/os-release', 'core');
+  for (const k of ['ID', 'VERSION_ID', 'BUILD_ID', 'VARIANT_ID', 'PRETTY_NAME']) expect(osr).toMatch(new RegExp(`^${k}=\\S`, 'm'));
+  const motd = await ssh.exec('bash -lic true 2>/dev/null', 'core');
+  expect(motd).toMatch(new RegExp(`^Basalt ${m.os.version.replace(/\./g, '\\.')} \\(stable\\), slot A, build \\S+$`, 'm'));
+  expect(motd).not.toMatch(/Failed Units/);
+  // toolbox from an offline tarball: a privileged container with the host at /media/root.
+  const tar = await toolboxTarball(work);
+  await exec('scp', ['-q', '-i', ssh.keyFile, '-P', String(ssh.port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', tar, 'core@127.0.0.1:/home/core/toolbox.tar.gz'], { timeoutMs: 5 * 60_000 });
+  await ssh.exec('echo TOOLBOX_TARBALL=/home/core/toolbox.tar.gz > ~/.toolboxrc', 'core');
+  expect((await ssh.exec('toolbox id', 'core', 5 * 60_000)).trim()).toMatch(/^uid=0\(root\) gid=0\(root\)/);
+  expect(await ssh.exec('toolbox cat /media/root/etc/os-release', 'core', 5 * 60_000)).toMatch(new RegExp(`^VERSION_ID=${m.os.version.replace(/\./g, '\\.')}$`, 'm'));
+  // No image at all: one clear line, exit 1.
+  const none = await ssh.exec('echo TOOLBOX_TARBALL=/nonexistent.tar > ~/.toolboxrc; toolbox id 2>&1; echo "exit=$?"', 'core');
+  expect(none).toMatch(/toolbox: error: \/nonexistent\.tar: no such tarball/);
+  expect(none).toMatch(/exit=1\n$/);
+  // An empty config validates quickly inside the guest (printed, Node starts in ~1 s under TCG).
+  process.stderr.write(`[qemu run] in the guest: ${(await ssh.exec("touch /tmp/empty; s=$(date +%s%N); coreos-cloudinit -validate -from-file /tmp/empty >/dev/null 2>&1; echo \"coreos-cloudinit -validate of an empty file: $(( ($(date +%s%N) - s) / 1000000 )) ms\"", 'core')).trim()}\n`);
+}

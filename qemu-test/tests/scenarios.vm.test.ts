@@ -2,7 +2,7 @@
  * The promises of Basalt, checked from outside on one machine in QEMU:
  *
  *   1. first boot with a cloud-config (user + ssh key, a unit, a file, the
- *      hostname), ROOT grown, /usr read-only from dm-verity, etcd and docker
+ *      hostname), ROOT grown, /usr read-only from dm-verity, etcd and docker (socket-activated)
  *      active, slot A marked good and its boot entry blessed;
  *   4. a power cut in the middle of writing an update: the old slot boots and
  *      the update resumes and completes;
@@ -223,7 +223,10 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     expect((await ssh.exec('cat /etc/basalt-test/hello.txt')).trim()).toBe('written by cloud-config');
     expect((await ssh.exec('stat -c %a /etc/basalt-test/hello.txt')).trim()).toBe('640');
     expect((await ssh.exec('systemctl is-active hello.service; cat /run/hello')).split('\n').slice(0, 2)).toEqual(['active', 'hello']);
-    expect((await ssh.exec('systemctl is-active etcd.service docker.service')).trim().split('\n')).toEqual(['active', 'active']);
+    // docker is socket-activated: the first client (alice, in the docker group) starts dockerd.
+    expect((await ssh.exec('systemctl is-active etcd.service docker.socket')).trim().split('\n')).toEqual(['active', 'active']);
+    expect((await ssh.exec("docker version --format '{{.Server.Version}}'", 'alice')).trim()).toMatch(/^\d+\.\d+/);
+    expect((await ssh.exec('systemctl is-active docker.service containerd.service')).trim().split('\n')).toEqual(['active', 'active']);
     const conf = await ssh.exec('cat /etc/coreos/update.conf');
     expect(conf).toMatch(new RegExp(`SERVER=${server.guestUrl.replace(/[.:/]/g, '\\$&')}`));
     expect(conf).toMatch(/^REBOOT_STRATEGY=off$/m);
@@ -347,7 +350,7 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     await mkdir(join(work, 'vm-pxe'), { recursive: true });
     await bootAndWait('PXE', 'PXE', V1);
     const st = parseStatus(/basalt-status [^\n]+/.exec(vm.console.output)![0]);
-    expect([st['usr-source'], st['usr-options']?.split(',')[0], st['verity'], st['etcd'], st['docker']]).toEqual(['/dev/mapper/usr', 'ro', 'verified', 'active', 'active']);
+    expect([st['usr-source'], st['usr-options']?.split(',')[0], st['verity'], st['etcd'], st['docker-socket']]).toEqual(['/dev/mapper/usr', 'ro', 'verified', 'active', 'active']);
     const s = new Ssh(port, sshKey.key);
     await s.waitUp(5 * 60_000);
     expect((await s.exec('hostname')).trim()).toBe('basalt-pxe-1');
