@@ -28,3 +28,13 @@ describe('control socket helpers', () => {
     expect(failed).toMatch(/^Last error: +E_HASH: payload hash mismatch$/m);
   });
 });
+
+describe('socket activation', () => {
+  it('maps the fds systemd passed by their names, only for this process', async () => {
+    const { activatedSockets } = await import('./control.js');
+    expect(activatedSockets({ LISTEN_PID: '42', LISTEN_FDS: '2', LISTEN_FDNAMES: 'status:action' }, 42)).toEqual({ status: 3, action: 4 });
+    expect(activatedSockets({ LISTEN_PID: '41', LISTEN_FDS: '2', LISTEN_FDNAMES: 'action:status' }, 42)).toEqual({});
+    expect(activatedSockets({}, 42)).toEqual({});
+    expect(activatedSockets({ LISTEN_PID: '42', LISTEN_FDS: 'x' }, 42)).toEqual({});
+  });
+});

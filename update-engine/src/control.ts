@@ -99,34 +99,59 @@ function handleClient(sock: Socket, engine: Engine, extra: Extra, readOnly: bool
   });
 }
 
-async function listen(path: string, onClient: (s: Socket) => void): Promise<Server> {
-  await mkdir(dirname(path), { recursive: true });
-  await rm(path, { force: true });
+async function listen(path: string, onClient: (s: Socket) => void, fd?: number): Promise<Server> {
+  if (fd === undefined) {
+    await mkdir(dirname(path), { recursive: true });
+    await rm(path, { force: true });
+  }
   const server = createServer(onClient);
   await new Promise<void>((res, rej) => {
-    server.once('error', (e) => rej(new BasaltError('E_LISTEN', `${path}: ${(e as Error).message}`)));
-    server.listen(path, () => res());
+    server.once('error', (e) => rej(new BasaltError('E_LISTEN', `${fd === undefined ? path : `socket fd ${fd} (${path})`}: ${(e as Error).message}`)));
+    if (fd === undefined) server.listen(path, () => res());
+    else server.listen({ fd }, () => res());
   });
   return server;
 }
 
 /**
- * Serves the action socket at `path` (0660, group basalt-update when the group
- * exists, else root only) and the status socket beside it (0666).
+ * Pure: the sockets systemd passed (socket activation: LISTEN_PID, LISTEN_FDS,
+ * LISTEN_FDNAMES from update-engine.socket's FileDescriptorName=action and
+ * update-engine-status.socket's =status; the first fd is 3).
  */
-export async function serveControl(path: string, engine: Engine, extra: Extra, opts: { gid?: number | undefined } = {}): Promise<ControlServer> {
+export function activatedSockets(env: NodeJS.ProcessEnv, pid: number): { action?: number; status?: number } {
+  if (env['LISTEN_PID'] !== String(pid)) return {};
+  const n = Number(env['LISTEN_FDS'] ?? '0');
+  if (!Number.isInteger(n) || n <= 0) return {};
+  const names = (env['LISTEN_FDNAMES'] ?? '').split(':');
+  const out: { action?: number; status?: number } = {};
+  for (let i = 0; i < n; i++) {
+    if (names[i] === 'action') out.action = 3 + i;
+    else if (names[i] === 'status') out.status = 3 + i;
+  }
+  return out;
+}
+
+/**
+ * Serves the action socket at `path` (0660, group basalt-update when the group
+ * exists, else root only) and the status socket beside it (0666). Sockets that
+ * systemd passed (`opts.fds`) are used as they are: their units set the modes.
+ */
+export async function serveControl(path: string, engine: Engine, extra: Extra, opts: { gid?: number | undefined; fds?: { action?: number; status?: number } } = {}): Promise<ControlServer> {
   const clients = new Set<Socket>();
   const track = (readOnly: boolean) => (sock: Socket) => {
     clients.add(sock);
     sock.on('close', () => clients.delete(sock));
     handleClient(sock, engine, extra, readOnly);
   };
-  const action = await listen(path, track(false));
-  if (opts.gid !== undefined && process.getuid?.() === 0) await chown(path, 0, opts.gid).catch(() => {});
-  await chmod(path, opts.gid !== undefined ? 0o660 : 0o600).catch(() => {});
+  const fds = opts.fds ?? {};
+  const action = await listen(path, track(false), fds.action);
+  if (fds.action === undefined) {
+    if (opts.gid !== undefined && process.getuid?.() === 0) await chown(path, 0, opts.gid).catch(() => {});
+    await chmod(path, opts.gid !== undefined ? 0o660 : 0o600).catch(() => {});
+  }
   const statusPath = statusSocketFor(path);
-  const status = await listen(statusPath, track(true));
-  await chmod(statusPath, 0o666).catch(() => {});
+  const status = await listen(statusPath, track(true), fds.status);
+  if (fds.status === undefined) await chmod(statusPath, 0o666).catch(() => {});
   const servers = [action, status];
   return {
     servers,
@@ -138,6 +163,9 @@ export async function serveControl(path: string, engine: Engine, extra: Extra, o
     },
   };
 }
+
+/** How long a client waits for the daemon's first reply. */
+const FIRST_REPLY_MS = 120_000;
 
 /** The error for a socket that could not be reached. */
 function unreachable(path: string, cmd: string, e: NodeJS.ErrnoException): BasaltError {
@@ -172,14 +200,28 @@ function requestOn(path: string, cmd: string, onLine?: (o: Record<string, unknow
     sock.setEncoding('utf8');
     sock.on('connect', () => sock.write(JSON.stringify({ cmd }) + '\n'));
     sock.on('error', (e: NodeJS.ErrnoException) => reject(unreachable(path, cmd, e)));
+    // The first answer is due within FIRST_REPLY_MS (systemd may be starting the daemon for us).
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new BasaltError('E_NO_DAEMON', `update-engine did not answer '${cmd}' on ${path} within ${FIRST_REPLY_MS / 1000} s`, { hint: 'see systemctl status update-engine and journalctl -u update-engine' }));
+    }, FIRST_REPLY_MS);
+    sock.on('close', () => clearTimeout(timer));
     sock.on('data', (d: string) => {
       buf += d;
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
-        const o = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+        let o: Record<string, unknown>;
+        try {
+          o = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+        } catch {
+          sock.destroy();
+          reject(new BasaltError('E_REQUEST', `update-engine sent a line that is not JSON on ${path}`, { hint: 'is another program listening on that socket?' }));
+          return;
+        }
         buf = buf.slice(nl + 1);
         if (!first) {
           first = o;
+          clearTimeout(timer);
           if (o['ok'] === false) {
             const er = o['error'] as { code: string; message: string; hint?: string };
             sock.destroy();

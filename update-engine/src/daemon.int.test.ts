@@ -7,6 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../common/src/exec.js';
@@ -147,6 +148,29 @@ describe('update-engine daemon and clients', () => {
     // The status socket refuses actions even if someone reaches it.
     const direct = await run(process.execPath, ['-e', `const s=require('net').createConnection(${JSON.stringify(statusSocketFor(sock))});s.on('connect',()=>s.write('{"cmd":"check"}\\n'));s.on('data',d=>{process.stdout.write(d);s.destroy()})`]);
     expect(JSON.parse(direct.stdout)).toMatchObject({ ok: false, error: { code: 'E_PERMISSION' } });
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(!existsSync('/usr/bin/systemd-socket-activate'))('takes its sockets from systemd (socket activation by name) (skipped without systemd-socket-activate)', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    const dir = await mkdtemp(join(tmpdir(), 'basalt-ue-act-'));
+    const sock = join(dir, 'ue.sock');
+    // The status socket is named first: the daemon must go by the names, not the order.
+    const c = spawn(
+      'systemd-socket-activate',
+      ['-l', statusSocketFor(sock), '-l', sock, '--fdname=status:action', process.execPath, join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--first-check', '1h'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    procs.push(c);
+    await waitFor(() => stat(sock).then(() => true, () => false), 20_000, 'the activation sockets');
+    // The first client starts the daemon (systemd-socket-activate execs it on the first connection).
+    const st = await node(['-status', `-socket=${sock}`], 'update_engine_client.js');
+    expect(st.code, st.err).toBe(0);
+    expect(st.out).toMatch(/^LAST_CHECKED_TIME=0\n/);
+    const ck = await node(['update', 'check', '--json', '--socket', sock]);
+    expect(ck.code, ck.err).toBe(0);
+    expect(JSON.parse(ck.out)).toMatchObject({ ok: true });
+    c.kill('SIGTERM');
     await rm(dir, { recursive: true, force: true });
   });
 

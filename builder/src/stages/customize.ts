@@ -31,7 +31,7 @@ export const ENABLED_UNITS: Record<string, string[]> = {
     'systemd-networkd.service',
   ],
   'boot-complete.target.requires': ['basalt-health.service'],
-  'sockets.target.wants': ['systemd-networkd.socket'],
+  'sockets.target.wants': ['systemd-networkd.socket', 'update-engine.socket', 'update-engine-status.socket'],
 };
 
 /** Groups the image adds: wheel (as on CoreOS; sudo comes with Debian's base-passwd) and the update group. */
@@ -44,7 +44,7 @@ export const CORE_GROUPS = ['sudo', 'wheel', 'docker', 'systemd-journal', UPDATE
 export const DEMAND_STARTED = ['docker.service', 'containerd.service', 'e2scrub_reap.service'];
 
 /** Units taken from update-engine/units/ (the engine's own definitions). */
-export const UPDATE_ENGINE_UNITS = ['update-engine.service', 'locksmithd.service'];
+export const UPDATE_ENGINE_UNITS = ['update-engine.service', 'update-engine.socket', 'update-engine-status.socket', 'locksmithd.service'];
 
 /** Pure: /usr/share/basalt/release, read by the update-engine (VERSION, BOARD, APPID). */
 export function releaseFile(p: BuildContext['profile']): string {
@@ -313,6 +313,9 @@ export const customizeStage: Stage = {
     await writeFile(join(etc, 'fstab'), FSTAB);
     await writeFile(join(etc, 'machine-id'), '');
     await writeFile(join(etc, 'hostname'), 'localhost\n');
+    // The console login banner names the OS (agetty expands \n and \l), not Debian.
+    await writeFile(join(etc, 'issue'), `${p.os.name} ${p.os.version} (${p.os.channel}) \\n \\l\n\n`);
+    await writeFile(join(etc, 'issue.net'), `${p.os.name} ${p.os.version} (${p.os.channel})\n`);
     for (const e of await readdir(join(etc, 'ssh'))) if (e.startsWith('ssh_host_')) await rm(join(etc, 'ssh', e));
     // The host keys basalt-sshd-keygen makes (no RSA: it takes tens of seconds under emulation).
     await mkdir(join(etc, 'ssh/sshd_config.d'), { recursive: true });

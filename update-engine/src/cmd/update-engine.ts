@@ -3,7 +3,7 @@ import type { CommandContext } from '../../../cli/types.js';
 import { parse } from '../../../cli/args.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
 import { Engine } from '../engine.js';
-import { DEFAULT_SOCKET, serveControl, statusSocketFor, updateGroupId } from '../control.js';
+import { DEFAULT_SOCKET, activatedSockets, serveControl, statusSocketFor, updateGroupId } from '../control.js';
 import { checkUnits, markGood, rollback } from '../health.js';
 
 export const help = `Usage: basalt update-engine [--socket PATH] [options]
@@ -27,7 +27,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       await engine.unblock();
       return {};
     },
-  }, { gid: await updateGroupId() });
+  }, { gid: await updateGroupId(), fds: values.socket ? {} : activatedSockets(process.env, process.pid) });
   ctx.log.info(`update-engine: ${env.me.version} on ${env.me.channel}, slot ${env.booted}, server ${env.server ?? 'disabled'}; sockets ${sock} (actions), ${statusSocketFor(sock)} (status)`);
   await new Promise<void>((r) => {
     process.once('SIGINT', r);
