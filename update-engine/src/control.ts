@@ -40,7 +40,6 @@ export async function updateGroupId(etcGroup = '/etc/group'): Promise<number | u
   return groupId(await readFile(etcGroup, 'utf8').catch(() => ''), UPDATE_GROUP);
 }
 
-export type Handler = (cmd: string) => Promise<Record<string, unknown>>;
 
 export interface ControlServer {
   servers: Server[];
@@ -180,16 +179,9 @@ function unreachable(path: string, cmd: string, e: NodeJS.ErrnoException): Basal
  * watch). `path` is the action socket; read-only requests go to the status
  * socket beside it, so that they need no privilege.
  */
-export async function request(path: string, cmd: string, onLine?: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  if ((READ_ONLY_REQUESTS as readonly string[]).includes(cmd)) {
-    try {
-      return await requestOn(statusSocketFor(path), cmd, onLine);
-    } catch (e) {
-      // A daemon without a status socket (started from an older image): ask on the action socket.
-      if (!(isBasaltError(e) && e.code === 'E_NO_DAEMON' && /ENOENT$/.test(e.message))) throw e;
-    }
-  }
-  return requestOn(path, cmd, onLine);
+export function request(path: string, cmd: string, onLine?: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  // The client and the daemon come from the same image, so the status socket is always there.
+  return requestOn((READ_ONLY_REQUESTS as readonly string[]).includes(cmd) ? statusSocketFor(path) : path, cmd, onLine);
 }
 
 function requestOn(path: string, cmd: string, onLine?: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
