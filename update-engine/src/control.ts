@@ -40,7 +40,6 @@ export async function updateGroupId(etcGroup = '/etc/group'): Promise<number | u
   return groupId(await readFile(etcGroup, 'utf8').catch(() => ''), UPDATE_GROUP);
 }
 
-
 export interface ControlServer {
   servers: Server[];
   /** Stops listening and drops every client (watchers included), so the daemon can exit at once. */
