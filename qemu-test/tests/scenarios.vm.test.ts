@@ -151,7 +151,12 @@ function cloudConfig(): string {
     `    server: ${server.guestUrl}`,
     // Off until scenario 2 turns it on, so that nothing reboots while the test reads the guest.
     "    reboot_strategy: 'off'",
+    // etcd runs because the config starts it (CoreOS's rule), named by its etcd2 section.
+    '  etcd2:',
+    '    name: basalt-vm-1',
     '  units:',
+    '    - name: etcd2.service',
+    '      command: start',
     '    - name: hello.service',
     '      command: start',
     '      content: |',
@@ -225,6 +230,8 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     expect((await ssh.exec('systemctl is-active hello.service; cat /run/hello')).split('\n').slice(0, 2)).toEqual(['active', 'hello']);
     // docker is socket-activated: the first client (alice, in the docker group) starts dockerd.
     expect((await ssh.exec('systemctl is-active etcd.service docker.socket')).trim().split('\n')).toEqual(['active', 'active']);
+    // The first start of etcd already had the cloud-config's settings: the member carries its name.
+    expect(await ssh.exec('etcdctl member list')).toMatch(/, started, basalt-vm-1, /);
     expect((await ssh.exec("docker version --format '{{.Server.Version}}'", 'alice')).trim()).toMatch(/^\d+\.\d+/);
     expect((await ssh.exec('systemctl is-active docker.service containerd.service')).trim().split('\n')).toEqual(['active', 'active']);
     const conf = await ssh.exec('cat /etc/coreos/update.conf');
@@ -342,7 +349,7 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     const out = outs[V1]!;
     const m = manifests[V1]!;
     const file = (kind: string) => join(out, m.artifacts.find((a) => a.kind === kind)!.file);
-    await writeFile(join(server.repo, 'pxe-cloud-config.yml'), ['#cloud-config', 'hostname: basalt-pxe-1', 'users:', '  - name: root', '    ssh_authorized_keys:', `      - ${sshKey.pub}`, ''].join('\n'));
+    await writeFile(join(server.repo, 'pxe-cloud-config.yml'), ['#cloud-config', 'hostname: basalt-pxe-1', 'users:', '  - name: root', '    ssh_authorized_keys:', `      - ${sshKey.pub}`, 'coreos:', '  units:', '    - name: etcd2.service', '      command: start', ''].join('\n'));
     const append = `${(await readFile(file('pxe-cmdline'), 'utf8')).trim()} cloud-config-url=http://10.0.2.2:${server.port}/pxe-cloud-config.yml`;
     const port = await freePort();
     const pxe = new Vm({ workdir: join(work, 'vm-pxe'), kernel: file('pxe-kernel'), initrd: file('pxe-initramfs'), append, bios: true, memoryMiB: 3072, hostfwd: [{ host: port, guest: 22 }] });

@@ -87,17 +87,22 @@ describe('basalt keys, release, serve, update (CLI)', () => {
 
 describe('basalt update health (the boot health gate)', () => {
   // No systemd runs on a build host, so systemctl is replaced by a script that answers
-  // `is-active` as systemctl does, from a table; the boot of a failing slot is checked
-  // for real in qemu-test (scenario 3).
-  async function gate(states: Record<string, string>, conf: string, extra: string[] = []) {
+  // `is-active` and `show` as systemctl does, from a table (a unit in `idle` is inactive, never
+  // started and pulled in by nothing); the boot of a failing slot is checked for real in
+  // qemu-test (scenario 3).
+  async function gate(states: Record<string, string>, conf: string, extra: string[] = [], idle: string[] = []) {
     const { mkdir, writeFile, chmod } = await import('node:fs/promises');
     const dir = join(t.dir, `gate-${Object.values(states).join('-')}-${extra.length}`);
     await mkdir(join(dir, 'bin'), { recursive: true });
     await mkdir(join(dir, 'root/usr/share/coreos'), { recursive: true });
     await writeFile(join(dir, 'root/usr/share/coreos/update.conf'), conf);
     const cases = Object.entries(states).map(([u, s]) => `  ${u}) echo ${s}; [ ${s} = active ] ;;`).join('\n');
+    const shows = Object.entries(states)
+      .map(([u, s]) => `  ${u}) printf 'ActiveState=%s\\nInactiveExitTimestampMonotonic=%s\\nWantedBy=%s\\nRequiredBy=\\nTriggeredBy=\\n' ${s} ${idle.includes(u) ? '0 basalt-health.service' : '5 multi-user.target'} ;;`)
+      .join('\n');
     // Like systemctl: with several units it succeeds when any one is active (the trap the gate must avoid).
-    await writeFile(join(dir, 'bin/systemctl'), `#!/bin/sh\n[ "$1" = is-active ] || exit 64\nshift\n[ "$1" = --quiet ] && shift\nrc=3\nfor u in "$@"; do\n  case "$u" in\n${cases}\n  *) echo inactive; false ;;\n  esac && rc=0\ndone\nexit $rc\n`);
+    const show = `if [ "$1" = show ]; then\n  for u in "$@"; do :; done\n  case "$u" in\n${shows}\n  *) printf 'ActiveState=inactive\\n' ;;\n  esac\n  exit 0\nfi\n`;
+    await writeFile(join(dir, 'bin/systemctl'), `#!/bin/sh\n${show}[ "$1" = is-active ] || exit 64\nshift\n[ "$1" = --quiet ] && shift\nrc=3\nfor u in "$@"; do\n  case "$u" in\n${cases}\n  *) echo inactive; false ;;\n  esac && rc=0\ndone\nexit $rc\n`);
     await chmod(join(dir, 'bin/systemctl'), 0o755);
     return basalt(['update', 'health', '--root', join(dir, 'root'), ...extra], { ...process.env, PATH: `${join(dir, 'bin')}:${process.env['PATH']}` });
   }
@@ -114,6 +119,21 @@ describe('basalt update health (the boot health gate)', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^basalt: error: unhealthy boot: etcd\.service is failed \(hint: this boot will not be blessed/);
     expect(r.err.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('skips a HEALTH_UNITS unit this machine is not meant to run (etcd with no cloud-config asking for it)', async () => {
+    const r = await gate({ 'etcd.service': 'inactive', 'docker.service': 'active' }, conf, [], ['etcd.service']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe('healthy: docker.service active (not meant to run here: etcd.service)\n');
+  });
+
+  it('checks a unit that is meant to run but never started, and every --unit even when idle', async () => {
+    const r = await gate({ 'etcd.service': 'inactive', 'docker.service': 'active' }, conf);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/etcd\.service is inactive/);
+    const r2 = await gate({ 'etcd.service': 'active', 'docker.service': 'active', 'app.service': 'inactive' }, conf, ['--unit', 'app.service'], ['app.service']);
+    expect(r2.code).toBe(1);
+    expect(r2.err).toMatch(/app\.service is inactive/);
   });
 
   it('adds --unit to the configured units', async () => {

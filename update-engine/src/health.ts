@@ -16,20 +16,60 @@ export interface GateResult {
   failed: string[];
   /** The state `systemctl is-active` printed for each failed unit (same order). */
   states: string[];
+  /** HEALTH_UNITS this machine is not meant to run (not wanted by anything, not started this boot). */
+  skipped: string[];
 }
 
-/** Checks that each unit is active, one `systemctl is-active` per unit (with several it succeeds when any one is active). */
-export async function checkUnits(units: string[]): Promise<GateResult> {
+/** The facts `systemctl show` gives about a unit that decide whether this machine means to run it. */
+export const UNIT_FACTS = ['ActiveState', 'InactiveExitTimestampMonotonic', 'WantedBy', 'RequiredBy', 'TriggeredBy'] as const;
+
+/**
+ * Whether the machine is meant to run a unit, from `systemctl show -p …` output (UNIT_FACTS). Pure.
+ * Yes when it was started this boot (whatever became of it), or when something pulls it in: a
+ * target's wants/requires (it is enabled) or a socket or timer that triggers it. `ignore` names
+ * units whose own pull does not count (the gate itself wants what it checks).
+ */
+export function meantToRun(show: string, ignore: string[] = []): boolean {
+  const f = new Map<string, string>();
+  for (const line of show.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) f.set(line.slice(0, i), line.slice(i + 1).trim());
+  }
+  const state = f.get('ActiveState') ?? 'inactive';
+  if (state !== 'inactive') return true;
+  if (Number(f.get('InactiveExitTimestampMonotonic') ?? '0') > 0) return true;
+  const pulledBy = ['WantedBy', 'RequiredBy', 'TriggeredBy'].flatMap((k) => (f.get(k) ?? '').split(/\s+/).filter(Boolean));
+  return pulledBy.some((u) => !ignore.includes(u));
+}
+
+/** The unit that runs the gate at boot (its Wants= must not make a unit look meant to run). */
+export const GATE_UNIT = 'basalt-health.service';
+
+/**
+ * The health gate: every unit of `required` must be active, and every unit of `configured`
+ * (HEALTH_UNITS) that this machine is meant to run; the others are reported as skipped. One
+ * `systemctl is-active` per unit (with several it succeeds when any one is active).
+ */
+export async function healthGate(required: string[], configured: string[] = []): Promise<GateResult> {
   const failed: string[] = [];
   const states: string[] = [];
+  const skipped: string[] = [];
+  const units = [...new Set([...required, ...configured])];
   for (const u of units) {
+    if (!required.includes(u)) {
+      const show = await run('systemctl', ['show', ...UNIT_FACTS.flatMap((p) => ['-p', p]), u], { reject: false });
+      if (show.exitCode === 0 && !meantToRun(show.stdout, [GATE_UNIT])) {
+        skipped.push(u);
+        continue;
+      }
+    }
     const r = await run('systemctl', ['is-active', u], { reject: false });
     if (r.exitCode !== 0) {
       failed.push(u);
       states.push(r.stdout.trim() || 'unknown');
     }
   }
-  return { healthy: failed.length === 0, failed, states };
+  return { healthy: failed.length === 0, failed, states, skipped };
 }
 
 /** Marks the booted slot good and blesses its entry. Throws E_HEALTH_GATE when a check failed (nothing is changed then). */

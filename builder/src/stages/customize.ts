@@ -40,8 +40,15 @@ export const OS_GROUPS = ['wheel', UPDATE_GROUP];
 /** core's groups, as on CoreOS (sudo and wheel give passwordless sudo; see builder/files/usr/share/basalt/sudoers). */
 export const CORE_GROUPS = ['sudo', 'wheel', 'docker', 'systemd-journal', UPDATE_GROUP];
 
-/** Units the packages enable that start on demand instead (docker.socket starts docker). */
-export const DEMAND_STARTED = ['docker.service', 'containerd.service', 'e2scrub_reap.service'];
+/**
+ * Units the packages enable that start on demand instead: docker.socket starts docker, and etcd
+ * stays off until a cloud-config starts it (as on CoreOS, where etcd2.service started only because
+ * the config said `command: start`, after its drop-in was written).
+ */
+export const DEMAND_STARTED = ['docker.service', 'containerd.service', 'e2scrub_reap.service', 'etcd.service'];
+
+/** Names that stay in /usr as aliases (CoreOS configs name etcd2.service). Target -> alias. */
+export const UNIT_ALIASES: Record<string, string> = { 'etcd2.service': 'etcd.service' };
 
 /** Units taken from update-engine/units/ (the engine's own definitions). */
 export const UPDATE_ENGINE_UNITS = ['update-engine.service', 'update-engine.socket', 'update-engine-status.socket', 'locksmithd.service'];
@@ -186,7 +193,7 @@ async function appModules(ctx: BuildContext): Promise<string> {
 export const customizeStage: Stage = {
   name: 'customize',
   title: 'Customize (users, units, Basalt tools, factory /etc)',
-  version: 2,
+  version: 3,
   async inputs(ctx) {
     const p = ctx.profile;
     const files = await hashTree(join(ctx.repoRoot, 'builder/files'));
@@ -238,6 +245,12 @@ export const customizeStage: Stage = {
     // docker is socket-activated, as on CoreOS: docker.socket listens from boot and the first
     // client starts docker.service (and containerd), so neither competes with the boot.
     for (const u of DEMAND_STARTED) await rm(join(root, 'etc/systemd/system/multi-user.target.wants', u), { force: true });
+    // Aliases live in /usr, so an empty /etc keeps them and no /etc link makes a unit look enabled.
+    for (const [alias, target] of Object.entries(UNIT_ALIASES)) {
+      await rm(join(root, 'etc/systemd/system', alias), { force: true });
+      await rm(join(root, 'usr/lib/systemd/system', alias), { force: true });
+      await symlink(target, join(root, 'usr/lib/systemd/system', alias));
+    }
     await mkdir(join(root, 'etc/systemd/system/sockets.target.wants'), { recursive: true });
     await rm(join(root, 'etc/systemd/system/sockets.target.wants/docker.socket'), { force: true });
     await symlink('/lib/systemd/system/docker.socket', join(root, 'etc/systemd/system/sockets.target.wants/docker.socket'));

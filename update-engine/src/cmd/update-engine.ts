@@ -4,7 +4,7 @@ import { parse } from '../../../cli/args.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
 import { Engine } from '../engine.js';
 import { DEFAULT_SOCKET, activatedSockets, serveControl, statusSocketFor, updateGroupId } from '../control.js';
-import { checkUnits, markGood, rollback } from '../health.js';
+import { healthGate, markGood, rollback } from '../health.js';
 
 export const help = `Usage: basalt update-engine [--socket PATH] [options]
 
@@ -21,7 +21,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   await engine.start(true);
   const sock = values.socket ?? DEFAULT_SOCKET;
   const server = await serveControl(sock, engine, {
-    'mark-good': async () => ({ ...(await markGood(env.disk, env.esp, env.booted, await checkUnits([...(values.disk ? [] : ['boot-complete.target']), ...conf.healthUnits]))) }),
+    'mark-good': async () => ({ ...(await markGood(env.disk, env.esp, env.booted, await healthGate(values.disk ? [] : ['boot-complete.target'], conf.healthUnits))) }),
     rollback: async () => ({ next: await rollback(env.disk, env.esp, env.booted) }),
     unblock: async () => {
       await engine.unblock();

@@ -13,7 +13,7 @@ import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } f
 import type { Engine, Status } from '../engine.js';
 import { entriesOf } from '../esp.js';
 import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../control.js';
-import { checkUnits, markGood, rollback } from '../health.js';
+import { healthGate, markGood, rollback } from '../health.js';
 import { gptChoice, loaderChoice, PARTLABEL } from '../slots.js';
 
 export const help = `Usage: basalt update status|check|apply|health|rollback|mark-good|reset|unblock [--json] [options]
@@ -22,8 +22,9 @@ export const help = `Usage: basalt update status|check|apply|health|rollback|mar
   check      ask the daemon to check now (like update_engine_client -check_for_update)
   apply      check, download, verify and install into the inactive slot; waits for the result
   health     the boot's health gate (basalt-health.service, before boot-complete.target):
-             exit 1 unless every unit of HEALTH_UNITS (and --unit U) is active
-  mark-good  health gate: when HEALTH_UNITS (and --unit U) are active, mark the booted slot
+             exit 1 unless every unit of HEALTH_UNITS that this machine is meant to run
+             (enabled, socket-triggered or started this boot) is active, and every --unit U
+  mark-good  health gate: when those units are active, mark the booted slot
              good (GPT successful=1, tries=0, prioritized) and bless its boot entry
   rollback   boot the other slot next time, when it booted successfully before
   reset      undo an installed but not yet booted update (from UPDATED_NEED_REBOOT)
@@ -116,14 +117,15 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
     case 'health': {
       // Each unit on its own: `systemctl is-active A B` succeeds when any one of them is active.
       const conf = await loadConf(values.root ?? '/');
-      const units = [...conf.healthUnits, ...(values.unit ?? [])];
-      const gate = await checkUnits(units);
+      const gate = await healthGate(values.unit ?? [], conf.healthUnits);
+      const units = [...new Set([...(values.unit ?? []), ...conf.healthUnits])].filter((u) => !gate.skipped.includes(u));
       if (!gate.healthy) {
         throw new BasaltError('E_HEALTH_GATE', `unhealthy boot: ${gate.failed.map((u, i) => `${u} is ${gate.states[i]}`).join(', ')}`, {
           hint: 'this boot will not be blessed; a new slot on its trial boot falls back to the previous one',
         });
       }
-      print({ healthy: true, units }, `healthy: ${units.length ? units.join(', ') + ' active' : 'no units to check'}\n`);
+      const skipped = gate.skipped.length ? ` (not meant to run here: ${gate.skipped.join(', ')})` : '';
+      print({ healthy: true, units, skipped: gate.skipped }, `healthy: ${units.length ? units.join(', ') + ' active' : 'no units to check'}${skipped}\n`);
       return 0;
     }
     case 'mark-good': {
@@ -135,10 +137,11 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       }
       const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, () => {});
       // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
-      const units = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...conf.healthUnits, ...(values.unit ?? [])];
-      const gate = await checkUnits(units);
+      const required = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...(values.unit ?? [])];
+      const gate = await healthGate(required, values['no-units'] ? [] : conf.healthUnits);
       const r = await markGood(env.disk, env.esp, env.booted, gate);
-      print({ slot: env.booted, ...r, units }, `${PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
+      const units = [...new Set([...required, ...(values['no-units'] ? [] : conf.healthUnits)])].filter((u) => !gate.skipped.includes(u));
+      print({ slot: env.booted, ...r, units, skipped: gate.skipped }, `${PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
       return 0;
     }
     case 'rollback': {
