@@ -100,8 +100,8 @@ export async function makeDisk(dir: string, usrImg: string, version: string): Pr
 }
 
 
-/** Starts a private etcd on random 127.0.0.1 ports in a temp data dir; stop() kills it and waits. */
-export async function startEtcd(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
+/** Starts a private etcd on random 127.0.0.1 ports in a temp data dir (plus `args`, e.g. --enable-v2); stop() kills it and waits. */
+export async function startEtcd(dir: string, args: string[] = []): Promise<{ url: string; stop(): Promise<void> }> {
   const { spawn } = await import('node:child_process');
   const client = await freePort();
   const peer = await freePort();
@@ -113,6 +113,7 @@ export async function startEtcd(dir: string): Promise<{ url: string; stop(): Pro
       '--listen-client-urls', url, '--advertise-client-urls', url,
       '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
       '--initial-cluster', `t=http://127.0.0.1:${peer}`, '--log-level', 'error',
+      ...args,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
