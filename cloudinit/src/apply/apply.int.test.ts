@@ -70,7 +70,10 @@ describe.skipIf(!canRun)('cloudinit apply --root (needs root, useradd, chpasswd,
     expect(r.err).toContain('Applied:');
     expect(r.code).toBe(0);
     const rd = (p: string) => readFileSync(join(root, p), 'utf8');
-    expect(rd('run/systemd/system/etcd2.service.d/20-cloudinit.conf')).toContain('Environment="ETCD_ADVERTISE_CLIENT_URLS=http://10.0.0.5:2379"\n');
+    expect(rd('run/systemd/system/etcd.service.d/20-cloudinit.conf')).toContain('Environment="ETCD_ADVERTISE_CLIENT_URLS=http://10.0.0.5:2379"\n');
+    expect(existsSync(join(root, 'run/systemd/system/etcd2.service.d'))).toBe(false);
+    // the plan's warnings reach stderr (cluster.yml sets the deprecated etcd2 debug)
+    expect(r.err).toMatch(/ warning: coreos\.etcd2\.debug: etcd 3\.4 still honours --debug but deprecates it/);
     expect(rd('run/systemd/system/fleet.service.d/20-cloudinit.conf')).toContain('Environment="FLEET_PUBLIC_IP=10.0.0.5"');
     expect(rd('run/systemd/system/locksmithd.service.d/20-cloudinit.conf')).toContain('Environment="REBOOT_WINDOW_START=Sun 1:00"');
     expect(rd('run/flannel/options.env')).toBe('FLANNELD_ETCD_PREFIX=/coreos.com/network\nFLANNELD_IFACE=10.0.0.5');
@@ -118,7 +121,7 @@ describe.skipIf(!canRun)('cloudinit apply --root (needs root, useradd, chpasswd,
       for (const u of units) {
         if (!existsSync(join(v, u))) writeFileSync(join(v, u), `[Unit]\nDescription=stub base unit for ${u}\n\n[Service]\nExecStart=/bin/true\n`);
       }
-      expect([...units].sort()).toEqual(['docker.service', 'etcd2.service', 'fleet.service', 'hello.service', 'locksmithd.service', 'runtime.service']);
+      expect([...units].sort()).toEqual(['docker.service', 'etcd.service', 'fleet.service', 'hello.service', 'locksmithd.service', 'runtime.service']);
       const r = await exec('systemd-analyze', ['verify', ...units], { cwd: v, env: { ...process.env, SYSTEMD_UNIT_PATH: `${v}:` } }).then(
         (x) => ({ code: 0, err: x.stderr }),
         (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
@@ -160,7 +163,7 @@ describe.skipIf(!canRun)('cloudinit apply --root (needs root, useradd, chpasswd,
       writeFileSync(join(fresh, 'usr/share/coreos/update.conf'), '');
       const r = await basalt(['cloudinit', 'apply', '--root', fresh, '--dry-run', '--from-file', cluster]);
       expect(r.code).toBe(0);
-      expect(r.err).toContain('would write /run/systemd/system/etcd2.service.d/20-cloudinit.conf');
+      expect(r.err).toContain('would write /run/systemd/system/etcd.service.d/20-cloudinit.conf');
       expect(r.err).toContain('would systemctl daemon-reload');
       expect(walk(fresh)).toEqual(['/usr/share/coreos/update.conf']);
     } finally {

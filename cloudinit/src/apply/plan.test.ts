@@ -25,11 +25,11 @@ describe('plan', () => {
   const cluster = readFileSync(join(import.meta.dirname, '..', '..', 'testdata', 'apply', 'cluster.yml'), 'utf8');
   const md = { privateIPv4: '10.0.0.5' };
   const text = substitute(cluster, substitutions(md, {}));
-  const actions = plan((parseCloudConfigTyped(Buffer.from(text)) as { config: Record<string, unknown> }).config, null, md, view({ '/usr/share/coreos/update.conf': 'GROUP=alpha\nSERVER=https://old\n' }), opts);
+  const actions = plan((parseCloudConfigTyped(Buffer.from(text)) as { config: Record<string, unknown> }).config, null, md, view({ '/usr/share/coreos/update.conf': 'GROUP=alpha\nSERVER=https://old\n' }), opts).actions;
   const f = files(actions);
 
-  it('writes the etcd2 drop-in under /run with Environment= lines in struct order', () => {
-    expect(f['/run/systemd/system/etcd2.service.d/20-cloudinit.conf']!.content.toString()).toBe(
+  it("writes the etcd2 section's drop-in for etcd.service under /run with Environment= lines in struct order", () => {
+    expect(f['/run/systemd/system/etcd.service.d/20-cloudinit.conf']!.content.toString()).toBe(
       '[Service]\n' +
         'Environment="ETCD_ADVERTISE_CLIENT_URLS=http://10.0.0.5:2379"\n' +
         'Environment="ETCD_DEBUG=true"\n' +
@@ -46,7 +46,7 @@ describe('plan', () => {
     expect(f['/run/systemd/system/locksmithd.service.d/20-cloudinit.conf']!.content.toString()).toBe(
       '[Service]\nEnvironment="LOCKSMITHD_GROUP=webservers"\nEnvironment="REBOOT_WINDOW_START=Sun 1:00"\nEnvironment="REBOOT_WINDOW_LENGTH=2h"\n',
     );
-    expect(f['/run/systemd/system/etcd.service.d/20-cloudinit.conf']).toBeUndefined();
+    expect(f['/run/systemd/system/etcd2.service.d/20-cloudinit.conf']).toBeUndefined();
   });
 
   it('writes flannel options.env without a trailing newline, and the update.conf rewrite', () => {
@@ -84,14 +84,14 @@ describe('plan', () => {
   });
 
   it('sets only the password of an existing user', () => {
-    const as = plan(cfg('users:\n  - name: core\n    passwd: x\n    gecos: ignored\n'), null, {}, view(), opts);
+    const as = plan(cfg('users:\n  - name: core\n    passwd: x\n    gecos: ignored\n'), null, {}, view(), opts).actions;
     expect(as.filter((a) => a.kind !== 'unit-unmask')).toEqual([{ kind: 'user-password', name: 'core', hash: 'x' }]);
-    // the generated etcd, etcd2, fleet and locksmithd units are always "unmasked" (runtime: true)
-    expect(as.filter((a) => a.kind === 'unit-unmask').map((a) => (a as { unit: string }).unit)).toEqual(['etcd.service', 'etcd2.service', 'fleet.service', 'locksmithd.service']);
+    // the generated etcd (for the etcd2 section), fleet and locksmithd units are always "unmasked" (runtime: true)
+    expect(as.filter((a) => a.kind === 'unit-unmask').map((a) => (a as { unit: string }).unit)).toEqual(['etcd.service', 'fleet.service', 'locksmithd.service']);
   });
 
   it('reboot_strategy off stops and masks locksmithd', () => {
-    const as = plan(cfg('coreos:\n  update:\n    reboot_strategy: off\n'), null, {}, view({ '/etc/coreos/update.conf': 'GROUP=stable\nREBOOT_STRATEGY=reboot\n' }), opts);
+    const as = plan(cfg('coreos:\n  update:\n    reboot_strategy: off\n'), null, {}, view({ '/etc/coreos/update.conf': 'GROUP=stable\nREBOOT_STRATEGY=reboot\n' }), opts).actions;
     expect(files(as)['/etc/coreos/update.conf']!.content.toString()).toBe('GROUP=stable\nREBOOT_STRATEGY=off\n');
     expect(as).toContainEqual({ kind: 'unit-mask', unit: 'locksmithd.service', path: '/run/systemd/system/locksmithd.service' });
     expect(as).toContainEqual({ kind: 'unit-command', unit: 'locksmithd.service', command: 'stop' });
@@ -122,7 +122,7 @@ describe('plan', () => {
 
   it('merges /etc/environment keeping lines and order, appending sorted new keys', () => {
     expect(mergeEnv(Buffer.from('A=1\nCOREOS_PUBLIC_IPV4=old\n# c'), new Map([['COREOS_PUBLIC_IPV4', 'new'], ['COREOS_PRIVATE_IPV4', 'p']])).toString()).toBe('A=1\nCOREOS_PUBLIC_IPV4=new\n# c\nCOREOS_PRIVATE_IPV4=p\n');
-    const as = plan(cfg('hostname: x\n'), null, { publicIPv4: '1.2.3.4' }, view({ '/etc/environment': 'COREOS_PUBLIC_IPV4=1.2.3.4\n' }), opts);
+    const as = plan(cfg('hostname: x\n'), null, { publicIPv4: '1.2.3.4' }, view({ '/etc/environment': 'COREOS_PUBLIC_IPV4=1.2.3.4\n' }), opts).actions;
     expect(files(as)['/etc/environment']).toBeUndefined();
   });
 
@@ -134,7 +134,7 @@ describe('plan', () => {
   });
 
   it('plans a #! script as a transient unit with a stable name', () => {
-    const as = plan(null, Buffer.from('#!/bin/sh\necho hi\n'), {}, view(), opts).filter((a) => a.kind !== 'unit-unmask');
+    const as = plan(null, Buffer.from('#!/bin/sh\necho hi\n'), {}, view(), opts).actions.filter((a) => a.kind !== 'unit-unmask');
     expect(as).toHaveLength(1);
     expect(as[0]!.kind).toBe('script');
     const s = as[0] as Action & { kind: 'script' };
@@ -144,7 +144,7 @@ describe('plan', () => {
 
   it('gz content is decompressed to the end', () => {
     const gz = gzipSync(Buffer.from('hello')).toString('base64');
-    const as = plan(cfg(`write_files:\n  - path: /etc/x\n    encoding: gz+b64\n    content: ${gz}\n`), null, {}, view(), opts);
+    const as = plan(cfg(`write_files:\n  - path: /etc/x\n    encoding: gz+b64\n    content: ${gz}\n`), null, {}, view(), opts).actions;
     expect(files(as)['/etc/x']!.content.toString()).toBe('hello');
   });
 });

@@ -1,6 +1,8 @@
 /**
  * The pure planner: a decoded cloud-config (+ metadata) in, the ordered list
- * of actions v1.14.0's initialize.Apply would perform out. It reads the
+ * of actions v1.14.0's initialize.Apply would perform out (except for the
+ * etcd sections, which go to the image's etcd 3.4: see etcd.ts), plus
+ * warnings for what it does not honour. It reads the
  * existing system only through the `SystemView` passed in (update.conf,
  * /etc/environment, user lookup, hostname), so tests need no root and no disk.
  * Throws BasaltError for what aborts v1.14.0's Apply (bad manage_etc_hosts,
@@ -8,11 +10,12 @@
  */
 import { createHash } from 'node:crypto';
 import { BasaltError } from '../../../common/src/errors.js';
-import { etcd2Fields, etcdFields, flannelFields, fleetFields, locksmithFields, updateFields, type Field } from '../schema.js';
+import { flannelFields, fleetFields, locksmithFields, updateFields, type Field } from '../schema.js';
 import { goFloat, goStringBytes, type GoString } from '../yaml/decode.js';
 import { decodeContent } from '../validate/validate.js';
 import { goClean, goGunzip, goQuote } from '../validate/gostd.js';
 import type { Metadata } from '../datasource/index.js';
+import { ETCD_UNIT, etcd34Fields, etcdWarnings } from './etcd.js';
 
 export type Action =
   | { kind: 'hostname'; hostname: string }
@@ -28,6 +31,15 @@ export type Action =
   | { kind: 'networkd-restart' }
   | { kind: 'unit-command'; unit: string; command: string }
   | { kind: 'script'; unit: string; path: string; content: Buffer };
+
+/**
+ * What apply will do, and what it will not do although the config asks for
+ * it (one line each, starting with "warning: "; the I/O shell prints them).
+ */
+export interface Plan {
+  actions: Action[];
+  warnings: string[];
+}
 
 export interface SystemView {
   /** Reads a file of the target tree by absolute path (as seen inside the root); null if missing. */
@@ -205,11 +217,13 @@ export function scriptUnitName(script: Buffer): string {
 /**
  * Plans the application of a cloud-config. `cfg` is the strong-decoded
  * config (see parseCloudConfigTyped) after variable substitution; `script`
- * is set instead for #! user-data.
+ * is set instead for #! user-data. Warnings name settings apply does not
+ * honour as written (the etcd sections, see etcd.ts).
  */
-export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: SystemView, o: PlanOptions): Action[] {
+export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: SystemView, o: PlanOptions): Plan {
   const c: Obj = cfg ?? {};
   const actions: Action[] = [];
+  const warnings: string[] = [];
   const coreos = obj(c, 'coreos');
   // mergeConfigs
   let hostname = str(c, 'hostname');
@@ -312,8 +326,12 @@ export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: 
     command: '',
     dropIns: [{ name: '20-cloudinit.conf', content: Buffer.from(serviceContents(o2, fields)) }],
   });
-  units.push(gen('etcd.service', obj(coreos, 'etcd'), etcdFields));
-  units.push(gen('etcd2.service', obj(coreos, 'etcd2'), etcd2Fields));
+  // Not v1.14.0's etcd.service (v0.4) and etcd2.service drop-ins: the image ships etcd 3.4 as
+  // etcd.service (etcd2.service is an alias name, whose drop-in directory systemd does not
+  // reliably read), so the etcd2 section goes to etcd.service in etcd 3.4's variables and the
+  // v0.4 section is ignored (see etcd.ts).
+  warnings.push(...etcdWarnings(obj(coreos, 'etcd'), obj(coreos, 'etcd2')));
+  units.push(gen(ETCD_UNIT, obj(coreos, 'etcd2'), etcd34Fields));
   units.push(gen('fleet.service', obj(coreos, 'fleet'), fleetFields));
   units.push(gen('locksmithd.service', obj(coreos, 'locksmith'), locksmithFields));
   const rs = str(update, 'reboot_strategy');
@@ -350,7 +368,7 @@ export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: 
     const id = scriptUnitName(script);
     actions.push({ kind: 'script', unit: `coreos-cloudinit-${id}.service`, path: goClean(`/${o.workspace}/scripts/${id}`), content: script });
   }
-  return actions;
+  return { actions, warnings };
 }
 
 /** One line per action, for --dry-run and logs. */

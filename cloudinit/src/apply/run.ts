@@ -1,14 +1,15 @@
 /**
  * The apply half of coreos-cloudinit's main: substitute variables, parse the
  * user-data, plan, then apply. Unlike v1.14.0, user-data whose validation
- * report holds an error is not applied at all (never in part).
- * Side effects: those of applyPlan.
+ * report holds an error is not applied at all (never in part). The plan's
+ * warnings (settings apply does not honour as written) are logged before
+ * anything is applied. Side effects: those of applyPlan.
  */
 import { isBasaltError } from '../../../common/src/errors.js';
 import type { Metadata } from '../datasource/index.js';
 import { isCloudConfig, isIgnitionConfig, isScript, parseCloudConfigTyped, type Report } from '../validate/validate.js';
 import { applyPlan, systemView } from './apply.js';
-import { describeAction, plan, substitute, substitutions, type Action } from './plan.js';
+import { describeAction, plan, substitute, substitutions, type Plan } from './plan.js';
 
 export interface RunApplyOptions {
   userdata: Uint8Array;
@@ -27,7 +28,7 @@ export interface RunApplyOptions {
   env?: Record<string, string | undefined>;
 }
 
-export type PlanOutcome = { kind: 'ignition' } | { kind: 'refused'; errors: number } | { kind: 'parse-failed'; message: string } | { kind: 'planned'; actions: Action[] };
+export type PlanOutcome = { kind: 'ignition' } | { kind: 'refused'; errors: number } | { kind: 'parse-failed'; message: string } | ({ kind: 'planned' } & Plan);
 
 /** Everything before side effects: substitution, parsing and the plan. Pure apart from reading the target tree. */
 export function planUserData(o: Pick<RunApplyOptions, 'userdata' | 'metadata' | 'report' | 'root' | 'workspace' | 'sshKeyName' | 'env'>): PlanOutcome {
@@ -37,12 +38,12 @@ export function planUserData(o: Pick<RunApplyOptions, 'userdata' | 'metadata' | 
   const text = substitute(Buffer.from(o.userdata).toString('utf8'), substitutions(o.metadata, env));
   const sys = systemView(o.root, env);
   const popts = { sshKeyName: o.sshKeyName, workspace: o.workspace };
-  if (text.length === 0) return { kind: 'planned', actions: plan(null, null, o.metadata, sys, popts) };
-  if (isScript(text)) return { kind: 'planned', actions: plan(null, Buffer.from(text), o.metadata, sys, popts) };
+  if (text.length === 0) return { kind: 'planned', ...plan(null, null, o.metadata, sys, popts) };
+  if (isScript(text)) return { kind: 'planned', ...plan(null, Buffer.from(text), o.metadata, sys, popts) };
   if (isCloudConfig(text)) {
     const parsed = parseCloudConfigTyped(Buffer.from(text));
     if ('error' in parsed) return { kind: 'parse-failed', message: parsed.error };
-    return { kind: 'planned', actions: plan(parsed.config, null, o.metadata, sys, popts) };
+    return { kind: 'planned', ...plan(parsed.config, null, o.metadata, sys, popts) };
   }
   if (isIgnitionConfig(text)) return { kind: 'ignition' };
   return { kind: 'parse-failed', message: 'Unrecognized user-data format' };
@@ -68,7 +69,7 @@ export async function runApply(o: RunApplyOptions): Promise<number> {
     case 'parse-failed':
       o.out(`Failed to parse user-data: ${outcome.message}\nContinuing...\n`);
       failure = true;
-      outcome = { kind: 'planned', actions: [] };
+      outcome = { kind: 'planned', actions: [], warnings: [] };
       break;
   }
   if (o.convertNetconf !== '') {
@@ -76,6 +77,7 @@ export async function runApply(o: RunApplyOptions): Promise<number> {
     return 1;
   }
   o.log('Merging cloud-config from meta-data and user-data');
+  for (const w of outcome.warnings) o.log(w);
   try {
     const r = await applyPlan(outcome.actions, { root: o.root, log: o.log, dryRun: o.dryRun });
     if (!o.dryRun) o.log(`Applied: ${r.changed.length} change(s), ${r.skipped.length} unchanged or skipped`);
