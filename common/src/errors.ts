@@ -73,3 +73,24 @@ export function fsError(e: unknown, path: string, what = 'access'): BasaltError 
       return new BasaltError('E_IO', `${path}: cannot ${what}: ${err?.message ?? String(e)}`, { cause: e });
   }
 }
+
+/**
+ * The error code catalogue: what each stable code means (codes are part of
+ * the CLI's interface: scripts match them in --json output). Add a code here
+ * when introducing it.
+ */
+export const ERROR_CODES = {
+  // Reboot coordination (update-engine/src/locksmith.ts, locksmithctl).
+  E_ETCD: 'etcd did not answer usefully: unreachable, timed out, a reply over the size cap, not JSON, or an etcd error',
+  E_ETCD_CONFIG: 'the etcd settings are unusable: an endpoint that is not an http(s) URL, an unreadable TLS file, a certificate without its key',
+  E_LOCK_INVALID: 'the reboot lock semaphore in etcd is not a locksmith semaphore',
+  E_LOCK_HELD: 'the machine already holds the reboot lock',
+  E_LOCK_NOT_HELD: 'the machine does not hold the reboot lock',
+  E_LOCK_UNAVAILABLE: 'the reboot lock is at its maximum number of holders (retry later)',
+  E_LOCK_CONTENDED: 'too many concurrent writers of the semaphore: the compare-and-swap kept failing',
+  E_WINDOW_INVALID: 'the reboot window (LOCKSMITHD_REBOOT_WINDOW_START/_LENGTH) cannot be parsed',
+  E_DURATION_INVALID: 'a duration is not Go-style (15m, 1h30m, 90s, 0)',
+  E_NO_MACHINE_ID: '/etc/machine-id is missing, and the reboot lock needs the machine id',
+} as const satisfies Record<string, string>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;

@@ -44,6 +44,8 @@ export interface UpdateConf {
   board?: string | undefined;
   /** Which file set each key (for `basalt update status`). */
   sources: Record<string, string>;
+  /** Every KEY=VALUE of the config files, merged (first file wins per key), for settings read elsewhere (LOCKSMITHD_*). */
+  vars: Record<string, string>;
   warnings: string[];
 }
 
@@ -103,6 +105,7 @@ export function resolveConf(files: [string, string | undefined][], releaseFiles:
     version: rel['VERSION'] ?? rel['COREOS_RELEASE_VERSION'] ?? rel['VERSION_ID'],
     board: rel['BOARD'] ?? rel['COREOS_RELEASE_BOARD'],
     sources,
+    vars: vals,
     warnings,
   };
 }

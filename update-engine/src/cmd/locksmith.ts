@@ -3,30 +3,54 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CommandContext } from '../../../cli/types.js';
 import { parse } from '../../../cli/args.js';
+import { BasaltError } from '../../../common/src/errors.js';
 import { run as exec } from '../../../common/src/exec.js';
 import { loadConf } from '../config.js';
 import { DEFAULT_SOCKET, request } from '../control.js';
 import type { Status } from '../engine.js';
-import { EtcdKv, RebootLock, coordinateReboot, parseWindow, releaseOwnLock } from '../locksmith.js';
+import { EtcdKv, EtcdWaiting, RebootLock, coordinateReboot, locksmithSettings, releaseOwnLock, type CoordinatorDeps } from '../locksmith.js';
 
 export const help = `Usage: basalt locksmith [--root DIR] [--socket PATH] [--group NAME]
 
 Waits for update-engine to reach UPDATED_NEED_REBOOT, then reboots per REBOOT_STRATEGY
-(reboot, etcd-lock, off) from update.conf, inside LOCKSMITHD_REBOOT_WINDOW_START/_LENGTH
-when set, holding the etcd reboot lock (LOCKSMITHD_ENDPOINT) with etcd-lock. On start it
-releases the lock this machine holds. The reboot runs 'systemctl reboot'.
+(reboot, etcd-lock, off), inside the reboot window when one is set, holding the etcd
+reboot lock with etcd-lock. On start it releases the lock this machine holds (the unit
+runs after the health gate passed). The reboot runs 'systemctl reboot'.
+
+Settings come from the environment (the unit's drop-ins, as coreos-cloudinit writes
+from coreos.locksmith) over /etc/coreos/update.conf and /usr/share/coreos/update.conf:
+  REBOOT_STRATEGY
+  LOCKSMITHD_REBOOT_WINDOW_START, LOCKSMITHD_REBOOT_WINDOW_LENGTH
+      ('Thu 23:00' or '04:00', '1h30m'; REBOOT_WINDOW_START/_LENGTH also work)
+  LOCKSMITHD_ENDPOINT      comma-separated etcd URLs (default http://127.0.0.1:2379,http://127.0.0.1:4001)
+  LOCKSMITHD_GROUP         the lock's group (--group wins)
+  LOCKSMITHD_ETCD_CAFILE, LOCKSMITHD_ETCD_CERTFILE, LOCKSMITHD_ETCD_KEYFILE
+  LOCKSMITHD_ETCD_USERNAME, LOCKSMITHD_ETCD_PASSWORD
+While it waits for the window or the lock it registers under the lock's waiting/ key,
+for 'locksmithctl status'.
 `;
 
 export async function run(ctx: CommandContext): Promise<number> {
   const { values } = parse(ctx.args, { root: { type: 'string' }, socket: { type: 'string' }, group: { type: 'string' } }, 'locksmith');
   const root = values.root ?? '/';
   const conf = await loadConf(root);
-  const id = (await readFile(join(root, 'etc/machine-id'), 'utf8').catch(() => 'unknown')).trim();
-  const d = {
-    strategy: conf.rebootStrategy,
-    window: conf.rebootWindowStart && conf.rebootWindowLength ? parseWindow(conf.rebootWindowStart, conf.rebootWindowLength) : undefined,
-    lock: conf.rebootStrategy === 'etcd-lock' ? new RebootLock(new EtcdKv(conf.etcdEndpoints), values.group) : undefined,
-    id,
+  const s = locksmithSettings(process.env, conf.vars, { group: values.group });
+  for (const w of s.warnings) ctx.log.warn(w);
+  if (s.strategy === 'off') {
+    ctx.log.info('REBOOT_STRATEGY=off: locksmith exits');
+    return 0;
+  }
+  const id = (await readFile(join(root, 'etc/machine-id'), 'utf8').catch(() => '')).trim();
+  if (!id && s.strategy === 'etcd-lock') {
+    throw new BasaltError('E_NO_MACHINE_ID', `${join(root, 'etc/machine-id')} is missing or empty`, { hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' });
+  }
+  const kv = s.strategy === 'etcd-lock' ? new EtcdKv(s.endpoints, s.etcd) : undefined;
+  const d: CoordinatorDeps = {
+    strategy: s.strategy,
+    window: s.window,
+    lock: kv && new RebootLock(kv, s.group),
+    waiting: kv && new EtcdWaiting(kv, id, s.group),
+    id: id || 'unknown',
     now: () => new Date(),
     sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
     reboot: async () => {
@@ -35,10 +59,11 @@ export async function run(ctx: CommandContext): Promise<number> {
     },
     log: ctx.log,
   };
-  if (d.strategy === 'off') {
-    ctx.log.info('REBOOT_STRATEGY=off: locksmith exits');
-    return 0;
-  }
+  ctx.log.info(
+    `REBOOT_STRATEGY=${s.strategy}` +
+      (s.windowText ? `, reboot window ${s.windowText}` : '') +
+      (kv ? `, etcd ${s.endpoints.join(',')}${s.group ? `, group ${s.group}` : ''}` : ''),
+  );
   await releaseOwnLock(d);
   await request(values.socket ?? DEFAULT_SOCKET, 'watch', (o) => (o['status'] as Status).status !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT');
   await coordinateReboot(d);
