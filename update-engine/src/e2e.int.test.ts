@@ -142,7 +142,7 @@ describe('update path on an image file (acceptance)', () => {
     // Boot into B: the health gate marks it good and blesses the entry; the engine sees no rollback.
     const b = await engine(disk, { 'boot-id': 'boot-2' }, 'B');
     expect(b.e.state.status).toBe('UPDATE_STATUS_IDLE');
-    await markGood(disk, esp, 'B', { healthy: true, failed: [], states: [] });
+    await markGood(disk, esp, 'B', { healthy: true, failed: [], states: [], skipped: [] });
     expect(await cgpt(disk, '-S')).toBe('1');
     expect(await cgpt(disk, '-T')).toBe('0');
     expect(await esp.list('/loader/entries')).toEqual(['basalt-a.conf', 'basalt-b.conf']);
@@ -162,13 +162,13 @@ describe('update path on an image file (acceptance)', () => {
     // Running A with B installed but never booted: B was never good.
     await expect(rollback(disk, esp, 'A')).rejects.toMatchObject({ code: 'E_ROLLBACK_INVALID' });
     // B boots and is marked good; rolling back from B goes to A (good since the build).
-    await markGood(disk, esp, 'B', { healthy: true, failed: [], states: [] });
+    await markGood(disk, esp, 'B', { healthy: true, failed: [], states: [], skipped: [] });
     expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
     expect(await rollback(disk, esp, 'B')).toBe('A');
     expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
     expect(await esp.list('/loader/entries')).toEqual(['basalt-a.conf', 'basalt-b+0.conf']);
     // A failed health gate changes nothing.
-    await expect(markGood(disk, esp, 'A', { healthy: false, failed: ['etcd.service'], states: ['failed'] })).rejects.toThrow(/etcd.service not active/);
+    await expect(markGood(disk, esp, 'A', { healthy: false, failed: ['etcd.service'], states: ['failed'], skipped: [] })).rejects.toThrow(/etcd.service not active/);
   });
 
   it('detects a rollback after a failed boot of B, reports 3/0 errorcode 44, lowers B and does not retry v2', async () => {
@@ -210,7 +210,7 @@ describe('update path on an image file (acceptance)', () => {
     const { rollback } = await import('./health.js');
     const esp = new MtoolsEsp(disk, partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM')).offset);
     await engine(disk, { 'boot-id': 'b-boot' }, 'B');
-    await markGood(disk, esp, 'B', { healthy: true, failed: [], states: [] });
+    await markGood(disk, esp, 'B', { healthy: true, failed: [], states: [], skipped: [] });
     expect(await rollback(disk, esp, 'B')).toBe('A');
     const a = await engine(disk, { 'boot-id': 'a-again' }, 'A');
     expect(a.e.state.status).toBe('UPDATE_STATUS_IDLE');
