@@ -265,6 +265,39 @@ describe('locksmith with a real etcd', () => {
     expect(await value(w.key)).toBeUndefined();
   });
 
+  it('a machine waiting for the lock goes as soon as the holder releases it (a watch), not at its next backoff step', async () => {
+    const group = 'watch-release';
+    const holder = new RebootLock(kv, group);
+    await holder.lock('holder');
+    const waiter = new RebootLock(kv, group);
+    await expect(waiter.lock('waiter')).rejects.toMatchObject({ code: 'E_LOCK_UNAVAILABLE' });
+    const slept: number[] = [];
+    const t0 = Date.now();
+    const waited = waiter.waitForChange(60_000, async (ms) => {
+      slept.push(ms);
+    });
+    await holder.unlock('holder');
+    await waited;
+    // Back well before the 60 s deadline, without having slept.
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(slept).toEqual([]);
+    await waiter.lock('waiter');
+    // With nothing changing since it was last read, it returns at the deadline.
+    await waiter.get();
+    const t1 = Date.now();
+    await waiter.waitForChange(1500, async () => {});
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(1400);
+    // An endpoint that does not watch: the time is slept instead.
+    const dead = new RebootLock(new EtcdKv(['http://127.0.0.1:9/']), group);
+    const slept2: number[] = [];
+    await dead.waitForChange(1000, async (ms) => {
+      slept2.push(ms);
+    });
+    // Never read (no revision to watch from): it sleeps the time instead.
+    expect(slept2).toHaveLength(1);
+    expect(slept2[0]).toBeGreaterThan(900);
+  });
+
   it('10 engines with etcd-lock and max=1 never hold more than one lock at a time', async () => {
     const group = 'ten';
     let inReboot = 0;

@@ -553,6 +553,52 @@ export class EtcdKv {
     if (typeof r['ID'] !== 'string' && typeof r['ID'] !== 'number') throw new BasaltError('E_ETCD', `etcd v3/lease/grant: no lease ID in the reply`);
     return String(r['ID']);
   }
+  /**
+   * Waits until `key` changes at or after revision `fromRevision` (an etcd v3 watch through the
+   * JSON gateway's streaming /v3/watch), at most `timeoutMs`. 'changed' as soon as an event (or a
+   * compaction past `fromRevision`) arrives; 'timeout' at the deadline; 'failed' when no endpoint
+   * would watch (the caller then waits the time out). The stream is bounded in bytes as every reply.
+   */
+  async watch(key: string, fromRevision: number, timeoutMs: number): Promise<'changed' | 'timeout' | 'failed'> {
+    const body = JSON.stringify({ create_request: { key: b64(key), start_revision: String(fromRevision) } });
+    const ep = this.endpoints[this.preferred]!;
+    let url: URL;
+    try {
+      url = new URL('v3/watch', ep.endsWith('/') ? ep : ep + '/');
+    } catch {
+      return 'failed';
+    }
+    const secure = url.protocol === 'https:';
+    const tls = secure ? await this.tlsFiles() : {};
+    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    if (this.token) headers['authorization'] = this.token;
+    const limit = this.maxBytes;
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (r: 'changed' | 'timeout' | 'failed') => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        req.destroy();
+        resolve(r);
+      };
+      const timer = setTimeout(() => finish('timeout'), timeoutMs);
+      const req = (secure ? https : http).request(url, { method: 'POST', headers, ...tls }, (res) => {
+        if ((res.statusCode ?? 0) >= 300) return finish('failed');
+        let text = '';
+        res.on('data', (c: Buffer) => {
+          text += c.toString('utf8');
+          if (text.length > limit) return finish('failed');
+          // One JSON object per message: {"result":{"created":true,...}}, then {"result":{"events":[...]}}.
+          if (/"events"\s*:\s*\[\s*\{/.test(text) || /"compact_revision"\s*:\s*"?[1-9]/.test(text) || /"canceled"\s*:\s*true/.test(text)) finish('changed');
+        });
+        res.on('end', () => finish('failed'));
+        res.on('error', () => finish('failed'));
+      });
+      req.on('error', () => finish('failed'));
+      req.end(body);
+    });
+  }
   /** Refreshes a lease; its remaining TTL in seconds, 0 when it is gone. */
   async leaseKeepAlive(id: string): Promise<number> {
     const r = await this.post('v3/lease/keepalive', { ID: id });
@@ -597,11 +643,16 @@ export class RebootLock {
   ) {
     this.key = semaphoreKey(group);
   }
+  /** The mod_revision of the semaphore as last read. */
+  private lastRev: string | undefined;
   /** Reads the semaphore, creating it ({semaphore:1,max:1,holders:null}) when absent. */
   async get(): Promise<{ sem: Semaphore; rev: string }> {
     for (;;) {
       const v = await this.kv.get(this.key);
-      if (v) return { sem: decodeSemaphore(v.value, this.key), rev: v.modRevision };
+      if (v) {
+        this.lastRev = v.modRevision;
+        return { sem: decodeSemaphore(v.value, this.key), rev: v.modRevision };
+      }
       await this.kv.cas(this.key, encodeSemaphore({ semaphore: 1, max: 1, holders: null }), '0');
     }
   }
@@ -612,6 +663,16 @@ export class RebootLock {
       if (await this.kv.cas(this.key, encodeSemaphore(next), rev)) return result;
     }
     throw new BasaltError('E_LOCK_CONTENDED', `${this.key}: too much contention`, { hint: 'try again' });
+  }
+  /**
+   * Waits (at most `ms`) for the semaphore to change after it was last read, so a machine
+   * waiting for the lock retries as soon as a holder releases it rather than at its next
+   * backoff step; sleeps the time out when etcd would not watch.
+   */
+  async waitForChange(ms: number, sleep: (ms: number) => Promise<void>): Promise<void> {
+    const t0 = Date.now();
+    const r = this.lastRev === undefined ? 'failed' : await this.kv.watch(this.key, Number(this.lastRev) + 1, ms);
+    if (r === 'failed') await sleep(Math.max(0, ms - (Date.now() - t0)));
   }
   lock(id: string, now: Date = new Date()): Promise<LockResult> {
     return this.update((s) => {
@@ -792,6 +853,8 @@ export interface CoordinatorDeps {
   id: string;
   now(): Date;
   sleep(ms: number): Promise<void>;
+  /** Waits at most `ms` for the reboot lock to change (a release); default: sleep(ms). */
+  waitForLock?(ms: number): Promise<void>;
   reboot(): Promise<void>;
   log: { info(m: string): void; warn(m: string): void };
 }
@@ -880,8 +943,8 @@ export async function coordinateReboot(d: CoordinatorDeps): Promise<'rebooted' |
           const full = e instanceof BasaltError && e.code === 'E_LOCK_UNAVAILABLE';
           await waiting(full ? REASON_FULL : `cannot take the lock: ${(e as Error).message}`);
           const wait = lockBackoff(Math.min(attempt++, 6));
-          d.log.warn(`cannot take the reboot lock (${(e as Error).message}); retrying in ${wait / 1000} s`);
-          await d.sleep(wait);
+          d.log.warn(`cannot take the reboot lock (${(e as Error).message}); retrying in ${wait / 1000} s${full && d.waitForLock ? ' or when it is released' : ''}`);
+          await (full && d.waitForLock ? d.waitForLock(wait) : d.sleep(wait));
           continue;
         }
       }

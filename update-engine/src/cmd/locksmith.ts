@@ -45,14 +45,18 @@ export async function run(ctx: CommandContext): Promise<number> {
     throw new BasaltError('E_NO_MACHINE_ID', `${join(root, 'etc/machine-id')} is missing or empty`, { hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' });
   }
   const kv = s.strategy === 'etcd-lock' ? new EtcdKv(s.endpoints, s.etcd) : undefined;
+  const lock = kv && new RebootLock(kv, s.group);
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
   const d: CoordinatorDeps = {
     strategy: s.strategy,
     window: s.window,
-    lock: kv && new RebootLock(kv, s.group),
+    lock,
+    // A waiting machine goes as soon as a holder releases the lock, not at its next backoff step.
+    ...(lock ? { waitForLock: (ms: number) => lock.waitForChange(ms, sleep) } : {}),
     waiting: kv && new EtcdWaiting(kv, id, s.group),
     id: id || 'unknown',
     now: () => new Date(),
-    sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
+    sleep,
     reboot: async () => {
       ctx.log.info('rebooting for the installed update');
       await exec('systemctl', ['reboot']);
