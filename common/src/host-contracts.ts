@@ -22,12 +22,3 @@ export const CONFIGURED_SERVICES = ['etcd.service', 'docker.service', 'container
 
 /** The units that apply a cloud-config at boot, one per datasource. */
 export const CLOUDINIT_UNITS = ['basalt-cloudinit-configdrive.service', 'basalt-cloudinit-cmdline.service'];
-
-/** The target whose RequiredBy= units are the boot's checks (systemd's boot counting blesses after it). */
-export const BOOT_COMPLETE = 'boot-complete.target';
-
-/**
- * Written (slot letter) by `basalt update health --mark-good` once it marked the booted slot good;
- * basalt-ready (builder/files/usr/lib/basalt/libexec/basalt-ready) then does not mark it again.
- */
-export const MARKED_GOOD_FILE = '/run/basalt/marked-good';

@@ -20,36 +20,21 @@ export interface GateResult {
   skipped: string[];
 }
 
-/** The facts `systemctl show` gives about a unit that decide whether it is up and whether this machine means to run it. */
+/** The facts `systemctl show` gives about a unit that decide whether this machine means to run it. */
 export const UNIT_FACTS = ['ActiveState', 'InactiveExitTimestampMonotonic', 'WantedBy', 'RequiredBy', 'TriggeredBy'] as const;
 
-/** `systemctl show` output for several units: one map per unit, in the order they were named. Pure. */
-export function parseShowBlocks(text: string): Map<string, string>[] {
-  const out: Map<string, string>[] = [];
-  let cur: Map<string, string> | undefined;
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') {
-      cur = undefined;
-      continue;
-    }
-    const i = line.indexOf('=');
-    if (i <= 0) continue;
-    if (!cur) out.push((cur = new Map()));
-    cur.set(line.slice(0, i), line.slice(i + 1).trim());
-  }
-  return out;
-}
-
-const asMap = (show: string | Map<string, string>) => (typeof show === 'string' ? (parseShowBlocks(show)[0] ?? new Map<string, string>()) : show);
-
 /**
- * Whether the machine is meant to run a unit, from its UNIT_FACTS. Pure.
+ * Whether the machine is meant to run a unit, from `systemctl show -p …` output (UNIT_FACTS). Pure.
  * Yes when it was started this boot (whatever became of it), or when something pulls it in: a
  * target's wants/requires (it is enabled) or a socket or timer that triggers it. `ignore` names
  * units whose own pull does not count (the gate itself wants what it checks).
  */
-export function meantToRun(show: string | Map<string, string>, ignore: string[] = []): boolean {
-  const f = asMap(show);
+export function meantToRun(show: string, ignore: string[] = []): boolean {
+  const f = new Map<string, string>();
+  for (const line of show.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) f.set(line.slice(0, i), line.slice(i + 1).trim());
+  }
   const state = f.get('ActiveState') ?? 'inactive';
   if (state !== 'inactive') return true;
   if (Number(f.get('InactiveExitTimestampMonotonic') ?? '0') > 0) return true;
@@ -61,48 +46,30 @@ export function meantToRun(show: string | Map<string, string>, ignore: string[] 
 export const GATE_UNIT = 'basalt-health.service';
 
 /**
- * The gate's verdict from one `systemctl show` of every unit (`show` holds their blocks in the
- * order of `units`, the union of `required` and `configured`). Every unit of `required` must be
- * active, and every unit of `configured` (HEALTH_UNITS) that this machine is meant to run; the
- * others are skipped. Pure.
+ * The health gate: every unit of `required` must be active, and every unit of `configured`
+ * (HEALTH_UNITS) that this machine is meant to run; the others are reported as skipped. One
+ * `systemctl is-active` per unit (with several it succeeds when any one is active).
  */
-export function judgeGate(required: string[], configured: string[], show: string): GateResult {
-  const units = [...new Set([...required, ...configured])];
-  const blocks = parseShowBlocks(show);
+export async function healthGate(required: string[], configured: string[] = []): Promise<GateResult> {
   const failed: string[] = [];
   const states: string[] = [];
   const skipped: string[] = [];
-  units.forEach((u, i) => {
-    const f = blocks.length === units.length ? blocks[i]! : new Map<string, string>();
-    if (!required.includes(u) && f.size > 0 && !meantToRun(f, [GATE_UNIT])) {
-      skipped.push(u);
-      return;
-    }
-    const state = f.get('ActiveState') ?? 'unknown';
-    if (state !== 'active') {
-      failed.push(u);
-      states.push(state);
-    }
-  });
-  return { healthy: failed.length === 0, failed, states, skipped };
-}
-
-/**
- * The health gate: every unit of `required` must be active, and every unit of `configured`
- * (HEALTH_UNITS) that this machine is meant to run. One `systemctl show` for all of them (a
- * boot under emulation pays for every process it starts).
- */
-export async function healthGate(required: string[], configured: string[] = []): Promise<GateResult> {
   const units = [...new Set([...required, ...configured])];
-  if (units.length === 0) return { healthy: true, failed: [], states: [], skipped: [] };
-  const r = await run('systemctl', ['show', ...UNIT_FACTS.flatMap((p) => ['-p', p]), '--', ...units], { reject: false });
-  return judgeGate(required, configured, r.exitCode === 0 ? r.stdout : '');
-}
-
-/** Units besides the gate that boot-complete.target requires (checks an operator added), from its `systemctl show -p Requires`. Pure. */
-export function otherBootChecks(show: string): string[] {
-  const req = parseShowBlocks(show)[0]?.get('Requires') ?? '';
-  return req.split(/\s+/).filter((u) => u && u !== GATE_UNIT);
+  for (const u of units) {
+    if (!required.includes(u)) {
+      const show = await run('systemctl', ['show', ...UNIT_FACTS.flatMap((p) => ['-p', p]), u], { reject: false });
+      if (show.exitCode === 0 && !meantToRun(show.stdout, [GATE_UNIT])) {
+        skipped.push(u);
+        continue;
+      }
+    }
+    const r = await run('systemctl', ['is-active', u], { reject: false });
+    if (r.exitCode !== 0) {
+      failed.push(u);
+      states.push(r.stdout.trim() || 'unknown');
+    }
+  }
+  return { healthy: failed.length === 0, failed, states, skipped };
 }
 
 /** Marks the booted slot good and blesses its entry. Throws E_HEALTH_GATE when a check failed (nothing is changed then). */

@@ -13,8 +13,7 @@ import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } f
 import type { Engine, Status } from '../engine.js';
 import { entriesOf } from '../esp.js';
 import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../control.js';
-import { healthGate, markGood, otherBootChecks, rollback } from '../health.js';
-import { BOOT_COMPLETE, MARKED_GOOD_FILE } from '../../../common/src/host-contracts.js';
+import { healthGate, markGood, rollback } from '../health.js';
 import { gptChoice, loaderChoice, PARTLABEL } from '../slots.js';
 
 export const help = `Usage: basalt update status|check|apply|health|rollback|mark-good|reset|unblock [--json] [options]
@@ -24,9 +23,7 @@ export const help = `Usage: basalt update status|check|apply|health|rollback|mar
   apply      check, download, verify and install into the inactive slot; waits for the result
   health     the boot's health gate (basalt-health.service, before boot-complete.target):
              exit 1 unless every unit of HEALTH_UNITS that this machine is meant to run
-             (enabled, socket-triggered or started this boot) is active, and every --unit U;
-             with --mark-good (at boot) it then marks the slot good too, when nothing but
-             the gate is required by boot-complete.target
+             (enabled, socket-triggered or started this boot) is active, and every --unit U
   mark-good  health gate: when those units are active, mark the booted slot
              good (GPT successful=1, tries=0, prioritized) and bless its boot entry
   rollback   boot the other slot next time, when it booted successfully before
@@ -39,7 +36,7 @@ Options:
   --no-units      skip unit checks (image files)
 ${envFlagHelp}`;
 
-const spec = { ...envFlagSpec, socket: { type: 'string' }, unit: { type: 'string', multiple: true }, 'no-units': { type: 'boolean' }, 'mark-good': { type: 'boolean' } } as const;
+const spec = { ...envFlagSpec, socket: { type: 'string' }, unit: { type: 'string', multiple: true }, 'no-units': { type: 'boolean' } } as const;
 
 async function slotReport(disk: string, esp: Awaited<ReturnType<typeof buildEnv>>['env']['esp']) {
   const gpt = await readGpt(disk);
@@ -49,30 +46,6 @@ async function slotReport(disk: string, esp: Awaited<ReturnType<typeof buildEnv>
 }
 
 const isRoot = () => process.getuid?.() === 0;
-
-/**
- * `health --mark-good` at boot (one process for the gate and the mark, where the boot pays
- * for every process it starts): when this is an A/B boot and boot-complete.target requires
- * nothing but the gate, the slot is marked good and its entry blessed right away, and
- * MARKED_GOOD_FILE tells basalt-ready it is done. Otherwise basalt-ready marks it after
- * boot-complete.target, as before. Returns what it did ('' = left to basalt-ready).
- */
-async function markGoodAtBoot(flags: EnvFlags, ctx: CommandContext, gate: Awaited<ReturnType<typeof healthGate>>): Promise<string> {
-  const { readFile, writeFile, rename, mkdir } = await import('node:fs/promises');
-  const { dirname } = await import('node:path');
-  const cmdline = await readFile('/proc/cmdline', 'utf8').catch(() => '');
-  if (!/\bbasalt\.slot=[AB]\b/i.test(cmdline)) return '';
-  const { run: exec } = await import('../../../common/src/exec.js');
-  const req = await exec('systemctl', ['show', '-p', 'Requires', BOOT_COMPLETE], { reject: false });
-  const others = req.exitCode === 0 ? otherBootChecks(req.stdout) : ['?'];
-  if (others.length > 0) return '';
-  const { env } = await buildEnv(flags, ctx.log, () => {});
-  const r = await markGood(env.disk, env.esp, env.booted, gate);
-  await mkdir(dirname(MARKED_GOOD_FILE), { recursive: true });
-  await writeFile(`${MARKED_GOOD_FILE}.tmp`, `${env.booted}\n`);
-  await rename(`${MARKED_GOOD_FILE}.tmp`, MARKED_GOOD_FILE);
-  return `${PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}`;
-}
 
 /** The engine (got, openpgp and the payload code) is loaded only by the subcommands that run it. */
 async function newEngine(env: ConstructorParameters<typeof Engine>[0]): Promise<Engine> {
@@ -152,9 +125,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
         });
       }
       const skipped = gate.skipped.length ? ` (not meant to run here: ${gate.skipped.join(', ')})` : '';
-      let marked = '';
-      if (values['mark-good']) marked = await markGoodAtBoot(values as EnvFlags, ctx, gate);
-      print({ healthy: true, units, skipped: gate.skipped, ...(marked ? { marked } : {}) }, `healthy: ${units.length ? units.join(', ') + ' active' : 'no units to check'}${skipped}${marked ? `; ${marked}` : ''}\n`);
+      print({ healthy: true, units, skipped: gate.skipped }, `healthy: ${units.length ? units.join(', ') + ' active' : 'no units to check'}${skipped}\n`);
       return 0;
     }
     case 'mark-good': {
@@ -166,7 +137,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       }
       const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, () => {});
       // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
-      const required = values['no-units'] ? [] : [...(local ? [] : [BOOT_COMPLETE]), ...(values.unit ?? [])];
+      const required = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...(values.unit ?? [])];
       const gate = await healthGate(required, values['no-units'] ? [] : conf.healthUnits);
       const r = await markGood(env.disk, env.esp, env.booted, gate);
       const units = [...new Set([...required, ...(values['no-units'] ? [] : conf.healthUnits)])].filter((u) => !gate.skipped.includes(u));
