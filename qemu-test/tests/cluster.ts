@@ -118,7 +118,8 @@ export async function makeNode(work: string, outDir: string, m: Manifest, name: 
 export async function etcdctl(endpoints: string[], args: string[], timeoutMs = 60_000): Promise<string> {
   const r = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=20s', '--dial-timeout=10s', ...args], { reject: false, timeoutMs, env: { ...process.env, ETCDCTL_API: '3' } });
   if (r.exitCode !== 0) throw new Error(`etcdctl ${args.join(' ')} failed (${r.exitCode}): ${r.stderr.trim()} ${r.stdout.trim()}`);
-  return r.stdout;
+  // `endpoint health` reports on stderr.
+  return args[0] === 'endpoint' ? `${r.stdout}${r.stderr}` : r.stdout;
 }
 
 export const hostClient = (n: ClusterNode) => `http://127.0.0.1:${n.ports.client}`;
