@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 import { makeConfigDrive } from '../src/configdrive.js';
 import { Vm } from '../src/vm.js';
-import { freePort, Ssh } from './fleet.js';
+import { freePort, Ssh, TEST_SCHEDULE_UNIT } from './fleet.js';
 import { copyDisk, type Manifest } from './image.js';
 
 /** The host as the guests see it (QEMU user networking). */
@@ -85,16 +85,7 @@ export function memberCloudConfig(c: MemberConfig): string {
   l.push('  units:');
   if (!c.worker) l.push('    - name: etcd2.service', '      command: start');
   // The test decides when to check for updates; the daemon's own schedule is pushed out.
-  l.push(
-    '    - name: update-engine.service',
-    '      drop_ins:',
-    '        - name: 50-test-schedule.conf',
-    '          content: |',
-    '            [Service]',
-    '            ExecStart=',
-    '            ExecStart=/usr/bin/basalt update-engine --first-check 6h',
-    '',
-  );
+  l.push(...TEST_SCHEDULE_UNIT, '');
   return l.join('\n');
 }
 

@@ -55,6 +55,20 @@ export async function releaseKeys(cacheDir: string): Promise<{ key: string; pub:
   return { key, pub };
 }
 
+/**
+ * cloud-config lines (an entry of `coreos.units`) that push the update-engine's own first check
+ * out by 6 h, so the test decides when machines check (update_engine_client -check_for_update).
+ */
+export const TEST_SCHEDULE_UNIT: readonly string[] = [
+  '    - name: update-engine.service',
+  '      drop_ins:',
+  '        - name: 50-test-schedule.conf',
+  '          content: |',
+  '            [Service]',
+  '            ExecStart=',
+  '            ExecStart=/usr/bin/basalt update-engine --first-check 6h',
+];
+
 export interface OmahaEvent {
   kind: string;
   machineId?: string;

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeConfigDrive } from '../src/configdrive.js';
 import { Vm } from '../src/vm.js';
-import { freePort, hashRange, release, releaseKeys, Ssh, UpdateServer, variantProfile } from './fleet.js';
+import { freePort, hashRange, release, releaseKeys, Ssh, TEST_SCHEDULE_UNIT, UpdateServer, variantProfile } from './fleet.js';
 import { entryFileName } from '../../common/src/boot.js';
 import { buildImage, copyDisk, haveQemu, isRoot, keepLogsIfFailed, parseStatus, part, partitions, type Manifest } from './image.js';
 
@@ -168,13 +168,7 @@ function cloudConfig(): string {
     '        ExecStart=/bin/sh -c "echo hello > /run/hello"',
     // The test decides when to check for updates (update_engine_client -check_for_update);
     // the daemon's own schedule is pushed out so that it cannot race the scenarios.
-    '    - name: update-engine.service',
-    '      drop_ins:',
-    '        - name: 50-test-schedule.conf',
-    '          content: |',
-    '            [Service]',
-    '            ExecStart=',
-    '            ExecStart=/usr/bin/basalt update-engine --first-check 6h',
+    ...TEST_SCHEDULE_UNIT,
     '',
   ].join('\n');
 }
