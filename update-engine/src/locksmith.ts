@@ -519,7 +519,7 @@ export class EtcdKv {
         failures.push(`${ep}: ${e.message}`);
       }
     }
-    throw new BasaltError('E_ETCD', `etcd ${path} failed: ${failures.join('; ')}`, { hint: 'check LOCKSMITHD_ENDPOINT / -endpoint and that etcd is running and reachable' });
+    throw new BasaltError('E_ETCD', `etcd ${path} failed: ${failures.join('; ')}`, { hint: 'check LOCKSMITHD_ENDPOINT / -endpoint and that etcd is running and reachable (a machine runs etcd only when its cloud-config starts etcd2.service)' });
   }
 
   async range(key: string, rangeEnd?: Buffer, limit?: number): Promise<{ key: string; value: string; modRevision: string }[]> {
