@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../common/src/errors.js';
-import type { CommandEntry, ProgramModule } from './types.js';
+import type { CommandEntry, ProgramModule } from '../common/src/cli/types.js';
 
 export const commands: CommandEntry[] = [
   {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { availableCommands, commands, isAvailable, moduleExists, notAvailable, programs } from './commands.js';
 import { main, type MainOptions } from './main.js';
-import type { CommandContext, CommandEntry, CommandModule } from './types.js';
+import type { CommandContext, CommandEntry, CommandModule } from '../common/src/cli/types.js';
 
 interface Run {
   code: number;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { BasaltError, UsageError, isBasaltError } from '../common/src/errors.js';
 import { createLogger } from '../common/src/log.js';
 import { availableCommands, commands, isAvailable, notAvailable, programs } from './commands.js';
-import type { CommandContext, CommandEntry } from './types.js';
+import type { CommandContext, CommandEntry } from '../common/src/cli/types.js';
 
 function version(): string {
   try {

@@ -1,6 +1,6 @@
 /** `basalt build`: profile in, bootable A/B disk images and a manifest out. */
-import { parse } from '../../cli/args.js';
-import type { CommandContext } from '../../cli/types.js';
+import { parse } from '../../common/src/cli/args.js';
+import type { CommandContext } from '../../common/src/cli/types.js';
 import { UsageError } from '../../common/src/errors.js';
 import { defaultProfilePath } from '../../configs/src/profile.js';
 import { defaultCacheDir, repoRootDir } from './context.js';

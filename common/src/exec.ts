@@ -7,7 +7,7 @@
  * e.g. BASALT_TOOL_SGDISK=/opt/bin/sgdisk, so tests can put stubs in place.
  */
 import { execa, type Options as ExecaOptions } from 'execa';
-import { BasaltError } from './errors.js';
+import { BasaltError, COMMON_ERRORS } from './errors.js';
 
 export interface RunOptions {
   cwd?: string;
@@ -67,7 +67,7 @@ export async function run(name: string, args: readonly string[], opts: RunOption
   const r = await execa(file, [...args], eo);
   const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled);
   if (failedToStart) {
-    throw new BasaltError('E_TOOL_MISSING', `cannot run ${file}: not installed or not on PATH`, {
+    throw new BasaltError(COMMON_ERRORS.E_TOOL_MISSING, `cannot run ${file}: not installed or not on PATH`, {
       hint: `install the package that provides ${name} (see .ci/run for the host tools Basalt needs)`,
       details: { argv },
     });
@@ -79,14 +79,14 @@ export async function run(name: string, args: readonly string[], opts: RunOption
   const result: RunResult = { argv, exitCode: r.exitCode ?? -1, stdout, stderr };
   if (stdoutRaw instanceof Uint8Array) result.stdoutBuffer = stdoutRaw;
   if (r.timedOut) {
-    throw new BasaltError('E_TOOL_TIMEOUT', `${quoteArgv(argv)} timed out after ${opts.timeoutMs} ms`, { details: { argv } });
+    throw new BasaltError(COMMON_ERRORS.E_TOOL_TIMEOUT, `${quoteArgv(argv)} timed out after ${opts.timeoutMs} ms`, { details: { argv } });
   }
   if (r.isCanceled) {
-    throw new BasaltError('E_TOOL_CANCELED', `${quoteArgv(argv)} was canceled`, { details: { argv } });
+    throw new BasaltError(COMMON_ERRORS.E_TOOL_CANCELED, `${quoteArgv(argv)} was canceled`, { details: { argv } });
   }
   if (result.exitCode !== 0 && opts.reject !== false) {
     const why = r.signal ? `killed by ${r.signal}` : `exit code ${result.exitCode}`;
-    throw new BasaltError('E_TOOL_FAILED', `${quoteArgv(argv)} failed (${why})${stderr.trim() ? ': ' + tail(stderr, 1) : ''}`, {
+    throw new BasaltError(COMMON_ERRORS.E_TOOL_FAILED, `${quoteArgv(argv)} failed (${why})${stderr.trim() ? ': ' + tail(stderr, 1) : ''}`, {
       details: { argv, exitCode: result.exitCode, stderr: tail(stderr, 40) },
     });
   }
@@ -146,7 +146,7 @@ export function spawnTool(name: string, args: readonly string[], opts: { cwd?: s
   });
   const exited = child.then((r) => {
     if ((r as { code?: string }).code === 'ENOENT') {
-      throw new BasaltError('E_TOOL_MISSING', `cannot run ${file}: not installed or not on PATH`, { hint: `install the package that provides ${name}`, details: { argv } });
+      throw new BasaltError(COMMON_ERRORS.E_TOOL_MISSING, `cannot run ${file}: not installed or not on PATH`, { hint: `install the package that provides ${name}`, details: { argv } });
     }
     return { exitCode: r.exitCode ?? -1, signal: r.signal ?? undefined };
   });

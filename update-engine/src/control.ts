@@ -13,7 +13,7 @@ import { createServer, createConnection, type Server, type Socket } from 'node:n
 import { rm, mkdir, chmod, chown, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BasaltError, isBasaltError } from '../../common/src/errors.js';
-import { UPDATE_GROUP, UPDATE_SOCKET } from '../../common/src/host-contracts.js';
+import { UPDATE_GROUP, UPDATE_SOCKET } from '../../common/src/contracts.js';
 import type { Engine, Status } from './engine.js';
 
 export const DEFAULT_SOCKET = UPDATE_SOCKET;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLOUDINIT_UNITS, CONFIGURED_SERVICES } from '../../../common/src/host-contracts.js';
+import { CLOUDINIT_UNITS, CONFIGURED_SERVICES } from '../../../common/src/contracts.js';
 import { projectRoot } from '../../../common/src/paths.js';
 import { DEMAND_STARTED, ENABLED_UNITS, UNIT_ALIASES, UPDATE_ENGINE_UNITS } from './customize.js';
 

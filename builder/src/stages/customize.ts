@@ -14,7 +14,7 @@ import { readdir, mkdir, readFile, rm, symlink, writeFile, rename, chmod } from 
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
-import { UPDATE_GROUP } from '../../../common/src/host-contracts.js';
+import { UPDATE_GROUP } from '../../../common/src/contracts.js';
 import { sha256, type BuildContext, type Stage, type StageResult } from '../context.js';
 import { copyTree, exists, removeIfExists, sha256File } from '../fsutil.js';
 

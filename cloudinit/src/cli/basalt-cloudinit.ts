@@ -4,8 +4,8 @@
  * --strict extras), and apply into a directory tree or / with a dry run.
  */
 import { readFile } from 'node:fs/promises';
-import type { CommandContext } from '../../../cli/types.js';
-import { parse } from '../../../cli/args.js';
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse } from '../../../common/src/cli/args.js';
 import { UsageError, fsError } from '../../../common/src/errors.js';
 import { configDrive, ec2Metadata, localFile, openstackMetadata, procCmdline, urlSource, type Datasource } from '../datasource/index.js';
 import { decompressIfGzip, formatEntry, validateUserData, type Entry } from '../validate/validate.js';

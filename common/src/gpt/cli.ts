@@ -1,6 +1,6 @@
 /** `basalt disk`: create, inspect and edit GPT disks and A/B slot attributes. */
-import { parse, intOpt, parseSize } from '../../../cli/args.js';
-import type { CommandContext } from '../../../cli/types.js';
+import { parse, intOpt, parseSize } from '../cli/args.js';
+import type { CommandContext } from '../cli/types.js';
 import { BasaltError, UsageError } from '../errors.js';
 import { formatBytes } from '../size.js';
 import { createDisk, growPartition, readGpt, repairGpt, writeGpt } from './io.js';

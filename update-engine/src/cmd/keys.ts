@@ -1,7 +1,7 @@
 /** `basalt keys generate|export`: OpenPGP release keys. */
 import { join } from 'node:path';
-import type { CommandContext } from '../../../cli/types.js';
-import { parse } from '../../../cli/args.js';
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse } from '../../../common/src/cli/args.js';
 import { UsageError, BasaltError } from '../../../common/src/errors.js';
 import { exportPublic, generateKey } from '../pgp.js';
 import { writeFileAtomic } from '../util.js';

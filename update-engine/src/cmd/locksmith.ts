@@ -1,8 +1,8 @@
 /** `basalt locksmith`: locksmithd. Reboots after an update per REBOOT_STRATEGY, window and etcd lock. */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CommandContext } from '../../../cli/types.js';
-import { parse } from '../../../cli/args.js';
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse } from '../../../common/src/cli/args.js';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run as exec } from '../../../common/src/exec.js';
 import { loadConf } from '../config.js';

@@ -1,6 +1,6 @@
 /** `basalt release`: publish a USR image as a signed payload into a static repository. */
-import type { CommandContext } from '../../../cli/types.js';
-import { parse, intOpt, parseSize } from '../../../cli/args.js';
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse, intOpt, parseSize } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
 import { readPrivateKeyFile } from '../pgp.js';
 import { promote, refreshChannel, release } from '../repo.js';

@@ -1,7 +1,7 @@
 /** `basalt serve`: Omaha v3 update server over a release repository. */
 import { join, resolve } from 'node:path';
-import type { CommandContext } from '../../../cli/types.js';
-import { parse, parseSize } from '../../../cli/args.js';
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse, parseSize } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
 import { loadKeyring } from '../pgp.js';
 import { defaultAppIds, startServer } from '../server.js';

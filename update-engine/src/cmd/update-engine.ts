@@ -1,6 +1,6 @@
 /** `basalt update-engine`: the daemon (started by update-engine.service). */
-import type { CommandContext } from '../../../cli/types.js';
-import { parse } from '../../../cli/args.js';
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse } from '../../../common/src/cli/args.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
 import { Engine } from '../engine.js';
 import { DEFAULT_SOCKET, activatedSockets, serveControl, statusSocketFor, updateGroupId } from '../control.js';

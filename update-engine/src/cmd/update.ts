@@ -4,8 +4,8 @@
  * image file in-process; otherwise it talks to the daemon's socket (status,
  * check, apply) or acts on the host (mark-good, rollback).
  */
-import type { CommandContext } from '../../../cli/types.js';
-import { parse } from '../../../cli/args.js';
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse } from '../../../common/src/cli/args.js';
 import { UsageError, BasaltError } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
 import { loadConf } from '../config.js';

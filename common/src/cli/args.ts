@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BasaltError, UsageError } from '../common/src/errors.js';
-import { parseBytes } from '../common/src/size.js';
+import { BasaltError, COMMON_ERRORS, UsageError } from '../errors.js';
+import { parseBytes } from '../size.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -18,9 +18,9 @@ export function parse<O extends Options>(args: string[], options: O, cmd: string
 export function intOpt(value: string | undefined, name: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
   const flag = name.length === 1 ? `-${name}` : `--${name}`;
-  if (!/^-?\d+$/.test(value)) throw new BasaltError('E_INVALID_VALUE', `${flag}: '${value}' is not an integer`, { hint: `give an integer from ${min} to ${max}` });
+  if (!/^-?\d+$/.test(value)) throw new BasaltError(COMMON_ERRORS.E_INVALID_VALUE, `${flag}: '${value}' is not an integer`, { hint: `give an integer from ${min} to ${max}` });
   const n = Number(value);
-  if (n < min || n > max) throw new BasaltError('E_INVALID_VALUE', `${flag}: ${n} is out of range`, { hint: `give an integer from ${min} to ${max}` });
+  if (n < min || n > max) throw new BasaltError(COMMON_ERRORS.E_INVALID_VALUE, `${flag}: ${n} is out of range`, { hint: `give an integer from ${min} to ${max}` });
   return n;
 }
 

@@ -1,4 +1,4 @@
-import type { Logger } from '../common/src/log.js';
+import type { Logger } from '../log.js';
 
 /** What every command receives. Commands write data to `out`, never to process.stdout directly. */
 export interface CommandContext {
