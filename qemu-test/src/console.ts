@@ -4,6 +4,7 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { BasaltError } from '../../common/src/errors.js';
+import { QEMU_ERRORS } from './errors.js';
 
 export interface WaitOptions {
   timeoutMs: number;
@@ -79,7 +80,7 @@ export class SerialConsole {
         what,
         timer: setTimeout(() => {
           this.waiters.delete(w);
-          reject(new BasaltError('E_VM_TIMEOUT', `timed out after ${Math.round(opts.timeoutMs / 1000)} s waiting for ${what} on the serial console (log: ${this.logPath})\n--- last console lines ---\n${this.tail()}`));
+          reject(new BasaltError(QEMU_ERRORS.E_VM_TIMEOUT, `timed out after ${Math.round(opts.timeoutMs / 1000)} s waiting for ${what} on the serial console (log: ${this.logPath})\n--- last console lines ---\n${this.tail()}`));
         }, opts.timeoutMs),
       };
       this.waiters.add(w);
@@ -91,7 +92,7 @@ export class SerialConsole {
   private fail(w: Waiter, reason: string): void {
     clearTimeout(w.timer);
     this.waiters.delete(w);
-    w.reject(new BasaltError('E_VM_STOPPED', `${reason} while waiting for ${w.what} (log: ${this.logPath})\n--- last console lines ---\n${this.tail()}`));
+    w.reject(new BasaltError(QEMU_ERRORS.E_VM_STOPPED, `${reason} while waiting for ${w.what} (log: ${this.logPath})\n--- last console lines ---\n${this.tail()}`));
   }
 
   /** The VM stopped: pending waits fail at once instead of at their deadline. */

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { BasaltError } from '../../common/src/errors.js';
+import { QEMU_ERRORS } from './errors.js';
 
 export interface QmpEvent {
   event: string;
@@ -58,13 +59,13 @@ export class Qmp extends EventEmitter {
           const p = this.pending.get(String(msg['id']));
           if (!p) continue;
           this.pending.delete(String(msg['id']));
-          if ('error' in msg) p.reject(new BasaltError('E_QMP', `QMP error: ${JSON.stringify(msg['error'])}`));
+          if ('error' in msg) p.reject(new BasaltError(QEMU_ERRORS.E_QMP, `QMP error: ${JSON.stringify(msg['error'])}`));
           else p.resolve(msg['return']);
         }
       }
     });
     s.on('close', () => {
-      for (const p of this.pending.values()) p.reject(new BasaltError('E_QMP', 'QMP connection closed (QEMU exited)'));
+      for (const p of this.pending.values()) p.reject(new BasaltError(QEMU_ERRORS.E_QMP, 'QMP connection closed (QEMU exited)'));
       this.pending.clear();
       this.emit('close');
     });
@@ -73,7 +74,7 @@ export class Qmp extends EventEmitter {
 
   private send<T>(command: string, args?: Record<string, unknown>): Promise<T> {
     const sock = this.sock;
-    if (!sock || sock.destroyed) return Promise.reject(new BasaltError('E_QMP', 'QMP is not connected'));
+    if (!sock || sock.destroyed) return Promise.reject(new BasaltError(QEMU_ERRORS.E_QMP, 'QMP is not connected'));
     const id = String(this.nextId++);
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -83,17 +84,17 @@ export class Qmp extends EventEmitter {
 
   /** Runs a QMP command once QEMU is connected. */
   async execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
-    if (!this.ready) throw new BasaltError('E_QMP', 'QMP is not listening');
+    if (!this.ready) throw new BasaltError(QEMU_ERRORS.E_QMP, 'QMP is not listening');
     await this.ready;
     return this.send<T>(command, args);
   }
 
   /** Waits for QEMU to connect, or rejects at the deadline. */
   async whenReady(timeoutMs: number): Promise<void> {
-    if (!this.ready) throw new BasaltError('E_QMP', 'QMP is not listening');
+    if (!this.ready) throw new BasaltError(QEMU_ERRORS.E_QMP, 'QMP is not listening');
     let t: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([this.ready, new Promise((_, rej) => (t = setTimeout(() => rej(new BasaltError('E_QMP', `QEMU did not connect to QMP within ${timeoutMs} ms`)), timeoutMs)))]);
+      await Promise.race([this.ready, new Promise((_, rej) => (t = setTimeout(() => rej(new BasaltError(QEMU_ERRORS.E_QMP, `QEMU did not connect to QMP within ${timeoutMs} ms`)), timeoutMs)))]);
     } finally {
       clearTimeout(t);
     }

@@ -9,6 +9,7 @@ import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BasaltError } from '../../common/src/errors.js';
+import { QEMU_ERRORS } from './errors.js';
 import { run, spawnTool, type Spawned } from '../../common/src/exec.js';
 import { chooseAccelWithReason, type Accel } from './accel.js';
 import { OVMF_CODE, OVMF_VARS, requireFirmware } from './firmware.js';
@@ -127,7 +128,7 @@ export class Vm {
 
   /** Starts QEMU (again, after a power-off) and waits until QMP is connected. */
   async start(): Promise<void> {
-    if (this.running) throw new BasaltError('E_VM_RUNNING', 'the VM is already running');
+    if (this.running) throw new BasaltError(QEMU_ERRORS.E_VM_RUNNING, 'the VM is already running');
     await mkdir(this.opts.workdir, { recursive: true });
     if (!this.diskPath && this.opts.disk) await this.prepare();
     if (!this.opts.bios && !existsSync(join(this.opts.workdir, 'OVMF_VARS.fd'))) await this.prepare();
@@ -154,7 +155,7 @@ export class Vm {
       this.console.push(`\n[basalt-qemu] qemu exited (code ${info.exitCode}${info.signal ? `, ${info.signal}` : ''})\n`);
     });
     const early = proc.exited.then((i) => {
-      throw new BasaltError('E_VM_START', `QEMU exited at start (code ${i.exitCode}); see ${this.logPath}\n${this.console.tail(10)}`);
+      throw new BasaltError(QEMU_ERRORS.E_VM_START, `QEMU exited at start (code ${i.exitCode}); see ${this.logPath}\n${this.console.tail(10)}`);
     });
     await Promise.race([this.qmp.whenReady(60_000), early]);
     early.catch(() => {});
@@ -177,7 +178,7 @@ export class Vm {
   /** Waits for a console line; returns the match and how long after start it came. */
   async waitFor(re: RegExp, timeoutMs: number, opts: { from?: number; what?: string } = {}): Promise<Match & { atMs: number }> {
     const exited = this.proc!.exited.then(() => {
-      throw new BasaltError('E_VM_STOPPED', `QEMU exited while waiting for ${opts.what ?? String(re)} (log: ${this.logPath})\n${this.console.tail()}`);
+      throw new BasaltError(QEMU_ERRORS.E_VM_STOPPED, `QEMU exited while waiting for ${opts.what ?? String(re)} (log: ${this.logPath})\n${this.console.tail()}`);
     });
     exited.catch(() => {});
     const m = await Promise.race([this.console.waitFor(re, { timeoutMs, from: opts.from, what: opts.what }), exited]);
@@ -203,7 +204,7 @@ export class Vm {
     try {
       return await Promise.race([
         this.proc!.exited,
-        new Promise<never>((_, rej) => (t = setTimeout(() => rej(new BasaltError('E_VM_TIMEOUT', `QEMU did not exit within ${timeoutMs} ms (log: ${this.logPath})`)), timeoutMs))),
+        new Promise<never>((_, rej) => (t = setTimeout(() => rej(new BasaltError(QEMU_ERRORS.E_VM_TIMEOUT, `QEMU did not exit within ${timeoutMs} ms (log: ${this.logPath})`)), timeoutMs))),
       ]);
     } finally {
       clearTimeout(t);

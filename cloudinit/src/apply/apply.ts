@@ -14,6 +14,7 @@ import { hostname as osHostname } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { BasaltError, fsError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
+import { CLOUDINIT_ERRORS } from '../errors.js';
 import { describeAction, type Action, type SystemView } from './plan.js';
 
 export interface ApplyOptions {
@@ -80,7 +81,7 @@ export function systemView(root: string, env: Record<string, string | undefined>
 export function inRoot(root: string, p: string): string {
   const full = resolve(root, '.' + resolve('/', p));
   const rel = relative(resolve(root), full);
-  if (rel.startsWith('..')) throw new BasaltError('E_PATH_ESCAPES_ROOT', `${p}: escapes the target root ${root}`);
+  if (rel.startsWith('..')) throw new BasaltError(CLOUDINIT_ERRORS.E_PATH_ESCAPES_ROOT, `${p}: escapes the target root ${root}`);
   return full;
 }
 
@@ -102,7 +103,7 @@ async function writeAtomic(path: string, content: Buffer, mode: number, owner?: 
   const dir = dirname(path);
   try {
     const st = await stat(dir);
-    if (!st.isDirectory()) throw new BasaltError('E_NOT_DIR', `${dir} is not a directory`);
+    if (!st.isDirectory()) throw new BasaltError(CLOUDINIT_ERRORS.E_NOT_DIR, `${dir} is not a directory`);
   } catch (e) {
     if (e instanceof BasaltError) throw e;
     await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -126,11 +127,11 @@ function resolveOwner(root: string, owner: string): { uid: number; gid: number }
   const pw = readPasswd(root);
   const ent = pw.find((x) => x.name === u);
   const uid = /^\d+$/.test(u) ? Number(u) : ent?.uid;
-  if (uid === undefined) throw new BasaltError('E_OWNER', `owner ${owner}: no user ${u} in ${join(root, 'etc/passwd')}`);
+  if (uid === undefined) throw new BasaltError(CLOUDINIT_ERRORS.E_OWNER, `owner ${owner}: no user ${u} in ${join(root, 'etc/passwd')}`);
   let gid = -1;
   if (g !== undefined && g !== '') {
     const gg = /^\d+$/.test(g) ? Number(g) : readGroup(root).get(g);
-    if (gg === undefined) throw new BasaltError('E_OWNER', `owner ${owner}: no group ${g} in ${join(root, 'etc/group')}`);
+    if (gg === undefined) throw new BasaltError(CLOUDINIT_ERRORS.E_OWNER, `owner ${owner}: no group ${g} in ${join(root, 'etc/group')}`);
     gid = gg;
   }
   return { uid, gid };
@@ -139,7 +140,7 @@ function resolveOwner(root: string, owner: string): { uid: number; gid: number }
 /** update-ssh-keys -u USER -a NAME: keys go to ~/.ssh/authorized_keys.d/NAME, then authorized_keys is regenerated. */
 async function updateSshKeys(root: string, user: string, name: string, keys: string[]): Promise<boolean> {
   const ent = readPasswd(root).find((x) => x.name === user);
-  if (!ent) throw new BasaltError('E_NO_USER', `update-ssh-keys: user ${user} does not exist in ${join(root, 'etc/passwd')}`);
+  if (!ent) throw new BasaltError(CLOUDINIT_ERRORS.E_NO_USER, `update-ssh-keys: user ${user} does not exist in ${join(root, 'etc/passwd')}`);
   const home = inRoot(root, ent.home);
   const sshDir = join(home, '.ssh');
   const dDir = join(sshDir, 'authorized_keys.d');
@@ -281,7 +282,7 @@ export async function applyPlan(actions: Action[], o: ApplyOptions): Promise<App
           did(a, true);
         } else if (!a.runtime) {
           const r = await run('systemctl', ['--root', resolve(root), 'enable', '--force', a.unit], { reject: false });
-          if (r.exitCode !== 0) throw new BasaltError('E_UNIT_ENABLE', `systemctl --root ${root} enable ${a.unit} failed: ${r.stderr.trim()}`, { hint: 'the unit needs an [Install] section' });
+          if (r.exitCode !== 0) throw new BasaltError(CLOUDINIT_ERRORS.E_UNIT_ENABLE, `systemctl --root ${root} enable ${a.unit} failed: ${r.stderr.trim()}`);
           did(a, /Created symlink/.test(r.stderr + r.stdout));
         } else {
           o.log(`Not enabling runtime unit ${a.unit} under --root ${root} (needs a running systemd)`);

@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { BasaltError } from '../../../common/src/errors.js';
+import { CLOUDINIT_ERRORS } from '../errors.js';
 import { flannelFields, fleetFields, locksmithFields, updateFields, type Field } from '../schema.js';
 import { goFloat, goStringBytes, type GoString } from '../yaml/decode.js';
 import { decodeContent } from '../validate/validate.js';
@@ -135,9 +136,9 @@ export function unitDestination(u: { name: string; runtime: boolean }): string {
 /** system.File.Permissions: octal, default 0644; Go's Chmod keeps only the 0777 bits. */
 export function parsePermissions(p: string, path: string): number {
   if (p === '') return 0o644;
-  if (!/^[+-]?[0-7]+$/.test(p)) throw new BasaltError('E_PERMISSIONS', `write_files ${path}: Unable to parse file permissions ${goQuote(p)} as integer`, { hint: "use an octal mode such as '0644'" });
+  if (!/^[+-]?[0-7]+$/.test(p)) throw new BasaltError(CLOUDINIT_ERRORS.E_PERMISSIONS, `write_files ${path}: Unable to parse file permissions ${goQuote(p)} as integer`);
   const v = parseInt(p, 8);
-  if (v > 0x7fffffff || v < -0x80000000) throw new BasaltError('E_PERMISSIONS', `write_files ${path}: Unable to parse file permissions ${goQuote(p)} as integer`);
+  if (v > 0x7fffffff || v < -0x80000000) throw new BasaltError(CLOUDINIT_ERRORS.E_PERMISSIONS, `write_files ${path}: Unable to parse file permissions ${goQuote(p)} as integer`);
   return (v >>> 0) & 0o777;
 }
 
@@ -150,7 +151,7 @@ export function decodeFileContent(content: GoString, encoding: string, path: str
   const d = decodeContent(content, encoding);
   const out = d !== null && /^(gz|gzip)/.test(encoding) ? goGunzip(d) : d;
   if (out === null) {
-    throw new BasaltError('E_CONTENT_ENCODING', `write_files ${path}: content cannot be decoded as ${goQuote(encoding)}`, { hint: 'fix the encoding or the content' });
+    throw new BasaltError(CLOUDINIT_ERRORS.E_CONTENT_ENCODING, `write_files ${path}: content cannot be decoded as ${goQuote(encoding)}`);
   }
   return out;
 }
@@ -161,7 +162,7 @@ export function updateConf(u: Obj, sys: SystemView): Buffer | null {
   for (const f of updateFields) {
     const v = str(u, f.name);
     if (f.validRe && v !== '' && !f.validRe.test(v)) {
-      throw new BasaltError('E_UPDATE_OPTION', `invalid value ${goQuote(v)} for option "RebootStrategy" (valid options: ${goQuote(f.valid!)})`, { hint: 'reboot_strategy must be etcd-lock, reboot or off' });
+      throw new BasaltError(CLOUDINIT_ERRORS.E_UPDATE_OPTION, `invalid value ${goQuote(v)} for option "RebootStrategy" (valid options: ${goQuote(f.valid!)})`);
     }
   }
   const subs = new Map<string, string>();
@@ -171,7 +172,7 @@ export function updateConf(u: Obj, sys: SystemView): Buffer | null {
   }
   const conf = sys.readFile('/etc/coreos/update.conf') ?? sys.readFile('/usr/share/coreos/update.conf');
   if (conf === null) {
-    throw new BasaltError('E_UPDATE_CONF', 'open /usr/share/coreos/update.conf: no such file or directory', { hint: 'the target needs /etc/coreos/update.conf or /usr/share/coreos/update.conf' });
+    throw new BasaltError(CLOUDINIT_ERRORS.E_UPDATE_CONF, 'open /usr/share/coreos/update.conf: no such file or directory');
   }
   let out = '';
   const text = conf.toString('utf8');
@@ -287,7 +288,7 @@ export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: 
   if (uc) fileAction('etc/coreos/update.conf', uc, '0644', 'coreos.update');
   const meh = str(c, 'manage_etc_hosts');
   if (meh !== '') {
-    if (meh !== 'localhost') throw new BasaltError('E_MANAGE_ETC_HOSTS', `manage_etc_hosts: Invalid option to manage_etc_hosts (${goQuote(meh)})`, { hint: 'the only supported value is "localhost"' });
+    if (meh !== 'localhost') throw new BasaltError(CLOUDINIT_ERRORS.E_MANAGE_ETC_HOSTS, `manage_etc_hosts: Invalid option to manage_etc_hosts (${goQuote(meh)})`);
     fileAction('etc/hosts', Buffer.from(`127.0.0.1 ${hostname || sys.hostname()}\n`), '0644', 'manage_etc_hosts');
   }
   const flannel = envVars(obj(coreos, 'flannel'), flannelFields).join('\n');

@@ -5,6 +5,7 @@
  */
 import { open } from 'node:fs/promises';
 import { BasaltError } from '../../../common/src/errors.js';
+import { CLOUDINIT_ERRORS } from '../errors.js';
 import { run } from '../../../common/src/exec.js';
 
 const FILES = ['openstack/latest/user_data', 'openstack/latest/meta_data.json'];
@@ -31,7 +32,7 @@ export async function readConfigDriveImage(path: string): Promise<Map<string, Ui
   if (kind === 'vfat') {
     const l = await run('mlabel', ['-i', path, '-s', '::']);
     const label = /Volume label is (.*?)\s*$/m.exec(l.stdout)?.[1]?.trim();
-    if (label?.toLowerCase() !== 'config-2') throw new BasaltError('E_CONFIGDRIVE_LABEL', `${path}: vfat label is ${JSON.stringify(label ?? '')}, not config-2`, { hint: 'create it with mkfs.vfat -n config-2' });
+    if (label?.toLowerCase() !== 'config-2') throw new BasaltError(CLOUDINIT_ERRORS.E_CONFIGDRIVE_LABEL, `${path}: vfat label is ${JSON.stringify(label ?? '')}, not config-2`, { hint: 'create it with mkfs.vfat -n config-2' });
     for (const f of FILES) {
       const r = await run('mcopy', ['-n', '-i', path, `::/${f}`, '-'], { reject: false, encoding: 'buffer' });
       if (r.exitCode === 0 && r.stdoutBuffer) out.set(f, r.stdoutBuffer);
@@ -41,7 +42,7 @@ export async function readConfigDriveImage(path: string): Promise<Map<string, Ui
   if (kind === 'iso9660') {
     const d = await run('isoinfo', ['-d', '-i', path]);
     const label = /^Volume id:\s*(.*)$/m.exec(d.stdout)?.[1]?.trim();
-    if (label?.toLowerCase() !== 'config-2') throw new BasaltError('E_CONFIGDRIVE_LABEL', `${path}: iso9660 volume id is ${JSON.stringify(label ?? '')}, not config-2`, { hint: 'create it with genisoimage -R -V config-2' });
+    if (label?.toLowerCase() !== 'config-2') throw new BasaltError(CLOUDINIT_ERRORS.E_CONFIGDRIVE_LABEL, `${path}: iso9660 volume id is ${JSON.stringify(label ?? '')}, not config-2`, { hint: 'create it with genisoimage -R -V config-2' });
     const listing = await run('isoinfo', ['-R', '-f', '-i', path]);
     const names = new Set(listing.stdout.split('\n').map((s) => s.trim().replace(/^\//, '')));
     for (const f of FILES) {
@@ -51,5 +52,5 @@ export async function readConfigDriveImage(path: string): Promise<Map<string, Ui
     }
     return out;
   }
-  throw new BasaltError('E_CONFIGDRIVE_IMAGE', `${path}: neither a vfat nor an iso9660 image`, { hint: 'pass a config drive directory or an image labelled config-2' });
+  throw new BasaltError(CLOUDINIT_ERRORS.E_CONFIGDRIVE_IMAGE, `${path}: neither a vfat nor an iso9660 image`);
 }

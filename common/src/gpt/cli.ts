@@ -2,6 +2,7 @@
 import { parse, intOpt, parseSize } from '../cli/args.js';
 import type { CommandContext } from '../cli/types.js';
 import { BasaltError, UsageError } from '../errors.js';
+import { GPT_ERRORS } from './errors.js';
 import { formatBytes } from '../size.js';
 import { createDisk, growPartition, readGpt, repairGpt, writeGpt } from './io.js';
 import { findPartition, isUsrSlot, prioritize, selectNext, setSlotAttrs, slotAttrs } from './slots.js';
@@ -191,9 +192,7 @@ async function dispatch(ctx: CommandContext): Promise<number> {
       const gpt = await readGpt(img);
       const choice = selectNext(gpt);
       if (!choice) {
-        throw new BasaltError('E_NO_BOOTABLE_SLOT', `${img}: no bootable USR slot (none has priority > 0 with tries left or successful)`, {
-          hint: "mark a slot good with 'basalt disk set IMAGE -i N --priority 1 --successful 1'",
-        });
+        throw new BasaltError(GPT_ERRORS.E_NO_BOOTABLE_SLOT, `${img}: no bootable USR slot (none has priority > 0 with tries left or successful)`);
       }
       if (values.commit && choice.changed) await writeGpt(img, choice.gpt);
       const p = findPartition(choice.gpt, choice.index);

@@ -4,6 +4,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { BasaltError } from '../errors.js';
+import { GPT_ERRORS } from './errors.js';
 import { bytesToGuid, guidToBytes, ZERO_GUID } from './guid.js';
 import type { Gpt, Partition } from './types.js';
 
@@ -157,7 +158,7 @@ export interface Structures {
 
 /** Checks the table for consistency; throws E_GPT_INVALID naming the partition. Pure. */
 export function validateGpt(gpt: Gpt): void {
-  const bad = (msg: string, hint?: string) => new BasaltError('E_GPT_INVALID', msg, { hint });
+  const bad = (msg: string, hint?: string) => new BasaltError(GPT_ERRORS.E_GPT_INVALID, msg, { hint });
   const es = entrySectors(gpt);
   if (gpt.firstUsableLba < gpt.primaryEntriesLba + es) throw bad(`first usable LBA ${gpt.firstUsableLba} overlaps the primary partition entries`);
   if (gpt.lastUsableLba >= gpt.backupHeaderLba - es) throw bad(`last usable LBA ${gpt.lastUsableLba} overlaps the backup partition entries`);

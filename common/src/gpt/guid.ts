@@ -1,6 +1,7 @@
 /** GUID text <-> on-disk (mixed-endian) bytes, as UEFI stores them. */
 import { createHash, randomBytes } from 'node:crypto';
 import { BasaltError } from '../errors.js';
+import { GPT_ERRORS } from './errors.js';
 
 const RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -13,7 +14,7 @@ export function isGuid(s: string): boolean {
 /** Normalises a GUID string to lower case; throws E_GPT_BAD_GUID naming `what` when malformed. */
 export function normGuid(s: string, what = 'GUID'): string {
   const g = s.trim().toLowerCase();
-  if (!RE.test(g)) throw new BasaltError('E_GPT_BAD_GUID', `${what}: '${s}' is not a GUID`, { hint: 'write it as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx' });
+  if (!RE.test(g)) throw new BasaltError(GPT_ERRORS.E_GPT_BAD_GUID, `${what}: '${s}' is not a GUID`);
   return g;
 }
 

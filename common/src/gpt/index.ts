@@ -1,4 +1,5 @@
 /** GPT and A/B slots: the public API of the GPT library. */
+export { GPT_ERRORS } from './errors.js';
 export * from './types.js';
 export { normGuid, randomGuid, derivedGuid, isGuid } from './guid.js';
 export { validateGpt, encodeGpt } from './codec.js';

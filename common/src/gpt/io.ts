@@ -10,7 +10,8 @@ import { constants, type FileHandle, open, rename, rm, stat } from 'node:fs/prom
 import { readFileSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { BasaltError, fsError } from '../errors.js';
+import { BasaltError, COMMON_ERRORS, fsError } from '../errors.js';
+import { GPT_ERRORS } from './errors.js';
 import { decodeEntries, decodeHeader, encodeGpt, entrySectors, hasProtectiveMbr, type Header, protectiveMbr } from './codec.js';
 import { type Layout, loadLayout, planLayout, type PlanOptions } from './layout.js';
 import { findPartition } from './slots.js';
@@ -42,7 +43,7 @@ async function diskInfo(path: string): Promise<DiskInfo> {
       throw fsError(e, sys, 'read the size of block device ' + path);
     }
   }
-  if (!st.isFile()) throw new BasaltError('E_NOT_A_DISK', `${path}: not an image file or block device`, { hint: 'give a disk image file or a block device such as /dev/vda' });
+  if (!st.isFile()) throw new BasaltError(GPT_ERRORS.E_NOT_A_DISK, `${path}: not an image file or block device`);
   return { path, sectorSize: 512, totalSectors: BigInt(st.size) / 512n, isBlock: false };
 }
 
@@ -85,7 +86,7 @@ function sameTable(a: Copy, b: Copy): boolean {
 export async function readGpt(path: string): Promise<Gpt> {
   const info = await diskInfo(path);
   if (info.totalSectors < 67n) {
-    throw new BasaltError('E_GPT_NOT_FOUND', `${path}: too small to hold a GPT (${info.totalSectors * BigInt(info.sectorSize)} bytes)`, { hint: "create a table with 'basalt disk create'" });
+    throw new BasaltError(GPT_ERRORS.E_GPT_NOT_FOUND, `${path}: too small to hold a GPT (${info.totalSectors * BigInt(info.sectorSize)} bytes)`, { hint: "create a table with 'basalt disk create'" });
   }
   let fh: FileHandle;
   try {
@@ -105,9 +106,9 @@ export async function readGpt(path: string): Promise<Gpt> {
       const trunc = /truncated/.test(primary + backup);
       const noSig = (r: string) => r.includes('no "EFI PART" signature') || r.includes('beyond the end');
       const anySig = !noSig(primary) || !noSig(backup);
-      if (trunc) throw new BasaltError('E_GPT_TRUNCATED', `${path}: the GPT describes a larger disk than the file (${primary}; ${backup})`, { hint: 'the image was probably cut short; copy it again' });
-      if (!anySig && !hasProtectiveMbr(mbr)) throw new BasaltError('E_GPT_NOT_FOUND', `${path}: no GPT partition table found`, { hint: "create one with 'basalt disk create'" });
-      throw new BasaltError('E_GPT_CORRUPT', `${path}: both GPT copies are damaged (${problems.join('; ')})`, { hint: 'the table cannot be repaired automatically' });
+      if (trunc) throw new BasaltError(GPT_ERRORS.E_GPT_TRUNCATED, `${path}: the GPT describes a larger disk than the file (${primary}; ${backup})`);
+      if (!anySig && !hasProtectiveMbr(mbr)) throw new BasaltError(GPT_ERRORS.E_GPT_NOT_FOUND, `${path}: no GPT partition table found`);
+      throw new BasaltError(GPT_ERRORS.E_GPT_CORRUPT, `${path}: both GPT copies are damaged (${problems.join('; ')})`);
     }
     if (typeof primary !== 'string' && typeof backup !== 'string' && !sameTable(primary, backup)) {
       problems.push('primary and backup GPT differ');
@@ -140,7 +141,7 @@ async function checkWritable(path: string, isBlock: boolean): Promise<void> {
   if (isBlock) return;
   const st = await stat(path);
   if ((st.mode & 0o222) === 0) {
-    throw new BasaltError('E_READ_ONLY', `${path}: the image is read-only (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`, {
+    throw new BasaltError(COMMON_ERRORS.E_READ_ONLY, `${path}: the image is read-only (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`, {
       hint: 'make it writable (chmod u+w) if you really mean to change it',
     });
   }
@@ -158,9 +159,9 @@ export interface WriteOptions {
  */
 export async function writeGpt(path: string, gpt: Gpt, opts: WriteOptions = {}): Promise<void> {
   const info = await diskInfo(path);
-  if (info.sectorSize !== gpt.sectorSize) throw new BasaltError('E_GPT_INVALID', `${path}: sector size ${info.sectorSize} differs from the table's ${gpt.sectorSize}`);
+  if (info.sectorSize !== gpt.sectorSize) throw new BasaltError(GPT_ERRORS.E_GPT_INVALID, `${path}: sector size ${info.sectorSize} differs from the table's ${gpt.sectorSize}`);
   if (gpt.backupHeaderLba >= info.totalSectors) {
-    throw new BasaltError('E_GPT_INVALID', `${path}: the table needs ${gpt.backupHeaderLba + 1n} sectors but the disk has ${info.totalSectors}`);
+    throw new BasaltError(GPT_ERRORS.E_GPT_INVALID, `${path}: the table needs ${gpt.backupHeaderLba + 1n} sectors but the disk has ${info.totalSectors}`);
   }
   const s = encodeGpt({ ...gpt, totalSectors: info.totalSectors });
   await checkWritable(path, info.isBlock);
@@ -206,7 +207,7 @@ export async function createDisk(path: string, opts: CreateOptions): Promise<Gpt
     (s) => s,
     () => null,
   );
-  if (exists && !exists.isFile()) throw new BasaltError('E_NOT_A_FILE', `${path}: exists and is not a regular file`, { hint: 'disk create writes image files only' });
+  if (exists && !exists.isFile()) throw new BasaltError(GPT_ERRORS.E_NOT_A_FILE, `${path}: exists and is not a regular file`);
   if (exists && !opts.force) throw new BasaltError('E_EXISTS', `${path}: already exists`, { hint: 'remove it first, or pass --force to overwrite it' });
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
   try {
@@ -252,7 +253,7 @@ export async function growPartition(path: string, which: number | string): Promi
   const p = findPartition(gpt, which);
   const later = gpt.partitions.filter((x) => x.firstLba > p.firstLba);
   if (later.length > 0) {
-    throw new BasaltError('E_GPT_GROW', `partition ${p.index} (${p.label}) is followed by partition ${later[0]!.index} and cannot grow`, { hint: 'only the last partition on the disk can grow' });
+    throw new BasaltError(GPT_ERRORS.E_GPT_GROW, `partition ${p.index} (${p.label}) is followed by partition ${later[0]!.index} and cannot grow`);
   }
   const es = entrySectors(gpt);
   const backupHeaderLba = gpt.totalSectors - 1n;

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { BasaltError, fsError } from '../errors.js';
+import { GPT_ERRORS } from './errors.js';
 import { configsDir } from '../paths.js';
 import { parseBytes } from '../size.js';
 import { derivedGuid, isGuid, normGuid, randomGuid } from './guid.js';
@@ -44,7 +45,7 @@ const ENTRY_COUNT = 128;
 const ENTRY_SIZE = 128;
 
 function fail(source: string, field: string, msg: string, hint?: string): never {
-  throw new BasaltError('E_LAYOUT_INVALID', `${source}: ${field}: ${msg}`, { hint });
+  throw new BasaltError(GPT_ERRORS.E_LAYOUT_INVALID, `${source}: ${field}: ${msg}`, { hint });
 }
 
 /** Validates parsed JSON into a Layout; every error names the file and field. Pure. */
@@ -129,7 +130,7 @@ export function loadLayout(nameOrPath = 'coreos'): Layout {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !isPath) {
-      throw new BasaltError('E_LAYOUT_UNKNOWN', `unknown layout '${nameOrPath}'`, { hint: `layouts live in ${join(configsDir(), 'layouts')}; give a name from there or a path to a .json file` });
+      throw new BasaltError(GPT_ERRORS.E_LAYOUT_UNKNOWN, `unknown layout '${nameOrPath}'`, { hint: `layouts live in ${join(configsDir(), 'layouts')}; give a name from there or a path to a .json file` });
     }
     throw fsError(e, file, 'read layout');
   }
@@ -137,7 +138,7 @@ export function loadLayout(nameOrPath = 'coreos'): Layout {
   try {
     data = JSON.parse(text);
   } catch (e) {
-    throw new BasaltError('E_LAYOUT_INVALID', `${file}: not valid JSON: ${(e as Error).message}`);
+    throw new BasaltError(GPT_ERRORS.E_LAYOUT_INVALID, `${file}: not valid JSON: ${(e as Error).message}`);
   }
   return parseLayout(data, isPath ? file : basename(file));
 }
@@ -163,7 +164,7 @@ export function planLayout(layout: Layout, opts: PlanOptions = {}): Gpt {
   const sizes = opts.sizes ?? {};
   for (const label of Object.keys(sizes)) {
     if (!layout.partitions.some((p) => p.label === label)) {
-      throw new BasaltError('E_LAYOUT_INVALID', `size override for ${label}: layout ${layout.name} has no such partition`, {
+      throw new BasaltError(GPT_ERRORS.E_LAYOUT_INVALID, `size override for ${label}: layout ${layout.name} has no such partition`, {
         hint: `partitions: ${layout.partitions.map((p) => p.label).join(', ')}`,
       });
     }
@@ -184,11 +185,11 @@ export function planLayout(layout: Layout, opts: PlanOptions = {}): Gpt {
   if (opts.sizeBytes === undefined) total = minTotal;
   else {
     if (opts.sizeBytes % SECTOR !== 0) {
-      throw new BasaltError('E_DISK_SIZE', `disk size ${opts.sizeBytes} is not a multiple of ${SECTOR} bytes`);
+      throw new BasaltError(GPT_ERRORS.E_DISK_SIZE, `disk size ${opts.sizeBytes} is not a multiple of ${SECTOR} bytes`);
     }
     total = BigInt(opts.sizeBytes) / S;
     if (total < minTotal) {
-      throw new BasaltError('E_DISK_SIZE', `disk size ${opts.sizeBytes} bytes is too small for layout ${layout.name}`, {
+      throw new BasaltError(GPT_ERRORS.E_DISK_SIZE, `disk size ${opts.sizeBytes} bytes is too small for layout ${layout.name}`, {
         hint: `it needs at least ${minTotal * S} bytes (${Number((minTotal * S) / 1048576n)} MiB)`,
       });
     }

@@ -4,6 +4,7 @@
  * Every function here is pure: it returns a new Gpt and writes nothing.
  */
 import { BasaltError } from '../errors.js';
+import { GPT_ERRORS } from './errors.js';
 import type { Gpt, Partition, SlotAttrs } from './types.js';
 import { USR_TYPE } from './types.js';
 
@@ -27,7 +28,7 @@ export function slotAttrs(p: Pick<Partition, 'attributes'>): SlotAttrs {
 function checkNibble(v: number | undefined, what: string): void {
   if (v === undefined) return;
   if (!Number.isInteger(v) || v < 0 || v > 15) {
-    throw new BasaltError('E_GPT_BAD_ATTR', `${what} ${v} is out of range`, { hint: `${what} must be an integer from 0 to 15` });
+    throw new BasaltError(GPT_ERRORS.E_GPT_BAD_ATTR, `${what} ${v} is out of range`, { hint: `${what} must be an integer from 0 to 15` });
   }
 }
 
@@ -50,7 +51,7 @@ export function findPartition(gpt: Gpt, which: number | string): Partition {
       : gpt.partitions.find((x) => x.label === which);
   if (!p) {
     const have = gpt.partitions.map((x) => `${x.index}${x.label ? ` (${x.label})` : ''}`).join(', ') || 'none';
-    throw new BasaltError('E_GPT_NO_PARTITION', `no partition ${typeof which === 'number' ? which : `'${which}'`} on this disk`, {
+    throw new BasaltError(GPT_ERRORS.E_GPT_NO_PARTITION, `no partition ${typeof which === 'number' ? which : `'${which}'`} on this disk`, {
       hint: `partitions present: ${have}`,
     });
   }
@@ -81,7 +82,7 @@ export function isUsrSlot(p: Partition): boolean {
 export function prioritize(gpt: Gpt, index: number, opts: { maxPriority?: number; friends?: boolean } = {}): Gpt {
   const target = findPartition(gpt, index);
   if (!isUsrSlot(target)) {
-    throw new BasaltError('E_GPT_NOT_SLOT', `partition ${index} (${target.label || 'unnamed'}) is not a USR slot`, {
+    throw new BasaltError(GPT_ERRORS.E_GPT_NOT_SLOT, `partition ${index} (${target.label || 'unnamed'}) is not a USR slot`, {
       hint: `only partitions of type coreos-usr (${USR_TYPE}) can be prioritized`,
     });
   }
