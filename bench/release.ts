@@ -12,8 +12,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateKey, readPrivateKeyFile } from '../update-engine/src/pgp.js';
-import { MAX_XZ_JOBS, release } from '../update-engine/src/repo.js';
+import { generateKey, readPrivateKeyFile } from '../update-engine/src/publish/keys.js';
+import { MAX_XZ_JOBS, release } from '../update-engine/src/publish/repo.js';
 
 function intArg(value: string, name: string, min: number, max: number): number {
   const n = Number(value);

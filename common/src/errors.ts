@@ -64,6 +64,7 @@ export const COMMON_ERRORS = defineErrors('common', {
   E_TOOL_TIMEOUT: { meaning: 'an external program ran past its time limit' },
   E_TOOL_CANCELED: { meaning: 'an external program was stopped because the operation was interrupted (Ctrl-C, SIGTERM)' },
   E_INVALID_VALUE: { meaning: 'a value is out of its allowed range or form' },
+  E_EXISTS: { meaning: 'the output already exists and the command does not overwrite it', hint: 'remove it first, or pass --force where the command has it' },
 });
 
 export class BasaltError extends Error {

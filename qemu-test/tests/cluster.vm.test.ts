@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEtcd } from '../../update-engine/test/helpers.js';
-import { SEMAPHORE_KEY } from '../../update-engine/src/locksmith.js';
+import { SEMAPHORE_KEY } from '../../update-engine/src/locksmith/locksmith.js';
 import { hashRange, release, releaseKeys, Ssh, UpdateServer, variantProfile } from './fleet.js';
 import { buildImage, haveQemu, isRoot, keepLogsIfFailed, part, partitions, type Manifest } from './image.js';
 import { ClusterObserver, etcdctl, hostClient, HOST, makeNode, memberCloudConfig, memberNames, nodePorts, peerUrl, READY, type ClusterNode } from './cluster.js';

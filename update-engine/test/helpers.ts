@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../common/src/exec.js';
-import { generateKey } from '../src/pgp.js';
+import { generateKey } from '../src/publish/keys.js';
 import { freePort } from '../../common/test/helpers.js';
 export { freePort };
 
@@ -77,7 +77,7 @@ export async function waitFor<T>(cond: () => T | Promise<T>, ms: number, what: s
  */
 export async function makeDisk(dir: string, usrImg: string, version: string): Promise<string> {
   const { createDisk, findPartition, partitionRange } = await import('../../common/src/gpt/index.js');
-  const { MtoolsEsp } = await import('../src/esp.js');
+  const { MtoolsEsp } = await import('../src/host/esp.js');
   const { renderEntry, entryFileName, LOADER_CONF } = await import('../../common/src/boot.js');
   const { readFile: rf, open } = await import('node:fs/promises');
   const disk = join(dir, `disk-${randomBytes(3).toString('hex')}.img`);

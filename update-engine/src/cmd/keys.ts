@@ -2,9 +2,9 @@
 import { join } from 'node:path';
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
-import { UsageError, BasaltError } from '../../../common/src/errors.js';
-import { exportPublic, generateKey } from '../pgp.js';
-import { writeFileAtomic } from '../util.js';
+import { UsageError, BasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
+import { exportPublic, generateKey } from '../publish/keys.js';
+import { writeFileAtomic } from '../../../common/src/fsutil.js';
 import { stat } from 'node:fs/promises';
 
 export const help = `Usage: basalt keys generate --out DIR [--name NAME] [--email EMAIL] [--force]
@@ -23,7 +23,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     const priv = join(values.out, 'release.key');
     const pub = join(values.out, 'release.pub.asc');
     if (!values.force && (await stat(priv).then(() => true, () => false))) {
-      throw new BasaltError('E_EXISTS', `${priv} already exists`, { hint: 'use --force to replace it (the old key can then no longer sign)' });
+      throw new BasaltError(COMMON_ERRORS.E_EXISTS, `${priv} already exists`, { hint: 'use --force to replace it (the old key can then no longer sign)' });
     }
     const k = await generateKey(values.name ?? 'Basalt release signing key', values.email);
     await writeFileAtomic(priv, k.privateArmored, 0o600);

@@ -5,10 +5,11 @@ import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run as exec } from '../../../common/src/exec.js';
-import { loadConf } from '../config.js';
-import { DEFAULT_SOCKET, request } from '../control.js';
-import type { Status } from '../engine.js';
-import { EtcdKv, EtcdWaiting, RebootLock, coordinateReboot, locksmithSettings, releaseOwnLock, type CoordinatorDeps } from '../locksmith.js';
+import { loadConf } from '../host/config.js';
+import { DEFAULT_SOCKET, request } from '../host/control.js';
+import type { Status } from '../host/engine.js';
+import { EtcdKv, EtcdWaiting, RebootLock, coordinateReboot, locksmithSettings, releaseOwnLock, type CoordinatorDeps } from '../locksmith/locksmith.js';
+import { UE_ERRORS } from '../errors.js';
 
 export const help = `Usage: basalt locksmith [--root DIR] [--socket PATH] [--group NAME]
 
@@ -42,7 +43,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   }
   const id = (await readFile(join(root, 'etc/machine-id'), 'utf8').catch(() => '')).trim();
   if (!id && s.strategy === 'etcd-lock') {
-    throw new BasaltError('E_NO_MACHINE_ID', `${join(root, 'etc/machine-id')} is missing or empty`, { hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' });
+    throw new BasaltError(UE_ERRORS.E_NO_MACHINE_ID, `${join(root, 'etc/machine-id')} is missing or empty`, { hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' });
   }
   const kv = s.strategy === 'etcd-lock' ? new EtcdKv(s.endpoints, s.etcd) : undefined;
   const lock = kv && new RebootLock(kv, s.group);

@@ -1,10 +1,11 @@
 /** locksmithctl with CoreOS's subcommands (status, lock [id], unlock [id], set-max N) and Basalt's set-expire DURATION. */
 import { readFile } from 'node:fs/promises';
 import { BasaltError } from '../../../common/src/errors.js';
-import { requireActionRights } from '../control.js';
+import { requireActionRights } from '../host/control.js';
 import {
   DEFAULT_ENDPOINTS, EtcdKv, RebootLock, checkEndpoint, checkEtcdOptions, expiredMessage, formatDuration, formatStatus, listWaiters, parseExpire, type EtcdOptions,
-} from '../locksmith.js';
+} from '../locksmith/locksmith.js';
+import { UE_ERRORS } from '../errors.js';
 
 const USAGE = `Usage: locksmithctl [-endpoint URL] [-group NAME] [-etcd-cafile FILE] [-etcd-certfile FILE]
                     [-etcd-keyfile FILE] [-etcd-username USER] [-etcd-password PASS] COMMAND
@@ -78,7 +79,7 @@ export async function main(argv: string[], io: CtlIo): Promise<number> {
   const machineId = async () =>
     (await readFile('/etc/machine-id', 'utf8').catch(() => '')).trim() ||
     (() => {
-      throw new BasaltError('E_NO_MACHINE_ID', '/etc/machine-id is missing', { hint: 'pass the id: locksmithctl lock ID' });
+      throw new BasaltError(UE_ERRORS.E_NO_MACHINE_ID, '/etc/machine-id is missing', { hint: 'pass the id: locksmithctl lock ID' });
     })();
   const [cmd, arg] = rest;
   if (cmd === 'lock' || cmd === 'unlock' || cmd === 'set-max' || cmd === 'set-expire') await requireActionRights(`locksmithctl ${cmd}`);

@@ -2,9 +2,9 @@
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse, intOpt, parseSize } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
-import { readPrivateKeyFile } from '../pgp.js';
-import { promote, refreshChannel, release } from '../repo.js';
-import { parseDuration } from '../util.js';
+import { readPrivateKeyFile } from '../publish/keys.js';
+import { promote, refreshChannel, release } from '../publish/repo.js';
+import { parseDuration } from '../format/duration.js';
 
 export const help = `Usage: basalt release --usr USR.img --version V --channel C --key KEY --repo DIR [options]
        basalt release promote V --from C1 --to C2 --key KEY --repo DIR [--expires 30d] [--rollout PCT]

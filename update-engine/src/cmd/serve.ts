@@ -3,8 +3,8 @@ import { join, resolve } from 'node:path';
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse, parseSize } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
-import { loadKeyring } from '../pgp.js';
-import { defaultAppIds, startServer } from '../server.js';
+import { loadKeyring } from '../format/signature.js';
+import { defaultAppIds, startServer } from '../serve/server.js';
 
 export const help = `Usage: basalt serve --repo DIR [--listen 127.0.0.1:8080] [options]
 

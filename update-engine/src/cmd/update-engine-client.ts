@@ -7,8 +7,9 @@
  *   -reset_status       leave UPDATED_NEED_REBOOT: the new slot is not booted
  */
 import { BasaltError } from '../../../common/src/errors.js';
-import { DEFAULT_SOCKET, request, statusLines } from '../control.js';
-import type { Status } from '../engine.js';
+import { DEFAULT_SOCKET, request, statusLines } from '../host/control.js';
+import type { Status } from '../host/engine.js';
+import { UE_ERRORS } from '../errors.js';
 
 const USAGE = `Usage: update_engine_client [-check_for_update] [-status] [-update] [-watch_for_updates] [-reset_status] [-socket=PATH]
 `;
@@ -32,7 +33,7 @@ export async function main(argv: string[], io: { out(t: string): void; err(t: st
   }
   if (flags.has('reset_status')) {
     const r = await request(sock, 'reset');
-    if (r['accepted'] === false) throw new BasaltError('E_NOT_PENDING', 'ResetStatus: no update is waiting for a reboot (only UPDATED_NEED_REBOOT can be reset)');
+    if (r['accepted'] === false) throw new BasaltError(UE_ERRORS.E_NOT_PENDING, 'ResetStatus: no update is waiting for a reboot (only UPDATED_NEED_REBOOT can be reset)');
     io.out('Status reset: the new slot will not be booted.\n');
   }
   if (flags.has('check_for_update') || flags.has('update')) {

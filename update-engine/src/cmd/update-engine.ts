@@ -1,10 +1,10 @@
 /** `basalt update-engine`: the daemon (started by update-engine.service). */
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
-import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
-import { Engine } from '../engine.js';
-import { DEFAULT_SOCKET, activatedSockets, serveControl, statusSocketFor, updateGroupId } from '../control.js';
-import { healthGate, markGood, rollback } from '../health.js';
+import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../host/hostenv.js';
+import { Engine } from '../host/engine.js';
+import { DEFAULT_SOCKET, activatedSockets, serveControl, statusSocketFor, updateGroupId } from '../host/control.js';
+import { healthGate, markGood, rollback } from '../host/health.js';
 
 export const help = `Usage: basalt update-engine [--socket PATH] [options]
 

@@ -8,13 +8,14 @@ import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
 import { UsageError, BasaltError } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
-import { loadConf } from '../config.js';
-import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../hostenv.js';
-import type { Engine, Status } from '../engine.js';
-import { entriesOf } from '../esp.js';
-import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../control.js';
-import { healthGate, markGood, rollback } from '../health.js';
-import { gptChoice, loaderChoice, PARTLABEL } from '../slots.js';
+import { loadConf } from '../host/config.js';
+import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../host/hostenv.js';
+import type { Engine, Status } from '../host/engine.js';
+import { entriesOf } from '../host/esp.js';
+import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../host/control.js';
+import { healthGate, markGood, rollback } from '../host/health.js';
+import { gptChoice, loaderChoice, PARTLABEL } from '../host/slots.js';
+import { UE_ERRORS } from '../errors.js';
 
 export const help = `Usage: basalt update status|check|apply|health|rollback|mark-good|reset|unblock [--json] [options]
 
@@ -49,7 +50,7 @@ const isRoot = () => process.getuid?.() === 0;
 
 /** The engine (got, openpgp and the payload code) is loaded only by the subcommands that run it. */
 async function newEngine(env: ConstructorParameters<typeof Engine>[0]): Promise<Engine> {
-  const { Engine: E } = await import('../engine.js');
+  const { Engine: E } = await import('../host/engine.js');
   return new E(env);
 }
 
@@ -120,7 +121,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       const gate = await healthGate(values.unit ?? [], conf.healthUnits);
       const units = [...new Set([...(values.unit ?? []), ...conf.healthUnits])].filter((u) => !gate.skipped.includes(u));
       if (!gate.healthy) {
-        throw new BasaltError('E_HEALTH_GATE', `unhealthy boot: ${gate.failed.map((u, i) => `${u} is ${gate.states[i]}`).join(', ')}`, {
+        throw new BasaltError(UE_ERRORS.E_HEALTH_GATE, `unhealthy boot: ${gate.failed.map((u, i) => `${u} is ${gate.states[i]}`).join(', ')}`, {
           hint: 'this boot will not be blessed; a new slot on its trial boot falls back to the previous one',
         });
       }
@@ -166,7 +167,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       const e = await newEngine(env);
       await e.start(false);
       if (sub === 'unblock') await e.unblock();
-      else if (!e.send({ type: 'RESET' })) throw new BasaltError('E_NOT_PENDING', 'no installed update is waiting for a reboot');
+      else if (!e.send({ type: 'RESET' })) throw new BasaltError(UE_ERRORS.E_NOT_PENDING, 'no installed update is waiting for a reboot');
       await e.idle();
       print({ ok: true }, `${sub}: done\n`);
       return 0;

@@ -6,10 +6,11 @@
 import { mkdir, readFile, readdir, rename, rm, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BasaltError, fsError } from '../../common/src/errors.js';
-import { run } from '../../common/src/exec.js';
+import { BasaltError, fsError } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
 import { entryInfo } from './slots.js';
-import { syncDir, writeFileAtomic } from './util.js';
+import { syncDir, writeFileAtomic } from '../../../common/src/fsutil.js';
+import { UE_ERRORS } from '../errors.js';
 
 export interface Esp {
   describe: string;
@@ -81,7 +82,7 @@ export class MtoolsEsp implements Esp {
       const parent = '/' + parts.slice(0, i - 1).join('/');
       if ((await this.list(parent)).some((n) => n.toLowerCase() === parts[i - 1]!.toLowerCase())) continue;
       const r = await run('mmd', ['-i', this.img, `::${d}`], { reject: false, env: this.env, input: '' });
-      if (r.exitCode !== 0) throw new BasaltError('E_ESP_WRITE', `${this.describe}: cannot create ${d}: ${r.stderr.trim()}`);
+      if (r.exitCode !== 0) throw new BasaltError(UE_ERRORS.E_ESP_WRITE, `${this.describe}: cannot create ${d}: ${r.stderr.trim()}`);
     }
   }
   async write(path: string, data: Uint8Array | string) {

@@ -7,13 +7,14 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
-import { BasaltError, isBasaltError } from '../../common/src/errors.js';
-import type { Logger } from '../../common/src/log.js';
-import { buildResponse, COREOS_APPID, parseRequest, type AppRequest, type AppResponse } from './omaha.js';
-import { checkChannel, inRollout, peekEnvelope, unseal, validateChannel, type ChannelMeta } from './repo.js';
-import type { Keyring } from './pgp.js';
-import { compareVersions, isVersion } from './version.js';
-import { hexToBase64 } from './util.js';
+import { BasaltError, isBasaltError } from '../../../common/src/errors.js';
+import type { Logger } from '../../../common/src/log.js';
+import { buildResponse, COREOS_APPID, parseRequest, type AppRequest, type AppResponse } from '../format/omaha.js';
+import { checkChannel, inRollout, peekEnvelope, unseal, validateChannel, type ChannelMeta } from '../format/metadata.js';
+import type { Keyring } from '../format/signature.js';
+import { compareVersions, isVersion } from '../format/version.js';
+import { hexToBase64 } from '../format/digest.js';
+import { UE_ERRORS } from '../errors.js';
 
 export interface ServeOptions {
   repo: string;
@@ -104,12 +105,12 @@ async function answerApp(o: ServeOptions, a: AppRequest, req: IncomingMessage, i
 
 async function readBody(req: IncomingMessage, max: number): Promise<string> {
   const len = Number(req.headers['content-length'] ?? '0');
-  if (len > max) throw new BasaltError('E_BODY_TOO_LARGE', `request body of ${len} bytes exceeds ${max}`);
+  if (len > max) throw new BasaltError(UE_ERRORS.E_BODY_TOO_LARGE, `request body of ${len} bytes exceeds ${max}`);
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const c of req) {
     total += (c as Buffer).length;
-    if (total > max) throw new BasaltError('E_BODY_TOO_LARGE', `request body exceeds ${max} bytes`);
+    if (total > max) throw new BasaltError(UE_ERRORS.E_BODY_TOO_LARGE, `request body exceeds ${max} bytes`);
     chunks.push(c as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -224,7 +225,7 @@ export async function startServer(o: ServeOptions, host: string, port: number, w
   server.headersTimeout = 30_000;
   server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new BasaltError('E_LISTEN', `cannot listen on ${host}:${port}: ${(e as Error).message}`)));
+    server.once('error', (e) => reject(new BasaltError(UE_ERRORS.E_LISTEN, `cannot listen on ${host}:${port}: ${(e as Error).message}`)));
     server.listen(port, host, () => resolve());
   });
   const addr = server.address();

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { parseXml, el } from './xml.js';
 import { compareVersions } from './version.js';
-import { inRollout } from './repo.js';
-import { parseDuration } from './util.js';
+import { inRollout } from './metadata.js';
+import { parseDuration } from './duration.js';
 
 describe('parseXml', () => {
   it('reads elements, attributes in both quote styles, the five entities and char refs', () => {

@@ -18,21 +18,23 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import got, { HTTPError, type Got } from 'got';
 import { createRequire } from 'node:module';
-import { BasaltError, fsError } from '../../common/src/errors.js';
-import { run } from '../../common/src/exec.js';
-import type { Logger } from '../../common/src/log.js';
-import { readGpt, writeGpt } from '../../common/src/gpt/index.js';
-import { renderEntry, kernelCmdline, entryFileName, parseEntryFileName } from '../../common/src/boot.js';
+import { BasaltError, fsError, type ErrorDef } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
+import type { Logger } from '../../../common/src/log.js';
+import { readGpt, writeGpt } from '../../../common/src/gpt/index.js';
+import { renderEntry, kernelCmdline, entryFileName, parseEntryFileName } from '../../../common/src/boot.js';
 import type { Esp } from './esp.js';
-import type { Keyring } from './pgp.js';
-import { ErrorCode, type UpdateOffer } from './omaha.js';
-import { unseal, validateManifest, type PayloadManifest } from './repo.js';
+import type { Keyring } from '../format/signature.js';
+import { ErrorCode, type UpdateOffer } from '../format/omaha.js';
+import { unseal, validateManifest, type PayloadManifest } from '../format/metadata.js';
 import { assertInactiveWrite, invalidateTarget, lower, postinstAttrs, type SlotPlan } from './slots.js';
-import { compareVersions } from './version.js';
-import { writeFileAtomic, hashFileRange } from './util.js';
+import { compareVersions } from '../format/version.js';
+import { writeFileAtomic } from '../../../common/src/fsutil.js';
+import { hashFileRange } from '../format/digest.js';
 
-export { defaultHttp } from './util.js';
-import type { HttpOptions } from './util.js';
+export { defaultHttp } from './http.js';
+import type { HttpOptions } from './http.js';
+import { UE_ERRORS } from '../errors.js';
 export type { HttpOptions };
 
 export interface Identity {
@@ -74,8 +76,8 @@ export interface Progress {
 
 // xz-decompress is CommonJS without detectable named exports; load it through require.
 const { XzReadableStream } = createRequire(import.meta.url)('xz-decompress') as typeof import('xz-decompress');
+const fail = (def: ErrorDef, message: string, errorCode: number, hint?: string) => new BasaltError(def, message, { details: { errorCode }, hint });
 
-const fail = (code: string, message: string, errorCode: number, hint?: string) => new BasaltError(code, message, { details: { errorCode }, hint });
 
 export function progressPath(stateDir: string): string {
   return join(stateDir, 'progress.json');
@@ -115,7 +117,7 @@ export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http
       await d.sleep(backoff(d.http, attempt));
     }
   }
-  throw fail('E_DOWNLOAD', `cannot fetch the payload manifest: ${(last as Error)?.message}`, ErrorCode.DownloadTransferError);
+  throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest: ${(last as Error)?.message}`, ErrorCode.DownloadTransferError);
 }
 
 function withCode(e: BasaltError, errorCode: number): BasaltError {
@@ -130,16 +132,16 @@ function backoff(h: HttpOptions, attempt: number): number {
 /** Refuses an offer that is not for this machine. Pure apart from the arguments. */
 export function checkApplicable(m: PayloadManifest, offer: UpdateOffer, me: Identity, blocked: string[], slotBytes: number): void {
   const policy = ErrorCode.OmahaUpdateIgnoredPerPolicy;
-  if (m.version !== offer.version) throw fail('E_UPDATE_MISMATCH', `the server offered ${offer.version} but the signed manifest is for ${m.version}`, ErrorCode.OmahaResponseInvalid);
-  if (m.payload.size !== offer.size) throw fail('E_PAYLOAD_SIZE', `the server announced ${offer.size} bytes but the signed manifest says ${m.payload.size}`, ErrorCode.PayloadSizeMismatchError);
-  if (m.payload.sha256 !== offer.sha256Hex.toLowerCase()) throw fail('E_PAYLOAD_HASH', `the server's payload sha256 does not match the signed manifest`, ErrorCode.PayloadHashMismatchError);
+  if (m.version !== offer.version) throw fail(UE_ERRORS.E_UPDATE_MISMATCH, `the server offered ${offer.version} but the signed manifest is for ${m.version}`, ErrorCode.OmahaResponseInvalid);
+  if (m.payload.size !== offer.size) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `the server announced ${offer.size} bytes but the signed manifest says ${m.payload.size}`, ErrorCode.PayloadSizeMismatchError);
+  if (m.payload.sha256 !== offer.sha256Hex.toLowerCase()) throw fail(UE_ERRORS.E_PAYLOAD_HASH, `the server's payload sha256 does not match the signed manifest`, ErrorCode.PayloadHashMismatchError);
   if (compareVersions(m.version, me.version) <= 0) {
-    throw fail('E_UPDATE_NOT_NEWER', `refusing ${m.version}: it is not newer than the running ${me.version}`, policy, 'a downgrade needs a rollback, not an update');
+    throw fail(UE_ERRORS.E_UPDATE_NOT_NEWER, `refusing ${m.version}: it is not newer than the running ${me.version}`, policy, 'a downgrade needs a rollback, not an update');
   }
-  if (!m.channels.includes(me.channel)) throw fail('E_UPDATE_CHANNEL', `refusing ${m.version}: it is released to ${m.channels.join(', ')}, not to this machine's channel ${me.channel}`, policy);
-  if (m.board !== me.board) throw fail('E_UPDATE_BOARD', `refusing ${m.version}: it is for board ${m.board}, this machine is ${me.board}`, policy);
-  if (blocked.includes(m.version)) throw fail('E_UPDATE_BLOCKED', `refusing ${m.version}: it failed on this machine before (rolled back or rejected)`, policy, "a newer release will be taken; 'basalt update unblock' allows it again");
-  if (m.image.size > slotBytes) throw fail('E_SLOT_TOO_SMALL', `the ${m.image.size}-byte image does not fit the ${slotBytes}-byte slot`, ErrorCode.InstallDeviceOpenError);
+  if (!m.channels.includes(me.channel)) throw fail(UE_ERRORS.E_UPDATE_CHANNEL, `refusing ${m.version}: it is released to ${m.channels.join(', ')}, not to this machine's channel ${me.channel}`, policy);
+  if (m.board !== me.board) throw fail(UE_ERRORS.E_UPDATE_BOARD, `refusing ${m.version}: it is for board ${m.board}, this machine is ${me.board}`, policy);
+  if (blocked.includes(m.version)) throw fail(UE_ERRORS.E_UPDATE_BLOCKED, `refusing ${m.version}: it failed on this machine before (rolled back or rejected)`, policy, "a newer release will be taken; 'basalt update unblock' allows it again");
+  if (m.image.size > slotBytes) throw fail(UE_ERRORS.E_SLOT_TOO_SMALL, `the ${m.image.size}-byte image does not fit the ${slotBytes}-byte slot`, ErrorCode.InstallDeviceOpenError);
 }
 
 async function decompress(buf: Buffer): Promise<Buffer> {
@@ -195,10 +197,10 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
         const stream = http.stream(url, { headers: { range: `bytes=${start}-` } });
         let refused: BasaltError | undefined;
         stream.once('response', (res: { statusCode: number; headers: Record<string, string | undefined> }) => {
-          if (res.statusCode === 200 && start !== 0) refused = fail('E_NO_RANGE', `${url}: the server ignored the Range request`, ErrorCode.DownloadTransferError);
+          if (res.statusCode === 200 && start !== 0) refused = fail(UE_ERRORS.E_NO_RANGE, `${url}: the server ignored the Range request`, ErrorCode.DownloadTransferError);
           const len = Number(res.headers['content-length'] ?? NaN);
           if (len > m.payload.size - start) {
-            refused = fail('E_PAYLOAD_TOO_LARGE', `${url}: the server sends ${len} bytes from offset ${start}, more than the announced ${m.payload.size}-byte payload; aborted`, ErrorCode.PayloadSizeMismatchError);
+            refused = fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: the server sends ${len} bytes from offset ${start}, more than the announced ${m.payload.size}-byte payload; aborted`, ErrorCode.PayloadSizeMismatchError);
           }
         });
         let received = 0;
@@ -206,7 +208,7 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
           if (refused) throw refused;
           received += data.length;
           if (start + received > m.payload.size) {
-            throw fail('E_PAYLOAD_TOO_LARGE', `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
+            throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
           }
           partial.push(data);
           partialLen += data.length;
@@ -218,15 +220,15 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
             partial = rest.length ? [Buffer.from(rest)] : [];
             partialLen = rest.length;
             if (createHash('sha256').update(comp).digest('hex') !== c.sha256) {
-              throw fail('E_PAYLOAD_HASH', `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
+              throw fail(UE_ERRORS.E_PAYLOAD_HASH, `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
             }
             let raw: Buffer;
             try {
               raw = await decompress(comp);
             } catch (e) {
-              throw fail('E_PAYLOAD_DECOMPRESS', `chunk ${k}: xz data is corrupt (${(e as Error).message})`, ErrorCode.DownloadWriteError);
+              throw fail(UE_ERRORS.E_PAYLOAD_DECOMPRESS, `chunk ${k}: xz data is corrupt (${(e as Error).message})`, ErrorCode.DownloadWriteError);
             }
-            if (raw.length !== c.uncompressedSize) throw fail('E_PAYLOAD_SIZE', `chunk ${k}: ${raw.length} bytes after xz, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
+            if (raw.length !== c.uncompressedSize) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `chunk ${k}: ${raw.length} bytes after xz, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
             const off = d.plan.range.offset + imageOff[k]!;
             assertInactiveWrite(d.plan, off, raw.length);
             await fh.write(raw, 0, raw.length, off);
@@ -246,10 +248,10 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
         if (e instanceof BasaltError) throw e;
         const status = e instanceof HTTPError ? e.response.statusCode : undefined;
         if (status !== undefined && status < 500 && status !== 408 && status !== 429) {
-          throw fail('E_DOWNLOAD', `${url}: HTTP ${status}`, ErrorCode.HttpBase + status);
+          throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: HTTP ${status}`, ErrorCode.HttpBase + status);
         }
         if (++attempt > d.http.maxRetries) {
-          throw fail('E_DOWNLOAD', `${url}: giving up after ${d.http.maxRetries} retries: ${(e as Error).message}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
+          throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: giving up after ${d.http.maxRetries} retries: ${(e as Error).message}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
         }
         const wait = backoff(d.http, attempt - 1);
         d.log.warn(`download of ${m.version} interrupted at chunk ${k}/${chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
@@ -267,12 +269,12 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
 /** Step 5: the slot must hold exactly the signed image (re-read from the disk). */
 export async function verifySlot(m: PayloadManifest, d: ApplyDeps): Promise<void> {
   const prog = await readProgress(d.stateDir);
-  if (!prog || prog.version !== m.version) throw fail('E_SLOT_VERIFY', `no download of ${m.version} to verify`, ErrorCode.NewRootfsVerificationError);
+  if (!prog || prog.version !== m.version) throw fail(UE_ERRORS.E_SLOT_VERIFY, `no download of ${m.version} to verify`, ErrorCode.NewRootfsVerificationError);
   if (prog.phase !== 'writing') return;
   const sum = await hashFileRange(d.disk, d.plan.range.offset, m.image.size);
   if (sum !== m.image.sha256) {
     await saveProgress(d.stateDir, { ...prog, chunksDone: 0 });
-    throw fail('E_SLOT_VERIFY', `${d.disk}: slot ${d.plan.target} does not hold the signed image after writing (sha256 ${sum.slice(0, 12)}...)`, ErrorCode.NewRootfsVerificationError);
+    throw fail(UE_ERRORS.E_SLOT_VERIFY, `${d.disk}: slot ${d.plan.target} does not hold the signed image after writing (sha256 ${sum.slice(0, 12)}...)`, ErrorCode.NewRootfsVerificationError);
   }
   await saveProgress(d.stateDir, { ...prog, phase: 'written' });
   d.failpoint('verified');
@@ -296,7 +298,7 @@ export function extraWords(options: string | undefined): string[] {
 async function extract(disk: string, offset: number, path: string): Promise<Buffer> {
   const r = await run('unsquashfs', ['-o', String(offset), '-cat', disk, path], { encoding: 'buffer' });
   const b = Buffer.from(r.stdoutBuffer ?? new Uint8Array());
-  if (b.length === 0) throw fail('E_FINALIZE', `${path} is empty in the new USR image`, ErrorCode.PostinstallRunnerError);
+  if (b.length === 0) throw fail(UE_ERRORS.E_FINALIZE, `${path} is empty in the new USR image`, ErrorCode.PostinstallRunnerError);
   return b;
 }
 
@@ -304,11 +306,11 @@ async function extract(disk: string, offset: number, path: string): Promise<Buff
 export async function finalize(m: PayloadManifest, d: ApplyDeps, activeEntryText: string | undefined): Promise<void> {
   const prog = await readProgress(d.stateDir);
   if (!prog || prog.version !== m.version || (prog.phase !== 'written' && prog.phase !== 'committed')) {
-    throw fail('E_FINALIZE', `finalize of ${m.version} without a verified slot`, ErrorCode.PostinstallRunnerError);
+    throw fail(UE_ERRORS.E_FINALIZE, `finalize of ${m.version} without a verified slot`, ErrorCode.PostinstallRunnerError);
   }
   const slot = lower(d.plan.target);
   if (prog.phase === 'written') {
-    if (m.usr.fsType !== 'squashfs') throw fail('E_FINALIZE', `cannot extract the kernel from a ${m.usr.fsType} USR (squashfs only)`, ErrorCode.PostinstallRunnerError);
+    if (m.usr.fsType !== 'squashfs') throw fail(UE_ERRORS.E_FINALIZE, `cannot extract the kernel from a ${m.usr.fsType} USR (squashfs only)`, ErrorCode.PostinstallRunnerError);
     const kernel = await extract(d.disk, d.plan.range.offset, m.usr.kernel);
     d.failpoint('kernel-extracted');
     const initrd = await extract(d.disk, d.plan.range.offset, m.usr.initrd);

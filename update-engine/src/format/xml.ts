@@ -5,7 +5,8 @@
  * ENTITY declarations (so no external entities and no "billion laughs"), and
  * bounds input size, nesting depth and element count. Pure.
  */
-import { BasaltError } from '../../common/src/errors.js';
+import { BasaltError } from '../../../common/src/errors.js';
+import { UE_ERRORS } from '../errors.js';
 
 export interface XmlElement {
   name: string;
@@ -24,7 +25,7 @@ export interface XmlLimits {
 export const defaultXmlLimits: XmlLimits = { maxBytes: 256 * 1024, maxDepth: 16, maxElements: 2000, maxAttrs: 64 };
 
 function bad(msg: string, pos: number): BasaltError {
-  return new BasaltError('E_XML_INVALID', `XML body: ${msg} at offset ${pos}`);
+  return new BasaltError(UE_ERRORS.E_XML_INVALID, `XML body: ${msg} at offset ${pos}`);
 }
 
 const NAME = /[A-Za-z_:][-A-Za-z0-9_:.]*/y;
@@ -47,7 +48,7 @@ function decodeText(s: string, pos: number): string {
 /** Parses one XML document into its root element. Throws E_XML_INVALID / E_XML_TOO_LARGE. */
 export function parseXml(input: string, limits: XmlLimits = defaultXmlLimits): XmlElement {
   if (Buffer.byteLength(input, 'utf8') > limits.maxBytes) {
-    throw new BasaltError('E_XML_TOO_LARGE', `XML body is larger than ${limits.maxBytes} bytes`);
+    throw new BasaltError(UE_ERRORS.E_XML_TOO_LARGE, `XML body is larger than ${limits.maxBytes} bytes`);
   }
   let i = 0;
   const n = input.length;
@@ -115,7 +116,7 @@ export function parseXml(input: string, limits: XmlLimits = defaultXmlLimits): X
     if (!m) throw bad('bad element name', i);
     i += m[0].length;
     const el: XmlElement = { name: m[0], attrs: Object.create(null) as Record<string, string>, children: [], text: '' };
-    if (++count > limits.maxElements) throw new BasaltError('E_XML_TOO_LARGE', `XML body has more than ${limits.maxElements} elements`);
+    if (++count > limits.maxElements) throw new BasaltError(UE_ERRORS.E_XML_TOO_LARGE, `XML body has more than ${limits.maxElements} elements`);
     let selfClose = false;
     let nattrs = 0;
     for (;;) {

@@ -17,8 +17,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import { readFile } from 'node:fs/promises';
-import { BasaltError } from '../../common/src/errors.js';
-import { parseDuration } from './util.js';
+import { BasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
+import { parseDuration } from '../format/duration.js';
+import { UE_ERRORS } from '../errors.js';
 
 export const SEMAPHORE_KEY = 'coreos.com/updateengine/rebootlock/semaphore';
 export const DEFAULT_ENDPOINTS = ['http://127.0.0.1:2379', 'http://127.0.0.1:4001'];
@@ -62,10 +63,10 @@ export function parseGoDuration(text: string): number | undefined {
 /** An expire duration (set-expire) in whole seconds; 0 disables. Pure. */
 export function parseExpire(text: string): number {
   const ms = parseGoDuration(text);
-  if (ms === undefined) throw new BasaltError('E_DURATION_INVALID', `'${text}' is not a duration`, { hint: 'give a Go-style duration such as 15m, 1h30m or 90s; 0 disables expiry' });
-  if (ms < 0) throw new BasaltError('E_DURATION_INVALID', `'${text}' is negative`, { hint: 'give 0 to disable expiry' });
+  if (ms === undefined) throw new BasaltError(UE_ERRORS.E_DURATION_INVALID, `'${text}' is not a duration`, { hint: 'give a Go-style duration such as 15m, 1h30m or 90s; 0 disables expiry' });
+  if (ms < 0) throw new BasaltError(UE_ERRORS.E_DURATION_INVALID, `'${text}' is negative`, { hint: 'give 0 to disable expiry' });
   const seconds = ms / 1000;
-  if (!Number.isInteger(seconds)) throw new BasaltError('E_DURATION_INVALID', `'${text}' is not a whole number of seconds`, { hint: 'give a duration such as 15m, 1h30m or 90s' });
+  if (!Number.isInteger(seconds)) throw new BasaltError(UE_ERRORS.E_DURATION_INVALID, `'${text}' is not a whole number of seconds`, { hint: 'give a duration such as 15m, 1h30m or 90s' });
   return seconds;
 }
 
@@ -135,7 +136,7 @@ export function decodeSemaphore(text: string, key: string): Semaphore {
   try {
     o = JSON.parse(text) as Record<string, unknown>;
   } catch {
-    throw new BasaltError('E_LOCK_INVALID', `${key}: value is not JSON`, { hint: 'fix or delete the key (locksmithctl recreates it)' });
+    throw new BasaltError(UE_ERRORS.E_LOCK_INVALID, `${key}: value is not JSON`, { hint: 'fix or delete the key (locksmithctl recreates it)' });
   }
   const holders = o?.['holders'];
   if (
@@ -143,7 +144,7 @@ export function decodeSemaphore(text: string, key: string): Semaphore {
     typeof o['semaphore'] !== 'number' || typeof o['max'] !== 'number' ||
     !(holders === null || holders === undefined || (Array.isArray(holders) && holders.every((h) => typeof h === 'string')))
   ) {
-    throw new BasaltError('E_LOCK_INVALID', `${key}: value is not a locksmith semaphore`, { hint: 'fix or delete the key (locksmithctl recreates it)' });
+    throw new BasaltError(UE_ERRORS.E_LOCK_INVALID, `${key}: value is not a locksmith semaphore`, { hint: 'fix or delete the key (locksmithctl recreates it)' });
   }
   const s: Semaphore = { semaphore: o['semaphore'], max: o['max'], holders: (holders as string[] | null | undefined) ?? null };
   const since = o['since'];
@@ -201,7 +202,7 @@ export interface LockResult {
  */
 export function lockOp(s: Semaphore, id: string, key: string, now: Date): LockResult {
   const h = s.holders ?? [];
-  if (h.includes(id)) throw new BasaltError('E_LOCK_HELD', `${id} already holds the reboot lock (${key})`);
+  if (h.includes(id)) throw new BasaltError(UE_ERRORS.E_LOCK_HELD, `${id} already holds the reboot lock (${key})`);
   let cur = s;
   let expired: ExpiredHolder[] = [];
   if (cur.semaphore <= 0) {
@@ -209,7 +210,7 @@ export function lockOp(s: Semaphore, id: string, key: string, now: Date): LockRe
     if (expired.length) cur = withoutHolders(cur, expired.map((x) => x.id));
   }
   if (cur.semaphore <= 0) {
-    throw new BasaltError('E_LOCK_UNAVAILABLE', `the reboot lock is at its maximum of ${s.max} holder(s): ${h.join(', ')}`, {
+    throw new BasaltError(UE_ERRORS.E_LOCK_UNAVAILABLE, `the reboot lock is at its maximum of ${s.max} holder(s): ${h.join(', ')}`, {
       details: { retry: true },
       hint: 'wait for a holder to reboot and unlock, or remove a dead holder with locksmithctl unlock ID (or set-expire)',
     });
@@ -222,20 +223,20 @@ export function lockOp(s: Semaphore, id: string, key: string, now: Date): LockRe
 
 export function unlockOp(s: Semaphore, id: string, key: string): Semaphore {
   const h = s.holders ?? [];
-  if (!h.includes(id)) throw new BasaltError('E_LOCK_NOT_HELD', `${id} does not hold the reboot lock (${key})`);
+  if (!h.includes(id)) throw new BasaltError(UE_ERRORS.E_LOCK_NOT_HELD, `${id} does not hold the reboot lock (${key})`);
   const since = { ...s.since };
   delete since[id];
   return { ...s, semaphore: s.semaphore + 1, holders: h.filter((x) => x !== id), since: Object.keys(since).length ? since : undefined };
 }
 
 export function setMaxOp(s: Semaphore, max: number): Semaphore {
-  if (!Number.isInteger(max) || max < 0) throw new BasaltError('E_USAGE', `max ${max} must be a non-negative integer`);
+  if (!Number.isInteger(max) || max < 0) throw new BasaltError(COMMON_ERRORS.E_USAGE, `max ${max} must be a non-negative integer`);
   return { ...s, semaphore: s.semaphore + (max - s.max), max };
 }
 
 /** Sets the cluster-wide expiry in seconds (0 = never). Pure. */
 export function setExpireOp(s: Semaphore, seconds: number): Semaphore {
-  if (!Number.isInteger(seconds) || seconds < 0) throw new BasaltError('E_USAGE', `expire ${seconds} must be a non-negative whole number of seconds`);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new BasaltError(COMMON_ERRORS.E_USAGE, `expire ${seconds} must be a non-negative whole number of seconds`);
   return { ...s, expire: seconds || undefined };
 }
 
@@ -413,7 +414,7 @@ export class EtcdKv {
     readonly endpoints: string[],
     private readonly opts: EtcdOptions = {},
   ) {
-    if (endpoints.length === 0) throw new BasaltError('E_ETCD_CONFIG', 'no etcd endpoints', { hint: 'set LOCKSMITHD_ENDPOINT or pass -endpoint' });
+    if (endpoints.length === 0) throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, 'no etcd endpoints', { hint: 'set LOCKSMITHD_ENDPOINT or pass -endpoint' });
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.maxBytes = opts.maxBytes ?? 1024 * 1024;
   }
@@ -425,7 +426,7 @@ export class EtcdKv {
         try {
           return await readFile(path);
         } catch (e) {
-          throw new BasaltError('E_ETCD_CONFIG', `${path}: cannot read the etcd ${what}: ${(e as Error).message}`, { hint: 'check LOCKSMITHD_ETCD_CAFILE/_CERTFILE/_KEYFILE (locksmithctl: -etcd-cafile, -etcd-certfile, -etcd-keyfile)' });
+          throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, `${path}: cannot read the etcd ${what}: ${(e as Error).message}`, { hint: 'check LOCKSMITHD_ETCD_CAFILE/_CERTFILE/_KEYFILE (locksmithctl: -etcd-cafile, -etcd-certfile, -etcd-keyfile)' });
         }
       };
       const [ca, cert, key] = await Promise.all([rd(this.opts.caFile, 'CA file'), rd(this.opts.certFile, 'certificate'), rd(this.opts.keyFile, 'key')]);
@@ -439,7 +440,7 @@ export class EtcdKv {
     try {
       url = new URL(path, ep.endsWith('/') ? ep : ep + '/');
     } catch {
-      throw new BasaltError('E_ETCD_CONFIG', `etcd endpoint '${ep}' is not a URL`, { hint: 'give endpoints such as http://10.0.0.1:2379' });
+      throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, `etcd endpoint '${ep}' is not a URL`, { hint: 'give endpoints such as http://10.0.0.1:2379' });
     }
     const secure = url.protocol === 'https:';
     const tls = secure ? await this.tlsFiles() : {};
@@ -519,7 +520,7 @@ export class EtcdKv {
         failures.push(`${ep}: ${e.message}`);
       }
     }
-    throw new BasaltError('E_ETCD', `etcd ${path} failed: ${failures.join('; ')}`, { hint: 'check LOCKSMITHD_ENDPOINT / -endpoint and that etcd is running and reachable (a machine runs etcd only when its cloud-config starts etcd2.service)' });
+    throw new BasaltError(UE_ERRORS.E_ETCD, `etcd ${path} failed: ${failures.join('; ')}`, { hint: 'check LOCKSMITHD_ENDPOINT / -endpoint and that etcd is running and reachable (a machine runs etcd only when its cloud-config starts etcd2.service)' });
   }
 
   async range(key: string, rangeEnd?: Buffer, limit?: number): Promise<{ key: string; value: string; modRevision: string }[]> {
@@ -550,7 +551,7 @@ export class EtcdKv {
   /** Grants a lease; its ID as a decimal string (int64 does not fit a JS number). */
   async leaseGrant(ttlSeconds: number): Promise<string> {
     const r = await this.post('v3/lease/grant', { TTL: ttlSeconds });
-    if (typeof r['ID'] !== 'string' && typeof r['ID'] !== 'number') throw new BasaltError('E_ETCD', `etcd v3/lease/grant: no lease ID in the reply`);
+    if (typeof r['ID'] !== 'string' && typeof r['ID'] !== 'number') throw new BasaltError(UE_ERRORS.E_ETCD, `etcd v3/lease/grant: no lease ID in the reply`);
     return String(r['ID']);
   }
   /**
@@ -625,7 +626,7 @@ function isAuthFailure(r: Reply): boolean {
 
 function etcdError(ep: string, path: string, r: Reply): BasaltError {
   const code = typeof r.json['code'] === 'number' ? r.json['code'] : undefined;
-  return new BasaltError('E_ETCD', `etcd ${path} at ${ep}: ${errorText(r)} (HTTP ${r.status})`, {
+  return new BasaltError(UE_ERRORS.E_ETCD, `etcd ${path} at ${ep}: ${errorText(r)} (HTTP ${r.status})`, {
     details: { endpoint: ep, status: r.status, grpcCode: code },
     hint: r.status === 401 || code === 16 || code === 7 || path === 'v3/auth/authenticate' ? 'check LOCKSMITHD_ETCD_USERNAME/_PASSWORD (locksmithctl: -etcd-username, -etcd-password)' : undefined,
   });
@@ -662,7 +663,7 @@ export class RebootLock {
       const [next, result] = op(sem);
       if (await this.kv.cas(this.key, encodeSemaphore(next), rev)) return result;
     }
-    throw new BasaltError('E_LOCK_CONTENDED', `${this.key}: too much contention`, { hint: 'try again' });
+    throw new BasaltError(UE_ERRORS.E_LOCK_CONTENDED, `${this.key}: too much contention`, { hint: 'try again' });
   }
   /**
    * Waits (at most `ms`) for the semaphore to change after it was last read, so a machine
@@ -721,9 +722,9 @@ export interface RebootWindow {
 export function parseWindow(start: string, length: string, names: [string, string] = ['LOCKSMITHD_REBOOT_WINDOW_START', 'LOCKSMITHD_REBOOT_WINDOW_LENGTH']): RebootWindow {
   const m = /^(?:(\w{3})\w*\s+)?(\d{1,2}):(\d{2})$/.exec(start.trim());
   const day = m?.[1] ? DAYS.indexOf(m[1].toLowerCase()) : undefined;
-  if (!m || day === -1 || Number(m[2]) > 23 || Number(m[3]) > 59) throw new BasaltError('E_WINDOW_INVALID', `${names[0]}='${start}' is not '[Day ]HH:MM'`, { hint: "e.g. 'Thu 23:00' or '04:00'" });
+  if (!m || day === -1 || Number(m[2]) > 23 || Number(m[3]) > 59) throw new BasaltError(UE_ERRORS.E_WINDOW_INVALID, `${names[0]}='${start}' is not '[Day ]HH:MM'`, { hint: "e.g. 'Thu 23:00' or '04:00'" });
   const lengthMs = parseDuration(length.trim());
-  if (lengthMs === undefined || lengthMs <= 0) throw new BasaltError('E_WINDOW_INVALID', `${names[1]}='${length}' is not a duration such as 1h30m`, { hint: 'e.g. 1h30m' });
+  if (lengthMs === undefined || lengthMs <= 0) throw new BasaltError(UE_ERRORS.E_WINDOW_INVALID, `${names[1]}='${length}' is not a duration such as 1h30m`, { hint: 'e.g. 1h30m' });
   return { day, minuteOfDay: Number(m[2]) * 60 + Number(m[3]), lengthMs };
 }
 
@@ -809,7 +810,7 @@ export function locksmithSettings(env: Env, fileVars: Record<string, string>, fl
   const endpoints = ep ? ep.value.split(',').map((s) => s.trim()).filter(Boolean) : [...DEFAULT_ENDPOINTS];
   const etcdLock = strategy === 'etcd-lock';
   if (etcdLock) for (const e of endpoints) checkEndpoint(e, ep?.name ?? 'LOCKSMITHD_ENDPOINT');
-  if (etcdLock && endpoints.length === 0) throw new BasaltError('E_ETCD_CONFIG', 'LOCKSMITHD_ENDPOINT names no endpoint', { hint: 'give comma-separated URLs such as http://10.0.0.1:2379' });
+  if (etcdLock && endpoints.length === 0) throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, 'LOCKSMITHD_ENDPOINT names no endpoint', { hint: 'give comma-separated URLs such as http://10.0.0.1:2379' });
 
   const etcd: EtcdOptions = {
     caFile: pick('LOCKSMITHD_ETCD_CAFILE')?.value,
@@ -832,12 +833,12 @@ export function checkEndpoint(e: string, what: string): void {
   } catch {
     ok = false;
   }
-  if (!ok) throw new BasaltError('E_ETCD_CONFIG', `${what}: '${e}' is not an http(s) URL`, { hint: 'give comma-separated URLs such as http://10.0.0.1:2379' });
+  if (!ok) throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, `${what}: '${e}' is not an http(s) URL`, { hint: 'give comma-separated URLs such as http://10.0.0.1:2379' });
 }
 
 export function checkEtcdOptions(o: EtcdOptions, prefix: string): void {
   if ((o.certFile === undefined) !== (o.keyFile === undefined)) {
-    throw new BasaltError('E_ETCD_CONFIG', `${prefix}CERTFILE and ${prefix}KEYFILE must be set together`, { hint: 'a client certificate needs its key' });
+    throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, `${prefix}CERTFILE and ${prefix}KEYFILE must be set together`, { hint: 'a client certificate needs its key' });
   }
 }
 
@@ -890,7 +891,7 @@ export async function releaseOwnLock(d: CoordinatorDeps): Promise<boolean> {
     try {
       await lock.unlock(d.id);
     } catch (e) {
-      if (e instanceof BasaltError && e.code === 'E_LOCK_NOT_HELD') return false; // someone unlocked it meanwhile
+      if (e instanceof BasaltError && e.code === UE_ERRORS.E_LOCK_NOT_HELD.code) return false; // someone unlocked it meanwhile
       throw e;
     }
     d.log.info(`released the reboot lock held by ${d.id}`);
@@ -937,10 +938,10 @@ export async function coordinateReboot(d: CoordinatorDeps): Promise<'rebooted' |
         const r = await lock.lock(d.id, d.now());
         for (const x of r.expired) d.log.warn(expiredMessage(x, r.sem.expire ?? 0));
       } catch (e) {
-        if (e instanceof BasaltError && e.code === 'E_LOCK_HELD') {
+        if (e instanceof BasaltError && e.code === UE_ERRORS.E_LOCK_HELD.code) {
           /* ours already: go on */
         } else {
-          const full = e instanceof BasaltError && e.code === 'E_LOCK_UNAVAILABLE';
+          const full = e instanceof BasaltError && e.code === UE_ERRORS.E_LOCK_UNAVAILABLE.code;
           await waiting(full ? REASON_FULL : `cannot take the lock: ${(e as Error).message}`);
           const wait = lockBackoff(Math.min(attempt++, 6));
           d.log.warn(`cannot take the reboot lock (${(e as Error).message}); retrying in ${wait / 1000} s${full && d.waitForLock ? ' or when it is released' : ''}`);
@@ -954,7 +955,7 @@ export async function coordinateReboot(d: CoordinatorDeps): Promise<'rebooted' |
           try {
             await lock.unlock(d.id);
           } catch (e) {
-            if (!(e instanceof BasaltError && e.code === 'E_LOCK_NOT_HELD')) throw e;
+            if (!(e instanceof BasaltError && e.code === UE_ERRORS.E_LOCK_NOT_HELD.code)) throw e;
           }
         });
         continue;

@@ -1,11 +1,13 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../../common/src/exec.js';
-import { tempDir, makeUsr, makeKeys } from '../test/helpers.js';
-import { release, promote, readChannelFile, unseal, validateManifest, refreshChannel } from './repo.js';
-import { loadKeyring, readPrivateKeyFile } from './pgp.js';
-import { hashFileRange } from './util.js';
+import { run } from '../../../common/src/exec.js';
+import { tempDir, makeUsr, makeKeys } from '../../test/helpers.js';
+import { release, promote, readChannelFile, refreshChannel } from './repo.js';
+import { unseal, validateManifest } from '../format/metadata.js';
+import { loadKeyring } from '../format/signature.js';
+import { readPrivateKeyFile } from './keys.js';
+import { hashFileRange } from '../format/digest.js';
 
 let t: Awaited<ReturnType<typeof tempDir>>;
 beforeAll(async () => {

@@ -3,9 +3,10 @@
  * chain state of both (GPT attributes in cgpt's layout + Boot Loader Spec
  * entries on the ESP). Selection functions are pure.
  */
-import { BasaltError } from '../../common/src/errors.js';
-import { findPartition, partitionRange, prioritize, setSlotAttrs, slotAttrs, selectNext, type Gpt, type Partition } from '../../common/src/gpt/index.js';
-import { entryFileName, parseEntryFileName, type Slot } from '../../common/src/boot.js';
+import { BasaltError } from '../../../common/src/errors.js';
+import { findPartition, partitionRange, prioritize, setSlotAttrs, slotAttrs, selectNext, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
+import { entryFileName, parseEntryFileName, type Slot } from '../../../common/src/boot.js';
+import { UE_ERRORS } from '../errors.js';
 
 export type SlotName = 'A' | 'B';
 export const PARTLABEL: Record<SlotName, string> = { A: 'USR-A', B: 'USR-B' };
@@ -34,7 +35,7 @@ export function assertInactiveWrite(plan: SlotPlan, off: number, len: number): v
   const r = plan.range;
   const a = plan.activeRange;
   if (off < r.offset || off + len > r.offset + r.length || (off < a.offset + a.length && off + len > a.offset)) {
-    throw new BasaltError('E_ACTIVE_SLOT_WRITE', `refusing to write bytes ${off}-${off + len} outside the inactive slot ${PARTLABEL[plan.target]}`, {
+    throw new BasaltError(UE_ERRORS.E_ACTIVE_SLOT_WRITE, `refusing to write bytes ${off}-${off + len} outside the inactive slot ${PARTLABEL[plan.target]}`, {
       hint: 'this is a bug in Basalt; the active slot is never written',
     });
   }

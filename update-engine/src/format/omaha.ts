@@ -2,8 +2,9 @@
  * Omaha v3 messages as CoreOS's update_engine sends and reads them
  * (omaha_request_action.cc, go-omaha protocol.go). Pure: build and parse only.
  */
-import { BasaltError } from '../../common/src/errors.js';
+import { BasaltError } from '../../../common/src/errors.js';
 import { el, kid, kids, parseXml, type XmlElement, type XmlLimits, defaultXmlLimits } from './xml.js';
+import { UE_ERRORS } from '../errors.js';
 
 /** CoreOS Container Linux's Omaha app id; Basalt keeps it so existing tooling recognises requests. */
 export const COREOS_APPID = '{e96281a6-d1af-4bde-9a0a-97b76e56dc57}';
@@ -109,16 +110,16 @@ export function buildRequest(r: { installSource: 'scheduler' | 'ondemandupdate';
 
 function int(v: string | undefined, what: string): number | undefined {
   if (v === undefined || v === '') return undefined;
-  if (!/^-?\d{1,12}$/.test(v)) throw new BasaltError('E_OMAHA_INVALID', `Omaha request: ${what} '${v}' is not an integer`);
+  if (!/^-?\d{1,12}$/.test(v)) throw new BasaltError(UE_ERRORS.E_OMAHA_INVALID, `Omaha request: ${what} '${v}' is not an integer`);
   return Number(v);
 }
 
 /** Parses a request body (bounded, no entities). Throws E_XML_* / E_OMAHA_INVALID. */
 export function parseRequest(body: string, limits: XmlLimits = defaultXmlLimits): OmahaRequest {
   const root = parseXml(body, limits);
-  if (root.name !== 'request') throw new BasaltError('E_OMAHA_INVALID', `Omaha request: root element is <${root.name}>, not <request>`);
+  if (root.name !== 'request') throw new BasaltError(UE_ERRORS.E_OMAHA_INVALID, `Omaha request: root element is <${root.name}>, not <request>`);
   const protocol = root.attrs['protocol'] ?? '';
-  if (protocol !== '3.0') throw new BasaltError('E_OMAHA_PROTOCOL', `Omaha request: protocol '${protocol}' is not 3.0`);
+  if (protocol !== '3.0') throw new BasaltError(UE_ERRORS.E_OMAHA_PROTOCOL, `Omaha request: protocol '${protocol}' is not 3.0`);
   const os = kid(root, 'os');
   return {
     protocol,
@@ -215,12 +216,12 @@ export function parseResponse(body: string, appId: string): CheckResult {
   try {
     root = parseXml(body);
   } catch (e) {
-    throw new BasaltError('E_OMAHA_RESPONSE', `Omaha response is not valid XML: ${(e as Error).message}`, { details: { errorCode: ErrorCode.OmahaRequestXMLParseError } });
+    throw new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, `Omaha response is not valid XML: ${(e as Error).message}`, { details: { errorCode: ErrorCode.OmahaRequestXMLParseError } });
   }
   const app = kids(root, 'app').find((a) => (a.attrs['appid'] ?? '').toLowerCase() === appId.toLowerCase()) ?? kid(root, 'app');
-  if (root.name !== 'response' || !app) throw new BasaltError('E_OMAHA_RESPONSE', 'Omaha response has no <app>', { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
+  if (root.name !== 'response' || !app) throw new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, 'Omaha response has no <app>', { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
   if (app.attrs['status'] && app.attrs['status'] !== 'ok') {
-    throw new BasaltError('E_OMAHA_RESPONSE', `Omaha server answered app status '${app.attrs['status']}'`, { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
+    throw new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, `Omaha server answered app status '${app.attrs['status']}'`, { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
   }
   const uc = kid(app, 'updatecheck');
   const status = uc?.attrs['status'];
@@ -228,7 +229,7 @@ export function parseResponse(body: string, appId: string): CheckResult {
   const pollInterval = pi && /^\d+$/.test(pi) ? Number(pi) : undefined;
   if (status === 'noupdate') return { status, ...(pollInterval ? { pollInterval } : {}) };
   if (status !== 'ok') {
-    throw new BasaltError('E_OMAHA_RESPONSE', `Omaha updatecheck status '${status ?? '(none)'}'`, { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
+    throw new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, `Omaha updatecheck status '${status ?? '(none)'}'`, { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
   }
   const manifest = kid(uc, 'manifest');
   const pkg = kid(kid(manifest, 'packages'), 'package');
@@ -239,7 +240,7 @@ export function parseResponse(body: string, appId: string): CheckResult {
   const size = Number(pkg?.attrs['size'] ?? '0');
   const version = manifest?.attrs['version'] ?? '';
   if (!pkg || !action?.attrs['sha256'] || !(size > 0) || !version || codebases.length === 0) {
-    throw new BasaltError('E_OMAHA_RESPONSE', 'Omaha response lacks manifest version, package size, urls or the postinstall sha256', { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
+    throw new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, 'Omaha response lacks manifest version, package size, urls or the postinstall sha256', { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
   }
   const sha256Base64 = action.attrs['sha256']!;
   return {

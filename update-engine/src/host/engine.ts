@@ -9,20 +9,22 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import got, { HTTPError } from 'got';
-import { BasaltError, isBasaltError } from '../../common/src/errors.js';
-import type { Logger } from '../../common/src/log.js';
-import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../../common/src/gpt/index.js';
-import { parseEntryFileName } from '../../common/src/boot.js';
+import { BasaltError, isBasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
+import type { Logger } from '../../../common/src/log.js';
+import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
+import { parseEntryFileName } from '../../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
-import { buildRequest, COREOS_APPID, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from './omaha.js';
-import { unseal, validateChannel, inRollout, type PayloadManifest } from './repo.js';
-import { loadKeyring, type Keyring } from './pgp.js';
+import { buildRequest, COREOS_APPID, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
+import { unseal, validateChannel, inRollout, type PayloadManifest } from '../format/metadata.js';
+import { loadKeyring, type Keyring } from '../format/signature.js';
 import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type HttpOptions, type Identity } from './apply.js';
 import type { Esp } from './esp.js';
 import { PARTLABEL, planSlots, other, lower, entryInfo, type SlotName } from './slots.js';
-import { compareVersions } from './version.js';
-import { writeFileAtomic, hexToBase64 } from './util.js';
+import { compareVersions } from '../format/version.js';
+import { writeFileAtomic } from '../../../common/src/fsutil.js';
+import { hexToBase64 } from '../format/digest.js';
+import { UE_ERRORS } from '../errors.js';
 
 export interface EngineEnv {
   disk: string;
@@ -221,7 +223,7 @@ export class Engine {
 
   /** Starts a check now (update_engine_client -check_for_update). */
   check(interactive = true): boolean {
-    if (!this.env.server) throw new BasaltError('E_UPDATES_DISABLED', 'updates are disabled (no SERVER, or SERVER=disabled in update.conf)', { hint: 'set SERVER in /etc/coreos/update.conf' });
+    if (!this.env.server) throw new BasaltError(UE_ERRORS.E_UPDATES_DISABLED, 'updates are disabled (no SERVER, or SERVER=disabled in update.conf)', { hint: 'set SERVER in /etc/coreos/update.conf' });
     return this.send({ type: 'CHECK', now: this.env.clock.now(), interactive });
   }
 
@@ -244,7 +246,7 @@ export class Engine {
       try {
         await this.runEffect(eff);
       } catch (e) {
-        const err = isBasaltError(e) ? e : new BasaltError('E_INTERNAL', `internal error: ${(e as Error)?.message}`, { cause: e, details: { errorCode: ErrorCode.Error } });
+        const err = isBasaltError(e) ? e : new BasaltError(COMMON_ERRORS.E_INTERNAL, `internal error: ${(e as Error)?.message}`, { cause: e, details: { errorCode: ErrorCode.Error } });
         this.lastFailure = err;
         this.env.log.error(err.message);
         const code = typeof err.details['errorCode'] === 'number' ? (err.details['errorCode'] as number) : ErrorCode.Error;
@@ -445,7 +447,7 @@ export class Engine {
       const status = e instanceof HTTPError ? e.response.statusCode : undefined;
       const msg = isBasaltError(e) ? e.message : `${srv}: ${(e as Error).message}`;
       this.env.log.warn(`update check failed: ${msg}`);
-      this.lastFailure = isBasaltError(e) ? e : new BasaltError('E_CHECK', `update check failed: ${msg}`);
+      this.lastFailure = isBasaltError(e) ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`);
       this.send({ type: 'CHECK_FAILED', now, httpStatus: status, message: msg });
       return;
     }
@@ -457,7 +459,7 @@ export class Engine {
       // Rolled back here before: not downloaded again (no event 13, no loop as in Flatcar#1924).
       const msg = `refusing ${result.offer.version}: it failed on this machine before (rolled back)`;
       this.env.log.info(`update check: ${msg}`);
-      this.lastFailure = new BasaltError('E_UPDATE_BLOCKED', msg, { hint: "a newer release will be taken; 'basalt update unblock' allows it again" });
+      this.lastFailure = new BasaltError(UE_ERRORS.E_UPDATE_BLOCKED, msg, { hint: "a newer release will be taken; 'basalt update unblock' allows it again" });
       this.send({ type: 'NO_UPDATE', now, pollInterval: result.pollInterval });
       return;
     }

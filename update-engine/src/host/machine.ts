@@ -3,7 +3,8 @@
  * (state, event) -> { state, effects }. The engine (engine.ts) executes the
  * effects; nothing here does I/O or reads a clock (events carry `now`).
  */
-import { ErrorCode, EventResult, EventType } from './omaha.js';
+import { ErrorCode, EventResult, EventType } from '../format/omaha.js';
+import { UE_ERRORS } from '../errors.js';
 
 export type Status =
   | 'UPDATE_STATUS_IDLE'
@@ -92,7 +93,7 @@ export function step(s: MachineState, e: Event): Step {
       if (s.status !== 'UPDATE_STATUS_CHECKING_FOR_UPDATE') return no;
       const server = e.httpStatus !== undefined && e.httpStatus >= 500;
       const errorCode = e.httpStatus ? ErrorCode.HttpBase + e.httpStatus : ErrorCode.OmahaRequestError;
-      return ok({ ...s, status: 'UPDATE_STATUS_IDLE', lastError: { code: 'E_CHECK', message: e.message, errorCode } }, [{ do: 'schedule', outcome: server ? 'server-error' : 'error' }]);
+      return ok({ ...s, status: 'UPDATE_STATUS_IDLE', lastError: { code: UE_ERRORS.E_CHECK.code, message: e.message, errorCode } }, [{ do: 'schedule', outcome: server ? 'server-error' : 'error' }]);
     }
     case 'UPDATE_FOUND':
       if (s.status !== 'UPDATE_STATUS_CHECKING_FOR_UPDATE') return no;
@@ -139,7 +140,7 @@ export function step(s: MachineState, e: Event): Step {
         {
           ...s,
           status: 'UPDATE_STATUS_REPORTING_ERROR_EVENT',
-          lastError: { code: 'E_ROLLBACK', message: `the bootloader fell back from ${e.failedVersion}`, errorCode: ErrorCode.RollbackDetected },
+          lastError: { code: UE_ERRORS.E_ROLLBACK.code, message: `the bootloader fell back from ${e.failedVersion}`, errorCode: ErrorCode.RollbackDetected },
         },
         // Local safety first (never boot or fetch the failed version again),
         // then the report, which may wait on the network.

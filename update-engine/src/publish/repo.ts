@@ -1,93 +1,25 @@
 /**
- * The static release repository: payload manifests, signed per-channel
- * metadata, and how `basalt release` / `promote` publish into it.
- *
- * Layout (a plain directory any web server or object store can serve):
- *   payloads/<version>/usr.img.xz       concatenated xz streams, one per chunk
- *   payloads/<version>/usr.img.xz.sig   detached OpenPGP signature (gpg --verify accepts it)
- *   payloads/<version>/manifest.json    signed envelope around the payload manifest
- *   channels/<channel>.json             signed envelope around the channel metadata (with expiry)
- *
- * Envelopes are {formatVersion:1, signed:"<json text>", signature:"<armored detached sig over signed>"},
- * so each is published with a single atomic rename.
+ * Publishing into the static release repository (layout: format/metadata.ts):
+ * `basalt release` (payload, signed manifest, channel), `promote` and
+ * `refresh`, and the publisher's reads of its own repository.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, rename, mkdir, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, dirname, basename } from 'node:path';
 import type * as openpgp from 'openpgp';
-import { BasaltError, fsError } from '../../common/src/errors.js';
-import { run } from '../../common/src/exec.js';
-import { signDetached, signFileDetached, verifyDetached, type Keyring } from './pgp.js';
-import { checkVersion, compareVersions } from './version.js';
-import { syncDir, writeFileAtomic } from './util.js';
+import { BasaltError, fsError } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
+import { syncDir, writeFileAtomic } from '../../../common/src/fsutil.js';
+import { BOARD_RE, checkChannel, DEFAULT_CHUNK, PAYLOAD_FILE, peekEnvelope, unseal, validateChannel, validateManifest, type ChannelMeta, type Envelope, type PayloadChunk, type PayloadManifest } from '../format/metadata.js';
+import type { Keyring } from '../format/signature.js';
+import { checkVersion, compareVersions } from '../format/version.js';
+import { signDetached, signFileDetached } from './keys.js';
+import { UE_ERRORS } from '../errors.js';
+import { CONTRACT_ERRORS } from '../../../common/src/contracts.js';
 
-export const PAYLOAD_FILE = 'usr.img.xz';
 /** Upper bound of parallel xz jobs in `release` (each holds two chunks in memory). */
 export const MAX_XZ_JOBS = 8;
-export const DEFAULT_CHUNK = 4 * 1024 * 1024;
-
-export interface PayloadChunk {
-  /** Byte offset of this xz stream in the payload file. */
-  offset: number;
-  /** Compressed size. */
-  size: number;
-  /** SHA-256 (hex) of the compressed bytes. */
-  sha256: string;
-  /** Uncompressed size (the chunk covers image bytes [sum of previous, +uncompressedSize)). */
-  uncompressedSize: number;
-}
-
-export interface UsrInfo {
-  fsType: string;
-  fsBytes: number | null;
-  hashOffset: number | null;
-  rootHash: string | null;
-  salt: string | null;
-  kernel: string;
-  initrd: string;
-}
-
-export interface PayloadManifest {
-  formatVersion: 1;
-  kind: 'basalt-payload';
-  version: string;
-  channels: string[];
-  board: string;
-  created: string;
-  payload: { file: string; size: number; sha256: string; sha1: string; compression: 'xz'; chunks: PayloadChunk[] };
-  image: { size: number; sha256: string };
-  usr: UsrInfo;
-}
-
-export interface ChannelMeta {
-  formatVersion: 1;
-  kind: 'basalt-channel';
-  channel: string;
-  version: string;
-  board: string;
-  manifest: string;
-  manifestSha256: string;
-  payload: { path: string; size: number; sha256: string };
-  serial: number;
-  issued: string;
-  expires: string;
-  rollout: { percent: number };
-}
-
-export interface Envelope {
-  formatVersion: 1;
-  signed: string;
-  signature: string;
-}
-
-const CHANNEL_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const BOARD_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-export function checkChannel(c: string, what = 'channel'): string {
-  if (!CHANNEL_RE.test(c)) throw new BasaltError('E_CHANNEL_INVALID', `${what}: '${c}' is not a channel name`, { hint: 'use lower-case letters, digits, - and _' });
-  return c;
-}
 
 /** Wraps a JSON document in a signed envelope. */
 export async function seal(doc: unknown, key: openpgp.PrivateKey): Promise<string> {
@@ -95,100 +27,6 @@ export async function seal(doc: unknown, key: openpgp.PrivateKey): Promise<strin
   const signature = (await signDetached(new TextEncoder().encode(signed), key, true)) as string;
   const env: Envelope = { formatVersion: 1, signed, signature };
   return JSON.stringify(env, null, 1) + '\n';
-}
-
-/** Verifies an envelope with the keyring and returns its parsed content (unknown; validate it next). */
-export async function unseal(text: string, ring: Keyring, what: string): Promise<unknown> {
-  let env: Partial<Envelope>;
-  try {
-    env = JSON.parse(text) as Partial<Envelope>;
-  } catch {
-    throw new BasaltError('E_METADATA_INVALID', `${what}: not JSON`);
-  }
-  if (env.formatVersion !== 1 || typeof env.signed !== 'string' || typeof env.signature !== 'string') {
-    throw new BasaltError('E_METADATA_INVALID', `${what}: not a formatVersion 1 signed envelope`);
-  }
-  await verifyDetached(new TextEncoder().encode(env.signed), env.signature, ring, what);
-  try {
-    return JSON.parse(env.signed) as unknown;
-  } catch {
-    throw new BasaltError('E_METADATA_INVALID', `${what}: signed content is not JSON`);
-  }
-}
-
-/** Reads the content of an envelope WITHOUT verifying it (for the repository owner's own tools). */
-export function peekEnvelope(text: string, what: string): unknown {
-  try {
-    const env = JSON.parse(text) as Envelope;
-    return JSON.parse(env.signed) as unknown;
-  } catch {
-    throw new BasaltError('E_METADATA_INVALID', `${what}: not a signed envelope`);
-  }
-}
-
-type Obj = Record<string, unknown>;
-function field<T>(o: Obj, k: string, type: 'string' | 'number' | 'object', what: string): T {
-  const v = o[k];
-  if (typeof v !== type || v === null) throw new BasaltError('E_METADATA_INVALID', `${what}: field '${k}' is missing or not a ${type}`);
-  return v as T;
-}
-const isHex64 = (s: string) => /^[0-9a-f]{64}$/.test(s);
-
-/** Validates a payload manifest (after unseal). */
-export function validateManifest(raw: unknown, what: string): PayloadManifest {
-  if (typeof raw !== 'object' || raw === null) throw new BasaltError('E_METADATA_INVALID', `${what}: not an object`);
-  const o = raw as Obj;
-  if (o['formatVersion'] !== 1 || o['kind'] !== 'basalt-payload') {
-    throw new BasaltError('E_METADATA_VERSION', `${what}: unsupported manifest (formatVersion ${String(o['formatVersion'])}, kind ${String(o['kind'])})`, {
-      hint: 'this update-engine reads formatVersion 1 payload manifests',
-    });
-  }
-  checkVersion(field<string>(o, 'version', 'string', what), `${what} version`);
-  const channels = o['channels'];
-  if (!Array.isArray(channels) || !channels.every((c) => typeof c === 'string')) throw new BasaltError('E_METADATA_INVALID', `${what}: 'channels' is not a list of names`);
-  field<string>(o, 'board', 'string', what);
-  const p = field<Obj>(o, 'payload', 'object', what);
-  const size = field<number>(p, 'size', 'number', `${what} payload`);
-  if (!isHex64(field<string>(p, 'sha256', 'string', `${what} payload`))) throw new BasaltError('E_METADATA_INVALID', `${what}: payload.sha256 is not 64 hex digits`);
-  const chunks = p['chunks'];
-  if (!Array.isArray(chunks) || chunks.length === 0) throw new BasaltError('E_METADATA_INVALID', `${what}: payload.chunks is empty`);
-  let off = 0;
-  let usize = 0;
-  for (const [i, c] of (chunks as Obj[]).entries()) {
-    if (c['offset'] !== off || typeof c['size'] !== 'number' || c['size'] <= 0 || typeof c['uncompressedSize'] !== 'number' || !isHex64(String(c['sha256']))) {
-      throw new BasaltError('E_METADATA_INVALID', `${what}: payload.chunks[${i}] is not contiguous or malformed`);
-    }
-    off += c['size'] as number;
-    usize += c['uncompressedSize'] as number;
-  }
-  if (off !== size) throw new BasaltError('E_METADATA_INVALID', `${what}: chunks cover ${off} bytes but payload.size is ${size}`);
-  const img = field<Obj>(o, 'image', 'object', what);
-  if (field<number>(img, 'size', 'number', `${what} image`) !== usize || !isHex64(String(img['sha256']))) {
-    throw new BasaltError('E_METADATA_INVALID', `${what}: image.size does not match the chunks, or image.sha256 is malformed`);
-  }
-  const usr = field<Obj>(o, 'usr', 'object', what);
-  field<string>(usr, 'kernel', 'string', `${what} usr`);
-  field<string>(usr, 'initrd', 'string', `${what} usr`);
-  return raw as PayloadManifest;
-}
-
-/** Validates channel metadata (after unseal): kind, channel name, expiry against `now`. Throws E_METADATA_EXPIRED. */
-export function validateChannel(raw: unknown, what: string, expectChannel: string | undefined, now: Date): ChannelMeta {
-  if (typeof raw !== 'object' || raw === null) throw new BasaltError('E_METADATA_INVALID', `${what}: not an object`);
-  const o = raw as Obj;
-  if (o['formatVersion'] !== 1 || o['kind'] !== 'basalt-channel') throw new BasaltError('E_METADATA_VERSION', `${what}: unsupported channel metadata (formatVersion ${String(o['formatVersion'])})`);
-  const ch = field<string>(o, 'channel', 'string', what);
-  if (expectChannel !== undefined && ch !== expectChannel) throw new BasaltError('E_METADATA_CHANNEL', `${what}: metadata is for channel '${ch}', not '${expectChannel}'`);
-  checkVersion(field<string>(o, 'version', 'string', what), `${what} version`);
-  const expires = Date.parse(field<string>(o, 'expires', 'string', what));
-  if (Number.isNaN(expires)) throw new BasaltError('E_METADATA_INVALID', `${what}: 'expires' is not a date`);
-  if (expires <= now.getTime()) {
-    throw new BasaltError('E_METADATA_EXPIRED', `${what}: channel metadata expired at ${new Date(expires).toISOString()}`, {
-      hint: "the publisher must re-sign it ('basalt release refresh'); an expired file may be a replayed or frozen mirror",
-    });
-  }
-  field<string>(o, 'manifest', 'string', what);
-  return raw as ChannelMeta;
 }
 
 /** Reads and verifies channels/<channel>.json from a repository directory. */
@@ -223,7 +61,7 @@ export async function readSidecar(usr: string): Promise<UsrSidecar | undefined> 
       continue;
     }
     const j = JSON.parse(text) as UsrSidecar;
-    if (j.formatVersion !== 1) throw new BasaltError('E_METADATA_VERSION', `${p}: unsupported formatVersion ${String(j.formatVersion)}`);
+    if (j.formatVersion !== 1) throw new BasaltError(CONTRACT_ERRORS.E_METADATA_VERSION, `${p}: unsupported formatVersion ${String(j.formatVersion)}`);
     return j;
   }
   return undefined;
@@ -256,15 +94,15 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
   checkChannel(o.channel, '--channel');
   const side = await readSidecar(o.usr);
   const board = o.board ?? side?.board ?? 'amd64-usr';
-  if (!BOARD_RE.test(board)) throw new BasaltError('E_BOARD_INVALID', `--board: '${board}' is not a board name`);
+  if (!BOARD_RE.test(board)) throw new BasaltError(UE_ERRORS.E_BOARD_INVALID, `--board: '${board}' is not a board name`);
   if (side?.version && side.version !== o.version) {
-    throw new BasaltError('E_VERSION_MISMATCH', `${o.usr}.json says version ${side.version} but --version is ${o.version}`);
+    throw new BasaltError(UE_ERRORS.E_VERSION_MISMATCH, `${o.usr}.json says version ${side.version} but --version is ${o.version}`);
   }
   const dest = join(o.repo, 'payloads', o.version);
-  if (await exists(dest)) throw new BasaltError('E_RELEASE_EXISTS', `${dest}: version ${o.version} is already released`, { hint: 'releases are immutable; use a new version' });
+  if (await exists(dest)) throw new BasaltError(UE_ERRORS.E_RELEASE_EXISTS, `${dest}: version ${o.version} is already released`, { hint: 'releases are immutable; use a new version' });
   const current = await currentChannel(o.repo, o.channel);
   if (current && compareVersions(o.version, current.version) <= 0 && !o.allowOlder) {
-    throw new BasaltError('E_VERSION_NOT_NEWER', `channel ${o.channel} is at ${current.version}; ${o.version} is not newer`);
+    throw new BasaltError(UE_ERRORS.E_VERSION_NOT_NEWER, `channel ${o.channel} is at ${current.version}; ${o.version} is not newer`);
   }
   const tmp = join(o.repo, 'payloads', `.tmp-${o.version}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
@@ -320,7 +158,7 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
       await src.close();
       await out.close();
     }
-    if (imageSize === 0) throw new BasaltError('E_USR_EMPTY', `${o.usr}: image is empty`);
+    if (imageSize === 0) throw new BasaltError(UE_ERRORS.E_USR_EMPTY, `${o.usr}: image is empty`);
     const manifest: PayloadManifest = {
       formatVersion: 1,
       kind: 'basalt-payload',
@@ -413,9 +251,9 @@ export async function promote(repo: string, version: string, from: string, to: s
   checkChannel(from, '--from');
   checkChannel(to, '--to');
   const m = await readRepoManifest(repo, version);
-  if (!m.channels.includes(from)) throw new BasaltError('E_PROMOTE_SOURCE', `version ${version} was not released to channel ${from} (it is in: ${m.channels.join(', ')})`);
+  if (!m.channels.includes(from)) throw new BasaltError(UE_ERRORS.E_PROMOTE_SOURCE, `version ${version} was not released to channel ${from} (it is in: ${m.channels.join(', ')})`);
   const cur = await currentChannel(repo, to);
-  if (cur && compareVersions(version, cur.version) <= 0) throw new BasaltError('E_VERSION_NOT_NEWER', `channel ${to} is at ${cur.version}; ${version} is not newer`);
+  if (cur && compareVersions(version, cur.version) <= 0) throw new BasaltError(UE_ERRORS.E_VERSION_NOT_NEWER, `channel ${to} is at ${cur.version}; ${version} is not newer`);
   if (!m.channels.includes(to)) {
     m.channels = [...m.channels, to];
     await writeFileAtomic(join(repo, 'payloads', version, 'manifest.json'), await seal(m, key));
@@ -426,7 +264,7 @@ export async function promote(repo: string, version: string, from: string, to: s
 /** Re-signs a channel's metadata with a new expiry and/or rollout percentage. */
 export async function refreshChannel(repo: string, channel: string, key: openpgp.PrivateKey, now: Date, expiresMs: number, rollout?: number): Promise<ChannelMeta> {
   const cur = await currentChannel(repo, checkChannel(channel));
-  if (!cur) throw new BasaltError('E_CHANNEL_UNKNOWN', `channel ${channel} has no release in ${repo}`);
+  if (!cur) throw new BasaltError(UE_ERRORS.E_CHANNEL_UNKNOWN, `channel ${channel} has no release in ${repo}`);
   const m = await readRepoManifest(repo, cur.version);
   return publishChannel(repo, channel, m, key, now, expiresMs, rollout ?? cur.rollout.percent, cur.serial + 1);
 }
@@ -440,10 +278,3 @@ export async function listChannels(repo: string): Promise<string[]> {
   }
 }
 
-/** Phased rollout: true when the machine is inside the first `percent` % for this version (stable hash of machine id and version). */
-export function inRollout(machineId: string, version: string, percent: number): boolean {
-  if (percent >= 100) return true;
-  if (percent <= 0) return false;
-  const h = createHash('sha256').update(`${machineId}\0${version}`).digest();
-  return h.readUInt32BE(0) % 10000 < percent * 100;
-}

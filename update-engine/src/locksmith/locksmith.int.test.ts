@@ -7,10 +7,10 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { main as cliMain } from '../../cli/main.js';
-import { BasaltError } from '../../common/src/errors.js';
-import { tempDir, startEtcd, waitFor } from '../test/helpers.js';
-import { main as ctlMain } from './cmd/locksmithctl.js';
+import { main as cliMain } from '../../../cli/main.js';
+import { BasaltError } from '../../../common/src/errors.js';
+import { tempDir, startEtcd, waitFor } from '../../test/helpers.js';
+import { main as ctlMain } from '../cmd/locksmithctl.js';
 import {
   EtcdKv, EtcdWaiting, RebootLock, coordinateReboot, releaseOwnLock, parseWindow, rfc3339, semaphoreKey, waitingKey, waitingPrefix, SEMAPHORE_KEY, type CoordinatorDeps,
 } from './locksmith.js';

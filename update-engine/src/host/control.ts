@@ -12,9 +12,10 @@
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
 import { rm, mkdir, chmod, chown, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { BasaltError, isBasaltError } from '../../common/src/errors.js';
-import { UPDATE_GROUP, UPDATE_SOCKET } from '../../common/src/contracts.js';
+import { BasaltError, isBasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
+import { UPDATE_GROUP, UPDATE_SOCKET } from '../../../common/src/contracts.js';
 import type { Engine, Status } from './engine.js';
+import { UE_ERRORS } from '../errors.js';
 
 export const DEFAULT_SOCKET = UPDATE_SOCKET;
 
@@ -64,7 +65,7 @@ function handleClient(sock: Socket, engine: Engine, extra: Extra, readOnly: bool
         try {
           const req = JSON.parse(line) as { cmd?: string };
           if (readOnly && !(READ_ONLY_REQUESTS as readonly (string | undefined)[]).includes(req.cmd)) {
-            throw new BasaltError('E_PERMISSION', `'${String(req.cmd)}' is not a read-only request; send it on the action socket`, { hint: `run it as root or as a member of the ${UPDATE_GROUP} group` });
+            throw new BasaltError(COMMON_ERRORS.E_PERMISSION, `'${String(req.cmd)}' is not a read-only request; send it on the action socket`, { hint: `run it as root or as a member of the ${UPDATE_GROUP} group` });
           }
           switch (req.cmd) {
             case 'status':
@@ -84,12 +85,12 @@ function handleClient(sock: Socket, engine: Engine, extra: Extra, readOnly: bool
             }
             default: {
               const h = req.cmd ? extra[req.cmd] : undefined;
-              if (!h) throw new BasaltError('E_USAGE', `unknown request '${String(req.cmd)}'`);
+              if (!h) throw new BasaltError(COMMON_ERRORS.E_USAGE, `unknown request '${String(req.cmd)}'`);
               reply({ ok: true, ...(await h()) });
             }
           }
         } catch (e) {
-          const err = isBasaltError(e) ? e : new BasaltError('E_REQUEST', (e as Error).message);
+          const err = isBasaltError(e) ? e : new BasaltError(UE_ERRORS.E_REQUEST, (e as Error).message);
           reply({ ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
         }
       })();
@@ -104,7 +105,7 @@ async function listen(path: string, onClient: (s: Socket) => void, fd?: number):
   }
   const server = createServer(onClient);
   await new Promise<void>((res, rej) => {
-    server.once('error', (e) => rej(new BasaltError('E_LISTEN', `${fd === undefined ? path : `socket fd ${fd} (${path})`}: ${(e as Error).message}`)));
+    server.once('error', (e) => rej(new BasaltError(UE_ERRORS.E_LISTEN, `${fd === undefined ? path : `socket fd ${fd} (${path})`}: ${(e as Error).message}`)));
     if (fd === undefined) server.listen(path, () => res());
     else server.listen({ fd }, () => res());
   });
@@ -168,9 +169,9 @@ const FIRST_REPLY_MS = 120_000;
 /** The error for a socket that could not be reached. */
 function unreachable(path: string, cmd: string, e: NodeJS.ErrnoException): BasaltError {
   if (e.code === 'EACCES' || e.code === 'EPERM') {
-    return new BasaltError('E_PERMISSION', `'${cmd}' needs root or the ${UPDATE_GROUP} group (${path}: permission denied)`, { hint: `run it with sudo, or add the user to ${UPDATE_GROUP}; status needs neither` });
+    return new BasaltError(COMMON_ERRORS.E_PERMISSION, `'${cmd}' needs root or the ${UPDATE_GROUP} group (${path}: permission denied)`, { hint: `run it with sudo, or add the user to ${UPDATE_GROUP}; status needs neither` });
   }
-  return new BasaltError('E_NO_DAEMON', `cannot reach update-engine at ${path}: ${e.code ?? e.message}`, { hint: "is 'basalt update-engine' running? (systemctl status update-engine)" });
+  return new BasaltError(UE_ERRORS.E_NO_DAEMON, `cannot reach update-engine at ${path}: ${e.code ?? e.message}`, { hint: "is 'basalt update-engine' running? (systemctl status update-engine)" });
 }
 
 /**
@@ -194,7 +195,7 @@ function requestOn(path: string, cmd: string, onLine?: (o: Record<string, unknow
     // The first answer is due within FIRST_REPLY_MS (systemd may be starting the daemon for us).
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new BasaltError('E_NO_DAEMON', `update-engine did not answer '${cmd}' on ${path} within ${FIRST_REPLY_MS / 1000} s`, { hint: 'see systemctl status update-engine and journalctl -u update-engine' }));
+      reject(new BasaltError(UE_ERRORS.E_NO_DAEMON, `update-engine did not answer '${cmd}' on ${path} within ${FIRST_REPLY_MS / 1000} s`, { hint: 'see systemctl status update-engine and journalctl -u update-engine' }));
     }, FIRST_REPLY_MS);
     sock.on('close', () => clearTimeout(timer));
     sock.on('data', (d: string) => {
@@ -206,7 +207,7 @@ function requestOn(path: string, cmd: string, onLine?: (o: Record<string, unknow
           o = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
         } catch {
           sock.destroy();
-          reject(new BasaltError('E_REQUEST', `update-engine sent a line that is not JSON on ${path}`, { hint: 'is another program listening on that socket?' }));
+          reject(new BasaltError(UE_ERRORS.E_REQUEST, `update-engine sent a line that is not JSON on ${path}`, { hint: 'is another program listening on that socket?' }));
           return;
         }
         buf = buf.slice(nl + 1);
@@ -295,5 +296,5 @@ export async function requireActionRights(what: string, etcGroup = '/etc/group')
   if (process.getuid?.() === 0) return;
   const gid = await updateGroupId(etcGroup);
   if (gid !== undefined && (process.getgroups?.() ?? []).includes(gid)) return;
-  throw new BasaltError('E_PERMISSION', `${what} needs root or the ${UPDATE_GROUP} group`, { hint: `run it with sudo, or add the user to ${UPDATE_GROUP}; status needs neither` });
+  throw new BasaltError(COMMON_ERRORS.E_PERMISSION, `${what} needs root or the ${UPDATE_GROUP} group`, { hint: `run it with sudo, or add the user to ${UPDATE_GROUP}; status needs neither` });
 }

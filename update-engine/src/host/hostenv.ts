@@ -5,16 +5,18 @@
  */
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { BasaltError, UsageError } from '../../common/src/errors.js';
-import type { Logger } from '../../common/src/log.js';
-import { readGpt, findPartition, partitionRange } from '../../common/src/gpt/index.js';
+import { BasaltError, UsageError, COMMON_ERRORS } from '../../../common/src/errors.js';
+import type { Logger } from '../../../common/src/log.js';
+import { readGpt, findPartition, partitionRange } from '../../../common/src/gpt/index.js';
 import { loadConf, type UpdateConf } from './config.js';
 import { DirEsp, MtoolsEsp, entriesOf, type Esp } from './esp.js';
 import { coreosTimings, realClock, type Clock, type SchedulerTimings } from './scheduler.js';
 import type { EngineEnv } from './engine.js';
 import type { SlotName } from './slots.js';
 import { randomUUID } from 'node:crypto';
-import { defaultHttp, parseDuration, type HttpOptions } from './util.js';
+import { defaultHttp, type HttpOptions } from './http.js';
+import { parseDuration } from '../format/duration.js';
+import { UE_ERRORS } from '../errors.js';
 
 export interface EnvFlags {
   disk?: string | undefined;
@@ -83,7 +85,7 @@ async function diskOfLabel(label: string): Promise<string> {
   try {
     part = await realpath(`/dev/disk/by-partlabel/${label}`);
   } catch {
-    throw new BasaltError('E_NO_SLOT_DISK', `no partition labelled ${label} on this host`, { hint: 'pass --disk IMAGE --booted-slot A|B to work on an image file' });
+    throw new BasaltError(UE_ERRORS.E_NO_SLOT_DISK, `no partition labelled ${label} on this host`, { hint: 'pass --disk IMAGE --booted-slot A|B to work on an image file' });
   }
   // /sys/class/block/vda3 links to .../block/vda/vda3: the disk is the parent
   // directory of the resolved link (path.join would drop '..' before resolving).
@@ -109,12 +111,12 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
     if (f.disk) throw new UsageError('--booted-slot A|B is required with --disk');
     const cmd = (await readOr('/proc/cmdline')) ?? '';
     const m = /\bbasalt\.slot=([AB])\b/i.exec(cmd) ?? /PARTLABEL=USR-([AB])\b/.exec(cmd);
-    if (!m) throw new BasaltError('E_NO_BOOTED_SLOT', 'cannot tell the booted slot from /proc/cmdline (no basalt.slot= or PARTLABEL=USR-A/B)', { hint: 'pass --booted-slot' });
+    if (!m) throw new BasaltError(UE_ERRORS.E_NO_BOOTED_SLOT, 'cannot tell the booted slot from /proc/cmdline (no basalt.slot= or PARTLABEL=USR-A/B)', { hint: 'pass --booted-slot' });
     booted = m[1]!.toUpperCase() as SlotName;
   }
   const disk = f.disk ?? (await diskOfLabel(booted === 'A' ? 'USR-A' : 'USR-B'));
   await stat(disk).catch(() => {
-    throw new BasaltError('E_NOT_FOUND', `${disk}: no such disk or image`);
+    throw new BasaltError(COMMON_ERRORS.E_NOT_FOUND, `${disk}: no such disk or image`);
   });
   let esp: Esp;
   if (f.esp) esp = new DirEsp(f.esp);
@@ -125,7 +127,7 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
     const cand = ['/efi', '/boot'];
     let found: string | undefined;
     for (const c of cand) if (await stat(join(c, 'loader')).then(() => true, () => false)) found = found ?? c;
-    if (!found) throw new BasaltError('E_NO_ESP', 'no mounted ESP with /loader at /efi or /boot', { hint: 'mount the ESP or pass --esp DIR' });
+    if (!found) throw new BasaltError(UE_ERRORS.E_NO_ESP, 'no mounted ESP with /loader at /efi or /boot', { hint: 'mount the ESP or pass --esp DIR' });
     esp = new DirEsp(found);
   }
   let version = f['current-version'] ?? (f.disk ? undefined : conf.version);
@@ -133,7 +135,7 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
     const mine = (await entriesOf(esp)).find((e) => e.slot === booted);
     version = mine?.version;
   }
-  if (!version) throw new BasaltError('E_NO_VERSION', `cannot tell the running version (no release file, no boot entry for slot ${booted} on ${esp.describe})`, { hint: 'pass --current-version' });
+  if (!version) throw new BasaltError(UE_ERRORS.E_NO_VERSION, `cannot tell the running version (no release file, no boot entry for slot ${booted} on ${esp.describe})`, { hint: 'pass --current-version' });
   const machineId = f['machine-id'] ?? (await readOr(join(root, 'etc/machine-id')))?.trim() ?? 'unknown-machine';
   const bootId = f['boot-id'] ?? (f.disk ? 'image-mode' : ((await readOr('/proc/sys/kernel/random/boot_id'))?.trim() ?? randomUUID()));
   const http: HttpOptions = { ...defaultHttp };

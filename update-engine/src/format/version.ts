@@ -2,7 +2,8 @@
  * Release versions: dotted numbers with an optional "-suffix" or "+build"
  * (2079.3.2, 1.2.0-rc1). Pure.
  */
-import { BasaltError } from '../../common/src/errors.js';
+import { BasaltError } from '../../../common/src/errors.js';
+import { UE_ERRORS } from '../errors.js';
 
 const RE = /^(\d+(?:\.\d+){0,3})(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z._-]+)?$/;
 
@@ -14,7 +15,7 @@ export function isVersion(v: string): boolean {
 /** Throws E_VERSION_INVALID naming `what` when `v` is not a version. */
 export function checkVersion(v: string, what: string): string {
   if (!isVersion(v)) {
-    throw new BasaltError('E_VERSION_INVALID', `${what}: '${v}' is not a release version`, { hint: 'use dotted numbers such as 2079.3.2 or 1.2.0-rc1' });
+    throw new BasaltError(UE_ERRORS.E_VERSION_INVALID, `${what}: '${v}' is not a release version`, { hint: 'use dotted numbers such as 2079.3.2 or 1.2.0-rc1' });
   }
   return v;
 }
@@ -27,7 +28,7 @@ export function checkVersion(v: string, what: string): string {
 export function compareVersions(a: string, b: string): number {
   const ma = RE.exec(a);
   const mb = RE.exec(b);
-  if (!ma || !mb) throw new BasaltError('E_VERSION_INVALID', `cannot compare versions '${a}' and '${b}'`);
+  if (!ma || !mb) throw new BasaltError(UE_ERRORS.E_VERSION_INVALID, `cannot compare versions '${a}' and '${b}'`);
   const na = ma[1]!.split('.').map(Number);
   const nb = mb[1]!.split('.').map(Number);
   for (let i = 0; i < Math.max(na.length, nb.length); i++) {

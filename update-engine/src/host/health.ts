@@ -4,12 +4,13 @@
  * its boot entry (basalt-b+N-M.conf -> basalt-b.conf, like
  * systemd-bless-boot); and the manual rollback to the other slot.
  */
-import { BasaltError } from '../../common/src/errors.js';
-import { run } from '../../common/src/exec.js';
-import { readGpt, writeGpt, findPartition, prioritize, slotAttrs } from '../../common/src/gpt/index.js';
-import { entryFileName, parseEntryFileName } from '../../common/src/boot.js';
+import { BasaltError } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
+import { readGpt, writeGpt, findPartition, prioritize, slotAttrs } from '../../../common/src/gpt/index.js';
+import { entryFileName, parseEntryFileName } from '../../../common/src/boot.js';
 import type { Esp } from './esp.js';
 import { PARTLABEL, other, lower, markGoodAttrs, type SlotName } from './slots.js';
+import { UE_ERRORS } from '../errors.js';
 
 export interface GateResult {
   healthy: boolean;
@@ -75,7 +76,7 @@ export async function healthGate(required: string[], configured: string[] = []):
 /** Marks the booted slot good and blesses its entry. Throws E_HEALTH_GATE when a check failed (nothing is changed then). */
 export async function markGood(disk: string, esp: Esp, booted: SlotName, gate: GateResult): Promise<{ blessed: string | undefined }> {
   if (!gate.healthy) {
-    throw new BasaltError('E_HEALTH_GATE', `not marking ${PARTLABEL[booted]} good: ${gate.failed.join(', ')} not active`, {
+    throw new BasaltError(UE_ERRORS.E_HEALTH_GATE, `not marking ${PARTLABEL[booted]} good: ${gate.failed.join(', ')} not active`, {
       hint: 'the boot loader falls back to the other slot when this boot is not blessed',
     });
   }
@@ -100,7 +101,7 @@ export async function rollback(disk: string, esp: Esp, booted: SlotName): Promis
   const entries = await esp.list('/loader/entries');
   const target = entries.find((f) => parseEntryFileName(f)?.slot === lower(to));
   if (!slotAttrs(p).successful || !target) {
-    throw new BasaltError('E_ROLLBACK_INVALID', `cannot roll back: ${PARTLABEL[to]} was never marked good or has no boot entry`, { hint: 'only a slot that booted successfully before can be rolled back to' });
+    throw new BasaltError(UE_ERRORS.E_ROLLBACK_INVALID, `cannot roll back: ${PARTLABEL[to]} was never marked good or has no boot entry`, { hint: 'only a slot that booted successfully before can be rolled back to' });
   }
   await writeGpt(disk, prioritize(gpt, p.index));
   // The running slot's entry gets no tries left, so the boot loader prefers the other one.

@@ -1,0 +1,77 @@
+/**
+ * The update-engine's error codes (every room: format, publish, serve, host,
+ * locksmith). Codes are part of the CLI's interface: scripts match them in
+ * --json output and in `update_engine_client -status`'s last error.
+ */
+import { defineErrors } from '../../common/src/errors.js';
+
+export const UE_ERRORS = defineErrors('update-engine', {
+  // format: metadata, signatures, versions, Omaha XML
+  E_METADATA_INVALID: { meaning: 'a manifest, channel file or signed envelope is malformed', hint: 'the repository may be damaged or not a Basalt repository: republish it' },
+  E_METADATA_CHANNEL: { meaning: 'channel metadata is for another channel than the one asked for (a mix-and-match attempt or a misplaced file)' },
+  E_METADATA_EXPIRED: { meaning: 'channel metadata is past its expiry date', hint: "the publisher must re-sign it ('basalt release refresh'); an expired file may be a replayed or frozen mirror" },
+  E_SIGNATURE_INVALID: { meaning: 'a signature is malformed, missing or does not verify', hint: 'the file was changed after it was signed, or is not from the publisher' },
+  E_SIGNATURE_UNKNOWN_KEY: { meaning: 'a signature is by a key that is not in the keyring', hint: 'the release was signed with a key this machine does not trust' },
+  E_KEY_INVALID: { meaning: 'a signing key file is not an unprotected OpenPGP private key', hint: "create one with 'basalt keys generate'" },
+  E_KEYRING_INVALID: { meaning: 'a keyring file is not an armored OpenPGP public key' },
+  E_KEYRING_EMPTY: { meaning: 'the keyring holds no public key', hint: "install a key exported with 'basalt keys export'" },
+  E_VERSION_INVALID: { meaning: 'a version is not a release version (dotted numbers, optional pre-release)', hint: 'use dotted numbers such as 2079.3.2 or 1.2.0-rc1' },
+  E_CHANNEL_INVALID: { meaning: 'a channel name has characters channels may not have', hint: 'use lower-case letters, digits, - and _' },
+  E_BOARD_INVALID: { meaning: 'a board name has characters boards may not have', hint: 'use letters, digits, -, _ and .' },
+  E_DURATION_INVALID: { meaning: 'a duration cannot be parsed', hint: 'give a duration such as 30d, 12h, 15m, 1h30m or 90s' },
+  E_XML_INVALID: { meaning: 'an XML body is not well-formed' },
+  E_XML_TOO_LARGE: { meaning: 'an XML body is over the size, depth or element limits' },
+  E_OMAHA_PROTOCOL: { meaning: 'an Omaha request is not protocol 3.0' },
+  E_OMAHA_INVALID: { meaning: 'an Omaha request has an attribute of the wrong form' },
+  E_OMAHA_RESPONSE: { meaning: "the Omaha server's answer is not a valid Omaha v3 response" },
+  // publish
+  E_USR_EMPTY: { meaning: 'the USR image to release is empty' },
+  E_VERSION_MISMATCH: { meaning: "the version given does not match usr.img.json's", hint: "release the image with the version it was built with, or rebuild it" },
+  E_VERSION_NOT_NEWER: { meaning: 'the channel is already at this version or a newer one', hint: 'releases only move a channel forward: release a higher version' },
+  E_RELEASE_EXISTS: { meaning: 'this version is already released', hint: 'releases are immutable: publish a new version' },
+  E_CHANNEL_UNKNOWN: { meaning: 'the channel has no release in the repository' },
+  E_PROMOTE_SOURCE: { meaning: 'the version was not released to the channel it is promoted from' },
+  // serve
+  E_LISTEN: { meaning: 'the server cannot listen on its address', hint: 'choose a free port with --port, or another --listen address' },
+  E_BODY_TOO_LARGE: { meaning: 'a request body is over the size limit' },
+  E_REQUEST: { meaning: 'a request could not be read (too slow, cut, or malformed)' },
+  // host: checks and downloads
+  E_CHECK: { meaning: 'the update check failed (network, server or its answer)', hint: 'see the message; the daemon retries at its next check' },
+  E_DOWNLOAD: { meaning: 'a download failed after its retries', hint: 'check the network and the server; the download resumes where it stopped' },
+  E_NO_RANGE: { meaning: 'the payload server ignored a Range request, so a download cannot resume' },
+  E_PAYLOAD_TOO_LARGE: { meaning: 'the server sends more bytes than the signed manifest announces' },
+  E_PAYLOAD_HASH: { meaning: "a payload's SHA-256 does not match the signed manifest" },
+  E_PAYLOAD_SIZE: { meaning: "a payload's size does not match the signed manifest" },
+  E_PAYLOAD_DECOMPRESS: { meaning: 'a payload chunk does not decompress' },
+  E_UPDATE_MISMATCH: { meaning: 'the server offered another version than the signed manifest describes' },
+  E_UPDATE_NOT_NEWER: { meaning: 'the offered release is not newer than the running one', hint: 'a downgrade needs a rollback, not an update' },
+  E_UPDATE_BLOCKED: { meaning: 'the offered release failed on this machine before (rolled back or rejected)', hint: 'a newer release will be taken; reset the record with update_engine_client -reset_status' },
+  E_UPDATE_BOARD: { meaning: 'the offered release is for another board' },
+  E_UPDATE_CHANNEL: { meaning: "the offered release is not released to this machine's channel" },
+  E_UPDATES_DISABLED: { meaning: 'updates are disabled (no SERVER, or SERVER=disabled)', hint: 'set SERVER in /etc/coreos/update.conf' },
+  // host: slots and boot
+  E_ACTIVE_SLOT_WRITE: { meaning: 'a write outside the inactive slot was refused (the running /usr is never written)' },
+  E_SLOT_TOO_SMALL: { meaning: 'the image does not fit the inactive slot' },
+  E_SLOT_VERIFY: { meaning: 'the written slot does not read back as the signed image' },
+  E_FINALIZE: { meaning: 'the new slot could not be made bootable (kernel, initrd or boot entry)' },
+  E_ESP_WRITE: { meaning: 'the EFI system partition could not be written' },
+  E_NO_ESP: { meaning: 'no mounted EFI system partition with /loader was found', hint: 'mount the ESP or pass --esp DIR' },
+  E_NO_SLOT_DISK: { meaning: 'no partition carries the slot label on this host', hint: 'pass --disk IMAGE --booted-slot A|B to work on an image file' },
+  E_NO_BOOTED_SLOT: { meaning: 'the booted slot cannot be told from the kernel command line', hint: 'pass --booted-slot' },
+  E_NO_VERSION: { meaning: 'the running version cannot be told (no release file, no boot entry)', hint: 'pass --current-version' },
+  E_ROLLBACK: { meaning: 'the bootloader fell back from a new release to the previous one (its boot failed or its health gate did)' },
+  E_NOT_PENDING: { meaning: 'no installed update is waiting for a reboot' },
+  E_ROLLBACK_INVALID: { meaning: 'the other slot cannot be rolled back to (never marked good, or no boot entry)', hint: 'only a slot that booted successfully before can be rolled back to' },
+  E_HEALTH_GATE: { meaning: "a unit this machine is meant to run is not active, so the boot is not marked good", hint: "see 'systemctl --failed' and the unit's journal" },
+  E_NO_DAEMON: { meaning: 'the update-engine daemon cannot be reached on its socket', hint: "is update-engine running? (systemctl status update-engine)" },
+  // locksmith
+  E_ETCD: { meaning: 'etcd did not answer usefully: unreachable, timed out, a reply over the size cap, not JSON, or an etcd error', hint: 'check LOCKSMITHD_ENDPOINT / -endpoint and that etcd is running and reachable (a machine runs etcd only when its cloud-config starts etcd2.service)' },
+  E_ETCD_CONFIG: { meaning: 'the etcd settings are unusable: an endpoint that is not an http(s) URL, an unreadable TLS file, a certificate without its key' },
+  E_LOCK_INVALID: { meaning: 'the reboot lock semaphore in etcd is not a locksmith semaphore', hint: 'fix or delete the key (locksmithctl recreates it)' },
+  E_LOCK_HELD: { meaning: 'the machine already holds the reboot lock' },
+  E_LOCK_NOT_HELD: { meaning: 'the machine does not hold the reboot lock' },
+  E_LOCK_UNAVAILABLE: { meaning: 'the reboot lock is at its maximum number of holders', hint: 'retry later, or raise the maximum with locksmithctl set-max' },
+  E_LOCK_CONTENDED: { meaning: 'too many concurrent writers of the semaphore: the compare-and-swap kept failing', hint: 'try again' },
+  E_WINDOW_INVALID: { meaning: 'the reboot window (LOCKSMITHD_REBOOT_WINDOW_START/_LENGTH) cannot be parsed', hint: "e.g. 'Thu 23:00' or '04:00' and a duration such as 1h30m" },
+  E_NO_MACHINE_ID: { meaning: '/etc/machine-id is missing, and the reboot lock needs the machine id', hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' },
+});
