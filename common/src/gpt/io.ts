@@ -6,11 +6,11 @@
  * synced first, then the primary ones, so a cut in between leaves one valid
  * copy that `repairGpt` restores the other from.
  */
-import { constants, type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { constants, type FileHandle, open, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { BasaltError, COMMON_ERRORS, fsError } from '../errors.js';
+import { replaceFile } from '../fsutil.js';
 import { GPT_ERRORS } from './errors.js';
 import { decodeEntries, decodeHeader, encodeGpt, entrySectors, hasProtectiveMbr, type Header, protectiveMbr } from './codec.js';
 import { type Layout, loadLayout, planLayout, type PlanOptions } from './layout.js';
@@ -197,8 +197,8 @@ export interface CreateOptions extends PlanOptions {
 }
 
 /**
- * Creates a sparse image file holding the layout's partition table. The file
- * is built under a temporary name and renamed into place.
+ * Creates a sparse image file (mode 0644) holding the layout's partition table.
+ * The file is built under a temporary name and renamed into place (replaceFile).
  */
 export async function createDisk(path: string, opts: CreateOptions): Promise<Gpt> {
   const layout = typeof opts.layout === 'object' ? opts.layout : loadLayout(opts.layout ?? 'coreos');
@@ -209,20 +209,23 @@ export async function createDisk(path: string, opts: CreateOptions): Promise<Gpt
   );
   if (exists && !exists.isFile()) throw new BasaltError(GPT_ERRORS.E_NOT_A_FILE, `${path}: exists and is not a regular file`);
   if (exists && !opts.force) throw new BasaltError('E_EXISTS', `${path}: already exists`, { hint: 'remove it first, or pass --force to overwrite it' });
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-  try {
-    const fh = await open(tmp, 'w', 0o644);
-    try {
-      await fh.truncate(Number(gpt.totalSectors * BigInt(gpt.sectorSize)));
-    } finally {
-      await fh.close();
-    }
-    await writeGpt(tmp, gpt, { mbr: true });
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw fsError(e, path, 'create disk image');
-  }
+  await replaceFile(
+    path,
+    async (tmp) => {
+      try {
+        const fh = await open(tmp, 'wx', 0o600);
+        try {
+          await fh.truncate(Number(gpt.totalSectors * BigInt(gpt.sectorSize)));
+        } finally {
+          await fh.close();
+        }
+        await writeGpt(tmp, gpt, { mbr: true });
+      } catch (e) {
+        throw fsError(e, path, 'create disk image');
+      }
+    },
+    { mode: 0o644, mkdir: false },
+  );
   return { ...gpt, status: { primaryOk: true, backupOk: true, problems: [] } };
 }
 
