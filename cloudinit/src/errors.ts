@@ -3,6 +3,7 @@
  * lines of `validate` (E_YAML, E_INVALID_VALUE, ...) are v1.14.0's output, not
  * BasaltErrors, and are not listed here.
  */
+import { CONF_FILES } from '../../common/src/contracts.js';
 import { defineErrors } from '../../common/src/errors.js';
 
 export const CLOUDINIT_ERRORS = defineErrors('cloudinit', {
@@ -10,7 +11,7 @@ export const CLOUDINIT_ERRORS = defineErrors('cloudinit', {
   E_PERMISSIONS: { meaning: 'write_files permissions are not an octal number', hint: "use an octal mode such as '0644'" },
   E_CONTENT_ENCODING: { meaning: 'write_files content cannot be decoded with its encoding', hint: 'fix the encoding or the content' },
   E_UPDATE_OPTION: { meaning: 'coreos.update has an invalid value', hint: 'reboot_strategy must be etcd-lock, reboot or off' },
-  E_UPDATE_CONF: { meaning: 'the target has no update.conf for coreos.update to rewrite', hint: 'the target needs /etc/coreos/update.conf or /usr/share/coreos/update.conf' },
+  E_UPDATE_CONF: { meaning: 'the target has no update.conf for coreos.update to rewrite', hint: `the target needs ${CONF_FILES.join(' or ')}` },
   E_MANAGE_ETC_HOSTS: { meaning: 'manage_etc_hosts has a value other than "localhost"', hint: 'the only supported value is "localhost"' },
   // The applier.
   E_PATH_ESCAPES_ROOT: { meaning: 'a path of the config leads outside the target root' },

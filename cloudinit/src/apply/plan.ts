@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { BasaltError } from '../../../common/src/errors.js';
+import { CONF_FILES, IMAGE_UPDATE_CONF } from '../../../common/src/contracts.js';
 import { CLOUDINIT_ERRORS } from '../errors.js';
 import { flannelFields, fleetFields, locksmithFields, updateFields, type Field } from '../schema.js';
 import { goFloat, goStringBytes, type GoString } from '../yaml/decode.js';
@@ -56,6 +57,9 @@ export interface PlanOptions {
   sshKeyName: string;
   workspace: string;
 }
+
+/** Where coreos.update writes update.conf: the first of CONF_FILES, the machine's own. */
+const ETC_UPDATE_CONF = CONF_FILES[0]!;
 
 type Obj = Record<string, unknown>;
 const str = (o: Obj, k: string): string => (typeof o[k] === 'string' ? (o[k] as string) : '');
@@ -156,7 +160,16 @@ export function decodeFileContent(content: GoString, encoding: string, path: str
   return out;
 }
 
-/** update.conf rewrite (system.Update.File). Returns null when no update option is set. */
+/** The first of `paths` the target has. */
+function readFirst(sys: SystemView, paths: readonly string[]): Buffer | null {
+  for (const p of paths) {
+    const b = sys.readFile(p);
+    if (b !== null) return b;
+  }
+  return null;
+}
+
+/** update.conf rewrite (system.Update.File), read from the first of CONF_FILES the target has. Returns null when no update option is set. */
 export function updateConf(u: Obj, sys: SystemView): Buffer | null {
   if (updateFields.every((f) => isZero(u[f.name]))) return null;
   for (const f of updateFields) {
@@ -170,10 +183,8 @@ export function updateConf(u: Obj, sys: SystemView): Buffer | null {
     const v = str(u, f.name);
     if (v !== '') subs.set(f.env!, `${f.env}=${v}`);
   }
-  const conf = sys.readFile('/etc/coreos/update.conf') ?? sys.readFile('/usr/share/coreos/update.conf');
-  if (conf === null) {
-    throw new BasaltError(CLOUDINIT_ERRORS.E_UPDATE_CONF, 'open /usr/share/coreos/update.conf: no such file or directory');
-  }
+  const conf = readFirst(sys, CONF_FILES);
+  if (conf === null) throw new BasaltError(CLOUDINIT_ERRORS.E_UPDATE_CONF, `open ${IMAGE_UPDATE_CONF}: no such file or directory`);
   let out = '';
   const text = conf.toString('utf8');
   const lines = text.split('\n');
@@ -219,96 +230,136 @@ export function scriptUnitName(script: Buffer): string {
  * Plans the application of a cloud-config. `cfg` is the strong-decoded
  * config (see parseCloudConfigTyped) after variable substitution; `script`
  * is set instead for #! user-data. Warnings name settings apply does not
- * honour as written (the etcd sections, see etcd.ts).
+ * honour as written (the etcd sections, see etcd.ts). The steps run in
+ * v1.14.0's order, so the first error it would report is the one thrown.
  */
 export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: SystemView, o: PlanOptions): Plan {
   const c: Obj = cfg ?? {};
-  const actions: Action[] = [];
-  const warnings: string[] = [];
   const coreos = obj(c, 'coreos');
-  // mergeConfigs
-  let hostname = str(c, 'hostname');
-  if (md.hostname) {
-    if (hostname === '') hostname = md.hostname;
-  }
-  const rootKeys = [...list<string>(c, 'ssh_authorized_keys'), ...(md.sshPublicKeys ?? []).map(([, k]) => k)];
-
+  // mergeConfigs: the config's hostname wins over the metadata's.
+  const hostname = str(c, 'hostname') || md.hostname || '';
+  const actions: Action[] = [];
   if (hostname !== '') actions.push({ kind: 'hostname', hostname });
+  actions.push(...userActions(c, md, sys, o.sshKeyName));
+  actions.push(...fileActions(c, coreos, sys, hostname));
+  if (!writesEnvironment(c)) {
+    const env = environmentAction(md, sys);
+    if (env) actions.push(env);
+  }
+  // Not v1.14.0's etcd.service (v0.4) and etcd2.service drop-ins: the image ships etcd 3.4 as
+  // etcd.service (etcd2.service is an alias name, whose drop-in directory systemd does not
+  // reliably read), so the etcd2 section goes to etcd.service in etcd 3.4's variables and the
+  // v0.4 section is ignored (see etcd.ts).
+  const warnings = etcdWarnings(obj(coreos, 'etcd'), obj(coreos, 'etcd2'));
+  actions.push(...unitActions(unitSpecs(coreos)));
+  if (script) actions.push(scriptAction(script, o.workspace));
+  return { actions, warnings };
+}
 
+/** The useradd arguments for a user the target does not have. */
+function useraddArgs(u: Obj, name: string): string[] {
+  const a: string[] = ['--password', str(u, 'passwd') || '*'];
+  if (str(u, 'gecos')) a.push('--comment', goQuote(str(u, 'gecos')));
+  if (str(u, 'homedir')) a.push('--home-dir', str(u, 'homedir'));
+  a.push(bool(u, 'no_create_home') ? '--no-create-home' : '--create-home');
+  if (str(u, 'primary_group')) a.push('--gid', str(u, 'primary_group'));
+  const groups = list<string>(u, 'groups');
+  if (groups.length > 0) a.push('--groups', groups.join(','));
+  if (bool(u, 'no_user_group')) a.push('--no-user-group');
+  if (bool(u, 'system')) a.push('--system');
+  if (bool(u, 'no_log_init')) a.push('--no-log-init');
+  if (str(u, 'shell')) a.push('--shell', str(u, 'shell'));
+  a.push(name);
+  return a;
+}
+
+/** One entry of `users`: create it (or set its password), its SSH keys, the key imports it asks for. */
+function oneUserActions(u: Obj, name: string, sys: SystemView, sshKeyName: string): Action[] {
+  const out: Action[] = [];
+  if (!sys.userExists(name)) out.push({ kind: 'user-create', name, useraddArgs: useraddArgs(u, name) });
+  else if (str(u, 'passwd') !== '') out.push({ kind: 'user-password', name, hash: str(u, 'passwd') });
+  const keys = list<string>(u, 'ssh_authorized_keys');
+  if (keys.length > 0) out.push({ kind: 'ssh-keys', user: name, keyName: sshKeyName, keys: keys.map((k) => k.trim()) });
+  const gh = str(u, 'coreos_ssh_import_github');
+  const github = [...(gh ? [gh] : []), ...list<string>(u, 'coreos_ssh_import_github_users')];
+  const from = github.map((g) => `https://api.github.com/users/${g}/keys`);
+  const url = str(u, 'coreos_ssh_import_url');
+  if (url) from.push(url);
+  for (const f of from) out.push({ kind: 'ssh-import', user: name, from: f, note: 'deprecated remote key import' });
+  return out;
+}
+
+/** `users`, then core's keys (ssh_authorized_keys and the metadata's). */
+function userActions(c: Obj, md: Metadata, sys: SystemView, sshKeyName: string): Action[] {
+  const out: Action[] = [];
   for (const u of list<Obj>(c, 'users')) {
     const name = str(u, 'name');
-    if (name === '') continue;
-    if (sys.userExists(name)) {
-      const hash = str(u, 'passwd');
-      if (hash !== '') actions.push({ kind: 'user-password', name, hash });
-    } else {
-      const a: string[] = ['--password', str(u, 'passwd') || '*'];
-      if (str(u, 'gecos')) a.push('--comment', goQuote(str(u, 'gecos')));
-      if (str(u, 'homedir')) a.push('--home-dir', str(u, 'homedir'));
-      a.push(bool(u, 'no_create_home') ? '--no-create-home' : '--create-home');
-      if (str(u, 'primary_group')) a.push('--gid', str(u, 'primary_group'));
-      const groups = list<string>(u, 'groups');
-      if (groups.length > 0) a.push('--groups', groups.join(','));
-      if (bool(u, 'no_user_group')) a.push('--no-user-group');
-      if (bool(u, 'system')) a.push('--system');
-      if (bool(u, 'no_log_init')) a.push('--no-log-init');
-      if (str(u, 'shell')) a.push('--shell', str(u, 'shell'));
-      a.push(name);
-      actions.push({ kind: 'user-create', name, useraddArgs: a });
-    }
-    const keys = list<string>(u, 'ssh_authorized_keys');
-    if (keys.length > 0) actions.push({ kind: 'ssh-keys', user: name, keyName: o.sshKeyName, keys: keys.map((k) => k.trim()) });
-    const gh = str(u, 'coreos_ssh_import_github');
-    if (gh) actions.push({ kind: 'ssh-import', user: name, from: `https://api.github.com/users/${gh}/keys`, note: 'deprecated remote key import' });
-    for (const g of list<string>(u, 'coreos_ssh_import_github_users')) actions.push({ kind: 'ssh-import', user: name, from: `https://api.github.com/users/${g}/keys`, note: 'deprecated remote key import' });
-    const url = str(u, 'coreos_ssh_import_url');
-    if (url) actions.push({ kind: 'ssh-import', user: name, from: url, note: 'deprecated remote key import' });
+    if (name !== '') out.push(...oneUserActions(u, name, sys, sshKeyName));
   }
-  if (rootKeys.length > 0) actions.push({ kind: 'ssh-keys', user: 'core', keyName: o.sshKeyName, keys: rootKeys.map((k) => k.trim()) });
+  const rootKeys = [...list<string>(c, 'ssh_authorized_keys'), ...(md.sshPublicKeys ?? []).map(([, k]) => k)];
+  if (rootKeys.length > 0) out.push({ kind: 'ssh-keys', user: 'core', keyName: sshKeyName, keys: rootKeys.map((k) => k.trim()) });
+  return out;
+}
 
-  // files
-  let wroteEnvironment = false;
-  const fileAction = (path: string, content: Buffer, perm: string, why: string, owner?: string) => {
-    const a: Action = { kind: 'file', path: goClean('/' + path), content, mode: parsePermissions(perm, path), why };
-    if (owner) a.owner = owner;
-    actions.push(a);
-    if (goClean(path) === '/etc/environment') wroteEnvironment = true;
-  };
-  for (const f of list<Obj>(c, 'write_files')) {
+type FileAction = Extract<Action, { kind: 'file' }>;
+
+function fileAction(path: string, content: Buffer, perm: string, why: string, owner?: string): FileAction {
+  const a: FileAction = { kind: 'file', path: goClean('/' + path), content, mode: parsePermissions(perm, path), why };
+  if (owner) a.owner = owner;
+  return a;
+}
+
+/** The text of /etc/oem-release for coreos.oem. */
+function oemRelease(oem: Obj): string {
+  return `ID=${str(oem, 'id')}\nVERSION_ID=${str(oem, 'version_id')}\nNAME=${goQuote(str(oem, 'name'))}\nHOME_URL=${goQuote(str(oem, 'home_url'))}\nBUG_REPORT_URL=${goQuote(str(oem, 'bug_report_url'))}\n`;
+}
+
+/** The files the config writes: write_files, coreos.oem, coreos.update, manage_etc_hosts, coreos.flannel. */
+function fileActions(c: Obj, coreos: Obj, sys: SystemView, hostname: string): FileAction[] {
+  const out = list<Obj>(c, 'write_files').map((f) => {
     const p = str(f, 'path');
-    fileAction(p, decodeFileContent(contentOf(f, 'content'), str(f, 'encoding'), p), str(f, 'permissions'), 'write_files', str(f, 'owner') || undefined);
-  }
+    return fileAction(p, decodeFileContent(contentOf(f, 'content'), str(f, 'encoding'), p), str(f, 'permissions'), 'write_files', str(f, 'owner') || undefined);
+  });
   const oem = obj(coreos, 'oem');
-  if (str(oem, 'id') !== '') {
-    const t = `ID=${str(oem, 'id')}\nVERSION_ID=${str(oem, 'version_id')}\nNAME=${goQuote(str(oem, 'name'))}\nHOME_URL=${goQuote(str(oem, 'home_url'))}\nBUG_REPORT_URL=${goQuote(str(oem, 'bug_report_url'))}\n`;
-    fileAction('etc/oem-release', Buffer.from(t), '0644', 'coreos.oem');
-  }
-  const update = obj(coreos, 'update');
-  const uc = updateConf(update, sys);
-  if (uc) fileAction('etc/coreos/update.conf', uc, '0644', 'coreos.update');
+  if (str(oem, 'id') !== '') out.push(fileAction('etc/oem-release', Buffer.from(oemRelease(oem)), '0644', 'coreos.oem'));
+  const uc = updateConf(obj(coreos, 'update'), sys);
+  if (uc) out.push(fileAction(ETC_UPDATE_CONF, uc, '0644', 'coreos.update'));
   const meh = str(c, 'manage_etc_hosts');
   if (meh !== '') {
     if (meh !== 'localhost') throw new BasaltError(CLOUDINIT_ERRORS.E_MANAGE_ETC_HOSTS, `manage_etc_hosts: Invalid option to manage_etc_hosts (${goQuote(meh)})`);
-    fileAction('etc/hosts', Buffer.from(`127.0.0.1 ${hostname || sys.hostname()}\n`), '0644', 'manage_etc_hosts');
+    out.push(fileAction('etc/hosts', Buffer.from(`127.0.0.1 ${hostname || sys.hostname()}\n`), '0644', 'manage_etc_hosts'));
   }
   const flannel = envVars(obj(coreos, 'flannel'), flannelFields).join('\n');
-  if (flannel !== '') fileAction('run/flannel/options.env', Buffer.from(flannel), '0644', 'coreos.flannel');
+  if (flannel !== '') out.push(fileAction('run/flannel/options.env', Buffer.from(flannel), '0644', 'coreos.flannel'));
+  return out;
+}
 
-  if (!wroteEnvironment) {
-    const s = substitutions(md, sys.env);
-    const vars: [string, string][] = [];
-    if (s['$public_ipv4']) vars.push(['COREOS_PUBLIC_IPV4', s['$public_ipv4']]);
-    if (s['$private_ipv4']) vars.push(['COREOS_PRIVATE_IPV4', s['$private_ipv4']]);
-    if (s['$public_ipv6']) vars.push(['COREOS_PUBLIC_IPV6', s['$public_ipv6']]);
-    if (s['$private_ipv6']) vars.push(['COREOS_PRIVATE_IPV6', s['$private_ipv6']]);
-    if (vars.length > 0) {
-      const old = sys.readFile('/etc/environment') ?? Buffer.alloc(0);
-      const merged = mergeEnv(old, new Map(vars));
-      if (!merged.equals(old)) actions.push({ kind: 'file', path: '/etc/environment', content: merged, mode: 0o644, why: 'metadata IP addresses' });
-    }
-  }
+/** Whether write_files writes /etc/environment itself (named by an absolute path, as v1.14.0 compares it). */
+function writesEnvironment(c: Obj): boolean {
+  return list<Obj>(c, 'write_files').some((f) => goClean(str(f, 'path')) === '/etc/environment');
+}
 
-  // units
+/** The metadata's IP addresses merged into /etc/environment; null when there are none or nothing changes. */
+function environmentAction(md: Metadata, sys: SystemView): FileAction | null {
+  const s = substitutions(md, sys.env);
+  const vars: [string, string][] = [];
+  if (s['$public_ipv4']) vars.push(['COREOS_PUBLIC_IPV4', s['$public_ipv4']]);
+  if (s['$private_ipv4']) vars.push(['COREOS_PRIVATE_IPV4', s['$private_ipv4']]);
+  if (s['$public_ipv6']) vars.push(['COREOS_PUBLIC_IPV6', s['$public_ipv6']]);
+  if (s['$private_ipv6']) vars.push(['COREOS_PRIVATE_IPV6', s['$private_ipv6']]);
+  if (vars.length === 0) return null;
+  const old = sys.readFile('/etc/environment') ?? Buffer.alloc(0);
+  const merged = mergeEnv(old, new Map(vars));
+  return merged.equals(old) ? null : { kind: 'file', path: '/etc/environment', content: merged, mode: 0o644, why: 'metadata IP addresses' };
+}
+
+/** A unit that only carries the 20-cloudinit.conf drop-in of a config section. */
+function generatedUnit(name: string, section: Obj, fields: Field[]): UnitSpec {
+  return { name, content: Buffer.alloc(0), enable: false, runtime: true, mask: false, command: '', dropIns: [{ name: '20-cloudinit.conf', content: Buffer.from(serviceContents(section, fields)) }] };
+}
+
+/** coreos.units, then the units the etcd2, fleet, locksmith and update sections configure. */
+function unitSpecs(coreos: Obj): UnitSpec[] {
   const units: UnitSpec[] = list<Obj>(coreos, 'units').map((u) => ({
     name: str(u, 'name'),
     content: goStringBytes(contentOf(u, 'content')),
@@ -318,58 +369,58 @@ export function plan(cfg: Obj | null, script: Buffer | null, md: Metadata, sys: 
     command: str(u, 'command'),
     dropIns: list<Obj>(u, 'drop_ins').map((d) => ({ name: str(d, 'name'), content: goStringBytes(contentOf(d, 'content')) })),
   }));
-  const gen = (name: string, o2: Obj, fields: Field[]): UnitSpec => ({
-    name,
-    content: Buffer.alloc(0),
-    enable: false,
-    runtime: true,
-    mask: false,
-    command: '',
-    dropIns: [{ name: '20-cloudinit.conf', content: Buffer.from(serviceContents(o2, fields)) }],
-  });
-  // Not v1.14.0's etcd.service (v0.4) and etcd2.service drop-ins: the image ships etcd 3.4 as
-  // etcd.service (etcd2.service is an alias name, whose drop-in directory systemd does not
-  // reliably read), so the etcd2 section goes to etcd.service in etcd 3.4's variables and the
-  // v0.4 section is ignored (see etcd.ts).
-  warnings.push(...etcdWarnings(obj(coreos, 'etcd'), obj(coreos, 'etcd2')));
-  units.push(gen(ETCD_UNIT, obj(coreos, 'etcd2'), etcd34Fields));
-  units.push(gen('fleet.service', obj(coreos, 'fleet'), fleetFields));
-  units.push(gen('locksmithd.service', obj(coreos, 'locksmith'), locksmithFields));
+  units.push(generatedUnit(ETCD_UNIT, obj(coreos, 'etcd2'), etcd34Fields));
+  units.push(generatedUnit('fleet.service', obj(coreos, 'fleet'), fleetFields));
+  units.push(generatedUnit('locksmithd.service', obj(coreos, 'locksmith'), locksmithFields));
+  const update = obj(coreos, 'update');
   const rs = str(update, 'reboot_strategy');
   if (rs !== '') units.push({ name: 'locksmithd.service', content: Buffer.alloc(0), enable: false, runtime: true, mask: rs === 'off', command: rs === 'off' ? 'stop' : 'restart', dropIns: [] });
   if (str(update, 'group') !== '' || str(update, 'server') !== '') units.push({ name: 'update-engine.service', content: Buffer.alloc(0), enable: false, runtime: false, mask: false, command: 'restart', dropIns: [] });
+  return units;
+}
 
+/** The files of one unit: its content and its non-empty drop-ins. */
+function unitFileActions(u: UnitSpec, dest: string): FileAction[] {
+  const out: FileAction[] = [];
+  if (u.content.length > 0) out.push({ kind: 'file', path: dest, content: u.content, mode: 0o644, why: `unit ${u.name}` });
+  for (const d of u.dropIns) {
+    if (d.name !== '' && d.content.length > 0) out.push({ kind: 'file', path: goClean(`${dest}.d/${d.name}`), content: d.content, mode: 0o644, why: `drop-in ${d.name} of ${u.name}` });
+  }
+  return out;
+}
+
+/**
+ * The units' files, masks and enables in order, then daemon-reload (when a
+ * file was written), the networkd restart (when a network unit is named) and
+ * the unit commands.
+ */
+function unitActions(units: UnitSpec[]): Action[] {
+  const actions: Action[] = [];
+  const commands: Action[] = [];
   let reload = false;
   let restartNetworkd = false;
-  const commands: Action[] = [];
   for (const u of units) {
     if (u.name === '') continue;
     const dest = unitDestination(u);
-    if (u.content.length > 0) {
-      actions.push({ kind: 'file', path: dest, content: u.content, mode: 0o644, why: `unit ${u.name}` });
-      reload = true;
-    }
-    for (const d of u.dropIns) {
-      if (d.name !== '' && d.content.length > 0) {
-        actions.push({ kind: 'file', path: goClean(`${dest}.d/${d.name}`), content: d.content, mode: 0o644, why: `drop-in ${d.name} of ${u.name}` });
-        reload = true;
-      }
-    }
+    const files = unitFileActions(u, dest);
+    actions.push(...files);
+    if (files.length > 0) reload = true;
     if (u.mask) actions.push({ kind: 'unit-mask', unit: u.name, path: dest });
     else if (u.runtime) actions.push({ kind: 'unit-unmask', unit: u.name, path: dest });
-    if (u.enable && unitGroup(u.name) !== 'network') actions.push({ kind: 'unit-enable', unit: u.name, runtime: u.runtime });
-    if (unitGroup(u.name) === 'network') restartNetworkd = true;
+    const network = unitGroup(u.name) === 'network';
+    if (u.enable && !network) actions.push({ kind: 'unit-enable', unit: u.name, runtime: u.runtime });
+    if (network) restartNetworkd = true;
     else if (u.command !== '') commands.push({ kind: 'unit-command', unit: u.name, command: u.command });
   }
   if (reload) actions.push({ kind: 'daemon-reload' });
   if (restartNetworkd) actions.push({ kind: 'networkd-restart' });
-  actions.push(...commands);
+  return [...actions, ...commands];
+}
 
-  if (script) {
-    const id = scriptUnitName(script);
-    actions.push({ kind: 'script', unit: `coreos-cloudinit-${id}.service`, path: goClean(`/${o.workspace}/scripts/${id}`), content: script });
-  }
-  return { actions, warnings };
+/** #! user-data: run as a transient unit from the workspace. */
+function scriptAction(script: Buffer, workspace: string): Action {
+  const id = scriptUnitName(script);
+  return { kind: 'script', unit: `coreos-cloudinit-${id}.service`, path: goClean(`/${workspace}/scripts/${id}`), content: script };
 }
 
 /** One line per action, for --dry-run and logs. */
