@@ -1,15 +1,23 @@
 /**
  * The build context passed to every stage, and the stage interface.
  *
- * A stage is `{ name, title, inputs(ctx), run(ctx, out) }`. Its cache key is
+ * A stage is `{ name, title, inputs(ctx), run(ctx, out), readFacts(json) }`;
+ * what it reports is typed by its name (StageFactsByName). Its cache key is
  * the SHA-256 of its name, STAGE_VERSION, its inputs and the keys of the
  * stages before it, so a change upstream rebuilds everything downstream and a
  * change to one stage's own inputs (say the tools) rebuilds from that stage on.
  */
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import type { UsrImageInfo } from '../../common/src/contracts.js';
+import { InternalError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
 import type { Profile } from '../../configs/src/profile.js';
+import type { BootFacts } from './stages/boot.js';
+import type { CustomizeFacts } from './stages/customize.js';
+import type { InitrdFacts } from './stages/initrd.js';
+import type { PackagesFacts } from './stages/packages.js';
+import type { TrimFacts } from './stages/trim.js';
 
 export interface BuildContext {
   profile: Profile;
@@ -20,27 +28,74 @@ export interface BuildContext {
   cacheDir: string;
   log: Logger;
   signal: AbortSignal;
-  /** Results of the stages run so far, by stage name. */
-  results: Map<string, StageResult>;
-  /** Output directories of the stages run so far, by stage name. */
-  dirs: Map<string, string>;
+  /** What the stages run so far produced (read with stageFacts and stageDir). */
+  done: DoneStages;
 }
+
+/** The facts each stage reports, by stage name (the result.json of its cache folder). */
+export interface StageFactsByName {
+  packages: PackagesFacts;
+  customize: CustomizeFacts;
+  trim: TrimFacts;
+  initrd: InitrdFacts;
+  'usr-image': UsrImageInfo;
+  boot: BootFacts;
+}
+
+export type StageName = keyof StageFactsByName;
 
 /** What a stage reports; stored as result.json in its cache directory. */
-export interface StageResult {
+export interface StageResult<F> {
   /** Small JSON-able facts for the manifest (versions, sizes, hashes). */
-  facts: Record<string, unknown>;
+  facts: F;
 }
 
-export interface Stage {
-  name: string;
+/** A stage that has run (or was found in the cache): its output folder and its result. */
+export interface DoneStage<N extends StageName> {
+  dir: string;
+  result: StageResult<StageFactsByName[N]>;
+}
+
+export type DoneStages = { [N in StageName]?: DoneStage<N> };
+
+export interface Stage<N extends StageName> {
+  name: N;
   title: string;
   /** Bump when the stage's code changes what it produces. */
   version: number;
   /** JSON-able inputs that decide the output (besides the previous stages). */
   inputs(ctx: BuildContext): Promise<unknown>;
   /** Produces the stage output in `out` (an empty directory). */
-  run(ctx: BuildContext, out: string): Promise<StageResult>;
+  run(ctx: BuildContext, out: string): Promise<StageResult<StageFactsByName[N]>>;
+  /**
+   * Checks the facts of a result.json read back from the cache (`where` names
+   * the file in messages); throws a BasaltError when they are not what `run` returns.
+   */
+  readFacts(json: unknown, where: string): StageFactsByName[N];
+}
+
+/** Any one of the stages (the pipeline's list). */
+export type AnyStage = { [N in StageName]: Stage<N> }[StageName];
+
+/** Records a stage that has run (or was found in the cache). */
+export function recordDone<N extends StageName>(done: { [P in N]?: DoneStage<P> }, name: N, stage: DoneStage<N>): void {
+  done[name] = stage;
+}
+
+function done<N extends StageName>(ctx: BuildContext, name: N): DoneStage<N> {
+  const d = ctx.done[name];
+  if (!d) throw new InternalError(`stage '${name}' is used before it has run`);
+  return d;
+}
+
+/** The facts of a stage that has run. */
+export function stageFacts<N extends StageName>(ctx: BuildContext, name: N): StageFactsByName[N] {
+  return done(ctx, name).result.facts;
+}
+
+/** The output folder of a stage that has run. */
+export function stageDir(ctx: BuildContext, name: StageName): string {
+  return done(ctx, name).dir;
 }
 
 export function sha256(data: string | Uint8Array): string {

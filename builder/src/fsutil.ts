@@ -1,16 +1,9 @@
-/** File helpers for the builder (atomic writes, tree copies, sizes, hashes). */
+/** File helpers for the builder (tree copies, sizes, hashes, mounts). Atomic writes: common/src/fsutil.ts. */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
-
-/** Writes `data` to `path` via a temp file + rename. */
-export async function writeAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = join(dirname(path), `.${path.split('/').pop()}.tmp-${process.pid}`);
-  await writeFile(tmp, data, { mode });
-  await rename(tmp, path);
-}
 
 /** Copies a tree preserving owners, modes, links, xattrs (cp -a; reflinks where the filesystem has them). */
 export async function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {

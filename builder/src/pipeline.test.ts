@@ -1,15 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import type { UsrImageInfo } from '../../common/src/contracts.js';
+import { BasaltError, COMMON_ERRORS, describeCode } from '../../common/src/errors.js';
 import { defaultProfilePath, parseProfile } from '../../configs/src/profile.js';
 import { stableJson, stageKey } from './context.js';
 import { newcHeader } from './cpio.js';
-import { pxeCmdline } from './pipeline.js';
-import { espBytes } from './stages/boot.js';
-import { osRelease } from './stages/customize.js';
-import { dracutArgs } from './stages/initrd.js';
-import { mmdebstrapArgs, parseDpkgQuery } from './stages/packages.js';
-import { parseShowDepends } from './stages/trim.js';
-import { hashOffsetFor, mksquashfsArgs, parseRootHash, uuidFrom, type UsrImageInfo } from './stages/usr-image.js';
+import { BUILD_ERRORS } from './errors.js';
+import { pxeCmdline, STAGES } from './pipeline.js';
+import { bootStage, espBytes } from './stages/boot.js';
+import { customizeStage, imageUpdateConf, osRelease, releaseFile } from './stages/customize.js';
+import { dracutArgs, initrdStage } from './stages/initrd.js';
+import { mmdebstrapArgs, packagesStage, parseDpkgQuery } from './stages/packages.js';
+import { parseShowDepends, trimStage } from './stages/trim.js';
+import { hashOffsetFor, mksquashfsArgs, parseRootHash, usrImageStage, usrInfoJson, uuidFrom } from './stages/usr-image.js';
 
 const profile = parseProfile(readFileSync(defaultProfilePath(), 'utf8'), 'default.yaml').value!;
 
@@ -87,10 +90,30 @@ describe('boot, PXE and release files', () => {
     expect(espBytes(profile)).toBe(256 * 1024 * 1024);
   });
   it('boots PXE with a tmpfs root and /usr from the image in the initramfs', () => {
-    const usr = { version: '0.1.0', rootHash: 'ab'.repeat(32), hashOffset: 8192, fsType: 'squashfs' } as UsrImageInfo;
+    const usr = { version: '0.1.0', rootHash: 'ab'.repeat(32), hashOffset: 8192, fsType: 'squashfs' } as const;
     const c = pxeCmdline(usr, ['console=ttyS0,115200']).split(' ');
     expect(c).toEqual(expect.arrayContaining(['root=tmpfs', 'basalt.usr=/usr.img', 'mount.usr=/dev/mapper/usr', `basalt.usrhash=${'ab'.repeat(32)}`, 'basalt.usrhashoffset=8192', 'console=ttyS0,115200']));
     expect(c.some((w) => w.startsWith('root=PARTLABEL'))).toBe(false);
+    // The exact words written into the PXE cmdline file (with and without verity).
+    expect(pxeCmdline(usr, ['console=ttyS0,115200'])).toBe(
+      `mount.usr=/dev/mapper/usr mount.usrfstype=squashfs mount.usrflags=ro,x-systemd.device-timeout=30s basalt.usr=/usr.img basalt.usrhash=${'ab'.repeat(32)} basalt.usrhashoffset=8192 basalt.slot=PXE root=tmpfs rootflags=mode=0755 rw console=ttyS0,115200`,
+    );
+    expect(pxeCmdline({ ...usr, rootHash: '', fsType: 'erofs' }, ['console=ttyS0,115200'])).toBe(
+      'mount.usr=PARTLABEL=USR-A mount.usrfstype=erofs mount.usrflags=ro,x-systemd.device-timeout=30s basalt.slot=PXE root=tmpfs rootflags=mode=0755 rw console=ttyS0,115200',
+    );
+  });
+  it('writes the release file and update.conf byte for byte as before the contracts module', () => {
+    const p = { ...profile, os: { ...profile.os, version: '1.2.3', channel: 'beta' } };
+    expect(releaseFile(p)).toBe('VERSION=1.2.3\nBOARD=amd64-usr\nAPPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\nCHANNEL=beta\n');
+    expect(imageUpdateConf(p)).toBe('GROUP=beta\nREBOOT_STRATEGY=reboot\nHEALTH_UNITS="etcd.service docker.socket"\n');
+  });
+  it('writes usr.img.json with its keys in the order of format 1', () => {
+    const info: UsrImageInfo = { formatVersion: 1, fsType: 'squashfs', fsBytes: 4097, hashOffset: 8192, rootHash: 'ab'.repeat(32), salt: 'cd'.repeat(32), version: '0.1.0', board: 'amd64-usr', kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd', imageBytes: 16384, sha256: 'ef'.repeat(32) };
+    expect(usrInfoJson(info)).toBe(
+      `{\n  "formatVersion": 1,\n  "fsType": "squashfs",\n  "fsBytes": 4097,\n  "hashOffset": 8192,\n  "rootHash": "${'ab'.repeat(32)}",\n  "salt": "${'cd'.repeat(32)}",\n  "version": "0.1.0",\n  "board": "amd64-usr",\n  "kernel": "/lib/basalt/boot/vmlinuz",\n  "initrd": "/lib/basalt/boot/initrd",\n  "imageBytes": 16384,\n  "sha256": "${'ef'.repeat(32)}"\n}\n`,
+    );
+    // What the cache reads back is what the stage reported.
+    expect(usrImageStage.readFacts(JSON.parse(usrInfoJson(info)), 'result.json')).toEqual(info);
   });
   it('writes newc headers the kernel accepts (magic, 4-byte padding)', () => {
     const h = newcHeader(1, 0o100644, 10, 0, 'usr.img');
@@ -106,5 +129,45 @@ describe('boot, PXE and release files', () => {
     expect(t).toMatch(/^VARIANT_ID=container$/m);
     expect(t).toMatch(new RegExp(`^PRETTY_NAME="Basalt ${profile.os.version} \\(stable\\)"$`, 'm'));
     expect(t).toMatch(/^BUILD_ID=2024-01-01-0000$/m);
+  });
+});
+
+describe('stage results read back from the cache', () => {
+  const cases = [
+    [packagesStage, { count: 312, kernelPackage: 'linux-image-6.1.0-56-amd64 6.1.153-1' }],
+    [packagesStage, { count: 0, kernelPackage: null }],
+    [customizeStage, { nodeRuntimeBytes: 120_000_000, packageManagerBytesRemoved: 4_000_000, purged: ['perl'] }],
+    [trimStage, { removed: { docs: { files: 10, bytes: 2000 }, 'kernel modules': { files: 3000, bytes: 9_000_000 } }, modulesKept: 40, modulesMissing: [] }],
+    [initrdStage, { kernelVersion: '6.1.0-56-amd64', kernelBytes: 8_000_000, initrdBytes: 12_000_000 }],
+    [bootStage, { entry: 'basalt-a+3.conf', cmdline: 'mount.usr=/dev/mapper/usr rw' }],
+  ] as const;
+  it.each(cases)('%s: facts survive result.json', (stage, facts) => {
+    // As runStage writes it and reads it back.
+    const json: unknown = JSON.parse(JSON.stringify({ facts }, null, 1));
+    expect(stage.readFacts((json as { facts: unknown }).facts, 'result.json')).toEqual(facts);
+  });
+  it('rejects facts that are not what the stage writes', () => {
+    for (const [stage, facts] of cases) {
+      const bad = { ...facts, [Object.keys(facts)[0]!]: { wrong: true } };
+      expect(() => stage.readFacts(bad, 'r.json')).toThrow(BasaltError);
+      expect(() => stage.readFacts('text', 'r.json')).toThrow(expect.objectContaining({ code: 'E_STAGE_CACHE_INVALID' }));
+    }
+    expect(() => usrImageStage.readFacts({ formatVersion: 1 }, 'r.json')).toThrow(BasaltError);
+  });
+  it('covers every stage of the pipeline', () => {
+    expect(STAGES.map((s) => s.name)).toEqual(['packages', 'customize', 'trim', 'initrd', 'usr-image', 'boot']);
+  });
+});
+
+describe('error codes', () => {
+  it('keep the strings scripts match, each with a meaning and a default hint', () => {
+    expect(Object.keys(BUILD_ERRORS).sort()).toEqual(['E_DISK_TOO_SMALL', 'E_INTERRUPTED', 'E_KERNEL', 'E_NEED_ROOT', 'E_NODE_RUNTIME', 'E_PROFILE_PRIVATE_KEY', 'E_STAGE_CACHE_INVALID', 'E_VERITY']);
+    for (const [code, def] of Object.entries(BUILD_ERRORS)) {
+      expect(def.code).toBe(code);
+      expect(def.meaning).not.toBe('');
+      expect(def.hint).toBeTruthy();
+      expect(describeCode(code)?.part).toBe('builder');
+      expect(code in COMMON_ERRORS).toBe(false);
+    }
   });
 });

@@ -8,26 +8,29 @@
  * built in <key>.tmp-<pid> and renamed when done, so an interrupted build never
  * leaves a half stage that looks complete. Older keys of a stage are pruned.
  */
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Listr } from 'listr2';
-import { BasaltError } from '../../common/src/errors.js';
+import { Listr, type ListrTask } from 'listr2';
+import { SLOT_PARTLABEL, type UsrImageInfo } from '../../common/src/contracts.js';
+import { BasaltError, COMMON_ERRORS } from '../../common/src/errors.js';
 import { run } from '../../common/src/exec.js';
 import { kernelCmdline } from '../../common/src/boot.js';
+import { writeFileAtomic } from '../../common/src/fsutil.js';
 import { createDisk, findPartition, partitionRange, setSlotAttrs, writeGpt } from '../../common/src/gpt/index.js';
 import type { Logger } from '../../common/src/log.js';
-import { loadProfile } from '../../configs/src/profile.js';
-import { sha256, stageKey, type BuildContext, type Stage, type StageResult } from './context.js';
+import { loadProfile, type Profile } from '../../configs/src/profile.js';
+import { recordDone, sha256, stageDir, stageFacts, stageKey, type AnyStage, type BuildContext, type Stage, type StageFactsByName, type StageName, type StageResult } from './context.js';
 import { writeCpio } from './cpio.js';
-import { exists, removeWorkDir, sha256File, treeBytes, writeAtomic } from './fsutil.js';
+import { BUILD_ERRORS } from './errors.js';
+import { exists, removeWorkDir, sha256File, treeBytes } from './fsutil.js';
 import { bootStage, FIRST_BOOT_TRIES } from './stages/boot.js';
 import { customizeStage } from './stages/customize.js';
 import { initrdStage } from './stages/initrd.js';
 import { packagesStage, SIZE_GROUPS, type PackageInfo } from './stages/packages.js';
 import { trimStage } from './stages/trim.js';
-import { usrImageStage, uuidFrom, type UsrImageInfo } from './stages/usr-image.js';
+import { usrImageStage, uuidFrom } from './stages/usr-image.js';
 
-export const STAGES: Stage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
+export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
 export const MANIFEST_FORMAT_VERSION = 1;
 
 export interface BuildOptions {
@@ -72,17 +75,25 @@ async function pruneOthers(dir: string, keep: string): Promise<void> {
   }
 }
 
-async function runStage(ctx: BuildContext, stage: Stage, previous: string, noCache: boolean): Promise<StageSummary> {
-  const t0 = Date.now();
-  const key = stageKey(stage.name, stage.version, await stage.inputs(ctx), previous);
-  const base = join(ctx.cacheDir, 'stages', stage.name);
-  const dir = join(base, key);
-  const resultFile = join(dir, 'result.json');
-  if (!noCache && (await exists(resultFile))) {
-    ctx.results.set(stage.name, JSON.parse(await readFile(resultFile, 'utf8')) as StageResult);
-    ctx.dirs.set(stage.name, dir);
-    return { name: stage.name, key, cached: true, seconds: (Date.now() - t0) / 1000 };
+/**
+ * The result of a stage found in the cache, its facts checked; undefined when
+ * there is none, or when it is not what the stage writes (then the stage is
+ * built again, as on a miss).
+ */
+async function readCachedResult<N extends StageName>(ctx: BuildContext, stage: Stage<N>, resultFile: string): Promise<StageResult<StageFactsByName[N]> | undefined> {
+  if (!(await exists(resultFile))) return undefined;
+  try {
+    const json: unknown = JSON.parse(await readFile(resultFile, 'utf8'));
+    const facts = typeof json === 'object' && json !== null && 'facts' in json ? json.facts : undefined;
+    return { facts: stage.readFacts(facts, resultFile) };
+  } catch (e) {
+    ctx.log.warn(`${resultFile}: ${e instanceof Error ? e.message : String(e)}; building the ${stage.name} stage again`);
+    return undefined;
   }
+}
+
+/** Builds a stage into `dir` (via `dir`.tmp-PID, renamed when complete); returns its result. */
+async function buildStage<N extends StageName>(ctx: BuildContext, stage: Stage<N>, dir: string): Promise<StageResult<StageFactsByName[N]>> {
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
@@ -91,36 +102,45 @@ async function runStage(ctx: BuildContext, stage: Stage, previous: string, noCac
     await writeFile(join(tmp, 'result.json'), JSON.stringify(result, null, 1) + '\n');
     await rm(dir, { recursive: true, force: true });
     await rename(tmp, dir);
-    ctx.results.set(stage.name, result);
-    ctx.dirs.set(stage.name, dir);
+    return result;
   } catch (e) {
     await removeWorkDir(tmp);
     throw e;
   }
-  await pruneOthers(base, key);
-  return { name: stage.name, key, cached: false, seconds: (Date.now() - t0) / 1000 };
+}
+
+async function runStage<N extends StageName>(ctx: BuildContext, stage: Stage<N>, previous: string, noCache: boolean): Promise<StageSummary> {
+  const t0 = Date.now();
+  const key = stageKey(stage.name, stage.version, await stage.inputs(ctx), previous);
+  const base = join(ctx.cacheDir, 'stages', stage.name);
+  const dir = join(base, key);
+  const cached = noCache ? undefined : await readCachedResult(ctx, stage, join(dir, 'result.json'));
+  const result = cached ?? (await buildStage(ctx, stage, dir));
+  recordDone(ctx.done, stage.name, { dir, result });
+  if (!cached) await pruneOthers(base, key);
+  return { name: stage.name, key, cached: !!cached, seconds: (Date.now() - t0) / 1000 };
 }
 
 /** Copies `src` into the disk image at byte `offset` without growing or un-sparsing it. */
 async function writeAt(disk: string, src: string, offset: number, limit: number, what: string, signal: AbortSignal): Promise<void> {
   const size = (await stat(src)).size;
-  if (size > limit) throw new BasaltError('E_DISK_TOO_SMALL', `${what} (${size} bytes) does not fit its partition (${limit} bytes)`, { hint: 'use a larger layout or a smaller package set' });
-  if (offset % (1024 * 1024) !== 0) throw new BasaltError('E_INTERNAL', `${what}: partition offset ${offset} is not MiB-aligned`);
+  if (size > limit) throw new BasaltError(BUILD_ERRORS.E_DISK_TOO_SMALL, `${what} (${size} bytes) does not fit its partition (${limit} bytes)`);
+  if (offset % (1024 * 1024) !== 0) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, `${what}: partition offset ${offset} is not MiB-aligned`);
   await run('dd', [`if=${src}`, `of=${disk}`, 'bs=1M', `seek=${offset / (1024 * 1024)}`, 'conv=notrunc,sparse', 'status=none'], { signal });
 }
 
-/** Disk step: GPT from the layout on a sparse file, ESP, USR-A, OEM and an empty ROOT copied in. */
-async function makeDisk(ctx: BuildContext, tmpOut: string): Promise<{ file: string; facts: Record<string, unknown> }> {
+/** What the disk step reports (the manifest's `disk`). */
+export interface DiskFacts {
+  sizeBytes: number;
+  layout: string;
+  usrA: { index: number; priority: number; tries: number; successful: boolean };
+}
+
+type Gpt = Awaited<ReturnType<typeof createDisk>>;
+
+/** Makes an empty ext4 filesystem for each of ROOT and OEM the layout has, and copies it into its partition. */
+async function writeEmptyFilesystems(ctx: BuildContext, disk: string, gpt: Gpt, work: string): Promise<void> {
   const p = ctx.profile;
-  const disk = join(tmpOut, `${p.os.id}_production_image.bin`);
-  let gpt = await createDisk(disk, { layout: p.disk.layout, sizeBytes: p.disk.size, seed: `${p.os.id}:${p.os.version}`, force: true });
-  const work = join(tmpOut, '.work');
-  await mkdir(work, { recursive: true });
-  const range = (label: string) => partitionRange(gpt, findPartition(gpt, label));
-  const esp = range('EFI-SYSTEM');
-  await writeAt(disk, join(ctx.dirs.get('boot')!, 'esp.img'), esp.offset, esp.length, 'EFI-SYSTEM image', ctx.signal);
-  const usrA = range('USR-A');
-  await writeAt(disk, join(ctx.dirs.get('usr-image')!, 'usr.img'), usrA.offset, usrA.length, 'USR image', ctx.signal);
   const env = { E2FSPROGS_FAKE_TIME: String(p.sourceDateEpoch) };
   for (const [label, what] of [['ROOT', 'root'], ['OEM', 'oem']] as const) {
     const part = gpt.partitions.find((x) => x.label === label);
@@ -131,8 +151,23 @@ async function makeDisk(ctx: BuildContext, tmpOut: string): Promise<{ file: stri
     await writeAt(disk, img, r.offset, r.length, `${label} filesystem`, ctx.signal);
     await rm(img);
   }
-  const a = findPartition(gpt, 'USR-A').index;
-  const b = findPartition(gpt, 'USR-B').index;
+}
+
+/** Disk step: GPT from the layout on a sparse file, ESP, USR-A, OEM and an empty ROOT copied in. */
+async function makeDisk(ctx: BuildContext, tmpOut: string): Promise<{ file: string; facts: DiskFacts }> {
+  const p = ctx.profile;
+  const disk = join(tmpOut, `${p.os.id}_production_image.bin`);
+  let gpt = await createDisk(disk, { layout: p.disk.layout, sizeBytes: p.disk.size, seed: `${p.os.id}:${p.os.version}`, force: true });
+  const work = join(tmpOut, '.work');
+  await mkdir(work, { recursive: true });
+  const range = (label: string) => partitionRange(gpt, findPartition(gpt, label));
+  const esp = range('EFI-SYSTEM');
+  await writeAt(disk, join(stageDir(ctx, 'boot'), 'esp.img'), esp.offset, esp.length, 'EFI-SYSTEM image', ctx.signal);
+  const usrA = range(SLOT_PARTLABEL.A);
+  await writeAt(disk, join(stageDir(ctx, 'usr-image'), 'usr.img'), usrA.offset, usrA.length, 'USR image', ctx.signal);
+  await writeEmptyFilesystems(ctx, disk, gpt, work);
+  const a = findPartition(gpt, SLOT_PARTLABEL.A).index;
+  const b = findPartition(gpt, SLOT_PARTLABEL.B).index;
   gpt = setSlotAttrs(gpt, a, { priority: 1, tries: FIRST_BOOT_TRIES, successful: false });
   gpt = setSlotAttrs(gpt, b, { priority: 0, tries: 0, successful: false });
   await writeGpt(disk, gpt);
@@ -141,11 +176,17 @@ async function makeDisk(ctx: BuildContext, tmpOut: string): Promise<{ file: stri
 }
 
 /** Kernel command line for PXE: tmpfs root, /usr from the image in the initramfs. */
-export function pxeCmdline(usr: UsrImageInfo, extra: readonly string[]): string {
+export function pxeCmdline(usr: Pick<UsrImageInfo, 'version' | 'rootHash' | 'hashOffset' | 'fsType'>, extra: readonly string[]): string {
   const disk = kernelCmdline({ slot: 'a', version: usr.version, rootHash: usr.rootHash || undefined, hashOffset: usr.rootHash ? usr.hashOffset : undefined, fsType: usr.fsType, extraCmdline: extra });
+  const pxe = new Map([
+    [`basalt.usr=PARTLABEL=${SLOT_PARTLABEL.A}`, 'basalt.usr=/usr.img'],
+    ['basalt.slot=A', 'basalt.slot=PXE'],
+    ['root=PARTLABEL=ROOT', 'root=tmpfs'],
+    ['rootfstype=ext4', 'rootflags=mode=0755'],
+  ]);
   return disk
     .split(' ')
-    .map((w) => (w === 'basalt.usr=PARTLABEL=USR-A' ? 'basalt.usr=/usr.img' : w === 'basalt.slot=A' ? 'basalt.slot=PXE' : w === 'root=PARTLABEL=ROOT' ? 'root=tmpfs' : w === 'rootfstype=ext4' ? 'rootflags=mode=0755' : w))
+    .map((w) => pxe.get(w) ?? w)
     .join(' ');
 }
 
@@ -156,14 +197,15 @@ async function artifact(dir: string, file: string, kind: Artifact['kind']): Prom
 
 /** Bytes of the files of each size group still present in the final tree. */
 async function componentSizes(ctx: BuildContext): Promise<Record<string, number>> {
-  const root = join(ctx.dirs.get('initrd')!, 'root');
-  const lists = JSON.parse(await readFile(join(ctx.dirs.get('packages')!, 'pkgfiles.json'), 'utf8')) as Record<string, string[]>;
+  const initrdDir = stageDir(ctx, 'initrd');
+  const root = join(initrdDir, 'root');
+  const lists = JSON.parse(await readFile(join(stageDir(ctx, 'packages'), 'pkgfiles.json'), 'utf8')) as Record<string, string[]>;
   const sizes: Record<string, number> = {};
   for (const group of Object.keys(SIZE_GROUPS)) {
     let n = 0;
     for (const f of new Set(lists[group] ?? [])) {
       try {
-        const st = await import('node:fs/promises').then((m) => m.lstat(join(root, f.replace(/^\/(bin|sbin|lib)\//, '/usr/$1/'))));
+        const st = await lstat(join(root, f.replace(/^\/(bin|sbin|lib)\//, '/usr/$1/')));
         if (st.isFile()) n += st.size;
       } catch {
         /* removed by trim */
@@ -171,14 +213,116 @@ async function componentSizes(ctx: BuildContext): Promise<Record<string, number>
     }
     sizes[group] = n;
   }
-  const kver = ctx.results.get('initrd')!.facts['kernelVersion'] as string;
-  sizes['kernel'] = (await stat(join(ctx.dirs.get('initrd')!, 'vmlinuz'))).size;
+  const kver = stageFacts(ctx, 'initrd').kernelVersion;
+  sizes['kernel'] = (await stat(join(initrdDir, 'vmlinuz'))).size;
   sizes['modules'] = await treeBytes(join(root, 'usr/lib/modules', kver));
   sizes['nodeRuntime'] = await treeBytes(join(root, 'usr/lib/basalt/node'));
   sizes['basaltApp'] = await treeBytes(join(root, 'usr/lib/basalt/app'));
-  sizes['initrd'] = (await stat(join(ctx.dirs.get('initrd')!, 'initrd'))).size;
+  sizes['initrd'] = (await stat(join(initrdDir, 'initrd'))).size;
   sizes['usrTree'] = await treeBytes(join(root, 'usr'));
   return sizes;
+}
+
+/** The file names of the outputs, for an OS id. */
+function outputNames(id: string) {
+  return {
+    raw: `${id}_production_image.bin`,
+    qcow2: `${id}_production_qemu_image.qcow2`,
+    pxeKernel: `${id}_production_pxe.vmlinuz`,
+    pxeInitramfs: `${id}_production_pxe_image.cpio`,
+    pxeCmdline: `${id}_production_pxe.cmdline`,
+  };
+}
+
+/** The USR image, its description, the kernel and the initrd, as the stages made them. */
+async function copyStageOutputs(ctx: BuildContext, tmpOut: string): Promise<void> {
+  const usrDir = stageDir(ctx, 'usr-image');
+  const initrdDir = stageDir(ctx, 'initrd');
+  await copyFile(join(usrDir, 'usr.img'), join(tmpOut, 'usr.img'));
+  await copyFile(join(usrDir, 'usr.img.json'), join(tmpOut, 'usr.img.json'));
+  await copyFile(join(initrdDir, 'vmlinuz'), join(tmpOut, 'vmlinuz'));
+  await copyFile(join(initrdDir, 'initrd'), join(tmpOut, 'initrd'));
+}
+
+/** PXE: the kernel, the dracut initrd followed by an uncompressed cpio holding /usr.img, and the command line. */
+async function makePxe(ctx: BuildContext, tmpOut: string): Promise<void> {
+  const p = ctx.profile;
+  const names = outputNames(p.os.id);
+  const initrdDir = stageDir(ctx, 'initrd');
+  await copyFile(join(initrdDir, 'vmlinuz'), join(tmpOut, names.pxeKernel));
+  const pxe = join(tmpOut, names.pxeInitramfs);
+  await copyFile(join(initrdDir, 'initrd'), pxe);
+  // The kernel looks for the next archive's header at a 4-byte boundary after zero padding.
+  await truncate(pxe, Math.ceil((await stat(pxe)).size / 512) * 512);
+  await writeCpio(pxe, [{ name: 'usr.img', source: join(stageDir(ctx, 'usr-image'), 'usr.img'), mode: 0o644 }], p.sourceDateEpoch, { append: true });
+  await writeFile(join(tmpOut, names.pxeCmdline), pxeCmdline(stageFacts(ctx, 'usr-image'), p.kernel.cmdline) + '\n');
+}
+
+/** The artifacts present in `tmpOut`, in the manifest's order. */
+async function collectArtifacts(tmpOut: string, id: string): Promise<Artifact[]> {
+  const n = outputNames(id);
+  const kinds: [string, Artifact['kind']][] = [
+    [n.raw, 'raw'],
+    [n.qcow2, 'qcow2'],
+    [n.pxeKernel, 'pxe-kernel'],
+    [n.pxeInitramfs, 'pxe-initramfs'],
+    [n.pxeCmdline, 'pxe-cmdline'],
+    ['usr.img', 'usr'],
+    ['usr.img.json', 'usr-info'],
+    ['vmlinuz', 'kernel'],
+    ['initrd', 'initrd'],
+  ];
+  const artifacts: Artifact[] = [];
+  for (const [f, k] of kinds) if (await exists(join(tmpOut, f))) artifacts.push(await artifact(tmpOut, f, k));
+  return artifacts;
+}
+
+/** What the manifest records besides what the stages report. */
+interface ManifestInputs {
+  profileFile: string;
+  disk: DiskFacts;
+  stages: StageSummary[];
+  artifacts: Artifact[];
+}
+
+/** manifest.json: the profile, kernel, USR image, sizes, trim, disk, stages, artifacts and packages of the build. */
+async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInputs): Promise<void> {
+  const profile = ctx.profile;
+  const usr = stageFacts(ctx, 'usr-image');
+  const boot = stageFacts(ctx, 'boot');
+  const packages = JSON.parse(await readFile(join(stageDir(ctx, 'packages'), 'packages.json'), 'utf8')) as PackageInfo[];
+  const trim = JSON.parse(await readFile(join(stageDir(ctx, 'trim'), 'trim.json'), 'utf8')) as unknown;
+  const manifest = {
+    formatVersion: MANIFEST_FORMAT_VERSION,
+    os: profile.os,
+    board: profile.board,
+    sourceDateEpoch: profile.sourceDateEpoch,
+    profile: { file: m.profileFile, sha256: sha256(await readFile(m.profileFile)) },
+    kernel: { version: stageFacts(ctx, 'initrd').kernelVersion, cmdline: boot.cmdline, entry: boot.entry },
+    usr: { fsType: usr.fsType, compression: profile.usr.compression, bytes: usr.imageBytes, fsBytes: usr.fsBytes, hashOffset: usr.hashOffset, rootHash: usr.rootHash, salt: usr.salt, sha256: usr.sha256 },
+    sizes: await componentSizes(ctx),
+    trim,
+    disk: m.disk,
+    stages: m.stages,
+    artifacts: m.artifacts,
+    packages,
+  };
+  await writeFileAtomic(join(tmpOut, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+}
+
+/** Outputs step: the stage outputs, qcow2 and PXE as the profile asks, then manifest.json. Returns the artifacts. */
+async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestInputs, 'artifacts'>): Promise<Artifact[]> {
+  const profile = ctx.profile;
+  const names = outputNames(profile.os.id);
+  await copyStageOutputs(ctx, tmpOut);
+  if (profile.outputs.includes('qcow2')) {
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(tmpOut, names.raw), join(tmpOut, names.qcow2)], { signal: ctx.signal });
+  }
+  if (profile.outputs.includes('pxe')) await makePxe(ctx, tmpOut);
+  if (!profile.outputs.includes('raw')) await rm(join(tmpOut, names.raw));
+  const artifacts = await collectArtifacts(tmpOut, profile.os.id);
+  await writeManifest(ctx, tmpOut, { ...m, artifacts });
+  return artifacts;
 }
 
 /** Host tools the build runs, with the Debian package that provides each. */
@@ -204,8 +348,69 @@ export async function checkHostTools(profile: { usr: { fs: string }; outputs: st
   for (const t of need) if (!(await haveTool(t))) missing.push(t);
   if (missing.length) {
     const pkgs = [...new Set(missing.map((t) => HOST_TOOLS[t] ?? 'erofs-utils'))];
-    throw new BasaltError('E_TOOL_MISSING', `host tools missing: ${missing.join(', ')}`, { hint: `sudo apt-get install -y ${pkgs.join(' ')}` });
+    throw new BasaltError(COMMON_ERRORS.E_TOOL_MISSING, `host tools missing: ${missing.join(', ')}`, { hint: `sudo apt-get install -y ${pkgs.join(' ')}` });
   }
+}
+
+/** The folders of one build: the output, the temporary one it is built in, and the context the stages get. */
+interface BuildSetup {
+  ctx: BuildContext;
+  out: string;
+  tmpOut: string;
+}
+
+async function setUp(o: BuildOptions, profile: Profile): Promise<BuildSetup> {
+  const out = resolve(o.outDir);
+  const ctx: BuildContext = { profile, profileFile: o.profileFile, repoRoot: o.repoRoot, cacheDir: o.cacheDir, log: o.log, signal: o.signal, done: {} };
+  await mkdir(o.cacheDir, { recursive: true });
+  await mkdir(dirname(out), { recursive: true });
+  const tmpOut = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+  await rm(tmpOut, { recursive: true, force: true });
+  await mkdir(tmpOut, { recursive: true });
+  return { ctx, out, tmpOut };
+}
+
+type Task = ListrTask<unknown>;
+
+/** A listr task that runs `step`, then records its summary and shows its time in the title. */
+function timedTask(title: string, name: string, stages: StageSummary[], step: () => Promise<void>): Task {
+  return {
+    title,
+    task: async (_, task) => {
+      const t = Date.now();
+      await step();
+      const sum = { name, key: '-', cached: false, seconds: (Date.now() - t) / 1000 };
+      stages.push(sum);
+      task.title = taskTitle(title, sum);
+    },
+  };
+}
+
+function taskTitle(title: string, sum: StageSummary): string {
+  return `${title} ${sum.cached ? '(cached)' : `(${sum.seconds.toFixed(1)} s)`}`;
+}
+
+/** The cached stages in order, each keyed on the one before. */
+function stageTasks(ctx: BuildContext, stages: StageSummary[], noCache: boolean): Task[] {
+  let previous = '';
+  return STAGES.map((stage) => ({
+    title: stage.title,
+    task: async (_, task) => {
+      const sum = await runStage(ctx, stage, previous, noCache);
+      previous = sum.key;
+      stages.push(sum);
+      task.title = taskTitle(stage.title, sum);
+    },
+  }));
+}
+
+/** Replaces `out` with the finished `tmpOut` (the old folder goes only after the rename). */
+async function swapIn(tmpOut: string, out: string): Promise<void> {
+  const old = join(dirname(out), `.${basename(out)}.old-${process.pid}`);
+  const had = await exists(out);
+  if (had) await rename(out, old);
+  await rename(tmpOut, out);
+  if (had) await rm(old, { recursive: true, force: true });
 }
 
 /** Runs the whole build; returns the summary. Throws BasaltError on failure (the previous output stays). */
@@ -213,116 +418,31 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
   const t0 = Date.now();
   const { profile } = await loadProfile(o.profileFile);
   await checkHostTools(profile);
-  const out = resolve(o.outDir);
-  const ctx: BuildContext = { profile, profileFile: o.profileFile, repoRoot: o.repoRoot, cacheDir: o.cacheDir, log: o.log, signal: o.signal, results: new Map(), dirs: new Map() };
-  await mkdir(o.cacheDir, { recursive: true });
-  await mkdir(dirname(out), { recursive: true });
-  const tmpOut = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
-  await rm(tmpOut, { recursive: true, force: true });
-  await mkdir(tmpOut, { recursive: true });
+  const { ctx, out, tmpOut } = await setUp(o, profile);
   const stages: StageSummary[] = [];
-  const artifacts: Artifact[] = [];
-  let previous = '';
-  const title = (s: string, sum: StageSummary) => `${s} ${sum.cached ? '(cached)' : `(${sum.seconds.toFixed(1)} s)`}`;
+  let disk: DiskFacts | undefined;
+  let artifacts: Artifact[] = [];
+  const diskTitle = `Disk (GPT, EFI-SYSTEM, ${SLOT_PARTLABEL.A}, ROOT)`;
   const tasks = new Listr(
     [
-      ...STAGES.map((stage) => ({
-        title: stage.title,
-        task: async (_: unknown, task: { title: string }) => {
-          const sum = await runStage(ctx, stage, previous, !!o.noCache);
-          previous = sum.key;
-          stages.push(sum);
-          task.title = title(stage.title, sum);
-        },
-      })),
-      {
-        title: 'Disk (GPT, EFI-SYSTEM, USR-A, ROOT)',
-        task: async (_: unknown, task: { title: string }) => {
-          const t = Date.now();
-          const d = await makeDisk(ctx, tmpOut);
-          ctx.results.set('disk', { facts: d.facts });
-          const sum = { name: 'disk', key: '-', cached: false, seconds: (Date.now() - t) / 1000 };
-          stages.push(sum);
-          task.title = title('Disk (GPT, EFI-SYSTEM, USR-A, ROOT)', sum);
-        },
-      },
-      {
-        title: 'Outputs (raw, qcow2, PXE, manifest)',
-        task: async (_: unknown, task: { title: string }) => {
-          const t = Date.now();
-          const usr = ctx.results.get('usr-image')!.facts as unknown as UsrImageInfo;
-          const id = profile.os.id;
-          const raw = `${id}_production_image.bin`;
-          const usrDir = ctx.dirs.get('usr-image')!;
-          const initrdDir = ctx.dirs.get('initrd')!;
-          await copyFile(join(usrDir, 'usr.img'), join(tmpOut, 'usr.img'));
-          await copyFile(join(usrDir, 'usr.img.json'), join(tmpOut, 'usr.img.json'));
-          await copyFile(join(initrdDir, 'vmlinuz'), join(tmpOut, 'vmlinuz'));
-          await copyFile(join(initrdDir, 'initrd'), join(tmpOut, 'initrd'));
-          if (profile.outputs.includes('qcow2')) {
-            await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(tmpOut, raw), join(tmpOut, `${id}_production_qemu_image.qcow2`)], { signal: o.signal });
-          }
-          if (profile.outputs.includes('pxe')) {
-            await copyFile(join(initrdDir, 'vmlinuz'), join(tmpOut, `${id}_production_pxe.vmlinuz`));
-            // The dracut initrd followed by an uncompressed cpio holding /usr.img.
-            const pxe = join(tmpOut, `${id}_production_pxe_image.cpio`);
-            await copyFile(join(initrdDir, 'initrd'), pxe);
-            // The kernel looks for the next archive's header at a 4-byte boundary after zero padding.
-            await truncate(pxe, Math.ceil((await stat(pxe)).size / 512) * 512);
-            await writeCpio(pxe, [{ name: 'usr.img', source: join(usrDir, 'usr.img'), mode: 0o644 }], profile.sourceDateEpoch, { append: true });
-            await writeFile(join(tmpOut, `${id}_production_pxe.cmdline`), pxeCmdline(usr, profile.kernel.cmdline) + '\n');
-          }
-          if (!profile.outputs.includes('raw')) await rm(join(tmpOut, raw));
-          const kinds: [string, Artifact['kind']][] = [
-            [raw, 'raw'],
-            [`${id}_production_qemu_image.qcow2`, 'qcow2'],
-            [`${id}_production_pxe.vmlinuz`, 'pxe-kernel'],
-            [`${id}_production_pxe_image.cpio`, 'pxe-initramfs'],
-            [`${id}_production_pxe.cmdline`, 'pxe-cmdline'],
-            ['usr.img', 'usr'],
-            ['usr.img.json', 'usr-info'],
-            ['vmlinuz', 'kernel'],
-            ['initrd', 'initrd'],
-          ];
-          for (const [f, k] of kinds) if (await exists(join(tmpOut, f))) artifacts.push(await artifact(tmpOut, f, k));
-          const packages = JSON.parse(await readFile(join(ctx.dirs.get('packages')!, 'packages.json'), 'utf8')) as PackageInfo[];
-          const trim = JSON.parse(await readFile(join(ctx.dirs.get('trim')!, 'trim.json'), 'utf8')) as unknown;
-          const manifest = {
-            formatVersion: MANIFEST_FORMAT_VERSION,
-            os: profile.os,
-            board: profile.board,
-            sourceDateEpoch: profile.sourceDateEpoch,
-            profile: { file: o.profileFile, sha256: sha256(await readFile(o.profileFile)) },
-            kernel: { version: ctx.results.get('initrd')!.facts['kernelVersion'], cmdline: ctx.results.get('boot')!.facts['cmdline'], entry: ctx.results.get('boot')!.facts['entry'] },
-            usr: { fsType: usr.fsType, compression: profile.usr.compression, bytes: usr.imageBytes, fsBytes: usr.fsBytes, hashOffset: usr.hashOffset, rootHash: usr.rootHash, salt: usr.salt, sha256: usr.sha256 },
-            sizes: await componentSizes(ctx),
-            trim,
-            disk: ctx.results.get('disk')!.facts,
-            stages,
-            artifacts,
-            packages,
-          };
-          await writeAtomic(join(tmpOut, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-          const sum = { name: 'outputs', key: '-', cached: false, seconds: (Date.now() - t) / 1000 };
-          stages.push(sum);
-          task.title = title('Outputs (raw, qcow2, PXE, manifest)', sum);
-        },
-      },
+      ...stageTasks(ctx, stages, !!o.noCache),
+      timedTask(diskTitle, 'disk', stages, async () => {
+        disk = (await makeDisk(ctx, tmpOut)).facts;
+      }),
+      timedTask('Outputs (raw, qcow2, PXE, manifest)', 'outputs', stages, async () => {
+        if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
+        artifacts = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, disk, stages });
+      }),
     ],
     { renderer: o.renderer, exitOnError: true, registerSignalListeners: false, rendererOptions: {} as never },
   );
   try {
     await tasks.run();
-    if (o.signal.aborted) throw new BasaltError('E_INTERRUPTED', 'the build was interrupted', { hint: 'the previous output was left as it was' });
-    // Swap the finished folder in.
-    const old = join(dirname(out), `.${basename(out)}.old-${process.pid}`);
-    const had = await exists(out);
-    if (had) await rename(out, old);
-    await rename(tmpOut, out);
-    if (had) await rm(old, { recursive: true, force: true });
+    if (o.signal.aborted) throw new BasaltError(BUILD_ERRORS.E_INTERRUPTED, 'the build was interrupted');
+    await swapIn(tmpOut, out);
   } catch (e) {
     await rm(tmpOut, { recursive: true, force: true });
-    if (o.signal.aborted) throw new BasaltError('E_INTERRUPTED', 'the build was interrupted; the previous output was left as it was', { cause: e });
+    if (o.signal.aborted) throw new BasaltError(BUILD_ERRORS.E_INTERRUPTED, 'the build was interrupted', { cause: e });
     throw e;
   }
   const usrArt = artifacts.find((a) => a.kind === 'usr')!;
@@ -332,6 +452,6 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
     seconds: (Date.now() - t0) / 1000,
     stages,
     artifacts,
-    usr: { bytes: usrArt.bytes, sha256: usrArt.sha256, rootHash: (ctx.results.get('usr-image')!.facts as unknown as UsrImageInfo).rootHash },
+    usr: { bytes: usrArt.bytes, sha256: usrArt.sha256, rootHash: stageFacts(ctx, 'usr-image').rootHash },
   };
 }

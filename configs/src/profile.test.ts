@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { defaultProfilePath, parseProfile } from './profile.js';
+import { describeCode } from '../../common/src/errors.js';
+import { PROFILE_ERRORS } from './errors.js';
+import { defaultProfilePath, loadProfile, parseProfile } from './profile.js';
 import { formatReport } from './report.js';
 
 const base = readFileSync(defaultProfilePath(), 'utf8');
@@ -91,5 +93,41 @@ describe('parseProfile', () => {
     expect(report).toContainEqual(expect.objectContaining({ path: 'usr.compression', message: expect.stringMatching(/lz4/) }));
     const r2 = parseProfile(base.replace('blockSize: 1MiB', 'blockSize: 100000'), 'p.yaml').report;
     expect(r2).toContainEqual(expect.objectContaining({ path: 'usr.blockSize', message: expect.stringMatching(/power of two/) }));
+  });
+});
+
+describe('profile error codes', () => {
+  it('keep their strings, each with a meaning and a default hint', () => {
+    expect(Object.keys(PROFILE_ERRORS).sort()).toEqual([
+      'E_PROFILE_DUPLICATE',
+      'E_PROFILE_INVALID',
+      'E_PROFILE_MISSING',
+      'E_PROFILE_MISSING_PACKAGE',
+      'E_PROFILE_SYNTAX',
+      'E_PROFILE_TYPE',
+      'E_PROFILE_UNKNOWN_KEY',
+      'E_PROFILE_VALUE',
+      'E_PROFILE_VERSION',
+    ]);
+    for (const [code, def] of Object.entries(PROFILE_ERRORS)) {
+      expect(def.code).toBe(code);
+      expect(def.meaning).not.toBe('');
+      expect(def.hint).toBeTruthy();
+      expect(describeCode(code)?.part).toBe('configs');
+    }
+  });
+
+  it('a profile with errors throws E_PROFILE_INVALID with the report and the default hint', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'basalt-profile-'));
+    try {
+      const file = join(dir, 'bad.yaml');
+      await writeFile(file, base.replace('compression: zstd', 'compression: brotli'));
+      await expect(loadProfile(file)).rejects.toMatchObject({ code: 'E_PROFILE_INVALID', hint: 'fix the keys above; nothing was built', details: { report: [expect.objectContaining({ code: 'E_PROFILE_VALUE', path: 'usr.compression' })] } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

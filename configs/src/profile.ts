@@ -9,7 +9,9 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, parseDocument, isMap, isScalar, type Node } from 'yaml';
+import { DEFAULT_BOARD } from '../../common/src/contracts.js';
 import { BasaltError, fsError } from '../../common/src/errors.js';
+import { PROFILE_ERRORS } from './errors.js';
 import { Checker, type Spec } from './schema.js';
 import { formatReport, hasErrors, type ReportEntry } from './report.js';
 
@@ -20,7 +22,7 @@ export type OutputKind = 'raw' | 'qcow2' | 'pxe';
 export interface Profile {
   formatVersion: 1;
   os: { name: string; id: string; version: string; channel: string; variant: string };
-  board: 'amd64-usr';
+  board: typeof DEFAULT_BOARD;
   source: { suite: string; mirror: string; securityMirror: string; components: string[]; variant: 'minbase' | 'essential' | 'apt' };
   /** Debian packages installed by the package stage. */
   packages: string[];
@@ -89,7 +91,7 @@ export const profileSpec: Spec = {
         },
       },
     },
-    board: { spec: { kind: 'string', enum: ['amd64-usr'] }, default: 'amd64-usr' },
+    board: { spec: { kind: 'string', enum: [DEFAULT_BOARD] }, default: DEFAULT_BOARD },
     source: {
       required: true,
       spec: {
@@ -190,7 +192,7 @@ export function parseProfile(text: string, file: string): { value: Profile | und
   const ck = new Checker(file, lines, text);
   for (const e of doc.errors) {
     const p = lines.linePos(e.pos[0]);
-    ck.report.push({ severity: 'error', code: 'E_PROFILE_SYNTAX', path: '', file, line: p.line, column: p.col, message: e.message.split('\n')[0]! });
+    ck.report.push({ severity: 'error', code: PROFILE_ERRORS.E_PROFILE_SYNTAX.code, path: '', file, line: p.line, column: p.col, message: e.message.split('\n')[0]! });
   }
   if (doc.errors.length > 0) return { value: undefined, report: ck.report };
   const root = doc.contents as Node | null;
@@ -198,7 +200,7 @@ export function parseProfile(text: string, file: string): { value: Profile | und
   if (isMap(root)) {
     const fv = root.items.find((p) => isScalar(p.key) && p.key.value === 'formatVersion');
     if (fv && isScalar(fv.value) && typeof fv.value.value === 'number' && fv.value.value > PROFILE_FORMAT_VERSION) {
-      ck.add('error', 'E_PROFILE_VERSION', 'formatVersion', fv.value as Node, `format version ${fv.value.value} is newer than this Basalt supports (${PROFILE_FORMAT_VERSION})`);
+      ck.add('error', PROFILE_ERRORS.E_PROFILE_VERSION, 'formatVersion', fv.value as Node, `format version ${fv.value.value} is newer than this Basalt supports (${PROFILE_FORMAT_VERSION})`);
       return { value: undefined, report: ck.report };
     }
   }
@@ -230,23 +232,23 @@ function semanticChecks(p: Profile, root: Node | null, ck: Checker): void {
   ];
   for (const [pkg, why] of need) {
     if (!names.has(pkg) && !(pkg === 'dracut-core' && names.has('dracut'))) {
-      ck.add('error', 'E_PROFILE_MISSING_PACKAGE', 'packages', nodeAt(root, ['packages']), `'${pkg}' is required: it provides ${why}`);
+      ck.add('error', PROFILE_ERRORS.E_PROFILE_MISSING_PACKAGE, 'packages', nodeAt(root, ['packages']), `'${pkg}' is required: it provides ${why}`);
     }
   }
   for (const x of p.purge) {
-    if (names.has(x.split('=')[0]!)) ck.add('error', 'E_PROFILE_VALUE', 'purge', nodeAt(root, ['purge']), `'${x}' is both installed (packages) and purged`);
+    if (names.has(x.split('=')[0]!)) ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'purge', nodeAt(root, ['purge']), `'${x}' is both installed (packages) and purged`);
   }
   if (p.usr.fs === 'erofs' && !['lz4', 'lz4hc'].includes(p.usr.compression)) {
-    ck.add('error', 'E_PROFILE_VALUE', 'usr.compression', nodeAt(root, ['usr', 'compression']), `erofs-utils 1.5 only has lz4 and lz4hc, not ${p.usr.compression}`);
+    ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'usr.compression', nodeAt(root, ['usr', 'compression']), `erofs-utils 1.5 only has lz4 and lz4hc, not ${p.usr.compression}`);
   }
   if (p.usr.fs === 'squashfs' && p.usr.compression === 'lz4hc') {
-    ck.add('error', 'E_PROFILE_VALUE', 'usr.compression', nodeAt(root, ['usr', 'compression']), "squashfs has no lz4hc; use lz4 with it, or zstd/xz");
+    ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'usr.compression', nodeAt(root, ['usr', 'compression']), "squashfs has no lz4hc; use lz4 with it, or zstd/xz");
   }
   if ((p.usr.blockSize & (p.usr.blockSize - 1)) !== 0) {
-    ck.add('error', 'E_PROFILE_VALUE', 'usr.blockSize', nodeAt(root, ['usr', 'blockSize']), `${p.usr.blockSize} is not a power of two`);
+    ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'usr.blockSize', nodeAt(root, ['usr', 'blockSize']), `${p.usr.blockSize} is not a power of two`);
   }
   if (p.usr.level !== undefined && p.usr.compression !== 'zstd' && p.usr.compression !== 'gzip') {
-    ck.add('warning', 'E_PROFILE_VALUE', 'usr.level', nodeAt(root, ['usr', 'level']), `level is ignored for ${p.usr.compression}`);
+    ck.add('warning', PROFILE_ERRORS.E_PROFILE_VALUE, 'usr.level', nodeAt(root, ['usr', 'level']), `level is ignored for ${p.usr.compression}`);
   }
 }
 
@@ -268,10 +270,7 @@ export async function loadProfile(file: string): Promise<{ profile: Profile; tex
   }
   const { value, report } = parseProfile(text, file);
   if (!value) {
-    throw new BasaltError('E_PROFILE_INVALID', `profile ${file} is invalid:\n${formatReport(report.filter((r) => r.severity === 'error'))}`, {
-      hint: 'fix the keys above; nothing was built',
-      details: { report },
-    });
+    throw new BasaltError(PROFILE_ERRORS.E_PROFILE_INVALID, `profile ${file} is invalid:\n${formatReport(report.filter((r) => r.severity === 'error'))}`, { details: { report } });
   }
   return { profile: value, text, warnings: report.filter((r) => r.severity === 'warning') };
 }

@@ -2,8 +2,10 @@
  * A small declarative schema checked against the YAML syntax tree, so that
  * every problem carries the line and column of the offending node. Pure.
  */
-import { isMap, isScalar, isSeq, LineCounter, type Node } from 'yaml';
-import type { ReportEntry } from './report.js';
+import { isMap, isScalar, isSeq, LineCounter, type Node, type YAMLMap } from 'yaml';
+import type { ErrorDef } from '../../common/src/errors.js';
+import { PROFILE_ERRORS } from './errors.js';
+import type { ReportEntry, Severity } from './report.js';
 
 export type Spec =
   | { kind: 'string'; pattern?: RegExp; enum?: readonly string[]; what?: string }
@@ -13,6 +15,11 @@ export type Spec =
   | { kind: 'size'; min: number; max: number }
   | { kind: 'list'; of: Spec; min?: number; unique?: boolean }
   | { kind: 'object'; fields: Record<string, Field> };
+
+type StringSpec = Extract<Spec, { kind: 'string' }>;
+type RangeSpec = Extract<Spec, { kind: 'int' | 'size' }>;
+type ListSpec = Extract<Spec, { kind: 'list' }>;
+type ObjectSpec = Extract<Spec, { kind: 'object' }>;
 
 export interface Field {
   spec: Spec;
@@ -53,125 +60,150 @@ export class Checker {
     return { line: p.line, column: p.col };
   }
 
-  add(severity: 'error' | 'warning', code: string, path: string, node: Node | null | undefined, message: string): void {
-    this.report.push({ severity, code, path, file: this.file, ...this.pos(node), message });
+  /** Adds a report entry; `code` is an entry of PROFILE_ERRORS. */
+  add(severity: Severity, code: ErrorDef, path: string, node: Node | null | undefined, message: string): void {
+    this.report.push({ severity, code: code.code, path, file: this.file, ...this.pos(node), message });
   }
 
   /** Checks `node` against `spec`; returns the plain value (defaults filled) or undefined on error. */
   check(spec: Spec, node: Node | null | undefined, path: string, parent?: Node | null): unknown {
     const at = node ?? parent;
     switch (spec.kind) {
-      case 'string': {
-        if (!isScalar(node) || node.value === null || typeof node.value === 'object') {
-          this.add('error', 'E_PROFILE_TYPE', path, at, `want a string${spec.enum ? ` (one of ${spec.enum.join(', ')})` : ''}`);
-          return undefined;
-        }
-        // A plain scalar that YAML 1.1 resolves to a number or boolean (e1000, 1.10, no)
-        // is taken as written: strings never change under implicit typing.
-        let v: string;
-        if (typeof node.value === 'string') v = node.value;
-        else if (node.type === 'PLAIN' && node.range && this.text) v = this.text.slice(node.range[0], node.range[1]).trim();
-        else v = String(node.value);
-        if (spec.enum && !spec.enum.includes(v)) {
-          this.add('error', 'E_PROFILE_VALUE', path, node, `'${v}' is not one of ${spec.enum.join(', ')}`);
-          return undefined;
-        }
-        if (spec.pattern && !spec.pattern.test(v)) {
-          this.add('error', 'E_PROFILE_VALUE', path, node, `'${v}' is not ${spec.what ?? `a value matching ${spec.pattern}`}`);
-          return undefined;
-        }
-        return v;
-      }
-      case 'bool': {
-        if (!isScalar(node) || typeof node.value !== 'boolean') {
-          this.add('error', 'E_PROFILE_TYPE', path, at, 'want true or false');
-          return undefined;
-        }
-        return node.value;
-      }
-      case 'int': {
-        if (!isScalar(node) || typeof node.value !== 'number' || !Number.isInteger(node.value)) {
-          this.add('error', 'E_PROFILE_TYPE', path, at, 'want an integer');
-          return undefined;
-        }
-        if (node.value < spec.min || node.value > spec.max) {
-          this.add('error', 'E_PROFILE_VALUE', path, node, `${node.value} is out of range (${spec.min}-${spec.max})`);
-          return undefined;
-        }
-        return node.value;
-      }
-      case 'size': {
-        const n = isScalar(node) ? parseByteSize(node.value) : undefined;
-        if (n === undefined) {
-          this.add('error', 'E_PROFILE_TYPE', path, at, 'want a size such as 8GiB, 512MiB or a number of bytes');
-          return undefined;
-        }
-        if (n < spec.min || n > spec.max) {
-          this.add('error', 'E_PROFILE_VALUE', path, node, `${n} bytes is out of range (${spec.min}-${spec.max})`);
-          return undefined;
-        }
-        return n;
-      }
-      case 'list': {
-        if (!isSeq(node)) {
-          this.add('error', 'E_PROFILE_TYPE', path, at, 'want a list');
-          return undefined;
-        }
-        const out: unknown[] = [];
-        let ok = true;
-        const seen = new Set<string>();
-        node.items.forEach((item, i) => {
-          const v = this.check(spec.of, item as Node, `${path}[${i}]`, node);
-          if (v === undefined) ok = false;
-          else {
-            if (spec.unique && typeof v === 'string') {
-              if (seen.has(v)) this.add('warning', 'E_PROFILE_DUPLICATE', `${path}[${i}]`, item as Node, `'${v}' is listed twice`);
-              seen.add(v);
-            }
-            out.push(v);
-          }
-        });
-        if (spec.min !== undefined && node.items.length < spec.min) {
-          this.add('error', 'E_PROFILE_VALUE', path, node, `want at least ${spec.min} item(s)`);
-          return undefined;
-        }
-        return ok ? out : undefined;
-      }
-      case 'object': {
-        if (!isMap(node)) {
-          this.add('error', 'E_PROFILE_TYPE', path, at, 'want a mapping of keys');
-          return undefined;
-        }
-        const out: Record<string, unknown> = {};
-        let ok = true;
-        const present = new Map<string, { key: Node; value: Node | null }>();
-        for (const pair of node.items) {
-          const key = isScalar(pair.key) ? String(pair.key.value) : '?';
-          const kpath = path ? `${path}.${key}` : key;
-          if (!(key in spec.fields)) {
-            this.add('warning', 'E_PROFILE_UNKNOWN_KEY', kpath, pair.key as Node, `unknown key (known: ${Object.keys(spec.fields).join(', ')})`);
-            continue;
-          }
-          present.set(key, { key: pair.key as Node, value: (pair.value as Node | null) ?? null });
-        }
-        for (const [name, field] of Object.entries(spec.fields)) {
-          const kpath = path ? `${path}.${name}` : name;
-          const p = present.get(name);
-          if (!p) {
-            if (field.required) {
-              this.add('error', 'E_PROFILE_MISSING', kpath, node, 'required key is missing');
-              ok = false;
-            } else if (field.default !== undefined) {
-              out[name] = structuredClone(field.default);
-            }
-            continue;
-          }
-          const v = this.check(field.spec, p.value, kpath, p.key);
-          if (v === undefined) ok = false;
-          else out[name] = v;
-        }
-        return ok ? out : undefined;
-      }
+      case 'string':
+        return this.checkString(spec, node, path, at);
+      case 'bool':
+        return this.checkBool(node, path, at);
+      case 'int':
+        return this.checkInt(spec, node, path, at);
+      case 'size':
+        return this.checkSize(spec, node, path, at);
+      case 'list':
+        return this.checkList(spec, node, path, at);
+      case 'object':
+        return this.checkObject(spec, node, path, at);
     }
+  }
+
+  private checkString(spec: StringSpec, node: Node | null | undefined, path: string, at: Node | null | undefined): string | undefined {
+    if (!isScalar(node) || node.value === null || typeof node.value === 'object') {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, `want a string${spec.enum ? ` (one of ${spec.enum.join(', ')})` : ''}`);
+      return undefined;
+    }
+    // A plain scalar that YAML 1.1 resolves to a number or boolean (e1000, 1.10, no)
+    // is taken as written: strings never change under implicit typing.
+    let v: string;
+    if (typeof node.value === 'string') v = node.value;
+    else if (node.type === 'PLAIN' && node.range && this.text) v = this.text.slice(node.range[0], node.range[1]).trim();
+    else v = String(node.value);
+    if (spec.enum && !spec.enum.includes(v)) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, path, node, `'${v}' is not one of ${spec.enum.join(', ')}`);
+      return undefined;
+    }
+    if (spec.pattern && !spec.pattern.test(v)) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, path, node, `'${v}' is not ${spec.what ?? `a value matching ${spec.pattern}`}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  private checkBool(node: Node | null | undefined, path: string, at: Node | null | undefined): boolean | undefined {
+    if (!isScalar(node) || typeof node.value !== 'boolean') {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, 'want true or false');
+      return undefined;
+    }
+    return node.value;
+  }
+
+  private checkInt(spec: RangeSpec, node: Node | null | undefined, path: string, at: Node | null | undefined): number | undefined {
+    if (!isScalar(node) || typeof node.value !== 'number' || !Number.isInteger(node.value)) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, 'want an integer');
+      return undefined;
+    }
+    if (node.value < spec.min || node.value > spec.max) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, path, node, `${node.value} is out of range (${spec.min}-${spec.max})`);
+      return undefined;
+    }
+    return node.value;
+  }
+
+  private checkSize(spec: RangeSpec, node: Node | null | undefined, path: string, at: Node | null | undefined): number | undefined {
+    const n = isScalar(node) ? parseByteSize(node.value) : undefined;
+    if (n === undefined) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, 'want a size such as 8GiB, 512MiB or a number of bytes');
+      return undefined;
+    }
+    if (n < spec.min || n > spec.max) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, path, node, `${n} bytes is out of range (${spec.min}-${spec.max})`);
+      return undefined;
+    }
+    return n;
+  }
+
+  private checkList(spec: ListSpec, node: Node | null | undefined, path: string, at: Node | null | undefined): unknown[] | undefined {
+    if (!isSeq(node)) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, 'want a list');
+      return undefined;
+    }
+    const out: unknown[] = [];
+    let ok = true;
+    const seen = new Set<string>();
+    node.items.forEach((item, i) => {
+      const v = this.check(spec.of, item as Node, `${path}[${i}]`, node);
+      if (v === undefined) ok = false;
+      else {
+        if (spec.unique && typeof v === 'string') {
+          if (seen.has(v)) this.add('warning', PROFILE_ERRORS.E_PROFILE_DUPLICATE, `${path}[${i}]`, item as Node, `'${v}' is listed twice`);
+          seen.add(v);
+        }
+        out.push(v);
+      }
+    });
+    if (spec.min !== undefined && node.items.length < spec.min) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, path, node, `want at least ${spec.min} item(s)`);
+      return undefined;
+    }
+    return ok ? out : undefined;
+  }
+
+  private checkObject(spec: ObjectSpec, node: Node | null | undefined, path: string, at: Node | null | undefined): Record<string, unknown> | undefined {
+    if (!isMap(node)) {
+      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, 'want a mapping of keys');
+      return undefined;
+    }
+    const present = this.knownKeys(spec, node, path);
+    const out: Record<string, unknown> = {};
+    let ok = true;
+    for (const [name, field] of Object.entries(spec.fields)) {
+      const kpath = path ? `${path}.${name}` : name;
+      const p = present.get(name);
+      if (!p) {
+        if (field.required) {
+          this.add('error', PROFILE_ERRORS.E_PROFILE_MISSING, kpath, node, 'required key is missing');
+          ok = false;
+        } else if (field.default !== undefined) {
+          out[name] = structuredClone(field.default);
+        }
+        continue;
+      }
+      const v = this.check(field.spec, p.value, kpath, p.key);
+      if (v === undefined) ok = false;
+      else out[name] = v;
+    }
+    return ok ? out : undefined;
+  }
+
+  /** The keys of a mapping that `spec` knows, by name; a warning for each other key. */
+  private knownKeys(spec: ObjectSpec, node: YAMLMap, path: string): Map<string, { key: Node; value: Node | null }> {
+    const present = new Map<string, { key: Node; value: Node | null }>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '?';
+      const kpath = path ? `${path}.${key}` : key;
+      if (!(key in spec.fields)) {
+        this.add('warning', PROFILE_ERRORS.E_PROFILE_UNKNOWN_KEY, kpath, pair.key as Node, `unknown key (known: ${Object.keys(spec.fields).join(', ')})`);
+        continue;
+      }
+      present.set(key, { key: pair.key as Node, value: (pair.value as Node | null) ?? null });
+    }
+    return present;
   }
 }

@@ -10,8 +10,16 @@ import { join } from 'node:path';
 import { LOADER_CONF, entryFileName, renderEntry, ESP_SLOT_DIR } from '../../../common/src/boot.js';
 import { findPartition, loadLayout, partitionRange, planLayout } from '../../../common/src/gpt/index.js';
 import { run } from '../../../common/src/exec.js';
-import { sha256, type BuildContext, type Stage, type StageResult } from '../context.js';
-import type { UsrImageInfo } from './usr-image.js';
+import { sha256, stageDir, stageFacts, type BuildContext, type Stage } from '../context.js';
+import { FactsReader } from '../facts.js';
+
+/** What the boot stage reports. */
+export interface BootFacts {
+  /** File name of slot A's boot entry (with its tries counter). */
+  entry: string;
+  /** The kernel command line of the entry. */
+  cmdline: string;
+}
 
 /** Tries a freshly built slot gets (GPT tries and the entry's +N agree). */
 export const FIRST_BOOT_TRIES = 3;
@@ -27,7 +35,7 @@ export function espVolumeId(p: BuildContext['profile']): string {
   return sha256(`${p.os.id}:${p.os.version}:esp`).slice(0, 8);
 }
 
-export const bootStage: Stage = {
+export const bootStage: Stage<'boot'> = {
   name: 'boot',
   title: 'Boot (systemd-boot, entries, EFI-SYSTEM image)',
   version: 1,
@@ -35,10 +43,10 @@ export const bootStage: Stage = {
     const p = ctx.profile;
     return { cmdline: p.kernel.cmdline, layout: p.disk.layout, size: p.disk.size, os: p.os, tries: FIRST_BOOT_TRIES };
   },
-  async run(ctx: BuildContext, out: string): Promise<StageResult> {
+  async run(ctx: BuildContext, out: string) {
     const p = ctx.profile;
-    const initrdDir = ctx.dirs.get('initrd')!;
-    const usr = ctx.results.get('usr-image')!.facts as unknown as UsrImageInfo;
+    const initrdDir = stageDir(ctx, 'initrd');
+    const usr = stageFacts(ctx, 'usr-image');
     const esp = join(out, 'esp.img');
     const env = { MTOOLS_SKIP_CHECK: '1', SOURCE_DATE_EPOCH: String(p.sourceDateEpoch) };
     await run('mkfs.vfat', ['-F', '32', '-n', 'EFI-SYSTEM', '-i', espVolumeId(p), '--invariant', '-C', esp, String(Math.floor(espBytes(p) / 1024))], { signal: ctx.signal });
@@ -57,5 +65,9 @@ export const bootStage: Stage = {
     ];
     for (const [from, to] of copies) await run('mcopy', ['-i', esp, from, to], { env, signal: ctx.signal });
     return { facts: { entry: entryName, cmdline: entry.split('\n').find((l) => l.startsWith('options '))!.slice(8) } };
+  },
+  readFacts(json, where) {
+    const r = new FactsReader(json, where);
+    return { entry: r.str('entry'), cmdline: r.str('cmdline') };
   },
 };

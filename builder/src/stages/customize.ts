@@ -10,12 +10,14 @@
  * - removes the package manager (apt, dpkg) from /usr.
  * Writes only under `out` and the cache (CACHE/npm, CACHE/app).
  */
-import { readdir, mkdir, readFile, rm, symlink, writeFile, rename, chmod } from 'node:fs/promises';
+import { readdir, mkdir, readFile, rm, stat, symlink, writeFile, rename, chmod } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
+import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, UPDATE_GROUP } from '../../../common/src/contracts.js';
 import { BasaltError } from '../../../common/src/errors.js';
-import { run } from '../../../common/src/exec.js';
-import { UPDATE_GROUP } from '../../../common/src/contracts.js';
-import { sha256, type BuildContext, type Stage, type StageResult } from '../context.js';
+import { run, type RunResult } from '../../../common/src/exec.js';
+import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
+import { BUILD_ERRORS } from '../errors.js';
+import { FactsReader } from '../facts.js';
 import { copyTree, exists, removeIfExists, sha256File } from '../fsutil.js';
 
 /** Units enabled in /usr (wants symlinks), by target. */
@@ -53,9 +55,14 @@ export const UNIT_ALIASES: Record<string, string> = { 'etcd2.service': 'etcd.ser
 /** Units taken from update-engine/units/ (the engine's own definitions). */
 export const UPDATE_ENGINE_UNITS = ['update-engine.service', 'update-engine.socket', 'update-engine-status.socket', 'locksmithd.service'];
 
-/** Pure: /usr/share/basalt/release, read by the update-engine (VERSION, BOARD, APPID). */
+/** Pure: /usr/share/basalt/release, read by the update-engine (VERSION, BOARD, APPID, CHANNEL). */
 export function releaseFile(p: BuildContext['profile']): string {
-  return `VERSION=${p.os.version}\nBOARD=${p.board}\nAPPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\nCHANNEL=${p.os.channel}\n`;
+  return renderReleaseFile({ version: p.os.version, board: p.board, channel: p.os.channel });
+}
+
+/** Pure: the image's update.conf (IMAGE_UPDATE_CONF): the profile's channel is the update group. */
+export function imageUpdateConf(p: BuildContext['profile']): string {
+  return renderImageUpdateConf(p.os.channel);
 }
 
 /** A path from the profile, relative to the profile file's folder. */
@@ -171,7 +178,7 @@ async function nodeTarball(ctx: BuildContext): Promise<string> {
   }
   const r = await run('npm', ['pack', spec, '--pack-destination', dir, '--json', '--silent'], { signal: ctx.signal, cwd: dir });
   const info = JSON.parse(r.stdout) as { filename: string }[];
-  if (!info[0]) throw new BasaltError('E_NODE_RUNTIME', `npm pack ${spec} returned nothing`);
+  if (!info[0]) throw new BasaltError(BUILD_ERRORS.E_NODE_RUNTIME, `npm pack ${spec} returned nothing`);
   return join(dir, info[0].filename);
 }
 
@@ -190,7 +197,184 @@ async function appModules(ctx: BuildContext): Promise<string> {
   return join(dir, 'node_modules');
 }
 
-export const customizeStage: Stage = {
+/** What the customize stage reports. */
+export interface CustomizeFacts {
+  nodeRuntimeBytes: number;
+  packageManagerBytesRemoved: number;
+  purged: string[];
+}
+
+/** Runs a command inside the tree (chroot), with the build's locale and SOURCE_DATE_EPOCH. */
+type InRoot = (argv: string[]) => Promise<RunResult>;
+
+function inRootOf(ctx: BuildContext, root: string): InRoot {
+  return (argv) => run('chroot', [root, ...argv], { signal: ctx.signal, env: { LC_ALL: 'C.UTF-8', SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch) } });
+}
+
+/** Purges the profile's `purge` packages that are installed; adds the groups and the core user. */
+async function setUpPackagesAndUsers(purgeList: readonly string[], inRoot: InRoot): Promise<void> {
+  if (purgeList.length > 0) {
+    const installed = new Set((await inRoot(['dpkg-query', '-W', '-f', '${Package}\n'])).stdout.split('\n'));
+    const purge = purgeList.filter((x) => installed.has(x));
+    if (purge.length) await inRoot(['dpkg', '--purge', ...purge]);
+  }
+  // Groups a cloud-config may name (CoreOS has wheel) and the one that may run update actions.
+  for (const g of OS_GROUPS) await inRoot(['groupadd', '--force', '--system', g]);
+  await inRoot(['useradd', '--no-create-home', '--home-dir', '/home/core', '--shell', '/bin/bash', '--uid', '500', '--user-group', '--groups', CORE_GROUPS.join(','), 'core']);
+}
+
+/** Basalt's units, scripts and udev rules (builder/files/usr), the initrd module and the update-engine's units. */
+async function copyBasaltFiles(repoRoot: string, root: string): Promise<void> {
+  await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(repoRoot, 'builder/files/usr'), join(root, 'usr.basalt')]);
+  await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(root, 'usr.basalt'), join(root, 'usr')]);
+  await rm(join(root, 'usr.basalt'), { recursive: true });
+  await run('cp', ['-r', '--preserve=mode', join(repoRoot, 'builder/files/dracut/90basalt'), join(root, 'usr/lib/dracut/modules.d/')]);
+  for (const [dir, units] of Object.entries(ENABLED_UNITS)) {
+    const d = join(root, 'usr/lib/systemd/system', dir);
+    await mkdir(d, { recursive: true });
+    for (const u of units) {
+      await rm(join(d, u), { force: true });
+      await symlink(`../${u}`, join(d, u));
+    }
+  }
+  // The update-engine's own units (one source: update-engine/units/).
+  for (const u of UPDATE_ENGINE_UNITS) {
+    await run('cp', ['--preserve=mode', join(repoRoot, 'update-engine/units', u), join(root, 'usr/lib/systemd/system', u)]);
+  }
+}
+
+/** Which of the packages' units start at boot: demand-started ones off, aliases in /usr, docker.socket on, no apt timers. */
+async function adjustPackageUnits(root: string): Promise<void> {
+  // docker is socket-activated, as on CoreOS: docker.socket listens from boot and the first
+  // client starts docker.service (and containerd), so neither competes with the boot.
+  for (const u of DEMAND_STARTED) await rm(join(root, 'etc/systemd/system/multi-user.target.wants', u), { force: true });
+  // Aliases live in /usr, so an empty /etc keeps them and no /etc link makes a unit look enabled.
+  for (const [alias, target] of Object.entries(UNIT_ALIASES)) {
+    await rm(join(root, 'etc/systemd/system', alias), { force: true });
+    await rm(join(root, 'usr/lib/systemd/system', alias), { force: true });
+    await symlink(target, join(root, 'usr/lib/systemd/system', alias));
+  }
+  await mkdir(join(root, 'etc/systemd/system/sockets.target.wants'), { recursive: true });
+  await rm(join(root, 'etc/systemd/system/sockets.target.wants/docker.socket'), { force: true });
+  await symlink('/lib/systemd/system/docker.socket', join(root, 'etc/systemd/system/sockets.target.wants/docker.socket'));
+  // Distribution timers for a package manager that is not there.
+  for (const t of ['apt-daily.timer', 'apt-daily-upgrade.timer', 'dpkg-db-backup.timer']) {
+    await rm(join(root, 'etc/systemd/system/timers.target.wants', t), { force: true });
+  }
+}
+
+/** sudo's policy and the login banner come from /usr; /etc links to them. */
+async function linkEtcToUsr(root: string): Promise<void> {
+  // sudo's policy lives in /usr (builder/files/usr/share/basalt/sudoers); /etc/sudoers points at it.
+  await chmod(join(root, 'usr/share/basalt/sudoers'), 0o440);
+  await rm(join(root, 'etc/sudoers'), { force: true });
+  await symlink('../usr/share/basalt/sudoers', join(root, 'etc/sudoers'));
+  // The login banner is basalt-motd (via /etc/profile.d); Debian's text and uname banner go.
+  await rm(join(root, 'etc/update-motd.d'), { recursive: true, force: true });
+  await writeFile(join(root, 'etc/motd'), '');
+  await mkdir(join(root, 'etc/profile.d'), { recursive: true });
+  await rm(join(root, 'etc/profile.d/basalt-motd.sh'), { force: true });
+  await symlink('../../usr/share/basalt/profile-motd.sh', join(root, 'etc/profile.d/basalt-motd.sh'));
+}
+
+/** os-release, the release file the update-engine reads and the image's update.conf. */
+async function writeReleaseFiles(p: BuildContext['profile'], root: string): Promise<void> {
+  await rm(join(root, 'usr/lib/os-release'), { force: true });
+  await writeFile(join(root, 'usr/lib/os-release'), osRelease(p));
+  await mkdir(join(root, 'usr/share/basalt'), { recursive: true });
+  await writeFile(join(root, RELEASE_FILES[0]!), releaseFile(p));
+  // CoreOS's place for the image's update defaults; /etc/coreos/update.conf overrides it.
+  await mkdir(join(root, dirname(IMAGE_UPDATE_CONF)), { recursive: true });
+  await writeFile(join(root, IMAGE_UPDATE_CONF), imageUpdateConf(p));
+}
+
+/** The keyring the update-engine verifies releases with (public keys only). */
+async function installKeys(ctx: BuildContext, root: string): Promise<void> {
+  const keyDir = join(root, 'usr/share/basalt/keys');
+  await mkdir(keyDir, { recursive: true });
+  for (const [i, k] of ctx.profile.keys.entries()) {
+    const text = await readFile(profileRelative(ctx, k), 'utf8');
+    if (/PRIVATE KEY BLOCK/.test(text)) throw new BasaltError(BUILD_ERRORS.E_PROFILE_PRIVATE_KEY, `${k}: is a private key; an image carries public keys only`);
+    await writeFile(join(keyDir, `${String(i).padStart(2, '0')}-${basename(k).replace(/\.(pub|gpg)$/, '.asc')}`), text);
+  }
+}
+
+/** The Node runtime, Basalt's bundled programs and their wrappers in /usr/bin. Returns the bytes of the node binary. */
+async function installTools(ctx: BuildContext, root: string): Promise<number> {
+  const tgz = await nodeTarball(ctx);
+  const nodeDir = join(root, 'usr/lib/basalt/node');
+  await mkdir(nodeDir, { recursive: true });
+  await run('tar', ['-xzf', tgz, '-C', nodeDir, '--strip-components=1', '--no-same-owner', 'package/bin/node', 'package/LICENSE']);
+  const nodeBytes = (await stat(join(nodeDir, 'bin/node'))).size;
+  const app = join(root, 'usr/lib/basalt/app');
+  await mkdir(join(app, 'configs'), { recursive: true });
+  await run('cp', [join(ctx.repoRoot, 'package.json'), app + '/']);
+  await run('cp', ['-r', join(ctx.repoRoot, 'configs/layouts'), join(app, 'configs/')]);
+  // The programs are bundled (bundlePrograms); of node_modules only what is loaded at run time stays.
+  await mkdir(join(app, 'node_modules'), { recursive: true });
+  for (const m of RUNTIME_MODULES) await run('cp', ['-r', join(await appModules(ctx), m), join(app, 'node_modules', m)]);
+  await bundlePrograms(ctx, join(root, BUNDLE_DIR));
+  for (const name of Object.keys(WRAPPERS)) {
+    const f = join(root, 'usr/bin', name);
+    await writeFile(f, `#!/bin/sh\nexec /usr/lib/basalt/node/bin/node /${BUNDLE_DIR}/${name}.mjs "$@"\n`);
+    await chmod(f, 0o755);
+  }
+  return nodeBytes;
+}
+
+/** The profile's extra files (written last, so they can override anything above). */
+async function writeExtraFiles(files: BuildContext['profile']['files'], root: string): Promise<void> {
+  for (const f of files) {
+    const dest = join(root, f.path);
+    await mkdir(dirname(dest), { recursive: true });
+    await rm(dest, { force: true });
+    await writeFile(dest, f.content);
+    await chmod(dest, parseInt(f.mode, 8));
+  }
+}
+
+/** Writes the image's /etc files, drops host keys and package-manager state, then moves /etc and /var under /usr/share/factory. */
+async function moveDefaultsToFactory(p: BuildContext['profile'], root: string): Promise<void> {
+  const etc = join(root, 'etc');
+  await writeFile(join(etc, 'fstab'), FSTAB);
+  await writeFile(join(etc, 'machine-id'), '');
+  await writeFile(join(etc, 'hostname'), 'localhost\n');
+  // The console login banner names the OS (agetty expands \n and \l), not Debian.
+  await writeFile(join(etc, 'issue'), `${p.os.name} ${p.os.version} (${p.os.channel}) \\n \\l\n\n`);
+  await writeFile(join(etc, 'issue.net'), `${p.os.name} ${p.os.version} (${p.os.channel})\n`);
+  for (const e of await readdir(join(etc, 'ssh'))) if (e.startsWith('ssh_host_')) await rm(join(etc, 'ssh', e));
+  // The host keys basalt-sshd-keygen makes (no RSA: it takes tens of seconds under emulation).
+  await mkdir(join(etc, 'ssh/sshd_config.d'), { recursive: true });
+  await writeFile(join(etc, 'ssh/sshd_config.d/10-basalt-hostkeys.conf'), 'HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n');
+  await rm(join(etc, 'resolv.conf'), { force: true });
+  await symlink('../run/systemd/resolve/stub-resolv.conf', join(etc, 'resolv.conf')).catch(() => undefined);
+  for (const x of ['apt', 'dpkg', 'cron.daily/apt-compat', 'cron.daily/dpkg', 'logrotate.d/apt', 'logrotate.d/dpkg']) await rm(join(etc, x), { recursive: true, force: true });
+  const varDir = join(root, 'var');
+  for (const x of ['lib/dpkg', 'lib/apt', 'cache', 'log', 'tmp', 'backups', 'mail', 'spool', 'lib/systemd/deb-systemd-helper-enabled', 'lib/systemd/deb-systemd-user-helper-enabled']) {
+    await rm(join(varDir, x), { recursive: true, force: true });
+  }
+  const factory = join(root, 'usr/share/factory');
+  await mkdir(factory, { recursive: true });
+  await rename(etc, join(factory, 'etc'));
+  await rename(varDir, join(factory, 'var'));
+  await mkdir(etc);
+  await mkdir(varDir);
+}
+
+/** The package manager's files in /usr (apt, dpkg and libapt). */
+const PACKAGE_MANAGER_PATHS = ['usr/bin/dpkg', 'usr/bin/dpkg-deb', 'usr/bin/dpkg-divert', 'usr/bin/dpkg-maintscript-helper', 'usr/bin/dpkg-query', 'usr/bin/dpkg-realpath', 'usr/bin/dpkg-split', 'usr/bin/dpkg-statoverride', 'usr/bin/dpkg-trigger', 'usr/bin/apt', 'usr/bin/apt-cache', 'usr/bin/apt-cdrom', 'usr/bin/apt-config', 'usr/bin/apt-get', 'usr/bin/apt-key', 'usr/bin/apt-mark', 'usr/lib/apt', 'usr/lib/dpkg', 'usr/share/dpkg', 'usr/share/apt', 'usr/libexec/dpkg'];
+
+/** Removes the package manager from /usr; returns the bytes removed. */
+async function removePackageManager(root: string): Promise<number> {
+  let bytes = 0;
+  for (const x of PACKAGE_MANAGER_PATHS) bytes += await removeIfExists(join(root, x));
+  for (const f of await readdir(join(root, 'usr/lib/x86_64-linux-gnu'))) {
+    if (f.startsWith('libapt-')) bytes += await removeIfExists(join(root, 'usr/lib/x86_64-linux-gnu', f));
+  }
+  return bytes;
+}
+
+export const customizeStage: Stage<'customize'> = {
   name: 'customize',
   title: 'Customize (users, units, Basalt tools, factory /etc)',
   version: 3,
@@ -209,151 +393,24 @@ export const customizeStage: Stage = {
     const keys = await Promise.all(p.keys.map(async (k) => sha256(await readFile(profileRelative(ctx, k)))));
     return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools, units, keys, extraFiles: p.files };
   },
-  async run(ctx: BuildContext, out: string): Promise<StageResult> {
-    const prev = ctx.dirs.get('packages')!;
+  async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');
-    await copyTree(join(prev, 'root'), root, ctx.signal);
-    const inRoot = (argv: string[]) => run('chroot', [root, ...argv], { signal: ctx.signal, env: { LC_ALL: 'C.UTF-8', SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch) } });
+    await copyTree(join(stageDir(ctx, 'packages'), 'root'), root, ctx.signal);
     const p = ctx.profile;
-
-    if (p.purge.length > 0) {
-      const installed = new Set((await inRoot(['dpkg-query', '-W', '-f', '${Package}\n'])).stdout.split('\n'));
-      const purge = p.purge.filter((x) => installed.has(x));
-      if (purge.length) await inRoot(['dpkg', '--purge', ...purge]);
-    }
-    // Groups a cloud-config may name (CoreOS has wheel) and the one that may run update actions.
-    for (const g of OS_GROUPS) await inRoot(['groupadd', '--force', '--system', g]);
-    await inRoot(['useradd', '--no-create-home', '--home-dir', '/home/core', '--shell', '/bin/bash', '--uid', '500', '--user-group', '--groups', CORE_GROUPS.join(','), 'core']);
-
-    // Basalt's units, scripts and udev rules.
-    await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(ctx.repoRoot, 'builder/files/usr'), join(root, 'usr.basalt')]);
-    await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(root, 'usr.basalt'), join(root, 'usr')]);
-    await rm(join(root, 'usr.basalt'), { recursive: true });
-    await run('cp', ['-r', '--preserve=mode', join(ctx.repoRoot, 'builder/files/dracut/90basalt'), join(root, 'usr/lib/dracut/modules.d/')]);
-    for (const [dir, units] of Object.entries(ENABLED_UNITS)) {
-      const d = join(root, 'usr/lib/systemd/system', dir);
-      await mkdir(d, { recursive: true });
-      for (const u of units) {
-        await rm(join(d, u), { force: true });
-        await symlink(`../${u}`, join(d, u));
-      }
-    }
-    // The update-engine's own units (one source: update-engine/units/).
-    for (const u of UPDATE_ENGINE_UNITS) {
-      await run('cp', ['--preserve=mode', join(ctx.repoRoot, 'update-engine/units', u), join(root, 'usr/lib/systemd/system', u)]);
-    }
-    // docker is socket-activated, as on CoreOS: docker.socket listens from boot and the first
-    // client starts docker.service (and containerd), so neither competes with the boot.
-    for (const u of DEMAND_STARTED) await rm(join(root, 'etc/systemd/system/multi-user.target.wants', u), { force: true });
-    // Aliases live in /usr, so an empty /etc keeps them and no /etc link makes a unit look enabled.
-    for (const [alias, target] of Object.entries(UNIT_ALIASES)) {
-      await rm(join(root, 'etc/systemd/system', alias), { force: true });
-      await rm(join(root, 'usr/lib/systemd/system', alias), { force: true });
-      await symlink(target, join(root, 'usr/lib/systemd/system', alias));
-    }
-    await mkdir(join(root, 'etc/systemd/system/sockets.target.wants'), { recursive: true });
-    await rm(join(root, 'etc/systemd/system/sockets.target.wants/docker.socket'), { force: true });
-    await symlink('/lib/systemd/system/docker.socket', join(root, 'etc/systemd/system/sockets.target.wants/docker.socket'));
-    // Distribution timers for a package manager that is not there.
-    for (const t of ['apt-daily.timer', 'apt-daily-upgrade.timer', 'dpkg-db-backup.timer']) {
-      await rm(join(root, 'etc/systemd/system/timers.target.wants', t), { force: true });
-    }
-
-    // sudo's policy lives in /usr (builder/files/usr/share/basalt/sudoers); /etc/sudoers points at it.
-    await chmod(join(root, 'usr/share/basalt/sudoers'), 0o440);
-    await rm(join(root, 'etc/sudoers'), { force: true });
-    await symlink('../usr/share/basalt/sudoers', join(root, 'etc/sudoers'));
-    // The login banner is basalt-motd (via /etc/profile.d); Debian's text and uname banner go.
-    await rm(join(root, 'etc/update-motd.d'), { recursive: true, force: true });
-    await writeFile(join(root, 'etc/motd'), '');
-    await mkdir(join(root, 'etc/profile.d'), { recursive: true });
-    await rm(join(root, 'etc/profile.d/basalt-motd.sh'), { force: true });
-    await symlink('../../usr/share/basalt/profile-motd.sh', join(root, 'etc/profile.d/basalt-motd.sh'));
-
-    // Release files.
-    await rm(join(root, 'usr/lib/os-release'), { force: true });
-    await writeFile(join(root, 'usr/lib/os-release'), osRelease(p));
-    await mkdir(join(root, 'usr/share/basalt'), { recursive: true });
-    await writeFile(join(root, 'usr/share/basalt/release'), releaseFile(p));
-    // CoreOS's place for the image's update defaults; /etc/coreos/update.conf overrides it.
-    await mkdir(join(root, 'usr/share/coreos'), { recursive: true });
-    await writeFile(join(root, 'usr/share/coreos/update.conf'), `GROUP=${p.os.channel}\nREBOOT_STRATEGY=reboot\nHEALTH_UNITS="etcd.service docker.socket"\n`);
-    // The keyring the update-engine verifies releases with (public keys only).
-    const keyDir = join(root, 'usr/share/basalt/keys');
-    await mkdir(keyDir, { recursive: true });
-    for (const [i, k] of p.keys.entries()) {
-      const text = await readFile(profileRelative(ctx, k), 'utf8');
-      if (/PRIVATE KEY BLOCK/.test(text)) {
-        throw new BasaltError('E_PROFILE_PRIVATE_KEY', `${k}: is a private key; an image carries public keys only`, { hint: "export the public key with 'basalt keys export --key FILE'" });
-      }
-      await writeFile(join(keyDir, `${String(i).padStart(2, '0')}-${basename(k).replace(/\.(pub|gpg)$/, '.asc')}`), text);
-    }
-
-    // Node runtime and Basalt's tools.
-    let nodeBytes = 0;
-    if (p.tools.basalt) {
-      const tgz = await nodeTarball(ctx);
-      const nodeDir = join(root, 'usr/lib/basalt/node');
-      await mkdir(nodeDir, { recursive: true });
-      await run('tar', ['-xzf', tgz, '-C', nodeDir, '--strip-components=1', '--no-same-owner', 'package/bin/node', 'package/LICENSE']);
-      nodeBytes = (await import('node:fs/promises').then((f) => f.stat(join(nodeDir, 'bin/node')))).size;
-      const app = join(root, 'usr/lib/basalt/app');
-      await mkdir(join(app, 'configs'), { recursive: true });
-      await run('cp', [join(ctx.repoRoot, 'package.json'), app + '/']);
-      await run('cp', ['-r', join(ctx.repoRoot, 'configs/layouts'), join(app, 'configs/')]);
-      // The programs are bundled (bundlePrograms); of node_modules only what is loaded at run time stays.
-      await mkdir(join(app, 'node_modules'), { recursive: true });
-      for (const m of RUNTIME_MODULES) await run('cp', ['-r', join(await appModules(ctx), m), join(app, 'node_modules', m)]);
-      await bundlePrograms(ctx, join(root, BUNDLE_DIR));
-      for (const name of Object.keys(WRAPPERS)) {
-        const f = join(root, 'usr/bin', name);
-        await writeFile(f, `#!/bin/sh\nexec /usr/lib/basalt/node/bin/node /${BUNDLE_DIR}/${name}.mjs "$@"\n`);
-        await chmod(f, 0o755);
-      }
-    }
-
-    // The profile's extra files, last, so they can override anything above.
-    for (const f of p.files) {
-      const dest = join(root, f.path);
-      await mkdir(dirname(dest), { recursive: true });
-      await rm(dest, { force: true });
-      await writeFile(dest, f.content);
-      await chmod(dest, parseInt(f.mode, 8));
-    }
-
-    // /etc and /var defaults under /usr/share/factory.
-    const etc = join(root, 'etc');
-    await writeFile(join(etc, 'fstab'), FSTAB);
-    await writeFile(join(etc, 'machine-id'), '');
-    await writeFile(join(etc, 'hostname'), 'localhost\n');
-    // The console login banner names the OS (agetty expands \n and \l), not Debian.
-    await writeFile(join(etc, 'issue'), `${p.os.name} ${p.os.version} (${p.os.channel}) \\n \\l\n\n`);
-    await writeFile(join(etc, 'issue.net'), `${p.os.name} ${p.os.version} (${p.os.channel})\n`);
-    for (const e of await readdir(join(etc, 'ssh'))) if (e.startsWith('ssh_host_')) await rm(join(etc, 'ssh', e));
-    // The host keys basalt-sshd-keygen makes (no RSA: it takes tens of seconds under emulation).
-    await mkdir(join(etc, 'ssh/sshd_config.d'), { recursive: true });
-    await writeFile(join(etc, 'ssh/sshd_config.d/10-basalt-hostkeys.conf'), 'HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n');
-    await rm(join(etc, 'resolv.conf'), { force: true });
-    await symlink('../run/systemd/resolve/stub-resolv.conf', join(etc, 'resolv.conf')).catch(() => undefined);
-    for (const x of ['apt', 'dpkg', 'cron.daily/apt-compat', 'cron.daily/dpkg', 'logrotate.d/apt', 'logrotate.d/dpkg']) await rm(join(etc, x), { recursive: true, force: true });
-    const varDir = join(root, 'var');
-    for (const x of ['lib/dpkg', 'lib/apt', 'cache', 'log', 'tmp', 'backups', 'mail', 'spool', 'lib/systemd/deb-systemd-helper-enabled', 'lib/systemd/deb-systemd-user-helper-enabled']) {
-      await rm(join(varDir, x), { recursive: true, force: true });
-    }
-    const factory = join(root, 'usr/share/factory');
-    await mkdir(factory, { recursive: true });
-    await rename(etc, join(factory, 'etc'));
-    await rename(varDir, join(factory, 'var'));
-    await mkdir(etc);
-    await mkdir(varDir);
-
-    // No package manager in /usr.
-    let pmBytes = 0;
-    const pm = ['usr/bin/dpkg', 'usr/bin/dpkg-deb', 'usr/bin/dpkg-divert', 'usr/bin/dpkg-maintscript-helper', 'usr/bin/dpkg-query', 'usr/bin/dpkg-realpath', 'usr/bin/dpkg-split', 'usr/bin/dpkg-statoverride', 'usr/bin/dpkg-trigger', 'usr/bin/apt', 'usr/bin/apt-cache', 'usr/bin/apt-cdrom', 'usr/bin/apt-config', 'usr/bin/apt-get', 'usr/bin/apt-key', 'usr/bin/apt-mark', 'usr/lib/apt', 'usr/lib/dpkg', 'usr/share/dpkg', 'usr/share/apt', 'usr/libexec/dpkg'];
-    for (const x of pm) pmBytes += await removeIfExists(join(root, x));
-    for (const f of await readdir(join(root, 'usr/lib/x86_64-linux-gnu'))) {
-      if (f.startsWith('libapt-')) pmBytes += await removeIfExists(join(root, 'usr/lib/x86_64-linux-gnu', f));
-    }
-    return { facts: { nodeRuntimeBytes: nodeBytes, packageManagerBytesRemoved: pmBytes, purged: p.purge } };
+    await setUpPackagesAndUsers(p.purge, inRootOf(ctx, root));
+    await copyBasaltFiles(ctx.repoRoot, root);
+    await adjustPackageUnits(root);
+    await linkEtcToUsr(root);
+    await writeReleaseFiles(p, root);
+    await installKeys(ctx, root);
+    const nodeRuntimeBytes = p.tools.basalt ? await installTools(ctx, root) : 0;
+    await writeExtraFiles(p.files, root);
+    await moveDefaultsToFactory(p, root);
+    const packageManagerBytesRemoved = await removePackageManager(root);
+    return { facts: { nodeRuntimeBytes, packageManagerBytesRemoved, purged: p.purge } };
+  },
+  readFacts(json, where) {
+    const r = new FactsReader(json, where);
+    return { nodeRuntimeBytes: r.num('nodeRuntimeBytes'), packageManagerBytesRemoved: r.num('packageManagerBytesRemoved'), purged: r.strList('purged') };
   },
 };

@@ -8,11 +8,19 @@
 import { copyFile, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../../common/src/exec.js';
-import type { BuildContext, Stage, StageResult } from '../context.js';
+import { stageDir, type BuildContext, type Stage } from '../context.js';
+import { FactsReader } from '../facts.js';
 import { copyTree } from '../fsutil.js';
 import { kernelVersion } from './trim.js';
 
 export const DRACUT_MODULES = ['systemd', 'systemd-initrd', 'dracut-systemd', 'base', 'fs-lib', 'rootfs-block', 'udev-rules', 'kernel-modules', 'dm', 'shutdown', 'basalt'];
+
+/** What the initrd stage reports. */
+export interface InitrdFacts {
+  kernelVersion: string;
+  kernelBytes: number;
+  initrdBytes: number;
+}
 
 /** Pure: dracut argv (run inside the tree). */
 export function dracutArgs(kver: string, drivers: readonly string[], output: string): string[] {
@@ -30,16 +38,16 @@ export function dracutArgs(kver: string, drivers: readonly string[], output: str
   ];
 }
 
-export const initrdStage: Stage = {
+export const initrdStage: Stage<'initrd'> = {
   name: 'initrd',
   title: 'Initrd (dracut systemd initrd + verity module)',
   version: 1,
   async inputs(ctx) {
     return { drivers: ctx.profile.initrd.drivers, modules: DRACUT_MODULES };
   },
-  async run(ctx: BuildContext, out: string): Promise<StageResult> {
+  async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');
-    await copyTree(join(ctx.dirs.get('trim')!, 'root'), root, ctx.signal);
+    await copyTree(join(stageDir(ctx, 'trim'), 'root'), root, ctx.signal);
     const kver = await kernelVersion(root);
     const bootDir = join(root, 'usr/lib/basalt/boot');
     await mkdir(bootDir, { recursive: true });
@@ -56,5 +64,9 @@ export const initrdStage: Stage = {
     await copyFile(join(bootDir, 'vmlinuz'), join(out, 'vmlinuz'));
     await copyFile(join(bootDir, 'initrd'), join(out, 'initrd'));
     return { facts: { kernelVersion: kver, kernelBytes: (await stat(join(out, 'vmlinuz'))).size, initrdBytes: (await stat(join(out, 'initrd'))).size } };
+  },
+  readFacts(json, where) {
+    const r = new FactsReader(json, where);
+    return { kernelVersion: r.str('kernelVersion'), kernelBytes: r.num('kernelBytes'), initrdBytes: r.num('initrdBytes') };
   },
 };

@@ -8,13 +8,22 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
-import type { BuildContext, Stage, StageResult } from '../context.js';
+import type { BuildContext, Stage } from '../context.js';
+import { BUILD_ERRORS } from '../errors.js';
+import { FactsReader } from '../facts.js';
 
 export interface PackageInfo {
   name: string;
   version: string;
   /** Installed size in KiB, as dpkg reports it. */
   installedKiB: number;
+}
+
+/** What the packages stage reports. */
+export interface PackagesFacts {
+  count: number;
+  /** `name version` of the kernel package, null when none is installed. */
+  kernelPackage: string | null;
 }
 
 /** Packages whose files are attributed to a component in the manifest's size table. */
@@ -59,7 +68,20 @@ export function parseDpkgQuery(text: string): PackageInfo[] {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-export const packagesStage: Stage = {
+/** File lists (below /usr, /lib, /bin, /sbin) of the packages of each size group, as the tree at `root` has them. */
+async function sizeGroupFiles(root: string): Promise<Record<string, string[]>> {
+  const files: Record<string, string[]> = {};
+  for (const [group, names] of Object.entries(SIZE_GROUPS)) {
+    files[group] = [];
+    for (const n of names) {
+      const list = await readFile(join(root, 'var/lib/dpkg/info', `${n}.list`), 'utf8').catch(() => readFile(join(root, 'var/lib/dpkg/info', `${n}:amd64.list`), 'utf8').catch(() => ''));
+      files[group]!.push(...list.split('\n').filter((l) => l.startsWith('/usr/') || l.startsWith('/lib/') || l.startsWith('/bin/') || l.startsWith('/sbin/')));
+    }
+  }
+  return files;
+}
+
+export const packagesStage: Stage<'packages'> = {
   name: 'packages',
   title: 'Packages (mmdebstrap)',
   version: 2,
@@ -67,10 +89,8 @@ export const packagesStage: Stage = {
     const p = ctx.profile;
     return { source: p.source, packages: p.packages, epoch: p.sourceDateEpoch };
   },
-  async run(ctx: BuildContext, out: string): Promise<StageResult> {
-    if (process.getuid?.() !== 0) {
-      throw new BasaltError('E_NEED_ROOT', 'the packages stage runs mmdebstrap as root', { hint: 'run the build with sudo' });
-    }
+  async run(ctx: BuildContext, out: string) {
+    if (process.getuid?.() !== 0) throw new BasaltError(BUILD_ERRORS.E_NEED_ROOT, 'the packages stage runs mmdebstrap as root');
     const debs = join(ctx.cacheDir, 'aptroot');
     await mkdir(join(debs, 'var/cache/apt/archives'), { recursive: true });
     const root = join(out, 'root');
@@ -82,16 +102,12 @@ export const packagesStage: Stage = {
     const packages = parseDpkgQuery(q.stdout);
     await writeFile(join(out, 'packages.json'), JSON.stringify(packages, null, 1) + '\n');
     // File lists of the packages whose sizes the manifest reports.
-    const files: Record<string, string[]> = {};
-    for (const [group, names] of Object.entries(SIZE_GROUPS)) {
-      files[group] = [];
-      for (const n of names) {
-        const list = await readFile(join(root, 'var/lib/dpkg/info', `${n}.list`), 'utf8').catch(() => readFile(join(root, 'var/lib/dpkg/info', `${n}:amd64.list`), 'utf8').catch(() => ''));
-        files[group]!.push(...list.split('\n').filter((l) => l.startsWith('/usr/') || l.startsWith('/lib/') || l.startsWith('/bin/') || l.startsWith('/sbin/')));
-      }
-    }
-    await writeFile(join(out, 'pkgfiles.json'), JSON.stringify(files) + '\n');
+    await writeFile(join(out, 'pkgfiles.json'), JSON.stringify(await sizeGroupFiles(root)) + '\n');
     const kernel = packages.find((x) => /^linux-image-\d/.test(x.name));
     return { facts: { count: packages.length, kernelPackage: kernel ? `${kernel.name} ${kernel.version}` : null } };
+  },
+  readFacts(json, where) {
+    const r = new FactsReader(json, where);
+    return { count: r.num('count'), kernelPackage: r.strOrNull('kernelPackage') };
   },
 };

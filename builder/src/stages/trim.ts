@@ -8,7 +8,9 @@ import { readdir, writeFile, rm, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
-import type { BuildContext, Stage, StageResult } from '../context.js';
+import { stageDir, type BuildContext, type Stage } from '../context.js';
+import { BUILD_ERRORS } from '../errors.js';
+import { FactsReader } from '../facts.js';
 import { copyTree, removeIfExists } from '../fsutil.js';
 
 /** Pure: the .ko paths (relative to /) from `modprobe --show-depends` output, and the built-ins. */
@@ -35,11 +37,90 @@ async function walkFiles(dir: string, out: string[] = []): Promise<string[]> {
 
 export async function kernelVersion(root: string): Promise<string> {
   const kvers = (await readdir(join(root, 'usr/lib/modules'))).filter((k) => /^\d/.test(k));
-  if (kvers.length !== 1) throw new BasaltError('E_KERNEL', `expected one kernel in ${root}/usr/lib/modules, found ${kvers.length}: ${kvers.join(', ')}`);
+  if (kvers.length !== 1) throw new BasaltError(BUILD_ERRORS.E_KERNEL, `expected one kernel in ${root}/usr/lib/modules, found ${kvers.length}: ${kvers.join(', ')}`);
   return kvers[0]!;
 }
 
-export const trimStage: Stage = {
+/** Files and bytes removed, by what they were (docs, locales, kernel modules, profile). */
+export type Removed = Record<string, { files: number; bytes: number }>;
+
+/** What the trim stage reports. */
+export interface TrimFacts {
+  removed: Removed;
+  modulesKept: number;
+  modulesMissing: string[];
+}
+
+/** Adds removed bytes (and files) to `removed[what]`. */
+function noteIn(removed: Removed): (what: string, bytes: number, files?: number) => void {
+  return (what, bytes, files = 1) => {
+    const r = (removed[what] ??= { files: 0, bytes: 0 });
+    r.files += files;
+    r.bytes += bytes;
+  };
+}
+
+/** Docs (copyright files stay), man and info pages, locales not kept, the profile's extra paths. */
+async function trimFiles(usr: string, t: BuildContext['profile']['trim'], note: ReturnType<typeof noteIn>): Promise<void> {
+  if (t.docs) {
+    const doc = join(usr, 'share/doc');
+    for (const pkg of await readdir(doc).catch(() => [] as string[])) {
+      const d = join(doc, pkg);
+      if (!(await lstat(d)).isDirectory()) continue;
+      for (const f of await readdir(d)) if (f !== 'copyright') note('docs', await removeIfExists(join(d, f)));
+    }
+    for (const x of ['share/man', 'share/info', 'share/lintian', 'share/linda', 'share/doc-base', 'share/bug', 'share/bash-completion', 'share/zsh', 'share/fish', 'share/gtk-doc']) {
+      note('docs', await removeIfExists(join(usr, x)));
+    }
+  }
+  const keepLocales = new Set(t.locales);
+  for (const l of await readdir(join(usr, 'share/locale')).catch(() => [] as string[])) {
+    if (!keepLocales.has(l) && l !== 'locale.alias') note('locales', await removeIfExists(join(usr, 'share/locale', l)));
+  }
+  for (const x of t.remove) note('profile', await removeIfExists(join(usr, x)));
+}
+
+/** The module files to keep (paths relative to the tree), with their dependencies, as modprobe inside the tree resolves them. */
+interface KeptModules {
+  keep: Set<string>;
+  builtin: string[];
+  /** Names that are neither a module nor built in. */
+  missing: string[];
+}
+
+async function resolveModules(root: string, kver: string, names: Iterable<string>, signal: AbortSignal): Promise<KeptModules> {
+  const keep = new Set<string>();
+  const builtin: string[] = [];
+  const missing: string[] = [];
+  for (const m of names) {
+    const r = await run('chroot', [root, 'modprobe', '-S', kver, '--show-depends', m], { reject: false, signal });
+    if (r.exitCode !== 0) {
+      missing.push(m);
+      continue;
+    }
+    const d = parseShowDepends(r.stdout);
+    d.files.forEach((f) => keep.add(f.replace(/^lib\//, 'usr/lib/')));
+    builtin.push(...d.builtin);
+  }
+  return { keep, builtin, missing };
+}
+
+/** Removes every module file not in `keep`, then the empty folders; returns how many were kept. */
+async function removeOtherModules(root: string, modDir: string, keep: Set<string>, note: ReturnType<typeof noteIn>): Promise<number> {
+  let kept = 0;
+  for (const f of await walkFiles(modDir)) {
+    const rel = f.slice(root.length + 1);
+    if (keep.has(rel)) kept++;
+    else {
+      note('kernel modules', (await lstat(f)).size);
+      await rm(f);
+    }
+  }
+  await run('find', [modDir, '-type', 'd', '-empty', '-delete']);
+  return kept;
+}
+
+export const trimStage: Stage<'trim'> = {
   name: 'trim',
   title: 'Trim (docs, locales, kernel modules)',
   version: 1,
@@ -47,64 +128,26 @@ export const trimStage: Stage = {
     const p = ctx.profile;
     return { trim: p.trim, modules: p.kernel.modules, initrdDrivers: p.initrd.drivers };
   },
-  async run(ctx: BuildContext, out: string): Promise<StageResult> {
+  async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');
-    await copyTree(join(ctx.dirs.get('customize')!, 'root'), root, ctx.signal);
+    await copyTree(join(stageDir(ctx, 'customize'), 'root'), root, ctx.signal);
     const p = ctx.profile;
-    const removed: Record<string, { files: number; bytes: number }> = {};
-    const note = (what: string, bytes: number, files = 1) => {
-      const r = (removed[what] ??= { files: 0, bytes: 0 });
-      r.files += files;
-      r.bytes += bytes;
-    };
+    const removed: Removed = {};
+    const note = noteIn(removed);
     const usr = join(root, 'usr');
-
-    if (p.trim.docs) {
-      const doc = join(usr, 'share/doc');
-      for (const pkg of await readdir(doc).catch(() => [] as string[])) {
-        const d = join(doc, pkg);
-        if (!(await lstat(d)).isDirectory()) continue;
-        for (const f of await readdir(d)) if (f !== 'copyright') note('docs', await removeIfExists(join(d, f)));
-      }
-      for (const x of ['share/man', 'share/info', 'share/lintian', 'share/linda', 'share/doc-base', 'share/bug', 'share/bash-completion', 'share/zsh', 'share/fish', 'share/gtk-doc']) {
-        note('docs', await removeIfExists(join(usr, x)));
-      }
-    }
-    const keepLocales = new Set(p.trim.locales);
-    for (const l of await readdir(join(usr, 'share/locale')).catch(() => [] as string[])) {
-      if (!keepLocales.has(l) && l !== 'locale.alias') note('locales', await removeIfExists(join(usr, 'share/locale', l)));
-    }
-    for (const x of p.trim.remove) note('profile', await removeIfExists(join(usr, x)));
+    await trimFiles(usr, p.trim, note);
 
     // Kernel modules: keep the profile's list and the initrd drivers, with dependencies.
     const kver = await kernelVersion(root);
-    const keep = new Set<string>();
-    const builtin: string[] = [];
-    const missing: string[] = [];
-    for (const m of new Set([...p.kernel.modules, ...p.initrd.drivers])) {
-      const r = await run('chroot', [root, 'modprobe', '-S', kver, '--show-depends', m], { reject: false, signal: ctx.signal });
-      if (r.exitCode !== 0) {
-        missing.push(m);
-        continue;
-      }
-      const d = parseShowDepends(r.stdout);
-      d.files.forEach((f) => keep.add(f.replace(/^lib\//, 'usr/lib/')));
-      builtin.push(...d.builtin);
-    }
+    const { keep, builtin, missing } = await resolveModules(root, kver, new Set([...p.kernel.modules, ...p.initrd.drivers]), ctx.signal);
     if (missing.length) ctx.log.warn(`trim: kernel modules not found (neither module nor built-in): ${missing.join(', ')}`);
-    const modDir = join(usr, 'lib/modules', kver, 'kernel');
-    let kept = 0;
-    for (const f of await walkFiles(modDir)) {
-      const rel = f.slice(root.length + 1);
-      if (keep.has(rel)) kept++;
-      else {
-        note('kernel modules', (await lstat(f)).size);
-        await rm(f);
-      }
-    }
-    await run('find', [modDir, '-type', 'd', '-empty', '-delete']);
+    const kept = await removeOtherModules(root, join(usr, 'lib/modules', kver, 'kernel'), keep, note);
     await run('chroot', [root, 'depmod', kver], { signal: ctx.signal });
     await writeFile(join(out, 'trim.json'), JSON.stringify({ removed, modulesKept: kept, builtin, missing }, null, 1) + '\n');
     return { facts: { removed, modulesKept: kept, modulesMissing: missing } };
+  },
+  readFacts(json, where) {
+    const r = new FactsReader(json, where);
+    return { removed: r.record('removed', (x) => ({ files: x.num('files'), bytes: x.num('bytes') })), modulesKept: r.num('modulesKept'), modulesMissing: r.strList('modulesMissing') };
   },
 };

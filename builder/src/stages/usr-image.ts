@@ -10,26 +10,12 @@
  */
 import { stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseUsrImageInfo, USR_INFO_FORMAT, type UsrImageInfo } from '../../../common/src/contracts.js';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
-import { sha256, type BuildContext, type Stage, type StageResult } from '../context.js';
+import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
+import { BUILD_ERRORS } from '../errors.js';
 import { sha256File } from '../fsutil.js';
-
-export interface UsrImageInfo {
-  formatVersion: 1;
-  fsType: 'squashfs' | 'erofs';
-  fsBytes: number;
-  hashOffset: number;
-  rootHash: string;
-  salt: string;
-  version: string;
-  board: string;
-  kernel: string;
-  initrd: string;
-  /** Total bytes of usr.img (filesystem + padding + hash tree). */
-  imageBytes: number;
-  sha256: string;
-}
 
 /** Pure: mksquashfs argv. Owners are kept as they are in the tree (we build as root). */
 export function mksquashfsArgs(src: string, dest: string, u: BuildContext['profile']['usr'], epoch: number): string[] {
@@ -51,7 +37,7 @@ export function hashOffsetFor(fsBytes: number): number {
 
 export function parseRootHash(veritysetupOut: string): string {
   const m = /Root hash:\s*([0-9a-f]{64})/.exec(veritysetupOut);
-  if (!m) throw new BasaltError('E_VERITY', 'veritysetup format printed no root hash', { details: { out: veritysetupOut } });
+  if (!m) throw new BasaltError(BUILD_ERRORS.E_VERITY, 'veritysetup format printed no root hash', { details: { out: veritysetupOut } });
   return m[1]!;
 }
 
@@ -61,16 +47,36 @@ export function uuidFrom(hex: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-export const usrImageStage: Stage = {
+/** Pure: the text of usr.img.json. */
+export function usrInfoJson(info: UsrImageInfo): string {
+  return JSON.stringify(info, null, 2) + '\n';
+}
+
+/**
+ * Appends the dm-verity hash tree to `img` at `hashOffset` (the filesystem is
+ * already padded to it). Salt and UUID are derived from the filesystem: the
+ * same tree gives the same image.
+ */
+async function appendVerity(img: string, hashOffset: number, signal: AbortSignal): Promise<{ rootHash: string; salt: string }> {
+  const salt = await sha256File(img);
+  const r = await run(
+    'veritysetup',
+    ['format', '--hash=sha256', '--data-block-size=4096', '--hash-block-size=4096', `--data-blocks=${hashOffset / 4096}`, `--hash-offset=${hashOffset}`, `--salt=${salt}`, `--uuid=${uuidFrom(salt)}`, img, img],
+    { signal },
+  );
+  return { rootHash: parseRootHash(r.stdout), salt };
+}
+
+export const usrImageStage: Stage<'usr-image'> = {
   name: 'usr-image',
   title: 'USR image (squashfs + dm-verity)',
   version: 1,
   async inputs(ctx) {
     return { usr: ctx.profile.usr, epoch: ctx.profile.sourceDateEpoch, version: ctx.profile.os.version, board: ctx.profile.board };
   },
-  async run(ctx: BuildContext, out: string): Promise<StageResult> {
+  async run(ctx: BuildContext, out: string) {
     const p = ctx.profile;
-    const src = join(ctx.dirs.get('initrd')!, 'root/usr');
+    const src = join(stageDir(ctx, 'initrd'), 'root/usr');
     const img = join(out, 'usr.img');
     if (p.usr.fs === 'squashfs') {
       await run('mksquashfs', mksquashfsArgs(src, img, p.usr, p.sourceDateEpoch), { signal: ctx.signal });
@@ -80,20 +86,9 @@ export const usrImageStage: Stage = {
     const fsBytes = (await stat(img)).size;
     const hashOffset = hashOffsetFor(fsBytes);
     await truncate(img, hashOffset);
-    let rootHash = '';
-    let salt = '';
-    if (p.usr.verity) {
-      // Salt and UUID derived from the filesystem: the same tree gives the same image.
-      salt = await sha256File(img);
-      const r = await run(
-        'veritysetup',
-        ['format', '--hash=sha256', '--data-block-size=4096', '--hash-block-size=4096', `--data-blocks=${hashOffset / 4096}`, `--hash-offset=${hashOffset}`, `--salt=${salt}`, `--uuid=${uuidFrom(salt)}`, img, img],
-        { signal: ctx.signal },
-      );
-      rootHash = parseRootHash(r.stdout);
-    }
+    const { rootHash, salt } = p.usr.verity ? await appendVerity(img, hashOffset, ctx.signal) : { rootHash: '', salt: '' };
     const info: UsrImageInfo = {
-      formatVersion: 1,
+      formatVersion: USR_INFO_FORMAT,
       fsType: p.usr.fs,
       fsBytes,
       hashOffset,
@@ -106,7 +101,10 @@ export const usrImageStage: Stage = {
       imageBytes: (await stat(img)).size,
       sha256: await sha256File(img),
     };
-    await writeFile(join(out, 'usr.img.json'), JSON.stringify(info, null, 2) + '\n');
-    return { facts: { ...info } };
+    await writeFile(join(out, 'usr.img.json'), usrInfoJson(info));
+    return { facts: info };
+  },
+  readFacts(json, where) {
+    return parseUsrImageInfo(json, where);
   },
 };
