@@ -64,8 +64,10 @@ function goQuoteList(xs: string[]): string {
   return '[' + xs.map((x) => JSON.stringify(x)).join(' ') + ']';
 }
 
-export async function main(argv: string[], io: ProgramIO): Promise<number> {
-  const log = goLogger(io);
+type Flags = Map<string, string>;
+
+/** The flags, or the exit code when parsing ends the program (-help, a bad flag). */
+function parseFlags(argv: string[], io: ProgramIO): Flags | number {
   let parsed;
   try {
     parsed = parseGoFlags(argv, FLAGS);
@@ -80,7 +82,11 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     io.err(usage('coreos-cloudinit', FLAGS));
     return 0;
   }
-  const f = parsed.values;
+  return parsed.values;
+}
+
+/** Applies -oem's settings to the flags, then handles -version and checks -convert-netconf; the exit code when the program ends here. */
+function settle(f: Flags, io: ProgramIO): number | undefined {
   const oem = f.get('oem') ?? '';
   if (oem !== '') {
     const c = OEMS[oem];
@@ -99,8 +105,11 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     io.out(`Invalid option to -convert-netconf: '${netconf}'. Supported options: 'debian, packet, vmware'\n`);
     return 2;
   }
-  const unsupported = ['from-waagent', 'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'from-vmware-ovf-env'].filter((k) => (f.get(k) ?? '') !== '');
-  for (const k of ['from-cloudsigma-metadata', 'from-vmware-guestinfo']) if (f.get(k) === 'true') unsupported.push(k);
+  return undefined;
+}
+
+/** The datasources the flags name, in v1.14.0's order. */
+function datasources(f: Flags, log: (line: string) => void): Datasource[] {
   const dss: Datasource[] = [];
   const http = {};
   if (f.get('from-file')) dss.push(localFile(f.get('from-file')!));
@@ -110,22 +119,25 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
   if (f.get('from-ec2-metadata')) dss.push(ec2Metadata(f.get('from-ec2-metadata')!, http, log));
   if (f.get('from-openstack-metadata')) dss.push(openstackMetadata(f.get('from-openstack-metadata')!, http));
   if (f.get('from-proc-cmdline') === 'true') dss.push(procCmdline(process.env['BASALT_PROC_CMDLINE'] ?? '/proc/cmdline', http, log));
-  if (dss.length === 0) {
-    if (unsupported.length > 0) {
-      io.out(`Basalt's coreos-cloudinit does not implement ${unsupported.map((u) => '-' + u).join(', ')}\n`);
-      return 2;
-    }
-    io.out(
-      'Provide at least one of --from-file, --from-configdrive, --from-ec2-metadata, --from-gce-metadata, --from-cloudsigma-metadata, --from-packet-metadata, --from-digitalocean-metadata, --from-vmware-guestinfo, --from-waagent, --from-url or --from-proc-cmdline\n',
-    );
+  return dss;
+}
+
+/** Exit 2 when no datasource is given: naming the v1.14.0 ones Basalt does not implement, or v1.14.0's message. */
+function noDatasource(f: Flags, io: ProgramIO): number {
+  const unsupported = ['from-waagent', 'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'from-vmware-ovf-env'].filter((k) => (f.get(k) ?? '') !== '');
+  for (const k of ['from-cloudsigma-metadata', 'from-vmware-guestinfo']) if (f.get(k) === 'true') unsupported.push(k);
+  if (unsupported.length > 0) {
+    io.out(`Basalt's coreos-cloudinit does not implement ${unsupported.map((u) => '-' + u).join(', ')}\n`);
     return 2;
   }
-  const timeout = Number(process.env['BASALT_CLOUDINIT_DATASOURCE_TIMEOUT_MS'] ?? 5 * 60_000);
-  const ds = await selectDatasource(dss, log, timeout);
-  if (!ds) {
-    log('No datasources available in time');
-    return 1;
-  }
+  io.out(
+    'Provide at least one of --from-file, --from-configdrive, --from-ec2-metadata, --from-gce-metadata, --from-cloudsigma-metadata, --from-packet-metadata, --from-digitalocean-metadata, --from-vmware-guestinfo, --from-waagent, --from-url or --from-proc-cmdline\n',
+  );
+  return 2;
+}
+
+/** The user-data, decompressed; `failure` when fetching or decompressing failed (v1.14.0 continues with what it has). */
+async function fetchUserdata(ds: Datasource, log: (line: string) => void): Promise<{ userdata: Uint8Array; failure: boolean }> {
   let failure = false;
   log(`Fetching user-data from datasource of type "${ds.type}"`);
   let userdata: Uint8Array = new Uint8Array(0);
@@ -140,14 +152,27 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     log(`Failed decompressing user-data from datasource: ${gz.error}. Continuing...`);
     failure = true;
   }
-  userdata = gz.data;
-  const report = validateUserData(userdata);
-  let ret = 0;
-  for (const e of report.entries) {
-    log(formatEntry(e));
-    ret = 1;
+  return { userdata: gz.data, failure };
+}
+
+export async function main(argv: string[], io: ProgramIO): Promise<number> {
+  const log = goLogger(io);
+  const f = parseFlags(argv, io);
+  if (typeof f === 'number') return f;
+  const early = settle(f, io);
+  if (early !== undefined) return early;
+  const dss = datasources(f, log);
+  if (dss.length === 0) return noDatasource(f, io);
+  const timeout = Number(process.env['BASALT_CLOUDINIT_DATASOURCE_TIMEOUT_MS'] ?? 5 * 60_000);
+  const ds = await selectDatasource(dss, log, timeout);
+  if (!ds) {
+    log('No datasources available in time');
+    return 1;
   }
-  if (f.get('validate') === 'true') return ret;
+  const { userdata, failure } = await fetchUserdata(ds, log);
+  const report = validateUserData(userdata);
+  for (const e of report.entries) log(formatEntry(e));
+  if (f.get('validate') === 'true') return report.entries.length > 0 ? 1 : 0;
   log(`Fetching meta-data from datasource of type "${ds.type}"`);
   let metadata: Metadata;
   try {
@@ -164,7 +189,7 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     root: f.get('root') ?? '/',
     workspace: f.get('workspace') ?? '/var/lib/coreos-cloudinit',
     sshKeyName: f.get('ssh-key-name') ?? 'coreos-cloudinit',
-    convertNetconf: netconf,
+    convertNetconf: f.get('convert-netconf') ?? '',
     ignoreFailure: f.get('ignore-failure') === 'true',
     failure,
     log,

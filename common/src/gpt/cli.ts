@@ -124,107 +124,137 @@ export async function run(ctx: CommandContext): Promise<number> {
   }
 }
 
+type Emit = (data: unknown, text: string) => void;
+/** One subcommand: its arguments after the subcommand name; prints through `emit` (JSON or text). */
+type Subcommand = (args: string[], emit: Emit) => Promise<number>;
+
 async function dispatch(ctx: CommandContext): Promise<number> {
   const [sub, ...rest] = ctx.args;
-  const emit = (data: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) + '\n' : text);
+  const emit: Emit = (data, text) => ctx.out(ctx.json ? JSON.stringify(data, null, 2) + '\n' : text);
   if (rest.includes('--help') || rest.includes('-h')) {
     ctx.out(help);
     return 0;
   }
-  switch (sub) {
-    case 'create': {
-      const { values, positionals } = parse(rest, { size: { type: 'string', short: 's' }, layout: { type: 'string', short: 'l' }, set: { type: 'string', multiple: true }, seed: { type: 'string' }, force: { type: 'boolean', short: 'f' } }, 'disk create');
-      const img = image(positionals, 'create');
-      const sizes: Record<string, number> = {};
-      for (const s of values.set ?? []) {
-        const m = /^([^=]+)=(.+)$/.exec(s);
-        if (!m) throw new UsageError(`--set: '${s}' must be LABEL=SIZE`);
-        sizes[m[1]!] = parseSize(m[2]!, 'set');
-      }
-      const sizeBytes = values.size === undefined ? undefined : parseSize(values.size, 'size');
-      if (sizeBytes === undefined) throw new UsageError('disk create: --size SIZE is required', 'e.g. --size 8G');
-      const gpt = await createDisk(img, { layout: values.layout, sizeBytes, sizes, seed: values.seed, force: values.force });
-      emit(toJson(img, gpt), showText(img, gpt));
-      return 0;
-    }
-    case 'show': {
-      const { positionals } = parse(rest, {}, 'disk show');
-      const img = image(positionals, 'show');
-      const gpt = await readGpt(img);
-      emit(toJson(img, gpt), showText(img, gpt));
-      return 0;
-    }
-    case 'set': {
-      const { values, positionals } = parse(rest, { index: { type: 'string', short: 'i' }, priority: { type: 'string', short: 'P' }, tries: { type: 'string', short: 'T' }, successful: { type: 'string', short: 'S' } }, 'disk set');
-      const img = image(positionals, 'set');
-      const index = partIndex(values.index, 'set');
-      const priority = intOpt(values.priority, 'priority', 0, 15);
-      const tries = intOpt(values.tries, 'tries', 0, 15);
-      const successful = bool01(values.successful);
-      if (priority === undefined && tries === undefined && successful === undefined) {
-        throw new UsageError('disk set: nothing to set', 'give --priority, --tries and/or --successful');
-      }
-      const gpt = await readGpt(img);
-      const next = setSlotAttrs(gpt, index, { priority, tries, successful });
-      await writeGpt(img, next);
-      const p = findPartition(next, index);
-      emit(partJson(next, p), `partition ${index} (${p.label}): priority=${slotAttrs(p).priority} tries=${slotAttrs(p).tries} successful=${slotAttrs(p).successful ? 1 : 0}\n`);
-      return 0;
-    }
-    case 'prioritize': {
-      const { values, positionals } = parse(rest, { index: { type: 'string', short: 'i' }, 'max-priority': { type: 'string', short: 'P' }, friends: { type: 'boolean', short: 'f' } }, 'disk prioritize');
-      const img = image(positionals, 'prioritize');
-      const index = partIndex(values.index, 'prioritize');
-      const maxPriority = intOpt(values['max-priority'], 'max-priority', 1, 15);
-      const gpt = await readGpt(img);
-      const next = prioritize(gpt, index, { maxPriority, friends: values.friends });
-      await writeGpt(img, next);
-      const slots = next.partitions.filter(isUsrSlot);
-      emit(
-        slots.map((p) => partJson(next, p)),
-        slots.map((p) => `partition ${p.index} (${p.label}): priority=${slotAttrs(p).priority} tries=${slotAttrs(p).tries} successful=${slotAttrs(p).successful ? 1 : 0}`).join('\n') + '\n',
-      );
-      return 0;
-    }
-    case 'next': {
-      const { values, positionals } = parse(rest, { commit: { type: 'boolean' } }, 'disk next');
-      const img = image(positionals, 'next');
-      const gpt = await readGpt(img);
-      const choice = selectNext(gpt);
-      if (!choice) {
-        throw new BasaltError(GPT_ERRORS.E_NO_BOOTABLE_SLOT, `${img}: no bootable USR slot (none has priority > 0 with tries left or successful)`);
-      }
-      if (values.commit && choice.changed) await writeGpt(img, choice.gpt);
-      const p = findPartition(choice.gpt, choice.index);
-      const a = slotAttrs(p);
-      emit(
-        { index: p.index, label: p.label, guid: p.guid, committed: Boolean(values.commit && choice.changed), slot: a },
-        `${p.index} ${p.label} ${p.guid}${values.commit && choice.changed ? ` (tries now ${a.tries})` : ''}\n`,
-      );
-      return 0;
-    }
-    case 'repair': {
-      const { positionals } = parse(rest, {}, 'disk repair');
-      const img = image(positionals, 'repair');
-      const r = await repairGpt(img);
-      emit(r, r.repaired ? `${img}: repaired (${r.problems.join('; ')})\n` : `${img}: GPT is healthy, nothing to repair\n`);
-      return 0;
-    }
-    case 'grow': {
-      const { values, positionals } = parse(rest, { index: { type: 'string', short: 'i' } }, 'disk grow');
-      const img = image(positionals, 'grow');
-      const index = partIndex(values.index, 'grow');
-      const r = await growPartition(img, index);
-      const grew = r.after.lastLba - r.before.lastLba;
-      emit(
-        { index, label: r.after.label, sectorsBefore: Number(r.before.lastLba - r.before.firstLba + 1n), sectorsAfter: Number(r.after.lastLba - r.after.firstLba + 1n), grownSectors: Number(grew) },
-        `partition ${index} (${r.after.label}): ${grew === 0n ? 'already fills the disk' : `grown by ${formatBytes(grew * BigInt(r.gpt.sectorSize))} to ${formatBytes((r.after.lastLba - r.after.firstLba + 1n) * BigInt(r.gpt.sectorSize))}`}\n`,
-      );
-      return 0;
-    }
-    case undefined:
-      throw new UsageError('disk: missing subcommand', "see 'basalt disk --help'");
-    default:
-      throw new UsageError(`disk: unknown subcommand '${sub}'`, "see 'basalt disk --help'");
-  }
+  if (sub === undefined) throw new UsageError('disk: missing subcommand', "see 'basalt disk --help'");
+  const cmd = SUBCOMMANDS.get(sub);
+  if (!cmd) throw new UsageError(`disk: unknown subcommand '${sub}'`, "see 'basalt disk --help'");
+  return cmd(rest, emit);
 }
+
+/** --set LABEL=SIZE... as a size per label. */
+function sizeOverrides(sets: string[]): Record<string, number> {
+  const sizes: Record<string, number> = {};
+  for (const s of sets) {
+    const m = /^([^=]+)=(.+)$/.exec(s);
+    if (!m) throw new UsageError(`--set: '${s}' must be LABEL=SIZE`);
+    sizes[m[1]!] = parseSize(m[2]!, 'set');
+  }
+  return sizes;
+}
+
+const createCmd: Subcommand = async (args, emit) => {
+  const { values, positionals } = parse(args, { size: { type: 'string', short: 's' }, layout: { type: 'string', short: 'l' }, set: { type: 'string', multiple: true }, seed: { type: 'string' }, force: { type: 'boolean', short: 'f' } }, 'disk create');
+  const img = image(positionals, 'create');
+  const sizes = sizeOverrides(values.set ?? []);
+  const sizeBytes = values.size === undefined ? undefined : parseSize(values.size, 'size');
+  if (sizeBytes === undefined) throw new UsageError('disk create: --size SIZE is required', 'e.g. --size 8G');
+  const gpt = await createDisk(img, { layout: values.layout, sizeBytes, sizes, seed: values.seed, force: values.force });
+  emit(toJson(img, gpt), showText(img, gpt));
+  return 0;
+};
+
+const showCmd: Subcommand = async (args, emit) => {
+  const { positionals } = parse(args, {}, 'disk show');
+  const img = image(positionals, 'show');
+  const gpt = await readGpt(img);
+  emit(toJson(img, gpt), showText(img, gpt));
+  return 0;
+};
+
+/** A slot's attributes in one line. */
+function slotLine(p: Partition): string {
+  const a = slotAttrs(p);
+  return `partition ${p.index} (${p.label}): priority=${a.priority} tries=${a.tries} successful=${a.successful ? 1 : 0}`;
+}
+
+const setCmd: Subcommand = async (args, emit) => {
+  const { values, positionals } = parse(args, { index: { type: 'string', short: 'i' }, priority: { type: 'string', short: 'P' }, tries: { type: 'string', short: 'T' }, successful: { type: 'string', short: 'S' } }, 'disk set');
+  const img = image(positionals, 'set');
+  const index = partIndex(values.index, 'set');
+  const priority = intOpt(values.priority, 'priority', 0, 15);
+  const tries = intOpt(values.tries, 'tries', 0, 15);
+  const successful = bool01(values.successful);
+  if (priority === undefined && tries === undefined && successful === undefined) {
+    throw new UsageError('disk set: nothing to set', 'give --priority, --tries and/or --successful');
+  }
+  const gpt = await readGpt(img);
+  const next = setSlotAttrs(gpt, index, { priority, tries, successful });
+  await writeGpt(img, next);
+  const p = findPartition(next, index);
+  emit(partJson(next, p), slotLine(p) + '\n');
+  return 0;
+};
+
+const prioritizeCmd: Subcommand = async (args, emit) => {
+  const { values, positionals } = parse(args, { index: { type: 'string', short: 'i' }, 'max-priority': { type: 'string', short: 'P' }, friends: { type: 'boolean', short: 'f' } }, 'disk prioritize');
+  const img = image(positionals, 'prioritize');
+  const index = partIndex(values.index, 'prioritize');
+  const maxPriority = intOpt(values['max-priority'], 'max-priority', 1, 15);
+  const gpt = await readGpt(img);
+  const next = prioritize(gpt, index, { maxPriority, friends: values.friends });
+  await writeGpt(img, next);
+  const slots = next.partitions.filter(isUsrSlot);
+  emit(
+    slots.map((p) => partJson(next, p)),
+    slots.map(slotLine).join('\n') + '\n',
+  );
+  return 0;
+};
+
+const nextCmd: Subcommand = async (args, emit) => {
+  const { values, positionals } = parse(args, { commit: { type: 'boolean' } }, 'disk next');
+  const img = image(positionals, 'next');
+  const gpt = await readGpt(img);
+  const choice = selectNext(gpt);
+  if (!choice) {
+    throw new BasaltError(GPT_ERRORS.E_NO_BOOTABLE_SLOT, `${img}: no bootable USR slot (none has priority > 0 with tries left or successful)`);
+  }
+  const committed = Boolean(values.commit && choice.changed);
+  if (committed) await writeGpt(img, choice.gpt);
+  const p = findPartition(choice.gpt, choice.index);
+  const a = slotAttrs(p);
+  emit({ index: p.index, label: p.label, guid: p.guid, committed, slot: a }, `${p.index} ${p.label} ${p.guid}${committed ? ` (tries now ${a.tries})` : ''}\n`);
+  return 0;
+};
+
+const repairCmd: Subcommand = async (args, emit) => {
+  const { positionals } = parse(args, {}, 'disk repair');
+  const img = image(positionals, 'repair');
+  const r = await repairGpt(img);
+  emit(r, r.repaired ? `${img}: repaired (${r.problems.join('; ')})\n` : `${img}: GPT is healthy, nothing to repair\n`);
+  return 0;
+};
+
+const growCmd: Subcommand = async (args, emit) => {
+  const { values, positionals } = parse(args, { index: { type: 'string', short: 'i' } }, 'disk grow');
+  const img = image(positionals, 'grow');
+  const index = partIndex(values.index, 'grow');
+  const r = await growPartition(img, index);
+  const grew = r.after.lastLba - r.before.lastLba;
+  const sectors = (p: Partition) => p.lastLba - p.firstLba + 1n;
+  emit(
+    { index, label: r.after.label, sectorsBefore: Number(sectors(r.before)), sectorsAfter: Number(sectors(r.after)), grownSectors: Number(grew) },
+    `partition ${index} (${r.after.label}): ${grew === 0n ? 'already fills the disk' : `grown by ${formatBytes(grew * BigInt(r.gpt.sectorSize))} to ${formatBytes(sectors(r.after) * BigInt(r.gpt.sectorSize))}`}\n`,
+  );
+  return 0;
+};
+
+const SUBCOMMANDS = new Map<string, Subcommand>([
+  ['create', createCmd],
+  ['show', showCmd],
+  ['set', setCmd],
+  ['prioritize', prioritizeCmd],
+  ['next', nextCmd],
+  ['repair', repairCmd],
+  ['grow', growCmd],
+]);
