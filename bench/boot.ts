@@ -13,7 +13,7 @@
  * Run: npm run bench:boot [-- --image out/basalt_production_image.bin] [--boots 3]
  * Needs root (QEMU, the config drive), qemu-system-x86 and ovmf.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,7 +36,7 @@ async function main(): Promise<number> {
     process.stderr.write(`bench:boot: --boots '${values.boots}' must be an integer from 1 to 20\n`);
     return 1;
   }
-  const image = resolve(values.image!);
+  const image = resolve(values.image);
   const work = await mkdtemp(join(tmpdir(), 'basalt-bench-boot-'));
   const rows: { switchRoot: number; ready: number }[] = [];
   let analyze = '';

@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -152,7 +152,7 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  process.stderr.write(`update-apply bench: ${(e as Error).message}\n`);
+main().catch((e: unknown) => {
+  process.stderr.write(`update-apply bench: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exitCode = 1;
 });

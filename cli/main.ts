@@ -33,12 +33,12 @@ function usage(list: readonly CommandEntry[]): string {
 
 /** Where main writes, and what it consults (tests inject these). */
 export interface MainOptions {
-  out?(text: string): void;
-  err?(text: string): void;
+  out?: (text: string) => void;
+  err?: (text: string) => void;
   /** The command table (default: commands.ts). */
   commands?: readonly CommandEntry[];
   /** Whether a module file exists (default: moduleExists), for 'build-host' commands. */
-  exists?(path: string): boolean;
+  exists?: (path: string) => boolean;
 }
 
 const isHelp = (a: string) => a === '--help' || a === '-h';
@@ -46,10 +46,12 @@ const isHelp = (a: string) => a === '--help' || a === '-h';
 function report(e: unknown, debug: boolean, prog: string, err: (t: string) => void): number {
   if (isBasaltError(e)) {
     err(`${prog}: error: ${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}\n`);
-    if (debug) err((e.stack ?? '') + (e.cause ? `\ncaused by: ${String((e.cause as Error).stack ?? e.cause)}` : '') + '\n');
+    const cause = e.cause instanceof Error ? (e.cause.stack ?? e.cause.message) : String(e.cause);
+    if (debug) err((e.stack ?? '') + (e.cause ? `\ncaused by: ${cause}` : '') + '\n');
     return e.exitCode;
   }
-  const x = e as Error;
+  // Anything can be thrown: not only Errors (a string, undefined, null).
+  const x = e instanceof Error ? e : undefined;
   err(`${prog}: internal error: ${x?.message ?? String(e)} (hint: this is a bug in Basalt; run again with --debug and report it)\n`);
   if (debug) err((x?.stack ?? '') + '\n');
   return 1;

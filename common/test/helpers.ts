@@ -29,13 +29,13 @@ export interface CliResult {
 /** Runs a built Basalt program (bin/<prog>.js; `npm test` compiles first). */
 export async function cli(args: string[], prog = 'basalt', opts: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
   const r = await execa(process.execPath, [join(projectRoot(), 'bin', `${prog}.js`), ...args], { reject: false, input: opts.input, env: opts.env });
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Runs a host tool, failing the test with its stderr when it fails. */
 export async function sh(file: string, args: string[], opts: { reject?: boolean } = {}): Promise<CliResult> {
   const r = await execa(file, args, { reject: false });
-  const res = { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  const res = { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
   if (opts.reject !== false && res.exitCode !== 0) throw new Error(`${file} ${args.join(' ')} failed (${res.exitCode}): ${res.stderr}`);
   return res;
 }

@@ -192,6 +192,8 @@ export class ClusterObserver {
         this.samples.push({ atMs: Date.now() - this.t0, down, holders: await holders(this.nodes, this.lockKey) });
         // Pace the samples (about one per 2 s); this is the sampling period, not a wait for a state.
         const rest = 2000 - (Date.now() - started);
+        // stop() may have run during the awaits above: TypeScript keeps the narrowing from the loop test.
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
         if (rest > 0 && !this.stopped) await new Promise((r) => setTimeout(r, rest));
       }
     })();

@@ -45,7 +45,7 @@ let manifests: Record<string, Manifest>;
 let server: UpdateServer;
 let sshKey: { key: string; pub: string };
 const boots: string[] = [];
-let all: ClusterNode[] = [];
+const all: ClusterNode[] = [];
 
 function note(line: string): void {
   boots.push(line);
@@ -92,7 +92,7 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped unless BASALT_VM_CLUSTER=1
     ] as const) {
       const profile = await variantProfile(join(work, 'profiles'), { version: v, keys: [keys.pub], outputs: [...outputs] });
       outs[v] = join(cacheDir, 'vm-test-out', v);
-      manifests[v] = await buildImage(outs[v]!, ['--profile', profile]);
+      manifests[v] = await buildImage(outs[v], ['--profile', profile]);
     }
     server = new UpdateServer(join(work, 'repo'));
     await server.start();
@@ -101,7 +101,8 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped unless BASALT_VM_CLUSTER=1
 
   afterAll(async ({}, suite) => {
     await Promise.all(all.map((n) => n.vm.dispose()));
-    await server?.stop();
+    // Unset when beforeAll failed before starting it.
+    await (server as UpdateServer | undefined)?.stop();
     process.stderr.write(`[cluster] boot times:\n${boots.join('\n')}\n`);
     await keepLogsIfFailed(suite, work, 'cluster');
     if (work) await rm(work, { recursive: true, force: true });
@@ -142,8 +143,8 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped unless BASALT_VM_CLUSTER=1
       await Promise.all(nodes.map((n) => n.ssh.exec('update_engine_client -check_for_update')));
       const node3 = nodes[2]!;
       // node3 installs v2 and waits for its window; the others go first.
-      await node3.ssh.stream('update_engine_client -status; update_engine_client -watch_for_updates', (o) => /CURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT/.test(o), 30 * 60_000);
-      const waiting = await waitForOutput(nodes[0]!, 'locksmithctl status', (o) => o.includes(node3.id!) && /window/.test(o), 30 * 60_000);
+      await node3.ssh.stream('update_engine_client -status; update_engine_client -watch_for_updates', (o) => o.includes('CURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT'), 30 * 60_000);
+      const waiting = await waitForOutput(nodes[0]!, 'locksmithctl status', (o) => o.includes(node3.id!) && o.includes('window'), 30 * 60_000);
       note(`[cluster] node1 sees node3 wait for its window:\n${waiting}`);
       const order: string[] = [];
       await Promise.all(
@@ -221,7 +222,7 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped unless BASALT_VM_CLUSTER=1
       expect(await worker.ssh.exec(`${env} locksmithctl lock 2>&1; echo rc=$?`)).toMatch(/rc=[1-9]/);
       // Let holders expire after 30 s; the status shows the holder as stale, and the worker proceeds.
       await members[0]!.ssh.exec('locksmithctl set-expire 30s');
-      const stale = await waitForOutput(worker, `${env} locksmithctl status`, (o) => /STALE/.test(o), 5 * 60_000);
+      const stale = await waitForOutput(worker, `${env} locksmithctl status`, (o) => o.includes('STALE'), 5 * 60_000);
       note(`[cluster] a holder that never returned:\n${stale}`);
       expect(stale).toContain(ghost.id!);
       await worker.ssh.exec(`${env} locksmithctl lock`);

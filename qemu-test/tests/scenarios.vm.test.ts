@@ -120,7 +120,7 @@ async function waitForStatus(pred: (s: EngineStatus) => boolean, timeoutMs: numb
       },
       timeoutMs,
     )
-    .catch((e) => {
+    .catch((e: unknown) => {
       throw new Error(`waiting for ${what}: ${String(e)}`);
     });
   return hit!;
@@ -190,7 +190,7 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     for (const [v, files, outputs] of variants) {
       const profile = await variantProfile(join(work, 'profiles'), { version: v, keys: [keys.pub], files, outputs: [...outputs] });
       outs[v] = join(cacheDir, 'vm-test-out', v);
-      manifests[v] = await buildImage(outs[v]!, ['--profile', profile]);
+      manifests[v] = await buildImage(outs[v], ['--profile', profile]);
     }
     server = new UpdateServer(join(work, 'repo'));
     await server.start();
@@ -204,7 +204,8 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
 
   afterAll(async ({}, suite) => {
     await vm?.dispose();
-    await server?.stop();
+    // Unset when beforeAll failed before starting it.
+    await (server as UpdateServer | undefined)?.stop();
     process.stderr.write(`[scenario] boot times:\n${boots.join('\n')}\n`);
     await keepLogsIfFailed(suite, work, 'scenarios');
     if (work) await rm(work, { recursive: true, force: true });

@@ -64,7 +64,7 @@ export async function waitFor<T>(cond: () => T | Promise<T>, ms: number, what: s
   const end = Date.now() + ms;
   for (;;) {
     const v = await cond();
-    if (v) return v as NonNullable<T>;
+    if (v) return v;
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
