@@ -8,8 +8,8 @@
  *   npm run build && node dist/bench/update-apply.js [--mib 48] [--reps 3] [--xz-level 6]
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,7 +20,7 @@ import { renderEntry, entryFileName, LOADER_CONF } from '../common/src/boot.js';
 import { generateKey, readPrivateKeyFile } from '../update-engine/src/publish/keys.js';
 import { release } from '../update-engine/src/publish/repo.js';
 import { startServer } from '../update-engine/src/serve/server.js';
-import { COREOS_APPID } from '../update-engine/src/format/omaha.js';
+import { APP_ID, DEFAULT_BOARD, type UsrImageInfo } from '../common/src/contracts.js';
 import { MtoolsEsp } from '../update-engine/src/host/esp.js';
 import { buildEnv } from '../update-engine/src/host/hostenv.js';
 import { Engine } from '../update-engine/src/host/engine.js';
@@ -47,7 +47,9 @@ async function usrImage(dir: string, version: string): Promise<string> {
   await fh.close();
   const v = await run('veritysetup', ['format', img, img, `--hash-offset=${hashOffset}`]);
   const rootHash = /Root hash:\s*([0-9a-f]{64})/.exec(v.stdout)![1]!;
-  await writeFile(`${img}.json`, JSON.stringify({ formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, version, board: 'amd64-usr', kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd' }));
+  const salt = /Salt:\s*([0-9a-f]+)/.exec(v.stdout)?.[1] ?? '';
+  const info: UsrImageInfo = { formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, salt, version, board: DEFAULT_BOARD, kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd', imageBytes: (await stat(img)).size, sha256: createHash('sha256').update(await readFile(img)).digest('hex') };
+  await writeFile(`${img}.json`, JSON.stringify(info));
   return img;
 }
 
@@ -92,7 +94,7 @@ async function main() {
     const releaseS = (Date.now() - t0) / 1000;
     const m = r.manifest;
     const payload = join(repo, 'payloads/2.0.0/usr.img.xz');
-    const srv = await startServer({ repo, eventsFile: join(dir, 'ev.jsonl'), appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+    const srv = await startServer({ repo, eventsFile: join(dir, 'ev.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
     try {
     const xzT: number[] = [];
     const applyT: number[] = [];
@@ -102,7 +104,7 @@ async function main() {
       await rm(join(dir, 'slot.raw'));
       const d = await disk(dir, i);
       const { env } = await buildEnv(
-        { disk: d, 'booted-slot': 'A', 'state-dir': `${d}.state`, keyring: join(dir, 'ring'), server: `${srv.url}v1/update/`, channel: 'stable', board: 'amd64-usr', root: join(dir, 'none') },
+        { disk: d, 'booted-slot': 'A', 'state-dir': `${d}.state`, keyring: join(dir, 'ring'), server: `${srv.url}v1/update/`, channel: 'stable', board: DEFAULT_BOARD, root: join(dir, 'none') },
         createLogger({ level: 'warn' }),
         () => {},
       );

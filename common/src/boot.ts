@@ -15,10 +15,10 @@
  * hash and the hash-tree offset given as basalt.usrhash= / basalt.usrhashoffset=
  * (the hash tree is appended to the filesystem in the same partition).
  */
-export type Slot = 'a' | 'b';
+import { SLOT_PARTLABEL, slotOfKey, type SlotKey } from './contracts.js';
 
 export interface EntryInput {
-  slot: Slot;
+  slot: SlotKey;
   /** OS version of the image in this slot; the higher version boots first. */
   version: string;
   /** dm-verity root hash (64 hex); undefined or '' = verity off. */
@@ -32,15 +32,14 @@ export interface EntryInput {
   osName?: string;
 }
 
-export const SLOT_PARTLABEL: Record<Slot, string> = { a: 'USR-A', b: 'USR-B' };
 export const ENTRY_SORT_KEY = 'basalt';
-export const ESP_SLOT_DIR: Record<Slot, string> = { a: '/basalt/a', b: '/basalt/b' };
+export const ESP_SLOT_DIR: Record<SlotKey, string> = { a: '/basalt/a', b: '/basalt/b' };
 
 export const LOADER_CONF = 'timeout 0\neditor no\nauto-entries no\nauto-firmware no\n';
 
 /** Kernel command line of a slot (words joined by single spaces). */
 export function kernelCmdline(e: Omit<EntryInput, 'osName'>): string {
-  const label = SLOT_PARTLABEL[e.slot];
+  const label = SLOT_PARTLABEL[slotOfKey(e.slot)];
   const verity = !!e.rootHash;
   if (verity) {
     if (!/^[0-9a-f]{64}$/.test(e.rootHash!)) throw new RangeError(`rootHash '${e.rootHash}' is not 64 lowercase hex digits`);
@@ -68,7 +67,7 @@ export function renderEntry(e: EntryInput): string {
   if (!/^[A-Za-z0-9.+~_-]+$/.test(e.version)) throw new RangeError(`version '${e.version}' has characters not allowed in a boot entry`);
   const dir = ESP_SLOT_DIR[e.slot];
   return [
-    `title ${e.osName ?? 'Basalt'} ${e.version} (${SLOT_PARTLABEL[e.slot]})`,
+    `title ${e.osName ?? 'Basalt'} ${e.version} (${SLOT_PARTLABEL[slotOfKey(e.slot)]})`,
     `version ${e.version}`,
     `sort-key ${ENTRY_SORT_KEY}`,
     `linux ${dir}/vmlinuz`,
@@ -82,14 +81,14 @@ export function renderEntry(e: EntryInput): string {
  * File name of a slot's entry under /loader/entries/: `basalt-a.conf` (no
  * counting: a good slot) or `basalt-b+3.conf` (3 tries left, none done).
  */
-export function entryFileName(slot: Slot, tries?: number): string {
+export function entryFileName(slot: SlotKey, tries?: number): string {
   if (tries === undefined) return `basalt-${slot}.conf`;
   if (!Number.isInteger(tries) || tries < 0 || tries > 15) throw new RangeError(`tries ${tries} must be 0-15`);
   return `basalt-${slot}+${tries}.conf`;
 }
 
 export interface EntryName {
-  slot: Slot;
+  slot: SlotKey;
   /** Tries left; undefined when the entry has no counter (blessed or never counted). */
   left?: number;
   /** Tries done so far (systemd-boot appends -N on each attempt). */
@@ -100,7 +99,7 @@ export interface EntryName {
 export function parseEntryFileName(name: string): EntryName | undefined {
   const m = /^basalt-([ab])(?:\+(\d+)(?:-(\d+))?)?\.conf$/.exec(name);
   if (!m) return undefined;
-  const r: EntryName = { slot: m[1] as Slot };
+  const r: EntryName = { slot: m[1] as SlotKey };
   if (m[2] !== undefined) r.left = Number(m[2]);
   if (m[3] !== undefined) r.done = Number(m[3]);
   return r;

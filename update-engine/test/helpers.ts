@@ -1,8 +1,9 @@
 /** Test support for update-engine integration tests: temp dirs, small USR images, keys. */
-import { mkdtemp, mkdir, rm, writeFile, stat, truncate } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile, stat, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { DEFAULT_BOARD, type UsrImageInfo } from '../../common/src/contracts.js';
 import { run } from '../../common/src/exec.js';
 import { generateKey } from '../src/publish/keys.js';
 import { freePort } from '../../common/test/helpers.js';
@@ -37,11 +38,11 @@ export async function makeUsr(dir: string, version: string, opts: { randomKiB?: 
   const hashOffset = Math.ceil(fsBytes / 4096) * 4096;
   await truncate(img, hashOffset);
   const v = await run('veritysetup', ['format', img, img, `--hash-offset=${hashOffset}`]);
-  const rootHash = /Root hash:\s*([0-9a-f]{64})/.exec(v.stdout)?.[1];
-  const salt = /Salt:\s*([0-9a-f]+)/.exec(v.stdout)?.[1];
+  const rootHash = /Root hash:\s*([0-9a-f]{64})/.exec(v.stdout)?.[1] ?? '';
+  const salt = /Salt:\s*([0-9a-f]+)/.exec(v.stdout)?.[1] ?? '';
   await writeFile(
     join(out, 'usr.img.json'),
-    JSON.stringify({ formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, salt, version, board: opts.board ?? 'amd64-usr', kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd' }),
+    JSON.stringify({ formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, salt, version, board: opts.board ?? DEFAULT_BOARD, kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd', imageBytes: (await stat(img)).size, sha256: createHash('sha256').update(await readFile(img)).digest('hex') } satisfies UsrImageInfo),
   );
   return img;
 }

@@ -3,9 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { BasaltError } from '../../../common/src/errors.js';
 import { requireActionRights } from '../host/control.js';
 import {
-  DEFAULT_ENDPOINTS, EtcdKv, RebootLock, checkEndpoint, checkEtcdOptions, expiredMessage, formatDuration, formatStatus, listWaiters, parseExpire, type EtcdOptions,
+  EtcdKv, RebootLock, checkEndpoint, checkEtcdOptions, expiredMessage, formatDuration, formatStatus, listWaiters, parseExpire, type EtcdOptions,
 } from '../locksmith/locksmith.js';
 import { UE_ERRORS } from '../errors.js';
+import { UPDATE_CONF_DEFAULTS } from '../../../common/src/contracts.js';
 
 const USAGE = `Usage: locksmithctl [-endpoint URL] [-group NAME] [-etcd-cafile FILE] [-etcd-certfile FILE]
                     [-etcd-keyfile FILE] [-etcd-username USER] [-etcd-password PASS] COMMAND
@@ -74,7 +75,7 @@ export async function main(argv: string[], io: CtlIo): Promise<number> {
   };
   checkEtcdOptions(etcd, 'LOCKSMITHCTL_ETCD_');
   const group = value('group');
-  const kv = new EtcdKv(endpoints.length ? endpoints : DEFAULT_ENDPOINTS, etcd);
+  const kv = new EtcdKv(endpoints.length ? endpoints : UPDATE_CONF_DEFAULTS.etcdEndpoints, etcd);
   const lock = new RebootLock(kv, group);
   const machineId = async () =>
     (await readFile('/etc/machine-id', 'utf8').catch(() => '')).trim() ||

@@ -14,8 +14,9 @@ import type { Engine, Status } from '../host/engine.js';
 import { entriesOf } from '../host/esp.js';
 import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../host/control.js';
 import { healthGate, markGood, rollback } from '../host/health.js';
-import { gptChoice, loaderChoice, PARTLABEL } from '../host/slots.js';
+import { gptChoice, loaderChoice } from '../host/slots.js';
 import { UE_ERRORS } from '../errors.js';
+import { SLOT_PARTLABEL } from '../../../common/src/contracts.js';
 
 export const help = `Usage: basalt update status|check|apply|health|rollback|mark-good|reset|unblock [--json] [options]
 
@@ -41,7 +42,7 @@ const spec = { ...envFlagSpec, socket: { type: 'string' }, unit: { type: 'string
 
 async function slotReport(disk: string, esp: Awaited<ReturnType<typeof buildEnv>>['env']['esp']) {
   const gpt = await readGpt(disk);
-  const slots = (['A', 'B'] as const).map((s) => ({ slot: s, partition: findPartition(gpt, PARTLABEL[s]).index, ...slotAttrs(findPartition(gpt, PARTLABEL[s])) }));
+  const slots = (['A', 'B'] as const).map((s) => ({ slot: s, partition: findPartition(gpt, SLOT_PARTLABEL[s]).index, ...slotAttrs(findPartition(gpt, SLOT_PARTLABEL[s])) }));
   const entries = await entriesOf(esp);
   return { slots, entries, gptNext: gptChoice(gpt), loaderNext: loaderChoice(entries)?.slot };
 }
@@ -75,7 +76,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       const s = e.status();
       const rep = await slotReport(env.disk, env.esp);
       const prog = await e.progressInfo();
-      print({ ...s, ...rep, progress: prog ?? null }, statusLines(s) + rep.slots.map((x) => `${PARTLABEL[x.slot]}: priority=${x.priority} tries=${x.tries} successful=${x.successful ? 1 : 0}`).join('\n') + `\nNEXT_BOOT=${rep.loaderNext ?? 'none'}\n`);
+      print({ ...s, ...rep, progress: prog ?? null }, statusLines(s) + rep.slots.map((x) => `${SLOT_PARTLABEL[x.slot]}: priority=${x.priority} tries=${x.tries} successful=${x.successful ? 1 : 0}`).join('\n') + `\nNEXT_BOOT=${rep.loaderNext ?? 'none'}\n`);
       return 0;
     }
     case 'check':
@@ -108,7 +109,7 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       await e.idle();
       const s = e.status();
       if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
-        print(s, `updated ${PARTLABEL[env.booted === 'A' ? 'B' : 'A']} to ${s.newVersion}; reboot to use it\n`);
+        print(s, `updated ${SLOT_PARTLABEL[env.booted === 'A' ? 'B' : 'A']} to ${s.newVersion}; reboot to use it\n`);
         return 0;
       }
       if (e.lastFailure) throw e.lastFailure;
@@ -142,18 +143,18 @@ export async function runUpdate(ctx: CommandContext): Promise<number> {
       const gate = await healthGate(required, values['no-units'] ? [] : conf.healthUnits);
       const r = await markGood(env.disk, env.esp, env.booted, gate);
       const units = [...new Set([...required, ...(values['no-units'] ? [] : conf.healthUnits)])].filter((u) => !gate.skipped.includes(u));
-      print({ slot: env.booted, ...r, units, skipped: gate.skipped }, `${PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
+      print({ slot: env.booted, ...r, units, skipped: gate.skipped }, `${SLOT_PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
       return 0;
     }
     case 'rollback': {
       if (!local && !isRoot()) {
         const r = await request(sock, 'rollback');
-        print(r, `next boot: ${PARTLABEL[r['next'] as 'A' | 'B'] ?? String(r['next'])}\n`);
+        print(r, `next boot: ${SLOT_PARTLABEL[r['next'] as 'A' | 'B'] ?? String(r['next'])}\n`);
         return 0;
       }
       const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
       const to = await rollback(env.disk, env.esp, env.booted);
-      print({ next: to }, `next boot: ${PARTLABEL[to]}\n`);
+      print({ next: to }, `next boot: ${SLOT_PARTLABEL[to]}\n`);
       return 0;
     }
     case 'reset':

@@ -7,7 +7,6 @@ import { el, kid, kids, parseXml, type XmlElement, type XmlLimits, defaultXmlLim
 import { UE_ERRORS } from '../errors.js';
 
 /** CoreOS Container Linux's Omaha app id; Basalt keeps it so existing tooling recognises requests. */
-export const COREOS_APPID = '{e96281a6-d1af-4bde-9a0a-97b76e56dc57}';
 export const UPDATER_VERSION = 'update_engine-0.4.10';
 
 export const EventType = { UpdateComplete: 3, UpdateDownloadStarted: 13, UpdateDownloadFinished: 14 } as const;

@@ -27,7 +27,7 @@ import type { Esp } from './esp.js';
 import type { Keyring } from '../format/signature.js';
 import { ErrorCode, type UpdateOffer } from '../format/omaha.js';
 import { unseal, validateManifest, type PayloadManifest } from '../format/metadata.js';
-import { assertInactiveWrite, invalidateTarget, lower, postinstAttrs, type SlotPlan } from './slots.js';
+import { assertInactiveWrite, invalidateTarget, postinstAttrs, type SlotPlan } from './slots.js';
 import { compareVersions } from '../format/version.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
 import { hashFileRange } from '../format/digest.js';
@@ -35,6 +35,7 @@ import { hashFileRange } from '../format/digest.js';
 export { defaultHttp } from './http.js';
 import type { HttpOptions } from './http.js';
 import { UE_ERRORS } from '../errors.js';
+import { slotKey } from '../../../common/src/contracts.js';
 export type { HttpOptions };
 
 export interface Identity {
@@ -308,7 +309,7 @@ export async function finalize(m: PayloadManifest, d: ApplyDeps, activeEntryText
   if (!prog || prog.version !== m.version || (prog.phase !== 'written' && prog.phase !== 'committed')) {
     throw fail(UE_ERRORS.E_FINALIZE, `finalize of ${m.version} without a verified slot`, ErrorCode.PostinstallRunnerError);
   }
-  const slot = lower(d.plan.target);
+  const slot = slotKey(d.plan.target);
   if (prog.phase === 'written') {
     if (m.usr.fsType !== 'squashfs') throw fail(UE_ERRORS.E_FINALIZE, `cannot extract the kernel from a ${m.usr.fsType} USR (squashfs only)`, ErrorCode.PostinstallRunnerError);
     const kernel = await extract(d.disk, d.plan.range.offset, m.usr.kernel);

@@ -5,27 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-
-export const CONF_FILES = ['/etc/coreos/update.conf', '/usr/share/coreos/update.conf'];
-export const RELEASE_FILES = ['/usr/share/basalt/release', '/usr/share/coreos/release'];
-
-/** Parses shell-style KEY=VALUE lines (comments, blank lines, optional quotes). Pure. */
-export function parseEnvFile(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (!m) continue;
-    let v = m[2]!;
-    if ((v.startsWith('"') && v.endsWith('"') && v.length >= 2) || (v.startsWith("'") && v.endsWith("'") && v.length >= 2)) v = v.slice(1, -1);
-    else v = v.replace(/\s+#.*$/, '');
-    out[m[1]!] = v;
-  }
-  return out;
-}
-
-export type RebootStrategy = 'reboot' | 'etcd-lock' | 'off';
+import { CONF_FILES, parseEnvFile, REBOOT_STRATEGIES, RELEASE_FILES, UPDATE_CONF_DEFAULTS, type RebootStrategy } from '../../../common/src/contracts.js';
 
 export interface UpdateConf {
   group: string;
@@ -68,9 +48,9 @@ export function resolveConf(files: [string, string | undefined][], releaseFiles:
     for (const [k, v] of Object.entries(parseEnvFile(text))) if (!(k in rel)) rel[k] = v;
   }
   const warnings: string[] = [];
-  const strategy = (vals['REBOOT_STRATEGY'] ?? 'reboot').trim();
-  let rebootStrategy: RebootStrategy = 'reboot';
-  if (strategy === 'reboot' || strategy === 'etcd-lock' || strategy === 'off') rebootStrategy = strategy;
+  const strategy = (vals['REBOOT_STRATEGY'] ?? UPDATE_CONF_DEFAULTS.rebootStrategy).trim();
+  let rebootStrategy: RebootStrategy = UPDATE_CONF_DEFAULTS.rebootStrategy;
+  if ((REBOOT_STRATEGIES as readonly string[]).includes(strategy)) rebootStrategy = strategy as RebootStrategy;
   else if (strategy === 'best-effort') warnings.push("REBOOT_STRATEGY=best-effort was removed in locksmith 0.6.0; using 'reboot'");
   else warnings.push(`REBOOT_STRATEGY='${strategy}' is not reboot, etcd-lock or off; using 'reboot'`);
   const serverRaw = vals['SERVER']?.trim();
@@ -88,20 +68,20 @@ export function resolveConf(files: [string, string | undefined][], releaseFiles:
       disabledReason = `SERVER='${serverRaw}' is not an http(s) URL`;
     }
   }
-  const tries = Number(vals['UPDATE_TRIES'] ?? '1');
+  const tries = Number(vals['UPDATE_TRIES'] ?? String(UPDATE_CONF_DEFAULTS.tries));
   const ws = vals['LOCKSMITHD_REBOOT_WINDOW_START'];
   const wl = vals['LOCKSMITHD_REBOOT_WINDOW_LENGTH'];
   if ((ws === undefined) !== (wl === undefined)) warnings.push('LOCKSMITHD_REBOOT_WINDOW_START and _LENGTH must be set together; ignoring the window');
   return {
-    group: vals['GROUP']?.trim() || 'stable',
+    group: vals['GROUP']?.trim() || UPDATE_CONF_DEFAULTS.group,
     server,
     disabledReason,
     rebootStrategy,
     rebootWindowStart: ws !== undefined && wl !== undefined ? ws : undefined,
     rebootWindowLength: ws !== undefined && wl !== undefined ? wl : undefined,
-    etcdEndpoints: (vals['LOCKSMITHD_ENDPOINT'] ?? 'http://127.0.0.1:2379,http://127.0.0.1:4001').split(',').map((s) => s.trim()).filter(Boolean),
+    etcdEndpoints: (vals['LOCKSMITHD_ENDPOINT'] ?? UPDATE_CONF_DEFAULTS.etcdEndpoints.join(',')).split(',').map((s) => s.trim()).filter(Boolean),
     healthUnits: (vals['HEALTH_UNITS'] ?? '').split(/[\s,]+/).filter(Boolean),
-    tries: Number.isInteger(tries) && tries >= 1 && tries <= 15 ? tries : 1,
+    tries: Number.isInteger(tries) && tries >= 1 && tries <= 15 ? tries : UPDATE_CONF_DEFAULTS.tries,
     version: rel['VERSION'] ?? rel['COREOS_RELEASE_VERSION'] ?? rel['VERSION_ID'],
     board: rel['BOARD'] ?? rel['COREOS_RELEASE_BOARD'],
     sources,

@@ -8,9 +8,9 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { run } from '../../../common/src/exec.js';
+import { projectRoot } from '../../../common/src/paths.js';
 import { silentLogger } from '../../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../../common/src/gpt/index.js';
 import { tempDir, makeUsr, makeKeys, makeDisk } from '../../test/helpers.js';
@@ -18,13 +18,13 @@ import { release } from '../publish/repo.js';
 import { type PayloadManifest } from '../format/metadata.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
-import { COREOS_APPID } from '../format/omaha.js';
+import { APP_ID } from '../../../common/src/contracts.js';
 import { MtoolsEsp } from './esp.js';
 import { entriesOf } from './engine.js';
 import { gptChoice, loaderChoice } from './slots.js';
 import { hashFileRange } from '../format/digest.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
+const root = projectRoot();
 let t: Awaited<ReturnType<typeof tempDir>>;
 let srv: Awaited<ReturnType<typeof startServer>>;
 let keys: Awaited<ReturnType<typeof makeKeys>>;
@@ -39,7 +39,7 @@ async function newest(dir: string): Promise<number> {
 
 beforeAll(async () => {
   // The engine runs from dist/: rebuild when the sources are newer (npm test builds first anyway).
-  const built = await stat(join(root, 'dist/update-engine/src/apply.js')).then((s) => s.mtimeMs, () => 0);
+  const built = await stat(join(root, 'dist/update-engine/src/host/apply.js')).then((s) => s.mtimeMs, () => 0);
   if (built < Math.max(await newest(join(root, 'update-engine/src')), await newest(join(root, 'common/src')))) {
     await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
   }
@@ -50,7 +50,7 @@ beforeAll(async () => {
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 512 });
   const usr2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 1024 });
   m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, xzLevel: 0 })).manifest;
-  srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+  srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
 });
 afterAll(async () => {
   await srv?.close();

@@ -9,20 +9,20 @@ import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { run } from '../../../common/src/exec.js';
+import { projectRoot } from '../../../common/src/paths.js';
 import { silentLogger, createLogger } from '../../../common/src/log.js';
 import { tempDir, makeUsr, makeKeys, makeDisk, waitFor } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
-import { COREOS_APPID } from '../format/omaha.js';
+import { APP_ID } from '../../../common/src/contracts.js';
 import { buildEnv } from './hostenv.js';
 import { Engine } from './engine.js';
 import { statusSocketFor } from './control.js';
 import type { Clock } from './scheduler.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
+const root = projectRoot();
 let t: Awaited<ReturnType<typeof tempDir>>;
 let srv: Awaited<ReturnType<typeof startServer>>;
 let keys: Awaited<ReturnType<typeof makeKeys>>;
@@ -39,7 +39,7 @@ beforeAll(async () => {
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
   await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 });
-  srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+  srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (fail500 && req.method === 'POST') {
       res.writeHead(500).end();
       return;

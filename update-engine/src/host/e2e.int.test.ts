@@ -14,7 +14,8 @@ import { tempDir, makeUsr, makeKeys, makeDisk } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
-import { buildResponse, COREOS_APPID } from '../format/omaha.js';
+import { buildResponse } from '../format/omaha.js';
+import { APP_ID } from '../../../common/src/contracts.js';
 import { buildEnv, type EnvFlags } from './hostenv.js';
 import { Engine, entriesOf } from './engine.js';
 import { gptChoice, loaderChoice } from './slots.js';
@@ -45,7 +46,7 @@ beforeAll(async () => {
   m1 = (await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
   m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
   events = join(t.dir, 'events.jsonl');
-  srv = await startServer({ repo, eventsFile: events, appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+  srv = await startServer({ repo, eventsFile: events, appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (fault && fault(req, res)) return;
     h(req, res);
   });
@@ -350,7 +351,7 @@ describe('update path on an image file (acceptance)', () => {
           req.resume();
           req.on('end', () => {
             const xml = buildResponse(
-              [{ appId: COREOS_APPID, status: 'ok', ping: true, events: 1, updateCheck: { status: 'ok', offer: { version: '1.0.0', codebases: [`${srv.url}payloads/1.0.0/`], packageName: 'usr.img.xz', size: m1.payload.size, sha1Base64: '', sha256Hex: m1.payload.sha256, sha256Base64: hexToBase64(m1.payload.sha256), manifestName: 'manifest.json' } } }],
+              [{ appId: APP_ID, status: 'ok', ping: true, events: 1, updateCheck: { status: 'ok', offer: { version: '1.0.0', codebases: [`${srv.url}payloads/1.0.0/`], packageName: 'usr.img.xz', size: m1.payload.size, sha1Base64: '', sha256Hex: m1.payload.sha256, sha256Base64: hexToBase64(m1.payload.sha256), manifestName: 'manifest.json' } } }],
               0,
             );
             res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
@@ -373,7 +374,7 @@ describe('update path on an image file (acceptance)', () => {
           const key = await readPrivateKeyFile(keys.priv);
           const old = join(t.dir, 'repo-expired');
           await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo: old, now: new Date(Date.now() - 3 * 86_400_000), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0 });
-          const s2 = await startServer({ repo: old, eventsFile: join(t.dir, 'ev2.jsonl'), appIds: [COREOS_APPID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+          const s2 = await startServer({ repo: old, eventsFile: join(t.dir, 'ev2.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
           closers.push(s2.close);
           return { server: `static+${s2.url}` };
         },

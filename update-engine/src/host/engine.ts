@@ -15,15 +15,15 @@ import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../..
 import { parseEntryFileName } from '../../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
-import { buildRequest, COREOS_APPID, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
-import { unseal, validateChannel, inRollout, type PayloadManifest } from '../format/metadata.js';
+import { buildRequest, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
+import { APP_ID, SLOT_PARTLABEL, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
+import { unseal, validateChannel, type PayloadManifest } from '../format/metadata.js';
+import { decideOffer, offerFromChannel } from '../format/offer.js';
 import { loadKeyring, type Keyring } from '../format/signature.js';
 import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type HttpOptions, type Identity } from './apply.js';
 import type { Esp } from './esp.js';
-import { PARTLABEL, planSlots, other, lower, entryInfo, type SlotName } from './slots.js';
-import { compareVersions } from '../format/version.js';
+import { planSlots, entryInfo } from './slots.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
-import { hexToBase64 } from '../format/digest.js';
 import { UE_ERRORS } from '../errors.js';
 
 export interface EngineEnv {
@@ -141,13 +141,13 @@ export class Engine {
   private async settlePending(): Promise<boolean> {
     const p = this.ps.pending;
     if (!p) return false;
-    const good = slotAttrs(findPartition(await readGpt(this.env.disk), PARTLABEL[p.slot])).successful;
+    const good = slotAttrs(findPartition(await readGpt(this.env.disk), SLOT_PARTLABEL[p.slot])).successful;
     if (p.slot === this.env.booted) {
       if (!good) {
-        this.env.log.info(`trial boot of ${p.version} in ${PARTLABEL[p.slot]}: waiting for the health gate to mark it good`);
+        this.env.log.info(`trial boot of ${p.version} in ${SLOT_PARTLABEL[p.slot]}: waiting for the health gate to mark it good`);
         return false;
       }
-      this.env.log.info(`${p.version} in ${PARTLABEL[p.slot]} was marked good; the next check reports the update from ${p.previousVersion}`);
+      this.env.log.info(`${p.version} in ${SLOT_PARTLABEL[p.slot]} was marked good; the next check reports the update from ${p.previousVersion}`);
       this.ps.reportPrevious = p.previousVersion;
       this.ps.pending = undefined;
       await this.save();
@@ -156,12 +156,12 @@ export class Engine {
     if (p.bootId === this.env.bootId) return false; // installed in this boot, not rebooted yet
     if (good) {
       // It came up and was marked good, and then someone went back (basalt update rollback).
-      this.env.log.info(`${p.version} in ${PARTLABEL[p.slot]} booted and was marked good before; back on ${PARTLABEL[this.env.booted]} by choice, not a rollback`);
+      this.env.log.info(`${p.version} in ${SLOT_PARTLABEL[p.slot]} booted and was marked good before; back on ${SLOT_PARTLABEL[this.env.booted]} by choice, not a rollback`);
       this.ps.pending = undefined;
       await this.save();
       return false;
     }
-    this.env.log.warn(`rollback: ${p.version} in ${PARTLABEL[p.slot]} did not come up; running ${this.env.me.version} from ${PARTLABEL[this.env.booted]}`);
+    this.env.log.warn(`rollback: ${p.version} in ${SLOT_PARTLABEL[p.slot]} did not come up; running ${this.env.me.version} from ${SLOT_PARTLABEL[this.env.booted]}`);
     this.ps.rollbacks.push({ version: p.version, at: new Date(this.env.clock.now()).toISOString() });
     this.ps.pending = undefined;
     // Blocked and queued for the server in the same write as the rollback
@@ -316,7 +316,7 @@ export class Engine {
       }
       case 'reboot-needed':
         await writeFileAtomic(join(this.env.stateDir, 'update_engine_autoupdate_completed'), '');
-        this.env.log.info(`update to ${this.state.newVersion} installed in ${PARTLABEL[other(this.env.booted)]}; reboot to use it`);
+        this.env.log.info(`update to ${this.state.newVersion} installed in ${SLOT_PARTLABEL[otherSlot(this.env.booted)]}; reboot to use it`);
         return;
       case 'clear-reboot-needed': {
         const plan = await this.plan();
@@ -334,9 +334,9 @@ export class Engine {
         await this.save();
         return;
       case 'lower-failed-slot': {
-        const failed = other(this.env.booted);
+        const failed = otherSlot(this.env.booted);
         const gpt = await readGpt(this.env.disk);
-        await writeGpt(this.env.disk, setSlotAttrs(gpt, findPartition(gpt, PARTLABEL[failed]).index, { priority: 0, tries: 0, successful: false }));
+        await writeGpt(this.env.disk, setSlotAttrs(gpt, findPartition(gpt, SLOT_PARTLABEL[failed]).index, { priority: 0, tries: 0, successful: false }));
         await this.removeSlotEntries(failed);
         return;
       }
@@ -352,11 +352,11 @@ export class Engine {
   }
 
   private async removeSlotEntries(slot: SlotName): Promise<void> {
-    for (const f of await this.env.esp.list('/loader/entries')) if (parseEntryFileName(f)?.slot === lower(slot)) await this.env.esp.remove(`/loader/entries/${f}`);
+    for (const f of await this.env.esp.list('/loader/entries')) if (parseEntryFileName(f)?.slot === slotKey(slot)) await this.env.esp.remove(`/loader/entries/${f}`);
   }
 
   private async activeEntryText(): Promise<string | undefined> {
-    for (const f of await this.env.esp.list('/loader/entries')) if (parseEntryFileName(f)?.slot === lower(this.env.booted)) return this.env.esp.read(`/loader/entries/${f}`);
+    for (const f of await this.env.esp.list('/loader/entries')) if (parseEntryFileName(f)?.slot === slotKey(this.env.booted)) return this.env.esp.read(`/loader/entries/${f}`);
     return undefined;
   }
 
@@ -368,7 +368,7 @@ export class Engine {
     return buildRequest({
       installSource: interactive ? 'ondemandupdate' : 'scheduler',
       app: {
-        appId: COREOS_APPID,
+        appId: APP_ID,
         version: this.env.me.version,
         track: this.env.me.channel,
         board: this.env.me.board,
@@ -436,7 +436,7 @@ export class Engine {
         // A trial boot marked good since this daemon started: report the update now.
         if (this.ps.pending?.slot === this.env.booted) await this.settlePending();
         const events = this.withOutbox([{ type: 3, result: 2, previousVersion: this.ps.reportPrevious ?? '' }]);
-        result = parseResponse(await this.post(this.request(events, true, interactive)), COREOS_APPID);
+        result = parseResponse(await this.post(this.request(events, true, interactive)), APP_ID);
         await this.clearOutbox(events);
         if (this.ps.reportPrevious) {
           this.ps.reportPrevious = undefined;
@@ -473,21 +473,8 @@ export class Engine {
     const url = new URL(`channels/${this.env.me.channel}.json`, b).toString();
     const text = await got(url, { retry: { limit: 0 }, timeout: { request: 60_000 } }).text();
     const ch = validateChannel(await unseal(text, this.ring!, url), url, this.env.me.channel, new Date(this.env.clock.now()));
-    if (compareVersions(ch.version, this.env.me.version) <= 0 || !inRollout(this.env.machineId, ch.version, ch.rollout.percent)) return { status: 'noupdate' };
-    const dir = ch.payload.path.slice(0, ch.payload.path.lastIndexOf('/') + 1);
-    return {
-      status: 'ok',
-      offer: {
-        version: ch.version,
-        codebases: [new URL(dir, b).toString()],
-        packageName: ch.payload.path.slice(dir.length),
-        size: ch.payload.size,
-        sha1Base64: '',
-        sha256Hex: ch.payload.sha256,
-        sha256Base64: hexToBase64(ch.payload.sha256),
-        manifestName: ch.manifest.slice(dir.length),
-      },
-    };
+    if (!decideOffer(ch, { machineId: this.env.machineId, version: this.env.me.version, board: this.env.me.board }).offer) return { status: 'noupdate' };
+    return { status: 'ok', offer: offerFromChannel(ch, b) };
   }
 
   /** Resumable state present (for `status --json`). */

@@ -9,8 +9,9 @@ import { run } from '../../../common/src/exec.js';
 import { readGpt, writeGpt, findPartition, prioritize, slotAttrs } from '../../../common/src/gpt/index.js';
 import { entryFileName, parseEntryFileName } from '../../../common/src/boot.js';
 import type { Esp } from './esp.js';
-import { PARTLABEL, other, lower, markGoodAttrs, type SlotName } from './slots.js';
+import { markGoodAttrs } from './slots.js';
 import { UE_ERRORS } from '../errors.js';
+import { SLOT_PARTLABEL, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
 
 export interface GateResult {
   healthy: boolean;
@@ -76,17 +77,17 @@ export async function healthGate(required: string[], configured: string[] = []):
 /** Marks the booted slot good and blesses its entry. Throws E_HEALTH_GATE when a check failed (nothing is changed then). */
 export async function markGood(disk: string, esp: Esp, booted: SlotName, gate: GateResult): Promise<{ blessed: string | undefined }> {
   if (!gate.healthy) {
-    throw new BasaltError(UE_ERRORS.E_HEALTH_GATE, `not marking ${PARTLABEL[booted]} good: ${gate.failed.join(', ')} not active`, {
+    throw new BasaltError(UE_ERRORS.E_HEALTH_GATE, `not marking ${SLOT_PARTLABEL[booted]} good: ${gate.failed.join(', ')} not active`, {
       hint: 'the boot loader falls back to the other slot when this boot is not blessed',
     });
   }
   const gpt = await readGpt(disk);
-  await writeGpt(disk, markGoodAttrs(gpt, findPartition(gpt, PARTLABEL[booted]).index));
+  await writeGpt(disk, markGoodAttrs(gpt, findPartition(gpt, SLOT_PARTLABEL[booted]).index));
   let blessed: string | undefined;
   for (const f of await esp.list('/loader/entries')) {
     const n = parseEntryFileName(f);
-    if (n?.slot === lower(booted) && n.left !== undefined) {
-      blessed = entryFileName(lower(booted));
+    if (n?.slot === slotKey(booted) && n.left !== undefined) {
+      blessed = entryFileName(slotKey(booted));
       await esp.rename(`/loader/entries/${f}`, `/loader/entries/${blessed}`);
     }
   }
@@ -95,16 +96,16 @@ export async function markGood(disk: string, esp: Esp, booted: SlotName, gate: G
 
 /** Switches the next boot to the other slot, when that slot was good before. */
 export async function rollback(disk: string, esp: Esp, booted: SlotName): Promise<SlotName> {
-  const to = other(booted);
+  const to = otherSlot(booted);
   const gpt = await readGpt(disk);
-  const p = findPartition(gpt, PARTLABEL[to]);
+  const p = findPartition(gpt, SLOT_PARTLABEL[to]);
   const entries = await esp.list('/loader/entries');
-  const target = entries.find((f) => parseEntryFileName(f)?.slot === lower(to));
+  const target = entries.find((f) => parseEntryFileName(f)?.slot === slotKey(to));
   if (!slotAttrs(p).successful || !target) {
-    throw new BasaltError(UE_ERRORS.E_ROLLBACK_INVALID, `cannot roll back: ${PARTLABEL[to]} was never marked good or has no boot entry`, { hint: 'only a slot that booted successfully before can be rolled back to' });
+    throw new BasaltError(UE_ERRORS.E_ROLLBACK_INVALID, `cannot roll back: ${SLOT_PARTLABEL[to]} was never marked good or has no boot entry`, { hint: 'only a slot that booted successfully before can be rolled back to' });
   }
   await writeGpt(disk, prioritize(gpt, p.index));
   // The running slot's entry gets no tries left, so the boot loader prefers the other one.
-  for (const f of entries) if (parseEntryFileName(f)?.slot === lower(booted)) await esp.rename(`/loader/entries/${f}`, `/loader/entries/${entryFileName(lower(booted), 0)}`);
+  for (const f of entries) if (parseEntryFileName(f)?.slot === slotKey(booted)) await esp.rename(`/loader/entries/${f}`, `/loader/entries/${entryFileName(slotKey(booted), 0)}`);
   return to;
 }

@@ -12,7 +12,7 @@ import { loadConf, type UpdateConf } from './config.js';
 import { DirEsp, MtoolsEsp, entriesOf, type Esp } from './esp.js';
 import { coreosTimings, realClock, type Clock, type SchedulerTimings } from './scheduler.js';
 import type { EngineEnv } from './engine.js';
-import type { SlotName } from './slots.js';
+import { DEFAULT_BOARD, type SlotName } from '../../../common/src/contracts.js';
 import { randomUUID } from 'node:crypto';
 import { defaultHttp, type HttpOptions } from './http.js';
 import { parseDuration } from '../format/duration.js';
@@ -160,7 +160,7 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
       stateDir,
       keyringPath: f.keyring ?? join(root, 'usr/share/basalt/keys'),
       server: server === 'disabled' ? undefined : server,
-      me: { version, channel: f.channel ?? conf.group, board: f.board ?? conf.board ?? 'amd64-usr' },
+      me: { version, channel: f.channel ?? conf.group, board: f.board ?? conf.board ?? DEFAULT_BOARD },
       machineId,
       bootId,
       tries: conf.tries,

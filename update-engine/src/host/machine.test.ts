@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { step, initialState, type Event, type MachineState } from './machine.js';
 import { nextDelay, afterCheck, coreosTimings } from './scheduler.js';
-import { resolveConf, parseEnvFile } from './config.js';
+import { resolveConf } from './config.js';
+import { parseEnvFile } from '../../../common/src/contracts.js';
 
 const run = (events: Event[], s: MachineState = initialState) => {
   const effects: string[] = [];

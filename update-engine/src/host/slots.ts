@@ -5,13 +5,10 @@
  */
 import { BasaltError } from '../../../common/src/errors.js';
 import { findPartition, partitionRange, prioritize, setSlotAttrs, slotAttrs, selectNext, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
-import { entryFileName, parseEntryFileName, type Slot } from '../../../common/src/boot.js';
+import { entryFileName, parseEntryFileName } from '../../../common/src/boot.js';
+import { otherSlot, SLOT_PARTLABEL, slotKey, type SlotKey, type SlotName } from '../../../common/src/contracts.js';
 import { UE_ERRORS } from '../errors.js';
 
-export type SlotName = 'A' | 'B';
-export const PARTLABEL: Record<SlotName, string> = { A: 'USR-A', B: 'USR-B' };
-export const other = (s: SlotName): SlotName => (s === 'A' ? 'B' : 'A');
-export const lower = (s: SlotName): Slot => (s === 'A' ? 'a' : 'b');
 
 export interface SlotPlan {
   booted: SlotName;
@@ -25,9 +22,9 @@ export interface SlotPlan {
 
 /** Resolves the slots by PARTLABEL (never by partition-number arithmetic). */
 export function planSlots(gpt: Gpt, booted: SlotName): SlotPlan {
-  const active = findPartition(gpt, PARTLABEL[booted]);
-  const inactive = findPartition(gpt, PARTLABEL[other(booted)]);
-  return { booted, target: other(booted), active, inactive, range: partitionRange(gpt, inactive), activeRange: partitionRange(gpt, active) };
+  const active = findPartition(gpt, SLOT_PARTLABEL[booted]);
+  const inactive = findPartition(gpt, SLOT_PARTLABEL[otherSlot(booted)]);
+  return { booted, target: otherSlot(booted), active, inactive, range: partitionRange(gpt, inactive), activeRange: partitionRange(gpt, active) };
 }
 
 /** Throws E_ACTIVE_SLOT_WRITE unless [off, off+len) lies inside the inactive slot. A guard, called before every write. */
@@ -35,7 +32,7 @@ export function assertInactiveWrite(plan: SlotPlan, off: number, len: number): v
   const r = plan.range;
   const a = plan.activeRange;
   if (off < r.offset || off + len > r.offset + r.length || (off < a.offset + a.length && off + len > a.offset)) {
-    throw new BasaltError(UE_ERRORS.E_ACTIVE_SLOT_WRITE, `refusing to write bytes ${off}-${off + len} outside the inactive slot ${PARTLABEL[plan.target]}`, {
+    throw new BasaltError(UE_ERRORS.E_ACTIVE_SLOT_WRITE, `refusing to write bytes ${off}-${off + len} outside the inactive slot ${SLOT_PARTLABEL[plan.target]}`, {
       hint: 'this is a bug in Basalt; the active slot is never written',
     });
   }

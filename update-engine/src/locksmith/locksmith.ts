@@ -20,9 +20,9 @@ import { readFile } from 'node:fs/promises';
 import { BasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
 import { parseDuration } from '../format/duration.js';
 import { UE_ERRORS } from '../errors.js';
+import { UPDATE_CONF_DEFAULTS, type RebootStrategy } from '../../../common/src/contracts.js';
 
 export const SEMAPHORE_KEY = 'coreos.com/updateengine/rebootlock/semaphore';
-export const DEFAULT_ENDPOINTS = ['http://127.0.0.1:2379', 'http://127.0.0.1:4001'];
 
 /** The key of a group's semaphore (locksmith -group). */
 export function semaphoreKey(group?: string): string {
@@ -749,7 +749,7 @@ export function lockBackoff(attempt: number): number {
 // ---------------------------------------------------------------------------
 // Settings: the unit's environment over update.conf
 
-export type Strategy = 'reboot' | 'etcd-lock' | 'off';
+export type Strategy = RebootStrategy;
 
 export interface LocksmithSettings {
   strategy: Strategy;
@@ -807,7 +807,7 @@ export function locksmithSettings(env: Env, fileVars: Record<string, string>, fl
   }
 
   const ep = pick('LOCKSMITHD_ENDPOINT');
-  const endpoints = ep ? ep.value.split(',').map((s) => s.trim()).filter(Boolean) : [...DEFAULT_ENDPOINTS];
+  const endpoints = ep ? ep.value.split(',').map((s) => s.trim()).filter(Boolean) : [...UPDATE_CONF_DEFAULTS.etcdEndpoints];
   const etcdLock = strategy === 'etcd-lock';
   if (etcdLock) for (const e of endpoints) checkEndpoint(e, ep?.name ?? 'LOCKSMITHD_ENDPOINT');
   if (etcdLock && endpoints.length === 0) throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, 'LOCKSMITHD_ENDPOINT names no endpoint', { hint: 'give comma-separated URLs such as http://10.0.0.1:2379' });

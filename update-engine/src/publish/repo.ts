@@ -16,7 +16,7 @@ import type { Keyring } from '../format/signature.js';
 import { checkVersion, compareVersions } from '../format/version.js';
 import { signDetached, signFileDetached } from './keys.js';
 import { UE_ERRORS } from '../errors.js';
-import { CONTRACT_ERRORS } from '../../../common/src/contracts.js';
+import { CONTRACT_ERRORS, DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../../../common/src/contracts.js';
 
 /** Upper bound of parallel xz jobs in `release` (each holds two chunks in memory). */
 export const MAX_XZ_JOBS = 8;
@@ -38,21 +38,8 @@ export async function readChannelFile(repo: string, channel: string, ring: Keyri
   return validateChannel(await unseal(text, ring, path), path, channel, now);
 }
 
-export interface UsrSidecar {
-  formatVersion: 1;
-  fsType?: string;
-  fsBytes?: number;
-  hashOffset?: number;
-  rootHash?: string;
-  salt?: string;
-  version?: string;
-  board?: string;
-  kernel?: string;
-  initrd?: string;
-}
-
 /** Reads the builder's usr.img.json next to the image (USR.img.json, or usr.img.json in the same folder). */
-export async function readSidecar(usr: string): Promise<UsrSidecar | undefined> {
+export async function readSidecar(usr: string): Promise<UsrImageInfo | undefined> {
   for (const p of [`${usr}.json`, join(dirname(usr), 'usr.img.json')]) {
     let text: string;
     try {
@@ -60,9 +47,13 @@ export async function readSidecar(usr: string): Promise<UsrSidecar | undefined> 
     } catch {
       continue;
     }
-    const j = JSON.parse(text) as UsrSidecar;
-    if (j.formatVersion !== 1) throw new BasaltError(CONTRACT_ERRORS.E_METADATA_VERSION, `${p}: unsupported formatVersion ${String(j.formatVersion)}`);
-    return j;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new BasaltError(CONTRACT_ERRORS.E_USR_INFO_INVALID, `${p}: not JSON`);
+    }
+    return parseUsrImageInfo(json, p);
   }
   return undefined;
 }
@@ -93,7 +84,7 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
   checkVersion(o.version, '--version');
   checkChannel(o.channel, '--channel');
   const side = await readSidecar(o.usr);
-  const board = o.board ?? side?.board ?? 'amd64-usr';
+  const board = o.board ?? side?.board ?? DEFAULT_BOARD;
   if (!BOARD_RE.test(board)) throw new BasaltError(UE_ERRORS.E_BOARD_INVALID, `--board: '${board}' is not a board name`);
   if (side?.version && side.version !== o.version) {
     throw new BasaltError(UE_ERRORS.E_VERSION_MISMATCH, `${o.usr}.json says version ${side.version} but --version is ${o.version}`);

@@ -8,7 +8,8 @@ import { release, refreshChannel } from '../publish/repo.js';
 import { loadKeyring } from '../format/signature.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from './server.js';
-import { COREOS_APPID, parseResponse, buildRequest } from '../format/omaha.js';
+import { parseResponse, buildRequest } from '../format/omaha.js';
+import { APP_ID } from '../../../common/src/contracts.js';
 import { parseXml, kid } from '../format/xml.js';
 
 let t: Awaited<ReturnType<typeof tempDir>>;
@@ -52,7 +53,7 @@ beforeAll(async () => {
   payloadSha = r2.manifest.payload.sha256;
   payloadSize = r2.manifest.payload.size;
   events = join(t.dir, 'events.jsonl');
-  srv = await startServer({ repo, eventsFile: events, appIds: [COREOS_APPID], keyring: await loadKeyring(keys.pub), maxBodyBytes: 64 * 1024, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+  srv = await startServer({ repo, eventsFile: events, appIds: [APP_ID], keyring: await loadKeyring(keys.pub), maxBodyBytes: 64 * 1024, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
 });
 afterAll(async () => {
   await srv?.close();
@@ -78,7 +79,7 @@ describe('basalt serve (Omaha v3)', () => {
     const act = kid(kid(man, 'actions'), 'action')!;
     expect(act.attrs['event']).toBe('postinstall');
     expect(Buffer.from(act.attrs['sha256']!, 'base64').toString('hex')).toBe(payloadSha);
-    const off = parseResponse(r.body, COREOS_APPID).offer!;
+    const off = parseResponse(r.body, APP_ID).offer!;
     expect(off.codebases[0]).toBe(`${srv.url}payloads/2.0.0/`);
     // The payload URL (codebase + name) serves exactly `size` bytes.
     const pay = await got(off.codebases[0] + off.packageName).buffer();
@@ -99,7 +100,7 @@ describe('basalt serve (Omaha v3)', () => {
     let ok = 0;
     for (let i = 0; i < 60; i++) {
       const r = await post(coreosCheck('1.0.0', 'beta', `m${i}`));
-      if (parseResponse(r.body, COREOS_APPID).status === 'ok') ok++;
+      if (parseResponse(r.body, APP_ID).status === 'ok') ok++;
     }
     expect(ok).toBeGreaterThan(8);
     expect(ok).toBeLessThan(30);
@@ -117,8 +118,8 @@ describe('basalt serve (Omaha v3)', () => {
     expect(lines.some((l) => l['kind'] === 'ping')).toBe(true);
   });
   it('answers our own client request builder the same way', async () => {
-    const body = buildRequest({ installSource: 'ondemandupdate', app: { appId: COREOS_APPID, version: '1.0.0', track: 'stable', board: 'amd64-usr', machineId: 'x', bootId: '{b}', oem: '', oemVersion: '', alephVersion: '1.0.0', ping: true, updateCheck: true, events: [] } });
-    expect(parseResponse((await post(body)).body, COREOS_APPID).offer?.version).toBe('2.0.0');
+    const body = buildRequest({ installSource: 'ondemandupdate', app: { appId: APP_ID, version: '1.0.0', track: 'stable', board: 'amd64-usr', machineId: 'x', bootId: '{b}', oem: '', oemVersion: '', alephVersion: '1.0.0', ping: true, updateCheck: true, events: [] } });
+    expect(parseResponse((await post(body)).body, APP_ID).offer?.version).toBe('2.0.0');
   });
   it('rejects entities, oversize bodies, other protocols and unknown apps', async () => {
     const evil = `<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><request protocol="3.0"><app appid="&b;"/></request>`;
@@ -128,7 +129,7 @@ describe('basalt serve (Omaha v3)', () => {
     expect((await post('<request protocol="2.0"/>')).statusCode).toBe(400);
     const big = await post('<request protocol="3.0">' + ' '.repeat(70 * 1024) + '</request>').catch((e: Error) => e);
     expect(big instanceof Error || big.statusCode === 413).toBe(true);
-    const r = await post(coreosCheck('1.0.0', 'stable', 'x').replace(COREOS_APPID, '{00000000-0000-0000-0000-000000000000}'));
+    const r = await post(coreosCheck('1.0.0', 'stable', 'x').replace(APP_ID, '{00000000-0000-0000-0000-000000000000}'));
     expect(kid(parseXml(r.body), 'app')!.attrs['status']).toBe('error-unknownApplication');
   });
   it('serves payloads with HTTP Range and refuses paths outside the repository', async () => {

@@ -9,11 +9,11 @@ import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import { BasaltError, isBasaltError } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
-import { buildResponse, COREOS_APPID, parseRequest, type AppRequest, type AppResponse } from '../format/omaha.js';
-import { checkChannel, inRollout, peekEnvelope, unseal, validateChannel, type ChannelMeta } from '../format/metadata.js';
+import { buildResponse, parseRequest, type AppRequest, type AppResponse } from '../format/omaha.js';
+import { APP_ID } from '../../../common/src/contracts.js';
+import { decideOffer, offerFromChannel, type OfferDecision } from '../format/offer.js';
+import { checkChannel, peekEnvelope, unseal, validateChannel, type ChannelMeta } from '../format/metadata.js';
 import type { Keyring } from '../format/signature.js';
-import { compareVersions, isVersion } from '../format/version.js';
-import { hexToBase64 } from '../format/digest.js';
 import { UE_ERRORS } from '../errors.js';
 
 export interface ServeOptions {
@@ -72,33 +72,14 @@ async function answerApp(o: ServeOptions, a: AppRequest, req: IncomingMessage, i
   if (!a.updateCheck) return res;
   const s = await loadChannel(o, a.track);
   const ch = s.channel;
-  let why: string;
-  if (!ch) why = s.error ?? 'no channel';
-  else if (!isVersion(a.version)) why = `client version '${a.version}' is not a version`;
-  else if (compareVersions(ch.version, a.version) <= 0) why = `client is at ${a.version}, channel at ${ch.version}`;
-  else if (a.board && ch.board && a.board !== ch.board) why = `board ${a.board} != ${ch.board}`;
-  else if (!inRollout(a.machineId, ch.version, ch.rollout.percent)) why = `outside the ${ch.rollout.percent}% rollout`;
-  else {
-    const base = o.baseUrl ?? `http://${req.headers.host ?? '127.0.0.1'}/`;
-    const dir = ch.payload.path.slice(0, ch.payload.path.lastIndexOf('/') + 1);
-    res.updateCheck = {
-      status: 'ok',
-      offer: {
-        version: ch.version,
-        codebases: [new URL(dir, base.endsWith('/') ? base : base + '/').toString()],
-        packageName: ch.payload.path.slice(dir.length),
-        size: ch.payload.size,
-        sha1Base64: '',
-        sha256Hex: ch.payload.sha256,
-        sha256Base64: hexToBase64(ch.payload.sha256),
-        manifestName: ch.manifest.slice(dir.length),
-      },
-    };
+  const d: OfferDecision = ch ? decideOffer(ch, a) : { offer: false, why: s.error ?? 'no channel' };
+  if (ch && d.offer) {
+    res.updateCheck = { status: 'ok', offer: offerFromChannel(ch, o.baseUrl ?? `http://${req.headers.host ?? '127.0.0.1'}/`) };
     await rec({ kind: 'updatecheck', answer: 'ok', offered: ch.version, installSource });
     return res;
   }
   if (s.error && ch === undefined && !/^no channel/.test(s.error)) o.log.warn(`updatecheck for track '${a.track}': ${s.error}`);
-  await rec({ kind: 'updatecheck', answer: 'noupdate', reason: why, installSource });
+  await rec({ kind: 'updatecheck', answer: 'noupdate', reason: d.offer ? '' : d.why, installSource });
   res.updateCheck = { status: 'noupdate' };
   return res;
 }
@@ -241,4 +222,4 @@ export async function startServer(o: ServeOptions, host: string, port: number, w
   };
 }
 
-export const defaultAppIds = [COREOS_APPID];
+export const defaultAppIds = [APP_ID];
