@@ -68,6 +68,18 @@ const utf8 = (b: number[] | undefined): string => {
 };
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
+/** A node's anchor and tag tokens as read (go-yaml's parse_node locals), and the token after them. */
+interface NodeProperties {
+  next: Token;
+  start: Mark;
+  end: Mark;
+  anchor?: number[] | undefined;
+  tagToken: boolean;
+  tagHandle: number[];
+  tagSuffix: number[];
+  tagMark: Mark;
+}
+
 class YParser {
   private state: S = S.STREAM_START;
   private states: S[] = [];
@@ -208,100 +220,87 @@ class YParser {
   }
 
   private node(block: boolean, indentless: boolean): YEvent {
-    let t = this.peek();
-    if (t.type === T.ALIAS) {
+    const t0 = this.peek();
+    if (t0.type === T.ALIAS) {
       this.state = this.pop();
       this.sc.skipToken();
-      return { type: E.ALIAS, start: t.start, end: t.end, anchor: utf8(t.value) };
+      return { type: E.ALIAS, start: t0.start, end: t0.end, anchor: utf8(t0.value) };
     }
-    let start = t.start;
-    let end = t.start;
-    let tagToken = false;
-    let tagHandle: number[] = [];
-    let tagSuffix: number[] = [];
-    let anchor: number[] | undefined;
-    let tagMark = t.start;
-    if (t.type === T.ANCHOR) {
-      anchor = t.value;
-      start = t.start;
-      end = t.end;
-      this.sc.skipToken();
-      t = this.peek();
-      if (t.type === T.TAG) {
-        tagToken = true;
-        tagHandle = t.value ?? [];
-        tagSuffix = t.suffix ?? [];
-        tagMark = t.start;
-        end = t.end;
-        this.sc.skipToken();
-        t = this.peek();
-      }
-    } else if (t.type === T.TAG) {
-      tagToken = true;
-      tagHandle = t.value ?? [];
-      tagSuffix = t.suffix ?? [];
-      start = t.start;
-      tagMark = t.start;
-      end = t.end;
-      this.sc.skipToken();
-      t = this.peek();
-      if (t.type === T.ANCHOR) {
-        anchor = t.value;
-        end = t.end;
-        this.sc.skipToken();
-        t = this.peek();
-      }
-    }
-    let tag: number[] = [];
-    if (tagToken) {
-      if (tagHandle.length === 0) tag = tagSuffix;
-      else {
-        for (const d of this.tagDirectives) {
-          if (same(d.handle, tagHandle)) {
-            tag = [...d.prefix, ...tagSuffix];
-            break;
-          }
-        }
-        if (tag.length === 0) this.err('found undefined tag handle', tagMark, 'while parsing a node', start);
-      }
-    }
+    const p = this.nodeProperties(t0);
+    const tag = this.resolveTag(p);
+    const t = p.next;
     const implicit = tag.length === 0;
-    const anchorS = anchor && anchor.length > 0 ? utf8(anchor) : undefined;
+    const start = p.start;
+    const anchorS = p.anchor && p.anchor.length > 0 ? utf8(p.anchor) : undefined;
     const tagS = utf8(tag);
     if (indentless && t.type === T.BLOCK_ENTRY) {
       this.state = S.INDENTLESS_SEQUENCE_ENTRY;
       return { type: E.SEQUENCE_START, start, end: t.end, anchor: anchorS, tag: tagS, implicit };
     }
     if (t.type === T.SCALAR) {
-      let plainImplicit = false;
-      let quotedImplicit = false;
-      if ((tag.length === 0 && t.style === Style.PLAIN) || (tag.length === 1 && tag[0] === 0x21)) plainImplicit = true;
-      else if (tag.length === 0) quotedImplicit = true;
+      const plainImplicit = (tag.length === 0 && t.style === Style.PLAIN) || (tag.length === 1 && tag[0] === 0x21);
+      const quotedImplicit = !plainImplicit && tag.length === 0;
       this.state = this.pop();
       this.sc.skipToken();
       return { type: E.SCALAR, start, end: t.end, anchor: anchorS, tag: tagS, value: utf8(t.value), implicit: plainImplicit, quotedImplicit, style: t.style };
     }
-    if (t.type === T.FLOW_SEQUENCE_START) {
-      this.state = S.FLOW_SEQUENCE_FIRST_ENTRY;
-      return { type: E.SEQUENCE_START, start, end: t.end, anchor: anchorS, tag: tagS, implicit };
+    const collection = this.collectionStart(t, block);
+    if (collection) {
+      this.state = collection.state;
+      return { type: collection.event, start, end: t.end, anchor: anchorS, tag: tagS, implicit };
     }
-    if (t.type === T.FLOW_MAPPING_START) {
-      this.state = S.FLOW_MAPPING_FIRST_KEY;
-      return { type: E.MAPPING_START, start, end: t.end, anchor: anchorS, tag: tagS, implicit };
-    }
-    if (block && t.type === T.BLOCK_SEQUENCE_START) {
-      this.state = S.BLOCK_SEQUENCE_FIRST_ENTRY;
-      return { type: E.SEQUENCE_START, start, end: t.end, anchor: anchorS, tag: tagS, implicit };
-    }
-    if (block && t.type === T.BLOCK_MAPPING_START) {
-      this.state = S.BLOCK_MAPPING_FIRST_KEY;
-      return { type: E.MAPPING_START, start, end: t.end, anchor: anchorS, tag: tagS, implicit };
-    }
-    if ((anchor && anchor.length > 0) || tag.length > 0) {
+    if ((p.anchor && p.anchor.length > 0) || tag.length > 0) {
       this.state = this.pop();
-      return { type: E.SCALAR, start, end, anchor: anchorS, tag: tagS, value: '', implicit, quotedImplicit: false, style: Style.PLAIN };
+      return { type: E.SCALAR, start, end: p.end, anchor: anchorS, tag: tagS, value: '', implicit, quotedImplicit: false, style: Style.PLAIN };
     }
     return this.err('did not find expected node content', t.start, block ? 'while parsing a block node' : 'while parsing a flow node', start);
+  }
+
+  /** The anchor and tag of a node, in either order, and the token after them. */
+  private nodeProperties(first: Token): NodeProperties {
+    const p: NodeProperties = { next: first, start: first.start, end: first.start, tagToken: false, tagHandle: [], tagSuffix: [], tagMark: first.start };
+    const takeAnchor = (t: Token) => {
+      p.anchor = t.value;
+      p.end = t.end;
+      this.sc.skipToken();
+      p.next = this.peek();
+    };
+    const takeTag = (t: Token) => {
+      p.tagToken = true;
+      p.tagHandle = t.value ?? [];
+      p.tagSuffix = t.suffix ?? [];
+      p.tagMark = t.start;
+      p.end = t.end;
+      this.sc.skipToken();
+      p.next = this.peek();
+    };
+    if (first.type === T.ANCHOR) {
+      takeAnchor(first);
+      if (p.next.type === T.TAG) takeTag(p.next);
+    } else if (first.type === T.TAG) {
+      takeTag(first);
+      if (p.next.type === T.ANCHOR) takeAnchor(p.next);
+    }
+    return p;
+  }
+
+  /** The full tag of a node: its suffix, prefixed by the %TAG directive of its handle. */
+  private resolveTag(p: NodeProperties): number[] {
+    if (!p.tagToken) return [];
+    if (p.tagHandle.length === 0) return p.tagSuffix;
+    const d = this.tagDirectives.find((x) => same(x.handle, p.tagHandle));
+    const tag = d ? [...d.prefix, ...p.tagSuffix] : [];
+    if (tag.length === 0) this.err('found undefined tag handle', p.tagMark, 'while parsing a node', p.start);
+    return tag;
+  }
+
+  /** The collection a token starts (flow ones anywhere, block ones only in a block context). */
+  private collectionStart(t: Token, block: boolean): { event: E.SEQUENCE_START | E.MAPPING_START; state: S } | null {
+    if (t.type === T.FLOW_SEQUENCE_START) return { event: E.SEQUENCE_START, state: S.FLOW_SEQUENCE_FIRST_ENTRY };
+    if (t.type === T.FLOW_MAPPING_START) return { event: E.MAPPING_START, state: S.FLOW_MAPPING_FIRST_KEY };
+    if (block && t.type === T.BLOCK_SEQUENCE_START) return { event: E.SEQUENCE_START, state: S.BLOCK_SEQUENCE_FIRST_ENTRY };
+    if (block && t.type === T.BLOCK_MAPPING_START) return { event: E.MAPPING_START, state: S.BLOCK_MAPPING_FIRST_KEY };
+    return null;
   }
 
   private blockSequenceEntry(first: boolean): YEvent {

@@ -101,6 +101,52 @@ function byteWidth(b: number): number {
  * scanner asks for more characters, so that invalid UTF-8 or control
  * characters are reported at the same moment as in go-yaml.
  */
+/** The one-character escapes of a double-quoted scalar and their UTF-8 bytes. */
+const SIMPLE_ESCAPES = new Map<string, number[]>([
+  ['0', [0]],
+  ['a', [7]],
+  ['b', [8]],
+  ['t', [9]],
+  ['\t', [9]],
+  ['n', [10]],
+  ['v', [11]],
+  ['f', [12]],
+  ['r', [13]],
+  ['e', [0x1b]],
+  [' ', [0x20]],
+  ['"', [0x22]],
+  ["'", [0x27]],
+  ['\\', [0x5c]],
+  ['N', [0xc2, 0x85]],
+  ['_', [0xc2, 0xa0]],
+  ['L', [0xe2, 0x80, 0xa8]],
+  ['P', [0xe2, 0x80, 0xa9]],
+]);
+
+/** What lies between two pieces of a quoted scalar (go-yaml's whitespaces, leading_break, trailing_breaks). */
+interface FlowGap {
+  leadingBreak: number[];
+  trailingBreaks: number[];
+  whitespaces: number[];
+}
+
+/** Folds a gap into the scalar: one line break becomes a space, more keep all but the first; blanks within a line stay. */
+function foldFlowGap(s: number[], gap: FlowGap, leadingBlanks: boolean): void {
+  if (!leadingBlanks) {
+    s.push(...gap.whitespaces);
+    gap.whitespaces = [];
+    return;
+  }
+  if (gap.leadingBreak.length > 0 && gap.leadingBreak[0] === 0x0a) {
+    if (gap.trailingBreaks.length === 0) s.push(0x20);
+    else s.push(...gap.trailingBreaks);
+  } else {
+    s.push(...gap.leadingBreak, ...gap.trailingBreaks);
+  }
+  gap.trailingBreaks = [];
+  gap.leadingBreak = [];
+}
+
 export class Scanner {
   /** Decoded text (UTF-8 bytes) followed by a NUL and padding. */
   private buf: Uint8Array;
@@ -907,9 +953,12 @@ export class Scanner {
   }
 
   // --------------------------------------------------------------- scalars
-  private scanBlockScalar(literal: boolean): Token | null {
-    const start = copyMark(this.mark);
-    this.skip();
+  /**
+   * The header of a block scalar after | or >: the chomping (+1 keep, -1
+   * strip) and indentation indicators in either order, then blanks, a comment
+   * and the line break. Null on an error.
+   */
+  private scanBlockScalarHeader(start: Mark): { chomping: number; increment: number } | null {
     if (!this.cache(1)) return null;
     let chomping = 0;
     let increment = 0;
@@ -957,6 +1006,15 @@ export class Scanner {
       if (!this.cache(2)) return null;
       this.skipLine();
     }
+    return { chomping, increment };
+  }
+
+  private scanBlockScalar(literal: boolean): Token | null {
+    const start = copyMark(this.mark);
+    this.skip();
+    const header = this.scanBlockScalarHeader(start);
+    if (header === null) return null;
+    const { chomping, increment } = header;
     const st = { end: copyMark(this.mark), indent: 0 };
     if (increment > 0) st.indent = this.indent >= 0 ? this.indent + increment : increment;
     const s: number[] = [];
@@ -1018,9 +1076,7 @@ export class Scanner {
     const start = copyMark(this.mark);
     this.skip();
     const s: number[] = [];
-    let leadingBreak: number[] = [];
-    let trailingBreaks: number[] = [];
-    let whitespaces: number[] = [];
+    const gap: FlowGap = { leadingBreak: [], trailingBreaks: [], whitespaces: [] };
     for (;;) {
       if (!this.cache(4)) return null;
       if (this.mark.column === 0 && ((this.ch() === '-' && this.ch(1) === '-' && this.ch(2) === '-') || (this.ch() === '.' && this.ch(1) === '.' && this.ch(2) === '.')) && this.isBlankZ(3)) {
@@ -1031,106 +1087,99 @@ export class Scanner {
         this.fail('scanner', 'found unexpected end of stream', 'while scanning a quoted scalar', start);
         return null;
       }
-      let leadingBlanks = false;
-      while (!this.isBlankZ()) {
-        const c = this.ch();
-        if (single && c === "'" && this.ch(1) === "'") {
-          s.push(0x27);
-          this.skip();
-          this.skip();
-        } else if (single && c === "'") break;
-        else if (!single && c === '"') break;
-        else if (!single && c === '\\' && this.isBreak(1)) {
-          if (!this.cache(3)) return null;
-          this.skip();
-          this.skipLine();
-          leadingBlanks = true;
-          break;
-        } else if (!single && c === '\\') {
-          let codeLength = 0;
-          const e = this.ch(1);
-          const simple: Record<string, number[]> = {
-            '0': [0],
-            a: [7],
-            b: [8],
-            t: [9],
-            '\t': [9],
-            n: [10],
-            v: [11],
-            f: [12],
-            r: [13],
-            e: [0x1b],
-            ' ': [0x20],
-            '"': [0x22],
-            "'": [0x27],
-            '\\': [0x5c],
-            N: [0xc2, 0x85],
-            _: [0xc2, 0xa0],
-            L: [0xe2, 0x80, 0xa8],
-            P: [0xe2, 0x80, 0xa9],
-          };
-          if (e in simple) s.push(...simple[e]!);
-          else if (e === 'x') codeLength = 2;
-          else if (e === 'u') codeLength = 4;
-          else if (e === 'U') codeLength = 8;
-          else {
-            this.fail('scanner', 'found unknown escape character', 'while parsing a quoted scalar', start);
-            return null;
-          }
-          this.skip();
-          this.skip();
-          if (codeLength > 0) {
-            if (!this.cache(codeLength)) return null;
-            let value = 0;
-            for (let k = 0; k < codeLength; k++) {
-              if (!this.isHex(k)) {
-                this.fail('scanner', 'did not find expected hexdecimal number', 'while parsing a quoted scalar', start);
-                return null;
-              }
-              value = value * 16 + this.asHex(k);
-            }
-            if ((value >= 0xd800 && value <= 0xdfff) || value > 0x10ffff) {
-              this.fail('scanner', 'found invalid Unicode character escape code', 'while parsing a quoted scalar', start);
-              return null;
-            }
-            s.push(...Buffer.from(String.fromCodePoint(value), 'utf8'));
-            for (let k = 0; k < codeLength; k++) this.skip();
-          }
-        } else this.read(s);
-        if (!this.cache(2)) return null;
-      }
+      const escapedBreak = this.scanFlowText(single, s, start);
+      if (escapedBreak === null) return null;
       if (single ? this.ch() === "'" : this.ch() === '"') break;
       if (!this.cache(1)) return null;
-      while (this.isBlank() || this.isBreak()) {
-        if (this.isBlank()) {
-          if (!leadingBlanks) this.read(whitespaces);
-          else this.skip();
-        } else {
-          if (!this.cache(2)) return null;
-          if (!leadingBlanks) {
-            whitespaces = [];
-            this.readLine(leadingBreak);
-            leadingBlanks = true;
-          } else this.readLine(trailingBreaks);
-        }
-        if (!this.cache(1)) return null;
-      }
-      if (leadingBlanks) {
-        if (leadingBreak.length > 0 && leadingBreak[0] === 0x0a) {
-          if (trailingBreaks.length === 0) s.push(0x20);
-          else s.push(...trailingBreaks);
-        } else {
-          s.push(...leadingBreak, ...trailingBreaks);
-        }
-        trailingBreaks = [];
-        leadingBreak = [];
-      } else {
-        s.push(...whitespaces);
-        whitespaces = [];
-      }
+      const leadingBlanks = this.scanFlowGap(gap, escapedBreak);
+      if (leadingBlanks === null) return null;
+      foldFlowGap(s, gap, leadingBlanks);
     }
     this.skip();
     return { type: T.SCALAR, start, end: copyMark(this.mark), value: s, style: single ? Style.SINGLE_QUOTED : Style.DOUBLE_QUOTED };
+  }
+
+  /**
+   * The characters of a quoted scalar up to a blank, a break or the closing
+   * quote, into `s`. Returns whether it stopped at an escaped line break
+   * (which starts the leading blanks), or null on an error.
+   */
+  private scanFlowText(single: boolean, s: number[], start: Mark): boolean | null {
+    while (!this.isBlankZ()) {
+      const c = this.ch();
+      if (single && c === "'" && this.ch(1) === "'") {
+        s.push(0x27);
+        this.skip();
+        this.skip();
+      } else if (single && c === "'") break;
+      else if (!single && c === '"') break;
+      else if (!single && c === '\\' && this.isBreak(1)) {
+        if (!this.cache(3)) return null;
+        this.skip();
+        this.skipLine();
+        return true;
+      } else if (!single && c === '\\') {
+        if (!this.scanEscape(s, start)) return null;
+      } else this.read(s);
+      if (!this.cache(2)) return null;
+    }
+    return false;
+  }
+
+  /** One escape sequence of a double-quoted scalar (\n, \x41, \u00e9...), its bytes into `s`; false on an error. */
+  private scanEscape(s: number[], start: Mark): boolean {
+    let codeLength = 0;
+    const e = this.ch(1);
+    const simple = SIMPLE_ESCAPES.get(e);
+    if (simple) s.push(...simple);
+    else if (e === 'x') codeLength = 2;
+    else if (e === 'u') codeLength = 4;
+    else if (e === 'U') codeLength = 8;
+    else {
+      this.fail('scanner', 'found unknown escape character', 'while parsing a quoted scalar', start);
+      return false;
+    }
+    this.skip();
+    this.skip();
+    if (codeLength === 0) return true;
+    if (!this.cache(codeLength)) return false;
+    let value = 0;
+    for (let k = 0; k < codeLength; k++) {
+      if (!this.isHex(k)) {
+        this.fail('scanner', 'did not find expected hexdecimal number', 'while parsing a quoted scalar', start);
+        return false;
+      }
+      value = value * 16 + this.asHex(k);
+    }
+    if ((value >= 0xd800 && value <= 0xdfff) || value > 0x10ffff) {
+      this.fail('scanner', 'found invalid Unicode character escape code', 'while parsing a quoted scalar', start);
+      return false;
+    }
+    s.push(...Buffer.from(String.fromCodePoint(value), 'utf8'));
+    for (let k = 0; k < codeLength; k++) this.skip();
+    return true;
+  }
+
+  /**
+   * The blanks and line breaks after a piece of a quoted scalar, into `gap`.
+   * Returns whether a line break was met (leading blanks), or null on an error.
+   */
+  private scanFlowGap(gap: FlowGap, leadingBlanks: boolean): boolean | null {
+    while (this.isBlank() || this.isBreak()) {
+      if (this.isBlank()) {
+        if (!leadingBlanks) this.read(gap.whitespaces);
+        else this.skip();
+      } else {
+        if (!this.cache(2)) return null;
+        if (!leadingBlanks) {
+          gap.whitespaces = [];
+          this.readLine(gap.leadingBreak);
+          leadingBlanks = true;
+        } else this.readLine(gap.trailingBreaks);
+      }
+      if (!this.cache(1)) return null;
+    }
+    return leadingBlanks;
   }
 
   private scanPlainScalar(): Token | null {
