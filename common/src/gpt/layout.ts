@@ -66,59 +66,66 @@ export function parseLayout(data: unknown, source: string): Layout {
     diskGuid = normGuid(d['diskGuid']);
   }
   if (!Array.isArray(d['partitions']) || d['partitions'].length === 0) fail(source, 'partitions', 'must be a non-empty list');
-  const parts: LayoutPartition[] = [];
-  const numbers = new Set<number>();
-  const labels = new Set<string>();
-  let fills = 0;
-  (d['partitions'] as unknown[]).forEach((raw, i) => {
-    const f = (k: string) => `partitions[${i}].${k}`;
-    if (typeof raw !== 'object' || raw === null) fail(source, `partitions[${i}]`, 'must be an object');
-    const p = raw as Record<string, unknown>;
-    const pk = new Set(['number', 'label', 'type', 'size', 'minSize', 'uuid', 'fs', 'slot']);
-    for (const k of Object.keys(p)) if (!pk.has(k)) fail(source, f(k), 'unknown key', `known keys: ${[...pk].join(', ')}`);
-    const number = p['number'];
-    if (typeof number !== 'number' || !Number.isInteger(number) || number < 1 || number > ENTRY_COUNT) fail(source, f('number'), `must be an integer from 1 to ${ENTRY_COUNT}`);
-    if (numbers.has(number)) fail(source, f('number'), `partition ${number} is defined twice`);
-    numbers.add(number);
-    const label = p['label'];
-    if (typeof label !== 'string' || label.length === 0 || label.length > 36) fail(source, f('label'), 'must be a string of 1 to 36 characters');
-    if (labels.has(label)) fail(source, f('label'), `label ${label} is used twice`);
-    labels.add(label);
-    const typeRaw = p['type'];
-    let type: string;
-    if (typeof typeRaw === 'string' && typeRaw in TYPE) type = TYPE[typeRaw as keyof typeof TYPE];
-    else if (typeof typeRaw === 'string' && isGuid(typeRaw)) type = normGuid(typeRaw);
-    else fail(source, f('type'), `'${String(typeRaw)}' is neither a known type name nor a GUID`, `known names: ${Object.keys(TYPE).join(', ')}`);
-    let size: number | 'fill';
-    if (p['size'] === 'fill') {
-      size = 'fill';
-      fills++;
-    } else {
-      const n = parseBytes(p['size'] as string | number);
-      if (n === null || n <= 0) fail(source, f('size'), `'${String(p['size'])}' is not a size`, "use e.g. '256MiB', '2GiB' or 'fill'");
-      size = n;
-    }
-    const minSize = p['minSize'] === undefined ? alignment : parseBytes(p['minSize'] as string | number);
-    if (minSize === null) fail(source, f('minSize'), `'${String(p['minSize'])}' is not a size`);
-    const lp: LayoutPartition = { number, label, type, size, minSize };
-    if (p['uuid'] !== undefined) {
-      if (typeof p['uuid'] !== 'string' || !isGuid(p['uuid'])) fail(source, f('uuid'), 'must be a GUID');
-      lp.uuid = normGuid(p['uuid']);
-    }
-    if (p['fs'] !== undefined) lp.fs = String(p['fs']);
-    if (p['slot'] !== undefined) {
-      const s = p['slot'] as Record<string, unknown>;
-      const nib = (k: string) => {
-        const v = s[k] ?? 0;
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 15) fail(source, f(`slot.${k}`), 'must be an integer from 0 to 15');
-        return v;
-      };
-      lp.slot = { priority: nib('priority'), tries: nib('tries'), successful: s['successful'] === true };
-    }
-    parts.push(lp);
-  });
+  const seen: SeenPartitions = { numbers: new Set(), labels: new Set() };
+  const parts = (d['partitions'] as unknown[]).map((raw, i) => parseLayoutPartition(raw, i, source, alignment, seen));
+  const fills = parts.filter((p) => p.size === 'fill').length;
   if (fills > 1) fail(source, 'partitions', "only one partition may have size 'fill'");
   return { formatVersion: LAYOUT_FORMAT_VERSION, name, description: String(d['description'] ?? ''), diskGuid, alignment, partitions: parts, source };
+}
+
+/** The numbers and labels of the partitions read so far (each may be used once). */
+interface SeenPartitions {
+  numbers: Set<number>;
+  labels: Set<string>;
+}
+
+const PARTITION_KEYS = new Set(['number', 'label', 'type', 'size', 'minSize', 'uuid', 'fs', 'slot']);
+
+/** partitions[i] of a layout file. Pure. */
+function parseLayoutPartition(raw: unknown, i: number, source: string, alignment: number, seen: SeenPartitions): LayoutPartition {
+  const f = (k: string) => `partitions[${i}].${k}`;
+  if (typeof raw !== 'object' || raw === null) fail(source, `partitions[${i}]`, 'must be an object');
+  const p = raw as Record<string, unknown>;
+  for (const k of Object.keys(p)) if (!PARTITION_KEYS.has(k)) fail(source, f(k), 'unknown key', `known keys: ${[...PARTITION_KEYS].join(', ')}`);
+  const number = p['number'];
+  if (typeof number !== 'number' || !Number.isInteger(number) || number < 1 || number > ENTRY_COUNT) fail(source, f('number'), `must be an integer from 1 to ${ENTRY_COUNT}`);
+  if (seen.numbers.has(number)) fail(source, f('number'), `partition ${number} is defined twice`);
+  seen.numbers.add(number);
+  const label = p['label'];
+  if (typeof label !== 'string' || label.length === 0 || label.length > 36) fail(source, f('label'), 'must be a string of 1 to 36 characters');
+  if (seen.labels.has(label)) fail(source, f('label'), `label ${label} is used twice`);
+  seen.labels.add(label);
+  const typeRaw = p['type'];
+  let type: string;
+  if (typeof typeRaw === 'string' && typeRaw in TYPE) type = TYPE[typeRaw as keyof typeof TYPE];
+  else if (typeof typeRaw === 'string' && isGuid(typeRaw)) type = normGuid(typeRaw);
+  else fail(source, f('type'), `'${String(typeRaw)}' is neither a known type name nor a GUID`, `known names: ${Object.keys(TYPE).join(', ')}`);
+  let size: number | 'fill' = 'fill';
+  if (p['size'] !== 'fill') {
+    const n = parseBytes(p['size'] as string | number);
+    if (n === null || n <= 0) fail(source, f('size'), `'${String(p['size'])}' is not a size`, "use e.g. '256MiB', '2GiB' or 'fill'");
+    size = n;
+  }
+  const minSize = p['minSize'] === undefined ? alignment : parseBytes(p['minSize'] as string | number);
+  if (minSize === null) fail(source, f('minSize'), `'${String(p['minSize'])}' is not a size`);
+  const lp: LayoutPartition = { number, label, type, size, minSize };
+  if (p['uuid'] !== undefined) {
+    if (typeof p['uuid'] !== 'string' || !isGuid(p['uuid'])) fail(source, f('uuid'), 'must be a GUID');
+    lp.uuid = normGuid(p['uuid']);
+  }
+  if (p['fs'] !== undefined) lp.fs = String(p['fs']);
+  if (p['slot'] !== undefined) lp.slot = parseSlotAttrs(p['slot'] as Record<string, unknown>, (k) => f(`slot.${k}`), source);
+  return lp;
+}
+
+/** A partition's initial slot attributes (priority and tries 0-15, successful). */
+function parseSlotAttrs(s: Record<string, unknown>, field: (k: string) => string, source: string): SlotAttrs {
+  const nib = (k: string) => {
+    const v = s[k] ?? 0;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 15) fail(source, field(k), 'must be an integer from 0 to 15');
+    return v;
+  };
+  return { priority: nib('priority'), tries: nib('tries'), successful: s['successful'] === true };
 }
 
 /** Loads a layout by name (configs/layouts/NAME.json) or by path. */
@@ -156,12 +163,51 @@ export interface PlanOptions {
 
 const alignUp = (n: bigint, a: bigint) => ((n + a - 1n) / a) * a;
 
+const S = BigInt(SECTOR);
+const ENTRY_SECTORS = BigInt((ENTRY_COUNT * ENTRY_SIZE) / SECTOR);
+/** The end of the disk: the backup entries and header, kept clear of the aligned area. */
+const TAIL = ENTRY_SECTORS + 1n;
+
+/** A layout partition and its length in sectors (null: it fills the rest). */
+interface Sized {
+  p: LayoutPartition;
+  sectors: bigint | null;
+}
+
 /** Plans the partition table for `layout` on a disk of the given size. Pure (randomness aside, see seed). */
 export function planLayout(layout: Layout, opts: PlanOptions = {}): Gpt {
-  const S = BigInt(SECTOR);
   const align = BigInt(layout.alignment) / S;
-  const entrySectors = BigInt((ENTRY_COUNT * ENTRY_SIZE) / SECTOR);
   const sizes = opts.sizes ?? {};
+  checkSizeOverrides(layout, sizes);
+  const sectorsOf = (bytes: number) => alignUp(BigInt(bytes) / S + (BigInt(bytes) % S ? 1n : 0n), align);
+  const sized: Sized[] = layout.partitions.map((p) => {
+    const want = sizes[p.label] ?? p.size;
+    return { p, sectors: want === 'fill' ? null : sectorsOf(want) };
+  });
+  const start0 = alignUp(2n + ENTRY_SECTORS, align);
+  const fixedSum = sized.reduce((a, x) => a + (x.sectors ?? 0n), 0n);
+  const fillPart = sized.find((x) => x.sectors === null);
+  const minFill = fillPart ? sectorsOf(fillPart.p.minSize) : 0n;
+  const total = diskSectors(layout, opts.sizeBytes, alignUp(start0 + fixedSum + minFill + TAIL, align));
+  const lastUsable = total - TAIL - 1n;
+  const guidFor = (what: string) => (opts.seed !== undefined ? derivedGuid(`${opts.seed}:${what}`) : randomGuid());
+  const partitions = placePartitions(sized, start0, lastUsable, align, guidFor);
+  return {
+    sectorSize: SECTOR,
+    totalSectors: total,
+    diskGuid: opts.diskGuid ? normGuid(opts.diskGuid, 'disk GUID') : (layout.diskGuid ?? guidFor('disk')),
+    firstUsableLba: 2n + ENTRY_SECTORS,
+    lastUsableLba: lastUsable,
+    primaryEntriesLba: 2n,
+    backupHeaderLba: total - 1n,
+    entryCount: ENTRY_COUNT,
+    entrySize: ENTRY_SIZE,
+    partitions,
+  };
+}
+
+/** Every size override must name a partition of the layout. */
+function checkSizeOverrides(layout: Layout, sizes: Record<string, number>): void {
   for (const label of Object.keys(sizes)) {
     if (!layout.partitions.some((p) => p.label === label)) {
       throw new BasaltError(GPT_ERRORS.E_LAYOUT_INVALID, `size override for ${label}: layout ${layout.name} has no such partition`, {
@@ -169,40 +215,32 @@ export function planLayout(layout: Layout, opts: PlanOptions = {}): Gpt {
       });
     }
   }
-  const sectorsOf = (bytes: number) => alignUp(BigInt(bytes) / S + (BigInt(bytes) % S ? 1n : 0n), align);
-  const fixed = layout.partitions.map((p) => {
-    const want = sizes[p.label] ?? p.size;
-    return { p, sectors: want === 'fill' ? null : sectorsOf(want) };
-  });
-  const start0 = alignUp(2n + entrySectors, align);
-  const fixedSum = fixed.reduce((a, x) => a + (x.sectors ?? 0n), 0n);
-  const fillPart = fixed.find((x) => x.sectors === null);
-  const minFill = fillPart ? sectorsOf(fillPart.p.minSize) : 0n;
-  // The end: the backup entries and header, kept clear of the aligned area.
-  const tail = entrySectors + 1n;
-  const minTotal = alignUp(start0 + fixedSum + minFill + tail, align);
-  let total: bigint;
-  if (opts.sizeBytes === undefined) total = minTotal;
-  else {
-    if (opts.sizeBytes % SECTOR !== 0) {
-      throw new BasaltError(GPT_ERRORS.E_DISK_SIZE, `disk size ${opts.sizeBytes} is not a multiple of ${SECTOR} bytes`);
-    }
-    total = BigInt(opts.sizeBytes) / S;
-    if (total < minTotal) {
-      throw new BasaltError(GPT_ERRORS.E_DISK_SIZE, `disk size ${opts.sizeBytes} bytes is too small for layout ${layout.name}`, {
-        hint: `it needs at least ${minTotal * S} bytes (${Number((minTotal * S) / 1048576n)} MiB)`,
-      });
-    }
+}
+
+/** The disk's sectors: the size asked for (whole sectors, at least `minTotal`), or `minTotal`. */
+function diskSectors(layout: Layout, sizeBytes: number | undefined, minTotal: bigint): bigint {
+  if (sizeBytes === undefined) return minTotal;
+  if (sizeBytes % SECTOR !== 0) {
+    throw new BasaltError(GPT_ERRORS.E_DISK_SIZE, `disk size ${sizeBytes} is not a multiple of ${SECTOR} bytes`);
   }
-  const lastUsable = total - tail - 1n;
-  const guidFor = (what: string) => (opts.seed !== undefined ? derivedGuid(`${opts.seed}:${what}`) : randomGuid());
+  const total = BigInt(sizeBytes) / S;
+  if (total < minTotal) {
+    throw new BasaltError(GPT_ERRORS.E_DISK_SIZE, `disk size ${sizeBytes} bytes is too small for layout ${layout.name}`, {
+      hint: `it needs at least ${minTotal * S} bytes (${Number((minTotal * S) / 1048576n)} MiB)`,
+    });
+  }
+  return total;
+}
+
+/** Lays the partitions out in number order from `start0`; the fill partition takes what the ones after it leave. */
+function placePartitions(sized: Sized[], start0: bigint, lastUsable: bigint, align: bigint, guidFor: (what: string) => string): Partition[] {
   const parts: Partition[] = [];
   let next = start0;
-  for (const { p, sectors } of [...fixed].sort((a, b) => a.p.number - b.p.number)) {
+  for (const { p, sectors } of [...sized].sort((a, b) => a.p.number - b.p.number)) {
     let len: bigint;
     if (sectors === null) {
       // Everything up to the last usable sector, minus what the partitions after it need.
-      const after = fixed.filter((x) => x.p.number > p.number).reduce((a, x) => a + x.sectors!, 0n);
+      const after = sized.filter((x) => x.p.number > p.number).reduce((a, x) => a + x.sectors!, 0n);
       len = ((lastUsable + 1n - next - after) / align) * align;
     } else len = sectors;
     parts.push({
@@ -216,16 +254,5 @@ export function planLayout(layout: Layout, opts: PlanOptions = {}): Gpt {
     });
     next += len;
   }
-  return {
-    sectorSize: SECTOR,
-    totalSectors: total,
-    diskGuid: opts.diskGuid ? normGuid(opts.diskGuid, 'disk GUID') : (layout.diskGuid ?? guidFor('disk')),
-    firstUsableLba: 2n + entrySectors,
-    lastUsableLba: lastUsable,
-    primaryEntriesLba: 2n,
-    backupHeaderLba: total - 1n,
-    entryCount: ENTRY_COUNT,
-    entrySize: ENTRY_SIZE,
-    partitions: parts,
-  };
+  return parts;
 }
