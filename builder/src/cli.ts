@@ -40,9 +40,9 @@ export async function run(ctx: CommandContext): Promise<number> {
   process.on('SIGTERM', onSignal);
   try {
     const summary = await build({
-      profileFile: (values.profile as string | undefined) ?? defaultProfilePath(),
-      outDir: (values.out as string | undefined) ?? 'out',
-      cacheDir: (values.cache as string | undefined) ?? defaultCacheDir(),
+      profileFile: values.profile ?? defaultProfilePath(),
+      outDir: values.out ?? 'out',
+      cacheDir: values.cache ?? defaultCacheDir(),
       repoRoot: repoRootDir(),
       log: ctx.log,
       signal: ac.signal,

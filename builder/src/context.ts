@@ -106,12 +106,14 @@ export function sha256(data: string | Uint8Array): string {
 export function stableJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
   if (v && typeof v === 'object') {
-    return `{${Object.keys(v as object)
+    return `{${Object.keys(v)
       .sort()
       .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
       .join(',')}}`;
   }
-  return JSON.stringify(v) ?? 'null';
+  // undefined (and functions) have no JSON text: they hash as null.
+  const text = JSON.stringify(v) as string | undefined;
+  return text ?? 'null';
 }
 
 export function stageKey(name: string, version: number, inputs: unknown, previous: string): string {

@@ -1,4 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { describeCode } from '../../common/src/errors.js';
 import { PROFILE_ERRORS } from './errors.js';
@@ -67,7 +70,7 @@ describe('parseProfile', () => {
 
   it('requires the packages a bootable image needs', () => {
     const { report } = parseProfile(base.replace('  - systemd-boot-efi\n', ''), 'p.yaml');
-    expect(report).toContainEqual(expect.objectContaining({ code: 'E_PROFILE_MISSING_PACKAGE', message: expect.stringMatching(/systemd-boot-efi/) }));
+    expect(report.find((r) => r.code === 'E_PROFILE_MISSING_PACKAGE')?.message).toMatch(/systemd-boot-efi/);
   });
 
   it('reports YAML syntax errors with a line', () => {
@@ -90,9 +93,9 @@ describe('parseProfile', () => {
 
   it('checks rules across keys', () => {
     const { report } = parseProfile(base.replace('fs: squashfs', 'fs: erofs'), 'p.yaml');
-    expect(report).toContainEqual(expect.objectContaining({ path: 'usr.compression', message: expect.stringMatching(/lz4/) }));
+    expect(report.find((r) => r.path === 'usr.compression')?.message).toMatch(/lz4/);
     const r2 = parseProfile(base.replace('blockSize: 1MiB', 'blockSize: 100000'), 'p.yaml').report;
-    expect(r2).toContainEqual(expect.objectContaining({ path: 'usr.blockSize', message: expect.stringMatching(/power of two/) }));
+    expect(r2.find((r) => r.path === 'usr.blockSize')?.message).toMatch(/power of two/);
   });
 });
 
@@ -118,9 +121,6 @@ describe('profile error codes', () => {
   });
 
   it('a profile with errors throws E_PROFILE_INVALID with the report and the default hint', async () => {
-    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
     const dir = await mkdtemp(join(tmpdir(), 'basalt-profile-'));
     try {
       const file = join(dir, 'bad.yaml');

@@ -200,7 +200,7 @@ export function parseProfile(text: string, file: string): { value: Profile | und
   if (isMap(root)) {
     const fv = root.items.find((p) => isScalar(p.key) && p.key.value === 'formatVersion');
     if (fv && isScalar(fv.value) && typeof fv.value.value === 'number' && fv.value.value > PROFILE_FORMAT_VERSION) {
-      ck.add('error', PROFILE_ERRORS.E_PROFILE_VERSION, 'formatVersion', fv.value as Node, `format version ${fv.value.value} is newer than this Basalt supports (${PROFILE_FORMAT_VERSION})`);
+      ck.add('error', PROFILE_ERRORS.E_PROFILE_VERSION, 'formatVersion', fv.value, `format version ${fv.value.value} is newer than this Basalt supports (${PROFILE_FORMAT_VERSION})`);
       return { value: undefined, report: ck.report };
     }
   }

@@ -94,7 +94,8 @@ export class Checker {
     let v: string;
     if (typeof node.value === 'string') v = node.value;
     else if (node.type === 'PLAIN' && node.range && this.text) v = this.text.slice(node.range[0], node.range[1]).trim();
-    else v = String(node.value);
+    // Not null, not an object, not a string: a number or a boolean.
+    else v = `${node.value as number | boolean}`;
     if (spec.enum && !spec.enum.includes(v)) {
       this.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, path, node, `'${v}' is not one of ${spec.enum.join(', ')}`);
       return undefined;
@@ -147,7 +148,7 @@ export class Checker {
     const out: unknown[] = [];
     let ok = true;
     const seen = new Set<string>();
-    node.items.forEach((item, i) => {
+    for (const [i, item] of node.items.entries()) {
       const v = this.check(spec.of, item as Node, `${path}[${i}]`, node);
       if (v === undefined) ok = false;
       else {
@@ -157,7 +158,7 @@ export class Checker {
         }
         out.push(v);
       }
-    });
+    }
     if (spec.min !== undefined && node.items.length < spec.min) {
       this.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, path, node, `want at least ${spec.min} item(s)`);
       return undefined;

@@ -294,7 +294,7 @@ async function installKeys(ctx: BuildContext, root: string): Promise<void> {
   await mkdir(keyDir, { recursive: true });
   for (const [i, k] of ctx.profile.keys.entries()) {
     const text = await readFile(profileRelative(ctx, k), 'utf8');
-    if (/PRIVATE KEY BLOCK/.test(text)) throw new BasaltError(BUILD_ERRORS.E_PROFILE_PRIVATE_KEY, `${k}: is a private key; an image carries public keys only`);
+    if (text.includes('PRIVATE KEY BLOCK')) throw new BasaltError(BUILD_ERRORS.E_PROFILE_PRIVATE_KEY, `${k}: is a private key; an image carries public keys only`);
     await writeFile(join(keyDir, `${String(i).padStart(2, '0')}-${basename(k).replace(/\.(pub|gpg)$/, '.asc')}`), text);
   }
 }

@@ -75,7 +75,7 @@ async function sizeGroupFiles(root: string): Promise<Record<string, string[]>> {
     files[group] = [];
     for (const n of names) {
       const list = await readFile(join(root, 'var/lib/dpkg/info', `${n}.list`), 'utf8').catch(() => readFile(join(root, 'var/lib/dpkg/info', `${n}:amd64.list`), 'utf8').catch(() => ''));
-      files[group]!.push(...list.split('\n').filter((l) => l.startsWith('/usr/') || l.startsWith('/lib/') || l.startsWith('/bin/') || l.startsWith('/sbin/')));
+      files[group].push(...list.split('\n').filter((l) => l.startsWith('/usr/') || l.startsWith('/lib/') || l.startsWith('/bin/') || l.startsWith('/sbin/')));
     }
   }
   return files;
