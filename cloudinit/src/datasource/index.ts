@@ -234,6 +234,63 @@ function withSlash(u: string): string {
   return u.endsWith('/') ? u : u + '/';
 }
 
+/** A metadata-service listing: one attribute per line. */
+async function ec2Attrs(url: string, o: HttpOptions): Promise<string[]> {
+  const t = Buffer.from(await httpGetRetry(url, o)).toString('utf8');
+  const lines = t.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines.map((l) => l.replace(/\r$/, ''));
+}
+
+/** The first line of an attribute; null when the service does not have it. */
+async function ec2Attr(url: string, o: HttpOptions): Promise<string | null> {
+  try {
+    const a = await ec2Attrs(url, o);
+    return a[0] ?? '';
+  } catch (e) {
+    if (e instanceof HttpNotFound) return null;
+    throw e;
+  }
+}
+
+/** The SSH keys under `md`/public-keys ("ID=NAME" entries), as [name, key]; null when there is no such listing. */
+async function ec2PublicKeys(md: string, o: HttpOptions, log: Log): Promise<[string, string][] | null> {
+  let names: string[];
+  try {
+    names = await ec2Attrs(`${md}/public-keys`, o);
+  } catch (e) {
+    if (!(e instanceof HttpNotFound)) throw e;
+    return null;
+  }
+  const ids = new Map<string, string>();
+  for (const kn of names) {
+    const eq = kn.indexOf('=');
+    if (eq < 0) throw new Error(`malformed public key: ${JSON.stringify(kn)}`);
+    ids.set(kn.slice(eq + 1), kn.slice(0, eq));
+  }
+  const keys: [string, string][] = [];
+  for (const [name, id] of ids) {
+    const key = await ec2Attr(`${md}/public-keys/${id}/openssh-key`, o);
+    keys.push([name, key ?? '']);
+    log(`Found SSH key for "${name}"`);
+  }
+  return keys;
+}
+
+/** The meta-data v1.14.0 reads from `md` (URL/API/meta-data): SSH keys, hostname, addresses. */
+async function ec2FetchMetadata(md: string, o: HttpOptions, log: Log): Promise<Metadata> {
+  const m: Metadata = {};
+  const keys = await ec2PublicKeys(md, o, log);
+  if (keys) m.sshPublicKeys = keys;
+  const h = await ec2Attr(`${md}/hostname`, o);
+  if (h !== null) m.hostname = h.split(' ')[0];
+  const l = await ec2Attr(`${md}/local-ipv4`, o);
+  if (l !== null && isIP(l)) m.privateIPv4 = l;
+  const p = await ec2Attr(`${md}/public-ipv4`, o);
+  if (p !== null && isIP(p)) m.publicIPv4 = p;
+  return m;
+}
+
 /**
  * ec2-metadata-service at URL/2009-04-04/ (the API version v1.14.0 asks for).
  * A service that only offers URL/latest/ (many EC2-compatible clouds and
@@ -251,21 +308,6 @@ export function ec2Metadata(rootUrl: string, o: HttpOptions = {}, log: Log = () 
           () => root + '2009-04-04/',
         ),
     ));
-  const attrs = async (url: string): Promise<string[]> => {
-    const t = Buffer.from(await httpGetRetry(url, o)).toString('utf8');
-    const lines = t.split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
-    return lines.map((l) => l.replace(/\r$/, ''));
-  };
-  const attr = async (url: string): Promise<string | null> => {
-    try {
-      const a = await attrs(url);
-      return a[0] ?? '';
-    } catch (e) {
-      if (e instanceof HttpNotFound) return null;
-      throw e;
-    }
-  };
   return {
     type: 'ec2-metadata-service',
     availabilityChanges: true,
@@ -280,37 +322,7 @@ export function ec2Metadata(rootUrl: string, o: HttpOptions = {}, log: Log = () 
       }
     },
     fetchUserdata: async () => fetchData((await apiRoot()) + 'user-data', o),
-    async fetchMetadata() {
-      const m: Metadata = {};
-      const md = (await apiRoot()) + 'meta-data';
-      let names: string[] | null = null;
-      try {
-        names = await attrs(`${md}/public-keys`);
-      } catch (e) {
-        if (!(e instanceof HttpNotFound)) throw e;
-      }
-      if (names) {
-        const ids = new Map<string, string>();
-        for (const kn of names) {
-          const eq = kn.indexOf('=');
-          if (eq < 0) throw new Error(`malformed public key: ${JSON.stringify(kn)}`);
-          ids.set(kn.slice(eq + 1), kn.slice(0, eq));
-        }
-        m.sshPublicKeys = [];
-        for (const [name, id] of ids) {
-          const key = await attr(`${md}/public-keys/${id}/openssh-key`);
-          m.sshPublicKeys.push([name, key ?? '']);
-          log(`Found SSH key for "${name}"`);
-        }
-      }
-      const h = await attr(`${md}/hostname`);
-      if (h !== null) m.hostname = h.split(' ')[0];
-      const l = await attr(`${md}/local-ipv4`);
-      if (l !== null && isIP(l)) m.privateIPv4 = l;
-      const p = await attr(`${md}/public-ipv4`);
-      if (p !== null && isIP(p)) m.publicIPv4 = p;
-      return m;
-    },
+    fetchMetadata: async () => ec2FetchMetadata((await apiRoot()) + 'meta-data', o, log),
   };
 }
 

@@ -581,76 +581,105 @@ export function problemText(p: { problem: string; problemMark: Mark; contextMark
  * `transform` is applied to every mapping key's text. Returns null for an
  * empty stream. Throws YamlDecodeError with go-yaml's message on a syntax error.
  */
-export function parseDocument(input: Uint8Array, transform: (k: string) => string = (k) => k): YDocument | null {
-  const bytes = input.length === 0 ? new Uint8Array([0x0a]) : input;
-  const p = new YParser(new Scanner(bytes));
-  let ev: YEvent;
-  const cur = (): E => ev.type;
-  const anchors = new Map<string, YNode>();
-  const skip = () => {
-    if (ev.type === E.STREAM_END) throw new YamlDecodeError('Attempted to go past the end of stream. Corrupted value?');
+/** go-yaml's decode.go parser: the events of one document into a node tree, anchors recorded by name. */
+class TreeBuilder {
+  private ev: YEvent = { type: E.NONE, start: zero(), end: zero() };
+  readonly anchors = new Map<string, YNode>();
+  private readonly p: YParser;
+  private readonly transform: (k: string) => string;
+
+  constructor(p: YParser, transform: (k: string) => string) {
+    this.p = p;
+    this.transform = transform;
+  }
+
+  get type(): E {
+    return this.ev.type;
+  }
+
+  skip(): void {
+    if (this.ev.type === E.STREAM_END) throw new YamlDecodeError('Attempted to go past the end of stream. Corrupted value?');
     try {
-      ev = p.next();
+      this.ev = this.p.next();
     } catch (e) {
       if (e instanceof YamlSyntaxError) throw new YamlDecodeError(problemText(e.detail));
       throw e;
     }
-  };
-  ev = { type: E.NONE, start: zero(), end: zero() };
-  skip(); // stream start
-  skip();
-  const setAnchor = (n: YNode, a: string | undefined) => {
-    if (a !== undefined) anchors.set(a, n);
-  };
-  const parse = (): YNode | null => {
-    switch (ev.type) {
-      case E.SCALAR: {
-        const n: YNode = { kind: 'scalar', line: ev.start.line, column: ev.start.column, tag: ev.tag ?? '', value: ev.value ?? '', implicit: !!ev.implicit, anchor: ev.anchor };
-        setAnchor(n, ev.anchor);
-        skip();
-        return n;
-      }
+  }
+
+  parse(): YNode | null {
+    switch (this.ev.type) {
+      case E.SCALAR:
+        return this.scalar(this.ev);
       case E.ALIAS: {
-        const n: YNode = { kind: 'alias', line: ev.start.line, column: ev.start.column, value: ev.anchor ?? '' };
-        skip();
+        const n: YNode = { kind: 'alias', line: this.ev.start.line, column: this.ev.start.column, value: this.ev.anchor ?? '' };
+        this.skip();
         return n;
       }
-      case E.MAPPING_START: {
-        const n: YNode = { kind: 'mapping', line: ev.start.line, column: ev.start.column, tag: ev.tag ?? '', children: [], anchor: ev.anchor };
-        setAnchor(n, ev.anchor);
-        skip();
-        while (cur() !== E.MAPPING_END) {
-          const k = parse()!;
-          if (k.kind === 'scalar' || k.kind === 'alias') k.value = transform(k.value);
-          const v = parse()!;
-          n.children.push(k, v);
-        }
-        skip();
-        return n;
-      }
-      case E.SEQUENCE_START: {
-        const n: YNode = { kind: 'sequence', line: ev.start.line, column: ev.start.column, tag: ev.tag ?? '', children: [], anchor: ev.anchor };
-        setAnchor(n, ev.anchor);
-        skip();
-        while (cur() !== E.SEQUENCE_END) n.children.push(parse()!);
-        skip();
-        return n;
-      }
-      case E.DOCUMENT_START: {
-        skip();
-        const child = parse();
-        if (cur() !== E.DOCUMENT_END) throw new Error('Expected end of document event');
-        skip();
-        return child;
-      }
+      case E.MAPPING_START:
+        return this.mapping(this.ev);
+      case E.SEQUENCE_START:
+        return this.sequence(this.ev);
+      case E.DOCUMENT_START:
+        return this.document();
       case E.STREAM_END:
         return null;
       default:
-        throw new Error('Attempted to parse unknown event: ' + ev.type);
+        throw new Error('Attempted to parse unknown event: ' + this.ev.type);
     }
-  };
-  if (ev.type === E.STREAM_END) return null;
-  const root = parse();
+  }
+
+  private setAnchor(n: YNode, a: string | undefined): void {
+    if (a !== undefined) this.anchors.set(a, n);
+  }
+
+  private scalar(ev: YEvent): YNode {
+    const n: YNode = { kind: 'scalar', line: ev.start.line, column: ev.start.column, tag: ev.tag ?? '', value: ev.value ?? '', implicit: !!ev.implicit, anchor: ev.anchor };
+    this.setAnchor(n, ev.anchor);
+    this.skip();
+    return n;
+  }
+
+  /** A mapping: keys (transformed) and values alternate in `children`. */
+  private mapping(ev: YEvent): YNode {
+    const n: YNode = { kind: 'mapping', line: ev.start.line, column: ev.start.column, tag: ev.tag ?? '', children: [], anchor: ev.anchor };
+    this.setAnchor(n, ev.anchor);
+    this.skip();
+    while (this.type !== E.MAPPING_END) {
+      const k = this.parse()!;
+      if (k.kind === 'scalar' || k.kind === 'alias') k.value = this.transform(k.value);
+      const v = this.parse()!;
+      n.children.push(k, v);
+    }
+    this.skip();
+    return n;
+  }
+
+  private sequence(ev: YEvent): YNode {
+    const n: YNode = { kind: 'sequence', line: ev.start.line, column: ev.start.column, tag: ev.tag ?? '', children: [], anchor: ev.anchor };
+    this.setAnchor(n, ev.anchor);
+    this.skip();
+    while (this.type !== E.SEQUENCE_END) n.children.push(this.parse()!);
+    this.skip();
+    return n;
+  }
+
+  private document(): YNode | null {
+    this.skip();
+    const child = this.parse();
+    if (this.type !== E.DOCUMENT_END) throw new Error('Expected end of document event');
+    this.skip();
+    return child;
+  }
+}
+
+export function parseDocument(input: Uint8Array, transform: (k: string) => string = (k) => k): YDocument | null {
+  const bytes = input.length === 0 ? new Uint8Array([0x0a]) : input;
+  const b = new TreeBuilder(new YParser(new Scanner(bytes)), transform);
+  b.skip(); // stream start
+  b.skip();
+  if (b.type === E.STREAM_END) return null;
+  const root = b.parse();
   if (!root) return null;
-  return { root, anchors };
+  return { root, anchors: b.anchors };
 }
