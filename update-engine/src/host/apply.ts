@@ -16,7 +16,8 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import got, { HTTPError, type Got } from 'got';
+import { HTTPError, type Got } from 'got';
+import { fetchText, httpClient, httpStatusOf, isTransferFailure } from '../../../common/src/http.js';
 import { createRequire } from 'node:module';
 import { BasaltError, fsError, type ErrorDef } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
@@ -26,7 +27,7 @@ import { renderEntry, kernelCmdline, entryFileName, parseEntryFileName } from '.
 import type { Esp } from './esp.js';
 import type { Keyring } from '../format/signature.js';
 import { ErrorCode, type UpdateOffer } from '../format/omaha.js';
-import { unseal, validateManifest, type PayloadManifest } from '../format/metadata.js';
+import { unseal, validateManifest, type PayloadChunk, type PayloadManifest } from '../format/metadata.js';
 import { assertInactiveWrite, invalidateTarget, postinstAttrs, type SlotPlan } from './slots.js';
 import { compareVersions } from '../format/version.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
@@ -97,23 +98,22 @@ async function saveProgress(stateDir: string, p: Progress): Promise<void> {
   await writeFileAtomic(progressPath(stateDir), JSON.stringify(p) + '\n');
 }
 
-function client(http: HttpOptions): Got {
-  return got.extend({ retry: { limit: 0 }, timeout: { connect: http.connectMs, socket: http.stallMs }, headers: { 'user-agent': 'basalt-update-engine' } });
-}
+/** The largest signed payload manifest accepted (a 100 GiB image in 1 MiB chunks is about 20 MiB of JSON). */
+export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
 
 /** Fetches and verifies the signed payload manifest named by the offer. */
 export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'ring' | 'sleep' | 'log'>): Promise<PayloadManifest> {
-  const http = client(d.http);
+  const http = httpClient({ connectMs: d.http.connectMs, stallMs: d.http.stallMs, totalMs: d.http.stallMs });
   let last: unknown;
   for (let attempt = 0; attempt <= Math.min(d.http.maxRetries, 5); attempt++) {
     const url = new URL(offer.manifestName, offer.codebases[attempt % offer.codebases.length]).toString();
     try {
-      const text = await http(url).text();
+      const text = await fetchText(http, url, { maxBytes: MAX_MANIFEST_BYTES });
       return validateManifest(await unseal(text, d.ring, url), url);
     } catch (e) {
-      if (e instanceof BasaltError) throw withCode(e, ErrorCode.DownloadPayloadPubKeyVerificationError);
+      if (!isTransferFailure(e)) throw e instanceof BasaltError ? withCode(e, ErrorCode.DownloadPayloadPubKeyVerificationError) : e;
       last = e;
-      const st = e instanceof HTTPError ? e.response.statusCode : undefined;
+      const st = httpStatusOf(e);
       if (st !== undefined && st < 500) break;
       await d.sleep(backoff(d.http, attempt));
     }
@@ -152,119 +152,174 @@ async function decompress(buf: Buffer): Promise<Buffer> {
 
 /** Steps 3-5. Returns when the slot holds the verified image. */
 export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d: ApplyDeps): Promise<void> {
-  const gpt0 = await readGpt(d.disk);
-  let p = await readProgress(d.stateDir);
-  const same = p && p.version === m.version && p.payloadSha256 === m.payload.sha256 && p.target === d.plan.target && p.diskGuid === gpt0.diskGuid;
-  if (!same) {
-    // Fresh start: make sure nothing can boot the target while it is half written.
-    await writeGpt(d.disk, invalidateTarget(gpt0, d.plan));
-    d.failpoint('invalidated');
-    await removeEntries(d.esp, d.plan.target === 'A' ? 'a' : 'b');
-    p = { formatVersion: 1, version: m.version, payloadSha256: m.payload.sha256, target: d.plan.target, diskGuid: gpt0.diskGuid, chunksDone: 0, phase: 'writing', resumes: 0 };
-    await saveProgress(d.stateDir, p);
-    d.failpoint('progress-created');
-  } else if (p!.phase !== 'writing') {
-    return;
-  } else {
-    p = { ...p!, resumes: p!.resumes + 1 };
-    d.log.info(`resuming ${m.version} at chunk ${p.chunksDone}/${m.payload.chunks.length}`);
-  }
-  const prog = p!;
+  const prog = await startOrResume(m, d);
+  if (!prog) return;
   d.onDownloadStarted(prog.chunksDone > 0);
-  const chunks = m.payload.chunks;
-  const imageOff: number[] = [];
-  let acc = 0;
-  for (const c of chunks) {
-    imageOff.push(acc);
-    acc += c.uncompressedSize;
-  }
   let fh: FileHandle;
   try {
     fh = await open(d.disk, 'r+');
   } catch (e) {
     throw withCode(fsError(e, d.disk, 'open for writing'), ErrorCode.InstallDeviceOpenError);
   }
-  const http = client(d.http);
   try {
-    let k = prog.chunksDone;
-    let partial: Buffer[] = [];
-    let partialLen = 0;
-    let attempt = 0;
-    let urlIndex = 0;
-    while (k < chunks.length) {
-      const start = chunks[k]!.offset + partialLen;
-      const url = new URL(offer.packageName, offer.codebases[urlIndex % offer.codebases.length]).toString();
-      try {
-        const stream = http.stream(url, { headers: { range: `bytes=${start}-` } });
-        let refused: BasaltError | undefined;
-        stream.once('response', (res: { statusCode: number; headers: Record<string, string | undefined> }) => {
-          if (res.statusCode === 200 && start !== 0) refused = fail(UE_ERRORS.E_NO_RANGE, `${url}: the server ignored the Range request`, ErrorCode.DownloadTransferError);
-          const len = Number(res.headers['content-length'] ?? NaN);
-          if (len > m.payload.size - start) {
-            refused = fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: the server sends ${len} bytes from offset ${start}, more than the announced ${m.payload.size}-byte payload; aborted`, ErrorCode.PayloadSizeMismatchError);
-          }
-        });
-        let received = 0;
-        for await (const data of stream as AsyncIterable<Buffer>) {
-          if (refused) throw refused;
-          received += data.length;
-          if (start + received > m.payload.size) {
-            throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
-          }
-          partial.push(data);
-          partialLen += data.length;
-          while (k < chunks.length && partialLen >= chunks[k]!.size) {
-            const c = chunks[k]!;
-            const all = Buffer.concat(partial);
-            const comp = all.subarray(0, c.size);
-            const rest = all.subarray(c.size);
-            partial = rest.length ? [Buffer.from(rest)] : [];
-            partialLen = rest.length;
-            if (createHash('sha256').update(comp).digest('hex') !== c.sha256) {
-              throw fail(UE_ERRORS.E_PAYLOAD_HASH, `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
-            }
-            let raw: Buffer;
-            try {
-              raw = await decompress(comp);
-            } catch (e) {
-              throw fail(UE_ERRORS.E_PAYLOAD_DECOMPRESS, `chunk ${k}: xz data is corrupt (${(e as Error).message})`, ErrorCode.DownloadWriteError);
-            }
-            if (raw.length !== c.uncompressedSize) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `chunk ${k}: ${raw.length} bytes after xz, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
-            const off = d.plan.range.offset + imageOff[k]!;
-            assertInactiveWrite(d.plan, off, raw.length);
-            await fh.write(raw, 0, raw.length, off);
-            d.failpoint('chunk-written');
-            await fh.datasync();
-            k++;
-            prog.chunksDone = k;
-            await saveProgress(d.stateDir, prog);
-            d.failpoint('chunk-saved');
-            d.onProgress(c.offset / m.payload.size + c.size / m.payload.size);
-            attempt = 0;
-          }
-        }
-        if (refused) throw refused;
-        if (k < chunks.length) throw Object.assign(new Error(`connection closed at byte ${start + received} of ${m.payload.size}`), { code: 'ERR_PREMATURE_CLOSE' });
-      } catch (e) {
-        if (e instanceof BasaltError) throw e;
-        const status = e instanceof HTTPError ? e.response.statusCode : undefined;
-        if (status !== undefined && status < 500 && status !== 408 && status !== 429) {
-          throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: HTTP ${status}`, ErrorCode.HttpBase + status);
-        }
-        if (++attempt > d.http.maxRetries) {
-          throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: giving up after ${d.http.maxRetries} retries: ${(e as Error).message}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
-        }
-        const wait = backoff(d.http, attempt - 1);
-        d.log.warn(`download of ${m.version} interrupted at chunk ${k}/${chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
-        prog.resumes++;
-        urlIndex++;
-        await d.sleep(wait);
-      }
-    }
+    await fetchChunks({ m, d, fh, prog, imageOff: imageOffsets(m.payload.chunks) }, offer);
   } finally {
     await fh.close();
   }
   d.failpoint('download-done');
+}
+
+/**
+ * Step 3: a fresh start makes the target unbootable (GPT and entries) before a
+ * byte of it is written and records the progress; the same download resumes.
+ * Undefined when the download is already complete.
+ */
+async function startOrResume(m: PayloadManifest, d: ApplyDeps): Promise<Progress | undefined> {
+  const gpt0 = await readGpt(d.disk);
+  const p = await readProgress(d.stateDir);
+  const same = p && p.version === m.version && p.payloadSha256 === m.payload.sha256 && p.target === d.plan.target && p.diskGuid === gpt0.diskGuid;
+  if (same) {
+    if (p.phase !== 'writing') return undefined;
+    d.log.info(`resuming ${m.version} at chunk ${p.chunksDone}/${m.payload.chunks.length}`);
+    return { ...p, resumes: p.resumes + 1 };
+  }
+  await writeGpt(d.disk, invalidateTarget(gpt0, d.plan));
+  d.failpoint('invalidated');
+  await removeEntries(d.esp, slotKey(d.plan.target));
+  const fresh: Progress = { formatVersion: 1, version: m.version, payloadSha256: m.payload.sha256, target: d.plan.target, diskGuid: gpt0.diskGuid, chunksDone: 0, phase: 'writing', resumes: 0 };
+  await saveProgress(d.stateDir, fresh);
+  d.failpoint('progress-created');
+  return fresh;
+}
+
+/** Where each chunk's bytes start in the image. */
+function imageOffsets(chunks: PayloadChunk[]): number[] {
+  const out: number[] = [];
+  let acc = 0;
+  for (const c of chunks) {
+    out.push(acc);
+    acc += c.uncompressedSize;
+  }
+  return out;
+}
+
+/** What the writer of one download holds. */
+interface ChunkWriter {
+  m: PayloadManifest;
+  d: ApplyDeps;
+  fh: FileHandle;
+  prog: Progress;
+  imageOff: number[];
+}
+
+/** Where a download stands between attempts. */
+interface Transfer {
+  /** The next chunk to write. */
+  k: number;
+  /** Bytes of chunk k received so far. */
+  partial: Buffer[];
+  partialLen: number;
+  attempt: number;
+  urlIndex: number;
+}
+
+/** Step 4: fetches the chunks from chunksDone on, retrying with Range (next codebase each time) until all are written. */
+async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
+  const http = httpClient({ connectMs: w.d.http.connectMs, stallMs: w.d.http.stallMs });
+  const t: Transfer = { k: w.prog.chunksDone, partial: [], partialLen: 0, attempt: 0, urlIndex: 0 };
+  while (t.k < w.m.payload.chunks.length) {
+    const url = new URL(offer.packageName, offer.codebases[t.urlIndex % offer.codebases.length]).toString();
+    try {
+      await transferOnce(w, http, url, t);
+    } catch (e) {
+      await retryOrGiveUp(w, url, t, e);
+    }
+  }
+}
+
+/** One HTTP request from the first byte not yet received; writes every chunk it completes. */
+async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer): Promise<void> {
+  const { m } = w;
+  const chunks = m.payload.chunks;
+  const start = chunks[t.k]!.offset + t.partialLen;
+  const stream = http.stream(url, { headers: { range: `bytes=${start}-` } });
+  let refused: BasaltError | undefined;
+  stream.once('response', (res: { statusCode: number; headers: Record<string, string | undefined> }) => {
+    if (res.statusCode === 200 && start !== 0) refused = fail(UE_ERRORS.E_NO_RANGE, `${url}: the server ignored the Range request`, ErrorCode.DownloadTransferError);
+    const len = Number(res.headers['content-length'] ?? NaN);
+    if (len > m.payload.size - start) {
+      refused = fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: the server sends ${len} bytes from offset ${start}, more than the announced ${m.payload.size}-byte payload; aborted`, ErrorCode.PayloadSizeMismatchError);
+    }
+  });
+  let received = 0;
+  for await (const data of stream as AsyncIterable<Buffer>) {
+    if (refused) throw refused;
+    received += data.length;
+    if (start + received > m.payload.size) {
+      throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
+    }
+    t.partial.push(data);
+    t.partialLen += data.length;
+    while (t.k < chunks.length && t.partialLen >= chunks[t.k]!.size) {
+      await writeChunk(w, t.k, takeBytes(t, chunks[t.k]!.size), url);
+      t.k++;
+      t.attempt = 0;
+    }
+  }
+  if (refused) throw refused;
+  if (t.k < chunks.length) throw Object.assign(new Error(`connection closed at byte ${start + received} of ${m.payload.size}`), { code: 'ERR_PREMATURE_CLOSE' });
+}
+
+/** Takes the first `n` received bytes (one chunk) off the transfer's buffer. */
+function takeBytes(t: Transfer, n: number): Buffer {
+  const all = Buffer.concat(t.partial);
+  const rest = all.subarray(n);
+  t.partial = rest.length ? [Buffer.from(rest)] : [];
+  t.partialLen = rest.length;
+  return all.subarray(0, n);
+}
+
+/** Verifies chunk k against the signed manifest, decompresses it and writes it into the inactive slot, then records it. */
+async function writeChunk(w: ChunkWriter, k: number, comp: Buffer, url: string): Promise<void> {
+  const { m, d } = w;
+  const c = m.payload.chunks[k]!;
+  if (createHash('sha256').update(comp).digest('hex') !== c.sha256) {
+    throw fail(UE_ERRORS.E_PAYLOAD_HASH, `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
+  }
+  let raw: Buffer;
+  try {
+    raw = await decompress(comp);
+  } catch (e) {
+    throw fail(UE_ERRORS.E_PAYLOAD_DECOMPRESS, `chunk ${k}: xz data is corrupt (${(e as Error).message})`, ErrorCode.DownloadWriteError);
+  }
+  if (raw.length !== c.uncompressedSize) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `chunk ${k}: ${raw.length} bytes after xz, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
+  const off = d.plan.range.offset + w.imageOff[k]!;
+  assertInactiveWrite(d.plan, off, raw.length);
+  await w.fh.write(raw, 0, raw.length, off);
+  d.failpoint('chunk-written');
+  await w.fh.datasync();
+  w.prog.chunksDone = k + 1;
+  await saveProgress(d.stateDir, w.prog);
+  d.failpoint('chunk-saved');
+  d.onProgress(c.offset / m.payload.size + c.size / m.payload.size);
+}
+
+/** After a failed attempt: a refusal or a client error ends the download; a transfer failure waits and retries. */
+async function retryOrGiveUp(w: ChunkWriter, url: string, t: Transfer, e: unknown): Promise<void> {
+  const { d } = w;
+  if (e instanceof BasaltError) throw e;
+  const status = e instanceof HTTPError ? e.response.statusCode : undefined;
+  if (status !== undefined && status < 500 && status !== 408 && status !== 429) {
+    throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: HTTP ${status}`, ErrorCode.HttpBase + status);
+  }
+  if (++t.attempt > d.http.maxRetries) {
+    throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: giving up after ${d.http.maxRetries} retries: ${(e as Error).message}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
+  }
+  const wait = backoff(d.http, t.attempt - 1);
+  d.log.warn(`download of ${w.m.version} interrupted at chunk ${t.k}/${w.m.payload.chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
+  w.prog.resumes++;
+  t.urlIndex++;
+  await d.sleep(wait);
 }
 
 /** Step 5: the slot must hold exactly the signed image (re-read from the disk). */

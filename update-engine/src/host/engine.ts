@@ -8,7 +8,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import got, { HTTPError } from 'got';
+import { fetchText, httpClient, httpStatusOf, isTransferFailure } from '../../../common/src/http.js';
 import { BasaltError, isBasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
 import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
@@ -16,6 +16,7 @@ import { parseEntryFileName } from '../../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
 import { buildRequest, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
+import { defaultXmlLimits } from '../format/xml.js';
 import { APP_ID, SLOT_PARTLABEL, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
 import { unseal, validateChannel, type PayloadManifest } from '../format/metadata.js';
 import { decideOffer, offerFromChannel } from '../format/offer.js';
@@ -72,6 +73,9 @@ export interface Status extends MachineState {
   blocked: string[];
 }
 
+/** The largest static channel file accepted. */
+export const MAX_CHANNEL_BYTES = 1024 * 1024;
+
 export class Engine {
   state: MachineState = initialState;
   private sched: SchedulerState = { checks: 0, serverErrors: 0 };
@@ -80,6 +84,8 @@ export class Engine {
   private offer: UpdateOffer | undefined;
   private manifest: PayloadManifest | undefined;
   private ring: Keyring | undefined;
+  /** The client of the check and of static channel files: 60 s per request at most. */
+  private readonly http = httpClient({ connectMs: 30_000, stallMs: 60_000, totalMs: 60_000 });
   private work: Promise<void> = Promise.resolve();
   private listeners = new Set<(s: Status) => void>();
   private stopped = false;
@@ -386,7 +392,7 @@ export class Engine {
 
   private async post(body: string): Promise<string> {
     const url = this.env.server!;
-    return got.post(url, { body, headers: { 'content-type': 'text/xml' }, retry: { limit: 0 }, timeout: { request: 60_000 } }).text();
+    return fetchText(this.http, url, { method: 'POST', body, headers: { 'content-type': 'text/xml' }, maxBytes: defaultXmlLimits.maxBytes });
   }
 
   /**
@@ -444,10 +450,11 @@ export class Engine {
         }
       }
     } catch (e) {
-      const status = e instanceof HTTPError ? e.response.statusCode : undefined;
+      const status = httpStatusOf(e);
+      const transfer = isTransferFailure(e);
       const msg = isBasaltError(e) ? e.message : `${srv}: ${(e as Error).message}`;
       this.env.log.warn(`update check failed: ${msg}`);
-      this.lastFailure = isBasaltError(e) ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`);
+      this.lastFailure = isBasaltError(e) && !transfer ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`);
       this.send({ type: 'CHECK_FAILED', now, httpStatus: status, message: msg });
       return;
     }
@@ -471,7 +478,7 @@ export class Engine {
   private async staticCheck(base: string): Promise<{ status: 'noupdate' | 'ok'; offer?: UpdateOffer }> {
     const b = base.endsWith('/') ? base : base + '/';
     const url = new URL(`channels/${this.env.me.channel}.json`, b).toString();
-    const text = await got(url, { retry: { limit: 0 }, timeout: { request: 60_000 } }).text();
+    const text = await fetchText(this.http, url, { maxBytes: MAX_CHANNEL_BYTES });
     const ch = validateChannel(await unseal(text, this.ring!, url), url, this.env.me.channel, new Date(this.env.clock.now()));
     if (!decideOffer(ch, { machineId: this.env.machineId, version: this.env.me.version, board: this.env.me.board }).offer) return { status: 'noupdate' };
     return { status: 'ok', offer: offerFromChannel(ch, b) };

@@ -14,13 +14,13 @@
  * holding the lock, coreos/bugs #1886). Machines that wait register under
  * .../rebootlock/waiting/<id> with a lease, for `locksmithctl status`.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type { Got } from 'got';
 import { readFile } from 'node:fs/promises';
 import { BasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
 import { parseDuration } from '../format/duration.js';
 import { UE_ERRORS } from '../errors.js';
 import { UPDATE_CONF_DEFAULTS, type RebootStrategy } from '../../../common/src/contracts.js';
+import { HTTP_ERRORS, httpClient, requestText, type TextReply, type TlsFiles } from '../../../common/src/http.js';
 
 export const SEMAPHORE_KEY = 'coreos.com/updateengine/rebootlock/semaphore';
 
@@ -399,6 +399,13 @@ interface Reply {
   json: Record<string, unknown>;
 }
 
+/** One line for a transport failure: 'no reply within N s' for a timeout, else the cause. */
+function timeoutText(e: unknown, ms: number): string {
+  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : e;
+  if (cause instanceof Error && (cause.name === 'TimeoutError' || (cause as NodeJS.ErrnoException).code === 'ETIMEDOUT')) return `no reply within ${ms / 1000} s`;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
 /** A transport-level failure of one endpoint: try the next. */
 class EndpointFailure extends Error {}
 
@@ -408,7 +415,8 @@ export class EtcdKv {
   private readonly maxBytes: number;
   private preferred = 0;
   private token: string | undefined;
-  private tls: Promise<{ ca?: Buffer; cert?: Buffer; key?: Buffer }> | undefined;
+  private tls: Promise<TlsFiles> | undefined;
+  private clients: Promise<{ plain: Got; secure: Got }> | undefined;
 
   constructor(
     readonly endpoints: string[],
@@ -435,59 +443,45 @@ export class EtcdKv {
     return this.tls;
   }
 
-  private async postOnce(ep: string, path: string, body: string, auth: boolean): Promise<Reply> {
-    let url: URL;
+  /** The one HTTP client setup, with etcd's TLS files for https endpoints; one request at most timeoutMs. */
+  private client(secure: boolean): Promise<Got> {
+    this.clients ??= (async () => {
+      const limits = { connectMs: this.timeoutMs, stallMs: this.timeoutMs, totalMs: this.timeoutMs };
+      return { plain: httpClient(limits), secure: httpClient(limits, await this.tlsFiles()) };
+    })();
+    return this.clients.then((c) => (secure ? c.secure : c.plain));
+  }
+
+  private endpointUrl(ep: string, path: string): URL {
     try {
-      url = new URL(path, ep.endsWith('/') ? ep : ep + '/');
+      return new URL(path, ep.endsWith('/') ? ep : ep + '/');
     } catch {
       throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, `etcd endpoint '${ep}' is not a URL`, { hint: 'give endpoints such as http://10.0.0.1:2379' });
     }
-    const secure = url.protocol === 'https:';
-    const tls = secure ? await this.tlsFiles() : {};
-    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+  }
+
+  private async postOnce(ep: string, path: string, body: string, auth: boolean): Promise<Reply> {
+    const url = this.endpointUrl(ep, path);
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (auth && this.token) headers['authorization'] = this.token;
-    const limit = this.maxBytes;
-    return new Promise<Reply>((resolve, reject) => {
-      let settled = false;
-      const fail = (e: Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(e instanceof EndpointFailure ? e : new EndpointFailure(e.message));
-        req.destroy();
-      };
-      const req = (secure ? https : http).request(url, { method: 'POST', headers, ...tls }, (res) => {
-        const chunks: Buffer[] = [];
-        let n = 0;
-        res.on('data', (c: Buffer) => {
-          n += c.length;
-          if (n > limit) fail(new EndpointFailure(`reply is larger than ${limit} bytes`));
-          else chunks.push(c);
-        });
-        res.on('error', fail);
-        res.on('aborted', () => fail(new EndpointFailure('reply cut short')));
-        res.on('end', () => {
-          if (settled) return;
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-            fail(new EndpointFailure(`HTTP ${res.statusCode}: reply is not a JSON object${text ? ` (${JSON.stringify(text.slice(0, 80))})` : ''}`));
-            return;
-          }
-          settled = true;
-          clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, json: json as Record<string, unknown> });
-        });
-      });
-      const timer = setTimeout(() => fail(new EndpointFailure(`no reply within ${this.timeoutMs / 1000} s`)), this.timeoutMs);
-      req.on('error', fail);
-      req.end(body);
-    });
+    let reply: TextReply;
+    try {
+      reply = await requestText(await this.client(url.protocol === 'https:'), url.toString(), { method: 'POST', body, headers, maxBytes: this.maxBytes });
+    } catch (e) {
+      if (e instanceof BasaltError && e.code === UE_ERRORS.E_ETCD_CONFIG.code) throw e;
+      const msg = e instanceof BasaltError && e.code === HTTP_ERRORS.E_HTTP_TOO_LARGE.code ? `reply is larger than ${this.maxBytes} bytes` : timeoutText(e, this.timeoutMs);
+      throw new EndpointFailure(msg);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(reply.text);
+    } catch {
+      json = undefined;
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      throw new EndpointFailure(`HTTP ${reply.status}: reply is not a JSON object${reply.text ? ` (${JSON.stringify(reply.text.slice(0, 80))})` : ''}`);
+    }
+    return { status: reply.status, json: json as Record<string, unknown> };
   }
 
   private async authenticate(ep: string): Promise<void> {
@@ -569,35 +563,34 @@ export class EtcdKv {
     } catch {
       return 'failed';
     }
-    const secure = url.protocol === 'https:';
-    const tls = secure ? await this.tlsFiles() : {};
-    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.token) headers['authorization'] = this.token;
     const limit = this.maxBytes;
+    const client = await this.client(url.protocol === 'https:');
     return new Promise((resolve) => {
       let done = false;
+      // The watch outlives one request's time limit: this timer bounds it instead.
+      const stream = client.stream.post(url, { body, headers, timeout: { request: timeoutMs + 5000, socket: timeoutMs + 5000 } });
       const finish = (r: 'changed' | 'timeout' | 'failed') => {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        req.destroy();
+        stream.destroy();
         resolve(r);
       };
       const timer = setTimeout(() => finish('timeout'), timeoutMs);
-      const req = (secure ? https : http).request(url, { method: 'POST', headers, ...tls }, (res) => {
-        if ((res.statusCode ?? 0) >= 300) return finish('failed');
-        let text = '';
-        res.on('data', (c: Buffer) => {
-          text += c.toString('utf8');
-          if (text.length > limit) return finish('failed');
-          // One JSON object per message: {"result":{"created":true,...}}, then {"result":{"events":[...]}}.
-          if (/"events"\s*:\s*\[\s*\{/.test(text) || /"compact_revision"\s*:\s*"?[1-9]/.test(text) || /"canceled"\s*:\s*true/.test(text)) finish('changed');
-        });
-        res.on('end', () => finish('failed'));
-        res.on('error', () => finish('failed'));
+      let text = '';
+      stream.on('response', (res: { statusCode: number }) => {
+        if (res.statusCode >= 300) finish('failed');
       });
-      req.on('error', () => finish('failed'));
-      req.end(body);
+      stream.on('data', (c: Buffer) => {
+        text += c.toString('utf8');
+        if (text.length > limit) return finish('failed');
+        // One JSON object per message: {"result":{"created":true,...}}, then {"result":{"events":[...]}}.
+        if (/"events"\s*:\s*\[\s*\{/.test(text) || /"compact_revision"\s*:\s*"?[1-9]/.test(text) || /"canceled"\s*:\s*true/.test(text)) finish('changed');
+      });
+      stream.on('end', () => finish('failed'));
+      stream.on('error', () => finish('failed'));
     });
   }
   /** Refreshes a lease; its remaining TTL in seconds, 0 when it is gone. */

@@ -1,0 +1,121 @@
+/**
+ * The one HTTP client setup (got) for every outgoing request Basalt makes on a
+ * host: the update check, manifests, payloads, static channel files, etcd for
+ * the reboot lock. Every request is bounded in time (connect, idle socket,
+ * whole request) and every body read here is bounded in bytes. No retries
+ * inside: callers own their retry policy.
+ */
+import got, { type Got, type Method } from 'got';
+import { BasaltError, defineErrors } from './errors.js';
+
+export const HTTP_ERRORS = defineErrors('http', {
+  E_HTTP_TOO_LARGE: { meaning: 'a server sent more bytes than the reply may have', hint: 'the server or a proxy in between is misbehaving' },
+  E_HTTP_STATUS: { meaning: 'a server answered with an HTTP error status' },
+  E_HTTP_TRANSPORT: { meaning: 'a request failed before a complete answer arrived (refused, reset, timed out, TLS)', hint: 'check the network and that the server is up' },
+});
+
+export interface HttpLimits {
+  /** Time to connect (TCP and TLS). */
+  connectMs: number;
+  /** Give up on a socket that receives nothing for this long. */
+  stallMs: number;
+  /** Give up on the whole request after this long (undefined: no total limit, as for long downloads). */
+  totalMs?: number | undefined;
+}
+
+export const USER_AGENT = 'basalt-update-engine';
+
+/** TLS material for a server with its own CA or one that wants a client certificate. */
+export interface TlsFiles {
+  ca?: Buffer | undefined;
+  cert?: Buffer | undefined;
+  key?: Buffer | undefined;
+}
+
+/** A got instance with Basalt's limits: no retries, timeouts from `l`, Basalt's user agent. */
+export function httpClient(l: HttpLimits, tls: TlsFiles = {}): Got {
+  return got.extend({
+    retry: { limit: 0 },
+    timeout: { connect: l.connectMs, socket: l.stallMs, ...(l.totalMs !== undefined ? { request: l.totalMs } : {}) },
+    headers: { 'user-agent': USER_AGENT },
+    https: { ...(tls.ca ? { certificateAuthority: tls.ca } : {}), ...(tls.cert ? { certificate: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}) },
+  });
+}
+
+export interface TextRequest {
+  method?: Method;
+  body?: string;
+  headers?: Record<string, string>;
+  /** The largest reply body accepted; more is an E_HTTP_TOO_LARGE failure, read no further. */
+  maxBytes: number;
+  signal?: AbortSignal | undefined;
+}
+
+export interface TextReply {
+  status: number;
+  text: string;
+}
+
+/**
+ * Sends one request and reads the reply body as text, at most `maxBytes` of
+ * it. Any status is returned (callers decide what an error status means);
+ * transport failures throw E_HTTP_TRANSPORT naming the URL.
+ */
+export function requestText(client: Got, url: string, r: TextRequest): Promise<TextReply> {
+  return new Promise((resolve, reject) => {
+    const stream = client.stream(url, {
+      method: r.method ?? 'GET',
+      ...(r.body !== undefined ? { body: r.body } : {}),
+      headers: r.headers ?? {},
+      throwHttpErrors: false,
+      ...(r.signal ? { signal: r.signal } : {}),
+    });
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let status = 0;
+    let settled = false;
+    const settle = (e: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      if (e) {
+        stream.destroy();
+        reject(e);
+      } else resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
+    };
+    stream.on('response', (res: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
+      status = res.statusCode;
+      const announced = Number(res.headers['content-length'] ?? NaN);
+      if (announced > r.maxBytes) settle(tooLarge(url, r.maxBytes));
+    });
+    stream.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > r.maxBytes) settle(tooLarge(url, r.maxBytes));
+      else chunks.push(c);
+    });
+    stream.on('end', () => settle(undefined));
+    stream.on('error', (e: Error) => settle(e instanceof BasaltError ? e : new BasaltError(HTTP_ERRORS.E_HTTP_TRANSPORT, `${url}: ${e.message}`, { cause: e })));
+  });
+}
+
+/** As requestText, but a status other than 2xx is an E_HTTP_STATUS error (details.status has it). */
+export async function fetchText(client: Got, url: string, r: TextRequest): Promise<string> {
+  const reply = await requestText(client, url, r);
+  if (reply.status < 200 || reply.status > 299) {
+    throw new BasaltError(HTTP_ERRORS.E_HTTP_STATUS, `${url}: HTTP ${reply.status}`, { details: { status: reply.status } });
+  }
+  return reply.text;
+}
+
+/** True for a failure of the transfer (status or transport) that a retry may mend; false for a refusal such as E_HTTP_TOO_LARGE. */
+export function isTransferFailure(e: unknown): boolean {
+  return e instanceof BasaltError && (e.code === HTTP_ERRORS.E_HTTP_STATUS.code || e.code === HTTP_ERRORS.E_HTTP_TRANSPORT.code);
+}
+
+/** The HTTP status of an E_HTTP_STATUS error, else undefined. */
+export function httpStatusOf(e: unknown): number | undefined {
+  return e instanceof BasaltError && e.code === HTTP_ERRORS.E_HTTP_STATUS.code && typeof e.details['status'] === 'number' ? e.details['status'] : undefined;
+}
+
+function tooLarge(url: string, max: number): BasaltError {
+  return new BasaltError(HTTP_ERRORS.E_HTTP_TOO_LARGE, `${url}: the reply is larger than ${max} bytes`);
+}
