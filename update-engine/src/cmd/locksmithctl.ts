@@ -38,8 +38,14 @@ export interface CtlIo {
   now?: () => Date;
 }
 
-export async function main(argv: string[], io: CtlIo): Promise<number> {
-  const env = io.env ?? process.env;
+/** The command line split into flags (each value given, in order) and the rest (command and argument). */
+interface CtlArgs {
+  given: Map<Flag, string[]>;
+  rest: string[];
+}
+
+/** Splits argv; a number is the exit code when there is nothing to run (help printed, or a flag without its value). */
+function parseArgv(argv: string[], io: CtlIo): CtlArgs | number {
   const given = new Map<Flag, string[]>();
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -58,12 +64,25 @@ export async function main(argv: string[], io: CtlIo): Promise<number> {
       return 0;
     } else rest.push(a);
   }
+  return { given, rest };
+}
+
+/** The etcd client and the reboot lock of the group. */
+interface CtlClient {
+  kv: EtcdKv;
+  lock: RebootLock;
+  group: string | undefined;
+}
+
+/** Builds the client from the flags, and LOCKSMITHCTL_* for the flags not given. */
+function ctlClient(given: Map<Flag, string[]>, env: Record<string, string | undefined>): CtlClient {
   // CoreOS's flagsFromEnv: a flag not on the command line comes from LOCKSMITHCTL_<FLAG>.
   const value = (f: Flag): string | undefined => {
     const v = given.get(f)?.at(-1) ?? env[`LOCKSMITHCTL_${f.toUpperCase().replace(/-/g, '_')}`];
     return v === undefined || v === '' ? undefined : v;
   };
-  const epFlags = given.get('endpoint') ?? (value('endpoint') !== undefined ? [value('endpoint')!] : []);
+  const envEndpoint = value('endpoint');
+  const epFlags = given.get('endpoint') ?? (envEndpoint !== undefined ? [envEndpoint] : []);
   const endpoints = epFlags.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
   for (const e of endpoints) checkEndpoint(e, given.has('endpoint') ? '-endpoint' : 'LOCKSMITHCTL_ENDPOINT');
   const etcd: EtcdOptions = {
@@ -76,50 +95,73 @@ export async function main(argv: string[], io: CtlIo): Promise<number> {
   checkEtcdOptions(etcd, 'LOCKSMITHCTL_ETCD_');
   const group = value('group');
   const kv = new EtcdKv(endpoints.length ? endpoints : UPDATE_CONF_DEFAULTS.etcdEndpoints, etcd);
-  const lock = new RebootLock(kv, group);
-  const machineId = async () =>
-    (await readFile('/etc/machine-id', 'utf8').catch(() => '')).trim() ||
-    (() => {
-      throw new BasaltError(UE_ERRORS.E_NO_MACHINE_ID, '/etc/machine-id is missing', { hint: 'pass the id: locksmithctl lock ID' });
-    })();
-  const [cmd, arg] = rest;
+  return { kv, lock: new RebootLock(kv, group), group };
+}
+
+async function machineId(): Promise<string> {
+  const id = (await readFile('/etc/machine-id', 'utf8').catch(() => '')).trim();
+  if (!id) throw new BasaltError(UE_ERRORS.E_NO_MACHINE_ID, '/etc/machine-id is missing', { hint: 'pass the id: locksmithctl lock ID' });
+  return id;
+}
+
+async function status(c: CtlClient, io: CtlIo): Promise<number> {
+  const [{ sem }, waiters] = await Promise.all([c.lock.get(), listWaiters(c.kv, c.group)]);
+  io.out(formatStatus(sem, waiters, (io.now ?? (() => new Date()))()));
+  return 0;
+}
+
+async function lock(c: CtlClient, io: CtlIo, id: string | undefined): Promise<number> {
+  const r = await c.lock.lock(id ?? (await machineId()));
+  for (const x of r.expired) io.out(expiredMessage(x, r.sem.expire ?? 0) + '\n');
+  return 0;
+}
+
+async function unlock(c: CtlClient, id: string | undefined): Promise<number> {
+  await c.lock.unlock(id ?? (await machineId()));
+  return 0;
+}
+
+async function setMax(c: CtlClient, io: CtlIo, arg: string | undefined): Promise<number> {
+  if (!arg || !/^\d+$/.test(arg)) {
+    io.err(`locksmithctl: set-max needs a number\n${USAGE}`);
+    return 2;
+  }
+  const { sem } = await c.lock.get();
+  const next = await c.lock.setMax(Number(arg));
+  io.out(`Old: ${sem.max}\nNew: ${next.max}\n`);
+  return 0;
+}
+
+async function setExpire(c: CtlClient, io: CtlIo, arg: string | undefined): Promise<number> {
+  if (arg === undefined) {
+    io.err(`locksmithctl: set-expire needs a duration such as 15m, or 0\n${USAGE}`);
+    return 2;
+  }
+  const seconds = parseExpire(arg);
+  const { sem } = await c.lock.get();
+  const next = await c.lock.setExpire(seconds);
+  const show = (s: number | undefined) => (s ? formatDuration(s * 1000) : 'never');
+  io.out(`Old: ${show(sem.expire)}\nNew: ${show(next.expire)}\n`);
+  return 0;
+}
+
+export async function main(argv: string[], io: CtlIo): Promise<number> {
+  const args = parseArgv(argv, io);
+  if (typeof args === 'number') return args;
+  const c = ctlClient(args.given, io.env ?? process.env);
+  const [cmd, arg] = args.rest;
   if (cmd === 'lock' || cmd === 'unlock' || cmd === 'set-max' || cmd === 'set-expire') await requireActionRights(`locksmithctl ${cmd}`);
   switch (cmd) {
-    case 'status': {
-      const [{ sem }, waiters] = await Promise.all([lock.get(), listWaiters(kv, group)]);
-      io.out(formatStatus(sem, waiters, (io.now ?? (() => new Date()))()));
-      return 0;
-    }
-    case 'lock': {
-      const r = await lock.lock(arg ?? (await machineId()));
-      for (const x of r.expired) io.out(expiredMessage(x, r.sem.expire ?? 0) + '\n');
-      return 0;
-    }
+    case 'status':
+      return status(c, io);
+    case 'lock':
+      return lock(c, io, arg);
     case 'unlock':
-      await lock.unlock(arg ?? (await machineId()));
-      return 0;
-    case 'set-max': {
-      if (!arg || !/^\d+$/.test(arg)) {
-        io.err(`locksmithctl: set-max needs a number\n${USAGE}`);
-        return 2;
-      }
-      const { sem } = await lock.get();
-      const next = await lock.setMax(Number(arg));
-      io.out(`Old: ${sem.max}\nNew: ${next.max}\n`);
-      return 0;
-    }
-    case 'set-expire': {
-      if (arg === undefined) {
-        io.err(`locksmithctl: set-expire needs a duration such as 15m, or 0\n${USAGE}`);
-        return 2;
-      }
-      const seconds = parseExpire(arg);
-      const { sem } = await lock.get();
-      const next = await lock.setExpire(seconds);
-      const show = (s: number | undefined) => (s ? formatDuration(s * 1000) : 'never');
-      io.out(`Old: ${show(sem.expire)}\nNew: ${show(next.expire)}\n`);
-      return 0;
-    }
+      return unlock(c, arg);
+    case 'set-max':
+      return setMax(c, io, arg);
+    case 'set-expire':
+      return setExpire(c, io, arg);
     default:
       io.err(USAGE);
       return 2;

@@ -9,8 +9,8 @@ import { parse } from '../../../common/src/cli/args.js';
 import { UsageError, BasaltError } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
 import { loadConf } from '../host/config.js';
-import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../host/hostenv.js';
-import type { Engine, Status } from '../host/engine.js';
+import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv } from '../host/hostenv.js';
+import type { Engine, EngineEnv, Status } from '../host/engine.js';
 import { entriesOf } from '../host/esp.js';
 import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../host/control.js';
 import { healthGate, markGood, rollback } from '../host/health.js';
@@ -54,125 +54,198 @@ async function newEngine(env: ConstructorParameters<typeof Engine>[0]): Promise<
   const { Engine: E } = await import('../host/engine.js');
   return new E(env);
 }
+function parseUpdateArgs(args: string[], sub: string | undefined) {
+  return parse(args, spec, `update ${sub ?? ''}`.trim());
+}
+
+type UpdateFlags = ReturnType<typeof parseUpdateArgs>['values'];
+
+/** One `basalt update SUB` invocation: its flags, where it acts and how it prints. */
+interface Invocation {
+  ctx: CommandContext;
+  values: UpdateFlags;
+  /** The daemon's socket. */
+  sock: string;
+  /** --disk was given: act on an image file in-process instead of through the daemon. */
+  local: boolean;
+  /** Prints `obj` as JSON with --json, `text` otherwise. */
+  print(obj: unknown, text: string): void;
+}
+
+function invocation(ctx: CommandContext, sub: string | undefined): Invocation {
+  const { values, positionals } = parseUpdateArgs(ctx.args.slice(1), sub);
+  if (positionals.length) throw new UsageError(`update ${sub}: unexpected argument '${positionals[0]}'`);
+  return {
+    ctx,
+    values,
+    sock: values.socket ?? DEFAULT_SOCKET,
+    local: values.disk !== undefined,
+    print: (obj, text) => ctx.out(ctx.json ? JSON.stringify(obj) + '\n' : text),
+  };
+}
+
+/** A value of a daemon reply as text (strings as they are, other JSON values as JSON). */
+function replyText(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (v === undefined || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+}
+
+/** Builds the environment from the flags and starts an engine on it (not as the daemon). */
+async function startedEngine(inv: Invocation, failpoint: (n: string) => void = () => {}): Promise<{ env: EngineEnv; e: Engine }> {
+  const { env } = await buildEnv(inv.values, inv.ctx.log, failpoint);
+  const e = await newEngine(env);
+  await e.start(false);
+  return { env, e };
+}
+
+async function statusRemote(inv: Invocation): Promise<number> {
+  const r = await request(inv.sock, 'status');
+  const s = r['status'] as Status;
+  inv.print(s, describeStatus(s, Date.now() / 1000));
+  return 0;
+}
+
+async function statusLocal(inv: Invocation): Promise<number> {
+  const { env, e } = await startedEngine(inv);
+  const s = e.status();
+  const rep = await slotReport(env.disk, env.esp);
+  const prog = await e.progressInfo();
+  const slotLines = rep.slots.map((x) => `${SLOT_PARTLABEL[x.slot]}: priority=${x.priority} tries=${x.tries} successful=${x.successful ? 1 : 0}`).join('\n');
+  inv.print({ ...s, ...rep, progress: prog ?? null }, statusLines(s) + slotLines + `\nNEXT_BOOT=${rep.loaderNext ?? 'none'}\n`);
+  return 0;
+}
+
+async function checkRemote(inv: Invocation): Promise<number> {
+  const r = await request(inv.sock, 'check');
+  inv.print(r, r['accepted'] ? 'update check started\n' : `busy: ${(r['status'] as Status).status}\n`);
+  return 0;
+}
+
+/** Follows the daemon's status until it has an update waiting for a reboot or is idle again after being busy. */
+async function watchUntilDone(sock: string): Promise<Status | undefined> {
+  let last: Status | undefined;
+  let seenBusy = false;
+  await request(sock, 'watch', (o) => {
+    last = o['status'] as Status;
+    if (last.status !== 'UPDATE_STATUS_IDLE') seenBusy = true;
+    return !(last.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' || (seenBusy && last.status === 'UPDATE_STATUS_IDLE'));
+  });
+  return last;
+}
+
+async function applyRemote(inv: Invocation): Promise<number> {
+  await request(inv.sock, 'check');
+  const last = await watchUntilDone(inv.sock);
+  if (last?.lastError) throw new BasaltError(last.lastError.code, last.lastError.message);
+  inv.print(last, last?.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' ? `updated to ${last.newVersion}; reboot to use it\n` : 'no update\n');
+  return 0;
+}
+
+/** check and apply on an image file: both check, download and install in-process. */
+async function applyLocal(inv: Invocation): Promise<number> {
+  const { env, e } = await startedEngine(inv, failpointFromEnv(process.env['BASALT_FAILPOINT']));
+  if (e.state.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+    inv.print(e.status(), `already updated to ${e.state.newVersion}; reboot to use it\n`);
+    return 0;
+  }
+  e.check(true);
+  await e.idle();
+  const s = e.status();
+  if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+    inv.print(s, `updated ${SLOT_PARTLABEL[env.booted === 'A' ? 'B' : 'A']} to ${s.newVersion}; reboot to use it\n`);
+    return 0;
+  }
+  if (e.lastFailure) throw e.lastFailure;
+  inv.print(s, `no update (running ${env.me.version} on ${env.me.channel})\n`);
+  return 0;
+}
+
+async function health(inv: Invocation): Promise<number> {
+  const { values } = inv;
+  // Each unit on its own: `systemctl is-active A B` succeeds when any one of them is active.
+  const conf = await loadConf(values.root ?? '/');
+  const gate = await healthGate(values.unit ?? [], conf.healthUnits);
+  const units = [...new Set([...(values.unit ?? []), ...conf.healthUnits])].filter((u) => !gate.skipped.includes(u));
+  if (!gate.healthy) {
+    throw new BasaltError(UE_ERRORS.E_HEALTH_GATE, `unhealthy boot: ${gate.failed.map((u, i) => `${u} is ${gate.states[i]}`).join(', ')}`, {
+      hint: 'this boot will not be blessed; a new slot on its trial boot falls back to the previous one',
+    });
+  }
+  const skipped = gate.skipped.length ? ` (not meant to run here: ${gate.skipped.join(', ')})` : '';
+  inv.print({ healthy: true, units, skipped: gate.skipped }, `healthy: ${units.length ? units.join(', ') + ' active' : 'no units to check'}${skipped}\n`);
+  return 0;
+}
+
+async function markGoodRemote(inv: Invocation): Promise<number> {
+  const r = await request(inv.sock, 'mark-good');
+  inv.print(r, `marked good${r['blessed'] ? `; boot entry blessed as ${replyText(r['blessed'])}` : ''}\n`);
+  return 0;
+}
+
+async function markGoodHere(inv: Invocation): Promise<number> {
+  const { values, local } = inv;
+  const { env, conf } = await buildEnv(values, inv.ctx.log, () => {});
+  // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
+  const required = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...(values.unit ?? [])];
+  const configured = values['no-units'] ? [] : conf.healthUnits;
+  const gate = await healthGate(required, configured);
+  const r = await markGood(env.disk, env.esp, env.booted, gate);
+  const units = [...new Set([...required, ...configured])].filter((u) => !gate.skipped.includes(u));
+  inv.print({ slot: env.booted, ...r, units, skipped: gate.skipped }, `${SLOT_PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
+  return 0;
+}
+
+async function rollbackRemote(inv: Invocation): Promise<number> {
+  const r = await request(inv.sock, 'rollback');
+  const next = r['next'];
+  inv.print(r, `next boot: ${next === 'A' || next === 'B' ? SLOT_PARTLABEL[next] : replyText(next)}\n`);
+  return 0;
+}
+
+async function rollbackHere(inv: Invocation): Promise<number> {
+  const { env } = await buildEnv(inv.values, inv.ctx.log, () => {});
+  const to = await rollback(env.disk, env.esp, env.booted);
+  inv.print({ next: to }, `next boot: ${SLOT_PARTLABEL[to]}\n`);
+  return 0;
+}
+
+async function resetOrUnblockRemote(inv: Invocation, sub: 'reset' | 'unblock'): Promise<number> {
+  const r = await request(inv.sock, sub);
+  inv.print(r, `${sub}: ${r['accepted'] === false ? 'nothing to do' : 'done'}\n`);
+  return 0;
+}
+
+async function resetOrUnblockLocal(inv: Invocation, sub: 'reset' | 'unblock'): Promise<number> {
+  const { e } = await startedEngine(inv);
+  if (sub === 'unblock') await e.unblock();
+  else if (!e.send({ type: 'RESET' })) throw new BasaltError(UE_ERRORS.E_NOT_PENDING, 'no installed update is waiting for a reboot');
+  await e.idle();
+  inv.print({ ok: true }, `${sub}: done\n`);
+  return 0;
+}
 
 export async function runUpdate(ctx: CommandContext): Promise<number> {
   const sub = ctx.args[0];
-  const { values, positionals } = parse(ctx.args.slice(1), spec, `update ${sub ?? ''}`.trim());
-  if (positionals.length) throw new UsageError(`update ${sub}: unexpected argument '${positionals[0]}'`);
-  const sock = values.socket ?? DEFAULT_SOCKET;
-  const local = values.disk !== undefined;
-  const print = (obj: unknown, text: string) => ctx.out(ctx.json ? JSON.stringify(obj) + '\n' : text);
+  const inv = invocation(ctx, sub);
+  // Not root: the daemon marks good and rolls back (its action socket admits root and the update group).
+  const viaDaemon = () => !inv.local && !isRoot();
   switch (sub) {
-    case 'status': {
-      if (!local) {
-        const r = await request(sock, 'status');
-        const s = r['status'] as Status;
-        print(s, describeStatus(s, Date.now() / 1000));
-        return 0;
-      }
-      const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
-      const e = await newEngine(env);
-      await e.start(false);
-      const s = e.status();
-      const rep = await slotReport(env.disk, env.esp);
-      const prog = await e.progressInfo();
-      print({ ...s, ...rep, progress: prog ?? null }, statusLines(s) + rep.slots.map((x) => `${SLOT_PARTLABEL[x.slot]}: priority=${x.priority} tries=${x.tries} successful=${x.successful ? 1 : 0}`).join('\n') + `\nNEXT_BOOT=${rep.loaderNext ?? 'none'}\n`);
-      return 0;
-    }
+    case 'status':
+      return inv.local ? statusLocal(inv) : statusRemote(inv);
     case 'check':
-    case 'apply': {
-      if (!local) {
-        const r = await request(sock, 'check');
-        if (sub === 'check') {
-          print(r, r['accepted'] ? 'update check started\n' : `busy: ${(r['status'] as Status).status}\n`);
-          return 0;
-        }
-        let last: Status | undefined;
-        let seenBusy = false;
-        await request(sock, 'watch', (o) => {
-          last = o['status'] as Status;
-          if (last.status !== 'UPDATE_STATUS_IDLE') seenBusy = true;
-          return !(last.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' || (seenBusy && last.status === 'UPDATE_STATUS_IDLE'));
-        });
-        if (last?.lastError) throw new BasaltError(last.lastError.code, last.lastError.message);
-        print(last, last?.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' ? `updated to ${last.newVersion}; reboot to use it\n` : 'no update\n');
-        return 0;
-      }
-      const { env } = await buildEnv(values as EnvFlags, ctx.log, failpointFromEnv(process.env['BASALT_FAILPOINT']));
-      const e = await newEngine(env);
-      await e.start(false);
-      if (e.state.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
-        print(e.status(), `already updated to ${e.state.newVersion}; reboot to use it\n`);
-        return 0;
-      }
-      e.check(true);
-      await e.idle();
-      const s = e.status();
-      if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
-        print(s, `updated ${SLOT_PARTLABEL[env.booted === 'A' ? 'B' : 'A']} to ${s.newVersion}; reboot to use it\n`);
-        return 0;
-      }
-      if (e.lastFailure) throw e.lastFailure;
-      print(s, `no update (running ${env.me.version} on ${env.me.channel})\n`);
-      return 0;
-    }
-    case 'health': {
-      // Each unit on its own: `systemctl is-active A B` succeeds when any one of them is active.
-      const conf = await loadConf(values.root ?? '/');
-      const gate = await healthGate(values.unit ?? [], conf.healthUnits);
-      const units = [...new Set([...(values.unit ?? []), ...conf.healthUnits])].filter((u) => !gate.skipped.includes(u));
-      if (!gate.healthy) {
-        throw new BasaltError(UE_ERRORS.E_HEALTH_GATE, `unhealthy boot: ${gate.failed.map((u, i) => `${u} is ${gate.states[i]}`).join(', ')}`, {
-          hint: 'this boot will not be blessed; a new slot on its trial boot falls back to the previous one',
-        });
-      }
-      const skipped = gate.skipped.length ? ` (not meant to run here: ${gate.skipped.join(', ')})` : '';
-      print({ healthy: true, units, skipped: gate.skipped }, `healthy: ${units.length ? units.join(', ') + ' active' : 'no units to check'}${skipped}\n`);
-      return 0;
-    }
-    case 'mark-good': {
-      // Not root: the daemon does it (its action socket admits root and the update group).
-      if (!local && !isRoot()) {
-        const r = await request(sock, 'mark-good');
-        print(r, `marked good${r['blessed'] ? `; boot entry blessed as ${String(r['blessed'])}` : ''}\n`);
-        return 0;
-      }
-      const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, () => {});
-      // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
-      const required = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...(values.unit ?? [])];
-      const gate = await healthGate(required, values['no-units'] ? [] : conf.healthUnits);
-      const r = await markGood(env.disk, env.esp, env.booted, gate);
-      const units = [...new Set([...required, ...(values['no-units'] ? [] : conf.healthUnits)])].filter((u) => !gate.skipped.includes(u));
-      print({ slot: env.booted, ...r, units, skipped: gate.skipped }, `${SLOT_PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);
-      return 0;
-    }
-    case 'rollback': {
-      if (!local && !isRoot()) {
-        const r = await request(sock, 'rollback');
-        print(r, `next boot: ${SLOT_PARTLABEL[r['next'] as 'A' | 'B'] ?? String(r['next'])}\n`);
-        return 0;
-      }
-      const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
-      const to = await rollback(env.disk, env.esp, env.booted);
-      print({ next: to }, `next boot: ${SLOT_PARTLABEL[to]}\n`);
-      return 0;
-    }
+      return inv.local ? applyLocal(inv) : checkRemote(inv);
+    case 'apply':
+      return inv.local ? applyLocal(inv) : applyRemote(inv);
+    case 'health':
+      return health(inv);
+    case 'mark-good':
+      return viaDaemon() ? markGoodRemote(inv) : markGoodHere(inv);
+    case 'rollback':
+      return viaDaemon() ? rollbackRemote(inv) : rollbackHere(inv);
     case 'reset':
-    case 'unblock': {
-      if (!local) {
-        const r = await request(sock, sub);
-        print(r, `${sub}: ${r['accepted'] === false ? 'nothing to do' : 'done'}\n`);
-        return 0;
-      }
-      const { env } = await buildEnv(values as EnvFlags, ctx.log, () => {});
-      const e = await newEngine(env);
-      await e.start(false);
-      if (sub === 'unblock') await e.unblock();
-      else if (!e.send({ type: 'RESET' })) throw new BasaltError(UE_ERRORS.E_NOT_PENDING, 'no installed update is waiting for a reboot');
-      await e.idle();
-      print({ ok: true }, `${sub}: done\n`);
-      return 0;
-    }
+    case 'unblock':
+      return inv.local ? resetOrUnblockLocal(inv, sub) : resetOrUnblockRemote(inv, sub);
     default:
       throw new UsageError(`update: unknown subcommand '${sub ?? ''}'`, 'use status, check, apply, health, rollback, mark-good, reset or unblock');
   }

@@ -45,125 +45,178 @@ function decodeText(s: string, pos: number): string {
   });
 }
 
+/**
+ * One pass over an XML document: a cursor (`i`) over the input, the open
+ * elements, and one method per construct (text, processing instruction,
+ * comment, CDATA, closing tag, start tag with its attributes). Every bound of
+ * XmlLimits is checked where the construct that could exceed it is read.
+ */
+class XmlReader {
+  private i = 0;
+  private readonly n: number;
+  /** The open elements, innermost last. */
+  private readonly stack: XmlElement[] = [];
+  private root: XmlElement | undefined;
+  /** Elements seen so far (for maxElements). */
+  private count = 0;
+
+  constructor(
+    private readonly input: string,
+    private readonly limits: XmlLimits,
+  ) {
+    this.n = input.length;
+    if (input.charCodeAt(0) === 0xfeff) this.i = 1;
+  }
+
+  /** Reads the whole input and returns the root element. */
+  document(): XmlElement {
+    while (this.i < this.n) this.next();
+    const open = this.top();
+    if (open) throw bad(`unclosed element <${open.name}>`, this.n);
+    if (!this.root) throw bad('no root element', 0);
+    return this.root;
+  }
+
+  /** Reads one construct at the cursor. */
+  private next(): void {
+    const { input, i } = this;
+    const lt = input.indexOf('<', i);
+    const textEnd = lt === -1 ? this.n : lt;
+    if (textEnd > i) this.text(textEnd);
+    // From here on input[i] === '<'.
+    else if (input.startsWith('<?', i)) this.processingInstruction();
+    else if (input.startsWith('<!--', i)) this.comment();
+    else if (input.startsWith('<![CDATA[', i)) this.cdata();
+    else if (input.startsWith('<!', i)) throw bad('DOCTYPE and ENTITY declarations are not allowed', i);
+    else if (input.startsWith('</', i)) this.closingTag();
+    else this.startTag();
+  }
+
+  private top(): XmlElement | undefined {
+    return this.stack[this.stack.length - 1];
+  }
+
+  private skipWs(): void {
+    while (this.i < this.n && /\s/.test(this.input[this.i]!)) this.i++;
+  }
+
+  /** The name at the cursor, moving past it; undefined (cursor unmoved) when there is none. */
+  private name(): string | undefined {
+    NAME.lastIndex = this.i;
+    const m = NAME.exec(this.input);
+    if (m) this.i += m[0].length;
+    return m?.[0];
+  }
+
+  /** Character data up to `end` (the next '<' or the end of the input). */
+  private text(end: number): void {
+    const raw = this.input.slice(this.i, end);
+    const top = this.top();
+    if (top) top.text += decodeText(raw, this.i);
+    else if (raw.trim() !== '') throw bad('text outside the root element', this.i);
+    this.i = end;
+  }
+
+  /** `<?xml ...?>` before the root element; any other processing instruction is an error. */
+  private processingInstruction(): void {
+    const end = this.input.indexOf('?>', this.i);
+    if (end === -1) throw bad('unterminated processing instruction', this.i);
+    const target = this.input.slice(this.i + 2, end).split(/\s/)[0];
+    if (target !== 'xml' || this.root || this.stack.length) throw bad(`processing instruction '${target}' is not allowed`, this.i);
+    this.i = end + 2;
+  }
+
+  private comment(): void {
+    const end = this.input.indexOf('-->', this.i + 4);
+    if (end === -1) throw bad('unterminated comment', this.i);
+    this.i = end + 3;
+  }
+
+  private cdata(): void {
+    const end = this.input.indexOf(']]>', this.i);
+    if (end === -1) throw bad('unterminated CDATA', this.i);
+    const top = this.top();
+    if (!top) throw bad('CDATA outside the root element', this.i);
+    top.text += this.input.slice(this.i + 9, end);
+    this.i = end + 3;
+  }
+
+  private closingTag(): void {
+    this.i += 2;
+    const name = this.name();
+    if (name === undefined) throw bad('bad closing tag', this.i);
+    this.skipWs();
+    if (this.input[this.i] !== '>') throw bad(`expected '>' in closing tag </${name}>`, this.i);
+    this.i++;
+    const top = this.stack.pop();
+    if (top?.name !== name) throw bad(`closing tag </${name}> does not match <${top?.name ?? '(none)'}>`, this.i);
+  }
+
+  private startTag(): void {
+    const start = this.i;
+    this.i++;
+    const name = this.name();
+    if (name === undefined) throw bad('bad element name', this.i);
+    const el: XmlElement = { name, attrs: Object.create(null) as Record<string, string>, children: [], text: '' };
+    if (++this.count > this.limits.maxElements) throw new BasaltError(UE_ERRORS.E_XML_TOO_LARGE, `XML body has more than ${this.limits.maxElements} elements`);
+    const selfClose = this.attributes(el, start);
+    const parent = this.top();
+    if (parent) parent.children.push(el);
+    else if (this.root) throw bad('more than one root element', start);
+    else this.root = el;
+    if (!selfClose) {
+      this.stack.push(el);
+      if (this.stack.length > this.limits.maxDepth) throw bad(`nesting deeper than ${this.limits.maxDepth}`, start);
+    }
+  }
+
+  /** The attributes of `el` up to the end of its start tag (at `start`); true when the tag is self-closing. */
+  private attributes(el: XmlElement, start: number): boolean {
+    let nattrs = 0;
+    for (;;) {
+      const before = this.i;
+      this.skipWs();
+      if (this.input.startsWith('/>', this.i)) {
+        this.i += 2;
+        return true;
+      }
+      if (this.input[this.i] === '>') {
+        this.i++;
+        return false;
+      }
+      if (this.i >= this.n) throw bad(`unterminated tag <${el.name}>`, start);
+      if (this.i === before) throw bad(`expected whitespace before an attribute in <${el.name}>`, this.i);
+      this.attribute(el, ++nattrs);
+    }
+  }
+
+  /** One `name="value"` of `el`, its `ordinal`-th attribute. */
+  private attribute(el: XmlElement, ordinal: number): void {
+    const name = this.name();
+    if (name === undefined) throw bad(`bad attribute in <${el.name}>`, this.i);
+    this.skipWs();
+    if (this.input[this.i] !== '=') throw bad(`attribute ${name} has no value`, this.i);
+    this.i++;
+    this.skipWs();
+    const q = this.input[this.i];
+    if (q !== '"' && q !== "'") throw bad(`attribute ${name} value is not quoted`, this.i);
+    const end = this.input.indexOf(q, this.i + 1);
+    if (end === -1) throw bad(`unterminated value of attribute ${name}`, this.i);
+    const raw = this.input.slice(this.i + 1, end);
+    if (raw.includes('<')) throw bad(`'<' in the value of attribute ${name}`, this.i);
+    if (name in el.attrs) throw bad(`duplicate attribute ${name}`, this.i);
+    if (ordinal > this.limits.maxAttrs) throw bad(`too many attributes in <${el.name}>`, this.i);
+    el.attrs[name] = decodeText(raw, this.i);
+    this.i = end + 1;
+  }
+}
+
 /** Parses one XML document into its root element. Throws E_XML_INVALID / E_XML_TOO_LARGE. */
 export function parseXml(input: string, limits: XmlLimits = defaultXmlLimits): XmlElement {
   if (Buffer.byteLength(input, 'utf8') > limits.maxBytes) {
     throw new BasaltError(UE_ERRORS.E_XML_TOO_LARGE, `XML body is larger than ${limits.maxBytes} bytes`);
   }
-  let i = 0;
-  const n = input.length;
-  if (input.charCodeAt(0) === 0xfeff) i = 1;
-  const stack: XmlElement[] = [];
-  let root: XmlElement | undefined;
-  let count = 0;
-  const skipWs = () => {
-    while (i < n && /\s/.test(input[i]!)) i++;
-  };
-  while (i < n) {
-    const lt = input.indexOf('<', i);
-    const textEnd = lt === -1 ? n : lt;
-    if (textEnd > i) {
-      const raw = input.slice(i, textEnd);
-      const top = stack[stack.length - 1];
-      if (top) top.text += decodeText(raw, i);
-      else if (raw.trim() !== '') throw bad('text outside the root element', i);
-      i = textEnd;
-      continue;
-    }
-    // input[i] === '<'
-    if (input.startsWith('<?', i)) {
-      const end = input.indexOf('?>', i);
-      if (end === -1) throw bad('unterminated processing instruction', i);
-      const target = input.slice(i + 2, end).split(/\s/)[0];
-      if (target !== 'xml' || root || stack.length) throw bad(`processing instruction '${target}' is not allowed`, i);
-      i = end + 2;
-      continue;
-    }
-    if (input.startsWith('<!--', i)) {
-      const end = input.indexOf('-->', i + 4);
-      if (end === -1) throw bad('unterminated comment', i);
-      i = end + 3;
-      continue;
-    }
-    if (input.startsWith('<![CDATA[', i)) {
-      const end = input.indexOf(']]>', i);
-      if (end === -1) throw bad('unterminated CDATA', i);
-      const top = stack[stack.length - 1];
-      if (!top) throw bad('CDATA outside the root element', i);
-      top.text += input.slice(i + 9, end);
-      i = end + 3;
-      continue;
-    }
-    if (input.startsWith('<!', i)) throw bad('DOCTYPE and ENTITY declarations are not allowed', i);
-    if (input.startsWith('</', i)) {
-      i += 2;
-      NAME.lastIndex = i;
-      const m = NAME.exec(input);
-      if (!m) throw bad('bad closing tag', i);
-      i += m[0].length;
-      skipWs();
-      if (input[i] !== '>') throw bad(`expected '>' in closing tag </${m[0]}>`, i);
-      i++;
-      const top = stack.pop();
-      if (!top || top.name !== m[0]) throw bad(`closing tag </${m[0]}> does not match <${top?.name ?? '(none)'}>`, i);
-      continue;
-    }
-    // start tag
-    const start = i;
-    i++;
-    NAME.lastIndex = i;
-    const m = NAME.exec(input);
-    if (!m) throw bad('bad element name', i);
-    i += m[0].length;
-    const el: XmlElement = { name: m[0], attrs: Object.create(null) as Record<string, string>, children: [], text: '' };
-    if (++count > limits.maxElements) throw new BasaltError(UE_ERRORS.E_XML_TOO_LARGE, `XML body has more than ${limits.maxElements} elements`);
-    let selfClose = false;
-    let nattrs = 0;
-    for (;;) {
-      const before = i;
-      skipWs();
-      if (input.startsWith('/>', i)) {
-        i += 2;
-        selfClose = true;
-        break;
-      }
-      if (input[i] === '>') {
-        i++;
-        break;
-      }
-      if (i >= n) throw bad(`unterminated tag <${el.name}>`, start);
-      if (i === before) throw bad(`expected whitespace before an attribute in <${el.name}>`, i);
-      NAME.lastIndex = i;
-      const an = NAME.exec(input);
-      if (!an) throw bad(`bad attribute in <${el.name}>`, i);
-      i += an[0].length;
-      skipWs();
-      if (input[i] !== '=') throw bad(`attribute ${an[0]} has no value`, i);
-      i++;
-      skipWs();
-      const q = input[i];
-      if (q !== '"' && q !== "'") throw bad(`attribute ${an[0]} value is not quoted`, i);
-      const end = input.indexOf(q, i + 1);
-      if (end === -1) throw bad(`unterminated value of attribute ${an[0]}`, i);
-      const raw = input.slice(i + 1, end);
-      if (raw.includes('<')) throw bad(`'<' in the value of attribute ${an[0]}`, i);
-      if (an[0] in el.attrs) throw bad(`duplicate attribute ${an[0]}`, i);
-      if (++nattrs > limits.maxAttrs) throw bad(`too many attributes in <${el.name}>`, i);
-      el.attrs[an[0]] = decodeText(raw, i);
-      i = end + 1;
-    }
-    const parent = stack[stack.length - 1];
-    if (parent) parent.children.push(el);
-    else if (root) throw bad('more than one root element', start);
-    else root = el;
-    if (!selfClose) {
-      stack.push(el);
-      if (stack.length > limits.maxDepth) throw bad(`nesting deeper than ${limits.maxDepth}`, start);
-    }
-  }
-  if (stack.length) throw bad(`unclosed element <${stack[stack.length - 1]!.name}>`, n);
-  if (!root) throw bad('no root element', 0);
-  return root;
+  return new XmlReader(input, limits).document();
 }
 
 /** Escapes text for an attribute value or element content. */

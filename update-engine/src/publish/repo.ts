@@ -4,7 +4,7 @@
  * `refresh`, and the publisher's reads of its own repository.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, rename, mkdir, rm, stat, writeFile, readdir } from 'node:fs/promises';
+import { open, readFile, rename, mkdir, rm, stat, writeFile, readdir, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, dirname, basename } from 'node:path';
 import type * as openpgp from 'openpgp';
@@ -32,7 +32,7 @@ export async function seal(doc: unknown, key: openpgp.PrivateKey): Promise<strin
 /** Reads and verifies channels/<channel>.json from a repository directory. */
 export async function readChannelFile(repo: string, channel: string, ring: Keyring, now: Date): Promise<ChannelMeta> {
   const path = join(repo, 'channels', `${checkChannel(channel)}.json`);
-  const text = await readFile(path, 'utf8').catch((e) => {
+  const text = await readFile(path, 'utf8').catch((e: unknown) => {
     throw fsError(e, path, 'read');
   });
   return validateChannel(await unseal(text, ring, path), path, channel, now);
@@ -75,12 +75,19 @@ export interface ReleaseOptions {
   allowOlder?: boolean;
 }
 
-/**
- * Compresses a USR image into a chunked xz payload, writes the signed
- * manifest and detached payload signature into payloads/<version>/ (published
- * by one directory rename), then points channels/<channel>.json at it.
- */
-export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta }> {
+/** What `release` found out before writing anything. */
+interface ReleasePlan {
+  /** The builder's usr.img.json, if any. */
+  side: UsrImageInfo | undefined;
+  board: string;
+  /** payloads/<version> in the repository. */
+  dest: string;
+  /** The channel's metadata before this release, if any. */
+  current: ChannelMeta | undefined;
+}
+
+/** Checks the version, channel and board and that the release is new (and newer than the channel's, unless allowOlder). */
+async function planRelease(o: ReleaseOptions): Promise<ReleasePlan> {
   checkVersion(o.version, '--version');
   checkChannel(o.channel, '--channel');
   const side = await readSidecar(o.usr);
@@ -95,87 +102,168 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
   if (current && compareVersions(o.version, current.version) <= 0 && !o.allowOlder) {
     throw new BasaltError(UE_ERRORS.E_VERSION_NOT_NEWER, `channel ${o.channel} is at ${current.version}; ${o.version} is not newer`);
   }
+  return { side, board, dest, current };
+}
+
+/** One chunk of the image after xz. */
+interface CompressedChunk {
+  uncompressedSize: number;
+  comp: Buffer;
+}
+
+/** What the payload file and the image it was made from are, as the manifest records them. */
+interface WrittenPayload {
+  payload: PayloadManifest['payload'];
+  image: PayloadManifest['image'];
+}
+
+/** How `release` compresses: chunk size, xz level and parallel xz processes. */
+interface XzSettings {
+  chunkSize: number;
+  level: number;
+  jobs: number;
+}
+
+/** Reads up to `chunkSize` bytes of the image at `position` (fewer only at its end). */
+async function readChunk(src: FileHandle, chunkSize: number, position: number): Promise<Buffer> {
+  const buf = Buffer.alloc(chunkSize);
+  let got = 0;
+  while (got < chunkSize) {
+    const { bytesRead } = await src.read(buf, got, chunkSize - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
+/** Compresses one chunk into an xz stream of its own. */
+async function xzChunk(raw: Buffer, level: number): Promise<CompressedChunk> {
+  const r = await run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' });
+  return { uncompressedSize: raw.length, comp: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) };
+}
+
+/** Appends compressed chunks to the payload file, hashing the payload and recording each chunk. */
+class PayloadWriter {
+  readonly chunks: PayloadChunk[] = [];
+  private offset = 0;
+  private readonly sha256 = createHash('sha256');
+  private readonly sha1 = createHash('sha1');
+
+  constructor(private readonly out: FileHandle) {}
+
+  async write({ uncompressedSize, comp }: CompressedChunk): Promise<void> {
+    await this.out.write(comp);
+    this.sha256.update(comp);
+    this.sha1.update(comp);
+    this.chunks.push({ offset: this.offset, size: comp.length, sha256: createHash('sha256').update(comp).digest('hex'), uncompressedSize });
+    this.offset += comp.length;
+  }
+
+  /** The manifest's payload entry (once every chunk is written). */
+  finish(): PayloadManifest['payload'] {
+    return { file: PAYLOAD_FILE, size: this.offset, sha256: this.sha256.digest('hex'), sha1: this.sha1.digest('base64'), compression: 'xz', chunks: this.chunks };
+  }
+}
+
+/**
+ * Chunks are independent xz streams: up to `jobs` xz processes compress at
+ * once, and the results are written (and hashed) in image order, so the
+ * payload is the same bytes whatever the number of jobs. Returns the image's
+ * size and hash.
+ */
+async function compressChunks(src: FileHandle, writer: PayloadWriter, xz: XzSettings): Promise<PayloadManifest['image']> {
+  const imgHash = createHash('sha256');
+  let imageSize = 0;
+  const inFlight: Promise<CompressedChunk>[] = [];
+  const writeNext = async (): Promise<void> => writer.write(await inFlight.shift()!);
+  for (;;) {
+    const raw = await readChunk(src, xz.chunkSize, imageSize);
+    if (raw.length === 0) break;
+    imgHash.update(raw);
+    imageSize += raw.length;
+    const job = xzChunk(raw, xz.level);
+    // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
+    job.catch(() => {});
+    inFlight.push(job);
+    if (inFlight.length >= xz.jobs) await writeNext();
+    if (raw.length < xz.chunkSize) break;
+  }
+  while (inFlight.length > 0) await writeNext();
+  return { size: imageSize, sha256: imgHash.digest('hex') };
+}
+
+/** Compresses the USR image into tmp/PAYLOAD_FILE (synced). */
+async function writePayload(o: ReleaseOptions, tmp: string): Promise<WrittenPayload> {
+  const xz: XzSettings = { chunkSize: o.chunkSize ?? DEFAULT_CHUNK, level: o.xzLevel ?? 6, jobs: o.jobs ?? Math.min(availableParallelism(), MAX_XZ_JOBS) };
+  const src = await open(o.usr, 'r').catch((e: unknown) => {
+    throw fsError(e, o.usr, 'read');
+  });
+  const out = await open(join(tmp, PAYLOAD_FILE), 'w');
+  try {
+    const writer = new PayloadWriter(out);
+    const image = await compressChunks(src, writer, xz);
+    await out.sync();
+    return { payload: writer.finish(), image };
+  } finally {
+    await src.close();
+    await out.close();
+  }
+}
+
+function releaseManifest(o: ReleaseOptions, plan: ReleasePlan, written: WrittenPayload): PayloadManifest {
+  const { side } = plan;
+  return {
+    formatVersion: 1,
+    kind: 'basalt-payload',
+    version: o.version,
+    channels: [o.channel],
+    board: plan.board,
+    created: o.now.toISOString(),
+    payload: written.payload,
+    image: written.image,
+    usr: {
+      fsType: side?.fsType ?? 'squashfs',
+      fsBytes: side?.fsBytes ?? null,
+      hashOffset: side?.hashOffset ?? null,
+      rootHash: side?.rootHash ?? null,
+      salt: side?.salt ?? null,
+      kernel: side?.kernel ?? '/lib/basalt/boot/vmlinuz',
+      initrd: side?.initrd ?? '/lib/basalt/boot/initrd',
+    },
+  };
+}
+
+/** Writes the signed manifest and the payload's detached signature beside the payload, then syncs the directory. */
+async function signRelease(tmp: string, manifest: PayloadManifest, key: openpgp.PrivateKey): Promise<void> {
+  await writeFile(join(tmp, 'manifest.json'), await seal(manifest, key));
+  await writeFile(join(tmp, `${PAYLOAD_FILE}.sig`), await signFileDetached(join(tmp, PAYLOAD_FILE), key));
+  await syncDir(tmp);
+}
+
+/** Publishes the release directory with one rename onto payloads/<version>. */
+async function publishPayloadDir(tmp: string, dest: string): Promise<void> {
+  await rename(tmp, dest).catch((e: unknown) => {
+    throw fsError(e, dest, 'publish');
+  });
+  await syncDir(dirname(dest));
+}
+
+/**
+ * Compresses a USR image into a chunked xz payload, writes the signed
+ * manifest and detached payload signature into payloads/<version>/ (published
+ * by one directory rename), then points channels/<channel>.json at it.
+ */
+export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta }> {
+  const plan = await planRelease(o);
   const tmp = join(o.repo, 'payloads', `.tmp-${o.version}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
   try {
-    const chunkSize = o.chunkSize ?? DEFAULT_CHUNK;
-    const level = o.xzLevel ?? 6;
-    const jobs = o.jobs ?? Math.min(availableParallelism(), MAX_XZ_JOBS);
-    const src = await open(o.usr, 'r').catch((e) => {
-      throw fsError(e, o.usr, 'read');
-    });
-    const out = await open(join(tmp, PAYLOAD_FILE), 'w');
-    const imgHash = createHash('sha256');
-    const payHash = createHash('sha256');
-    const paySha1 = createHash('sha1');
-    const chunks: PayloadChunk[] = [];
-    let imageSize = 0;
-    let offset = 0;
-    try {
-      // Chunks are independent xz streams: up to `jobs` xz processes compress
-      // at once, and the results are written (and hashed) in image order, so the
-      // payload is the same bytes whatever the number of jobs.
-      const inFlight: Promise<{ uncompressedSize: number; comp: Buffer }>[] = [];
-      const writeNext = async (): Promise<void> => {
-        const { uncompressedSize, comp } = await inFlight.shift()!;
-        await out.write(comp);
-        payHash.update(comp);
-        paySha1.update(comp);
-        chunks.push({ offset, size: comp.length, sha256: createHash('sha256').update(comp).digest('hex'), uncompressedSize });
-        offset += comp.length;
-      };
-      for (;;) {
-        const buf = Buffer.alloc(chunkSize);
-        let got = 0;
-        while (got < chunkSize) {
-          const { bytesRead } = await src.read(buf, got, chunkSize - got, imageSize + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        if (got === 0) break;
-        const raw = buf.subarray(0, got);
-        imgHash.update(raw);
-        imageSize += got;
-        const job = run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' }).then((r) => ({ uncompressedSize: got, comp: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) }));
-        // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
-        job.catch(() => {});
-        inFlight.push(job);
-        if (inFlight.length >= jobs) await writeNext();
-        if (got < chunkSize) break;
-      }
-      while (inFlight.length > 0) await writeNext();
-      await out.sync();
-    } finally {
-      await src.close();
-      await out.close();
-    }
-    if (imageSize === 0) throw new BasaltError(UE_ERRORS.E_USR_EMPTY, `${o.usr}: image is empty`);
-    const manifest: PayloadManifest = {
-      formatVersion: 1,
-      kind: 'basalt-payload',
-      version: o.version,
-      channels: [o.channel],
-      board,
-      created: o.now.toISOString(),
-      payload: { file: PAYLOAD_FILE, size: offset, sha256: payHash.digest('hex'), sha1: paySha1.digest('base64'), compression: 'xz', chunks },
-      image: { size: imageSize, sha256: imgHash.digest('hex') },
-      usr: {
-        fsType: side?.fsType ?? 'squashfs',
-        fsBytes: side?.fsBytes ?? null,
-        hashOffset: side?.hashOffset ?? null,
-        rootHash: side?.rootHash ?? null,
-        salt: side?.salt ?? null,
-        kernel: side?.kernel ?? '/lib/basalt/boot/vmlinuz',
-        initrd: side?.initrd ?? '/lib/basalt/boot/initrd',
-      },
-    };
-    await writeFile(join(tmp, 'manifest.json'), await seal(manifest, o.key));
-    await writeFile(join(tmp, `${PAYLOAD_FILE}.sig`), await signFileDetached(join(tmp, PAYLOAD_FILE), o.key));
-    await syncDir(tmp);
-    await rename(tmp, dest).catch((e) => {
-      throw fsError(e, dest, 'publish');
-    });
-    await syncDir(dirname(dest));
+    const written = await writePayload(o, tmp);
+    if (written.image.size === 0) throw new BasaltError(UE_ERRORS.E_USR_EMPTY, `${o.usr}: image is empty`);
+    const manifest = releaseManifest(o, plan, written);
+    await signRelease(tmp, manifest, o.key);
+    await publishPayloadDir(tmp, plan.dest);
+    const { current } = plan;
     const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1);
     return { manifest, channel };
   } finally {
@@ -228,7 +316,7 @@ async function publishChannel(repo: string, channel: string, m: PayloadManifest,
 /** Reads payloads/<version>/manifest.json of the publisher's own repository (verified with the given key's public part). */
 export async function readRepoManifest(repo: string, version: string): Promise<PayloadManifest> {
   const p = join(repo, 'payloads', checkVersion(version, 'version'), 'manifest.json');
-  const text = await readFile(p, 'utf8').catch((e) => {
+  const text = await readFile(p, 'utf8').catch((e: unknown) => {
     throw fsError(e, p, 'read');
   });
   return validateManifest(peekEnvelope(text, p), p);
