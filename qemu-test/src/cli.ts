@@ -91,7 +91,7 @@ async function prepare(req: RunRequest, work: string): Promise<{ accel: Accel; r
   let disk = req.image ? resolve(req.image) : undefined;
   if (disk && req.snapshot) {
     const overlay = join(work, 'overlay.qcow2');
-    await exec('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', /\.qcow2$/.test(disk) ? 'qcow2' : 'raw', '-b', disk, overlay]);
+    await exec('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', disk.endsWith('.qcow2') ? 'qcow2' : 'raw', '-b', disk, overlay]);
     disk = overlay;
   }
   let configDrive: string | undefined;

@@ -20,7 +20,14 @@ export interface Match {
   end: number;
 }
 
-type Waiter = { re: RegExp; from: number; resolve: (m: Match) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; what: string };
+interface Waiter {
+  re: RegExp;
+  from: number;
+  resolve: (m: Match) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  what: string;
+}
 
 export class SerialConsole {
   private text = '';
@@ -40,6 +47,7 @@ export class SerialConsole {
     }
     this.log.write(s);
     // Terminal control sequences from firmware and systemd get in the way of matching.
+    // eslint-disable-next-line no-control-regex -- strips the terminal escape sequences (ESC [ ...) firmware and guests print
     this.text += s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
     for (const w of this.waiters) this.check(w);
   }

@@ -54,7 +54,7 @@ export class Qmp extends EventEmitter {
         if (!line) continue;
         const msg = JSON.parse(line) as Record<string, unknown>;
         if ('QMP' in msg) greeted();
-        else if ('event' in msg) this.emit('event', msg as unknown as QmpEvent);
+        else if ('event' in msg) this.emit('event', msg);
         else if ('id' in msg) {
           const p = this.pending.get(String(msg['id']));
           if (!p) continue;

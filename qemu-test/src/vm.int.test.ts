@@ -54,7 +54,7 @@ describe('qemu harness', () => {
       const t0 = Date.now();
       const outcome = await vm.waitFor(FIRMWARE_READY, 180_000, { what: 'OVMF under KVM' }).then(
         () => 'ready',
-        (e: Error) => e.message,
+        (e: unknown) => (e as Error).message,
       );
       if (choice.accel === 'kvm') expect(outcome).toBe('ready');
       else {

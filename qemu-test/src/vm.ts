@@ -44,7 +44,7 @@ export interface VmOptions {
 }
 
 function diskFormat(path: string): string {
-  return /\.qcow2$/.test(path) ? 'qcow2' : 'raw';
+  return path.endsWith('.qcow2') ? 'qcow2' : 'raw';
 }
 
 /** The QEMU command line for `opts` (pure apart from the firmware lookup). */
@@ -216,6 +216,7 @@ export class Vm {
     if (this.running) {
       await this.qmp.execute('quit').catch(() => {});
       await Promise.race([this.proc!.exited, new Promise((r) => setTimeout(r, 5000))]);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- QEMU may have exited while we waited
       if (this.running) this.proc!.kill('SIGKILL');
       await this.proc!.exited;
     }

@@ -124,7 +124,7 @@ describe.skipIf(!canRun)('cloudinit apply --root (needs root, useradd, chpasswd,
       expect([...units].sort()).toEqual(['docker.service', 'etcd.service', 'fleet.service', 'hello.service', 'locksmithd.service', 'runtime.service']);
       const r = await exec('systemd-analyze', ['verify', ...units], { cwd: v, env: { ...process.env, SYSTEMD_UNIT_PATH: `${v}:` } }).then(
         (x) => ({ code: 0, err: x.stderr }),
-        (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
+        (e: unknown) => ({ code: (e as { code: number }).code, err: (e as { stderr: string }).stderr }),
       );
       expect(r.err).toBe('');
       expect(r.code).toBe(0);

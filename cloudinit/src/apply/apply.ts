@@ -337,7 +337,7 @@ async function enableUnit(a: ActionOf<'unit-enable'>, ctx: ApplyContext): Promis
   }
   const r = await run('systemctl', ['--root', resolve(ctx.root), 'enable', '--force', a.unit], { reject: false });
   if (r.exitCode !== 0) throw new BasaltError(CLOUDINIT_ERRORS.E_UNIT_ENABLE, `systemctl --root ${ctx.root} enable ${a.unit} failed: ${r.stderr.trim()}`);
-  return /Created symlink/.test(r.stderr + r.stdout);
+  return (r.stderr + r.stdout).includes('Created symlink');
 }
 
 async function daemonReload(ctx: ApplyContext): Promise<boolean> {

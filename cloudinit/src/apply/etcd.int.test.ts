@@ -28,7 +28,7 @@ function dropInVars(doc: string): Record<string, string> {
   const a = plan(r.config, null, {}, view, { sshKeyName: 'coreos-cloudinit', workspace: '/var/lib/coreos-cloudinit' }).actions.find(
     (x) => x.kind === 'file' && x.path === '/run/systemd/system/etcd.service.d/20-cloudinit.conf',
   );
-  if (!a || a.kind !== 'file') throw new Error('no etcd.service drop-in planned');
+  if (a?.kind !== 'file') throw new Error('no etcd.service drop-in planned');
   const lines = a.content.toString().split('\n').filter(Boolean);
   expect(lines[0]).toBe('[Service]');
   const vars: Record<string, string> = {};
@@ -51,7 +51,7 @@ interface Proc {
 function startEtcd(env: Record<string, string>): Proc {
   const p = spawn(ETCD, [], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
-  p.stderr!.on('data', (d: Buffer) => {
+  p.stderr.on('data', (d: Buffer) => {
     if (err.length < 512 * 1024) err += d.toString();
   });
   const exited = new Promise<void>((r) => p.once('exit', () => r()));

@@ -19,7 +19,7 @@ function cfg(text: string) {
   if ('error' in r) throw new Error(r.error);
   return r.config;
 }
-const files = (as: Action[]) => Object.fromEntries(as.filter((a) => a.kind === 'file').map((a) => [(a as { path: string }).path, a as Action & { kind: 'file' }]));
+const files = (as: Action[]) => Object.fromEntries(as.filter((a) => a.kind === 'file').map((a) => [a.path, a]));
 
 describe('plan', () => {
   const cluster = readFileSync(join(import.meta.dirname, '..', '..', 'testdata', 'apply', 'cluster.yml'), 'utf8');

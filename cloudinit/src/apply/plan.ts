@@ -62,9 +62,9 @@ export interface PlanOptions {
 const ETC_UPDATE_CONF = CONF_FILES[0]!;
 
 type Obj = Record<string, unknown>;
-const str = (o: Obj, k: string): string => (typeof o[k] === 'string' ? (o[k] as string) : '');
+const str = (o: Obj, k: string): string => (typeof o[k] === 'string' ? o[k] : '');
 /** A content field: text or the raw bytes of a !!binary value (see GoString). */
-const contentOf = (o: Obj, k: string): GoString => (typeof o[k] === 'string' || Buffer.isBuffer(o[k]) ? (o[k] as GoString) : '');
+const contentOf = (o: Obj, k: string): GoString => (typeof o[k] === 'string' || Buffer.isBuffer(o[k]) ? o[k] : '');
 const bool = (o: Obj, k: string): boolean => o[k] === true;
 const list = <T>(o: Obj, k: string): T[] => (Array.isArray(o[k]) ? (o[k] as T[]) : []);
 const obj = (o: Obj, k: string): Obj => (o[k] && typeof o[k] === 'object' ? (o[k] as Obj) : {});

@@ -76,7 +76,7 @@ async function applyCmd(ctx: CommandContext, args: string[]): Promise<number> {
     },
     'cloudinit apply',
   );
-  const log = goLogger({ out: ctx.out, err: (t) => process.stderr.write(t) });
+  const log = goLogger({ out: (t) => ctx.out(t), err: (t) => process.stderr.write(t) });
   const sources: Datasource[] = [];
   if (values['from-file']) sources.push(localFile(values['from-file']));
   if (values['from-configdrive']) sources.push(configDrive(values['from-configdrive'], log));
@@ -102,7 +102,7 @@ async function applyCmd(ctx: CommandContext, args: string[]): Promise<number> {
     ignoreFailure: false,
     failure: !!gz.error,
     log,
-    out: ctx.out,
+    out: (t) => ctx.out(t),
     configRoot: ds.configRoot,
     dryRun: values['dry-run'] ?? false,
   });

@@ -193,7 +193,7 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     ignoreFailure: f.get('ignore-failure') === 'true',
     failure,
     log,
-    out: io.out,
+    out: (t) => io.out(t),
     configRoot: ds.configRoot,
   });
 }

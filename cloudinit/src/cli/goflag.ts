@@ -24,7 +24,7 @@ export function parseGoFlags(argv: string[], specs: FlagSpec[]): Parsed {
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a.length < 2 || a[0] !== '-') break;
+    if (a.length < 2 || !a.startsWith('-')) break;
     let name = a.slice(1);
     if (name.startsWith('-')) {
       name = name.slice(1);
@@ -33,7 +33,7 @@ export function parseGoFlags(argv: string[], specs: FlagSpec[]): Parsed {
         break;
       }
     }
-    if (name === '' || name[0] === '-' || name[0] === '=') throw new FlagError(`bad flag syntax: ${a}`);
+    if (name === '' || name.startsWith('-') || name.startsWith('=')) throw new FlagError(`bad flag syntax: ${a}`);
     let value: string | undefined;
     const eq = name.indexOf('=');
     if (eq >= 0) {
@@ -46,7 +46,7 @@ export function parseGoFlags(argv: string[], specs: FlagSpec[]): Parsed {
       throw new FlagError(`flag provided but not defined: -${name}`);
     }
     if (spec.bool) {
-      if (value === undefined) value = 'true';
+      value ??= 'true';
       const b = parseBool(value);
       if (b === null) throw new FlagError(`invalid boolean value "${value}" for -${name}: parse error`);
       values.set(name, b ? 'true' : 'false');

@@ -194,7 +194,7 @@ describe('coreos-cloudinit with datasources (program end to end, validate mode)'
     for (const args of [['-from-ec2-metadata', base], ['--from-url', `${base}/plain/config.yml`], ['-from-openstack-metadata=' + base]]) {
       const r = await exec(process.execPath, [join(repo, 'bin', 'coreos-cloudinit.js'), '-validate', ...args]).then(
         (x) => ({ code: 0, err: x.stderr }),
-        (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
+        (e: unknown) => ({ code: (e as { code: number }).code, err: (e as { stderr: string }).stderr }),
       );
       expect(r.err).toMatch(/Fetching user-data from datasource of type "(ec2-metadata-service|url|openstack-metadata-service)"/);
       expect(r.err).toContain('line 4: warning: deprecated key "etcd2"');

@@ -50,7 +50,7 @@ export interface HttpOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function httpGetOnce(url: string, o: HttpOptions): Promise<Uint8Array> {
-  if (!/^http/.test(url)) throw new Error(`URL ${url} does not have a valid HTTP scheme`);
+  if (!url.startsWith('http')) throw new Error(`URL ${url} does not have a valid HTTP scheme`);
   const res = await fetch(url, { headers: o.headers, signal: AbortSignal.timeout(o.timeoutMs ?? 10_000) });
   if (res.status >= 200 && res.status < 300) return new Uint8Array(await res.arrayBuffer());
   if (res.status >= 400 && res.status < 500) throw new HttpNotFound(`Not found. HTTP status code: ${res.status}`);
@@ -74,7 +74,7 @@ export async function httpGetRetry(url: string, o: HttpOptions = {}): Promise<Ui
       backoff = Math.min(backoff * 2, 5000);
     }
   }
-  throw new Error(`Unable to fetch data: ${(last as Error)?.message ?? last}`);
+  throw new Error(`Unable to fetch data: ${last instanceof Error ? last.message : String(last)}`);
 }
 
 async function fetchData(url: string, o: HttpOptions): Promise<Uint8Array> {
@@ -171,7 +171,7 @@ interface OpenStackMeta {
 function parseOpenStackMeta(data: Uint8Array): OpenStackMeta {
   const m = JSON.parse(Buffer.from(data).toString('utf8')) as unknown;
   if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new Error('json: cannot unmarshal meta_data.json');
-  return m as OpenStackMeta;
+  return m;
 }
 
 /**

@@ -37,7 +37,7 @@ function mutate(src: string, r: () => number): string {
     const li = Math.floor(r() * lines.length);
     switch (Math.floor(r() * 9)) {
       case 0:
-        s = s.slice(0, pos) + TOKENS[Math.floor(r() * TOKENS.length)] + s.slice(pos);
+        s = s.slice(0, pos) + TOKENS[Math.floor(r() * TOKENS.length)]! + s.slice(pos);
         break;
       case 1:
         s = s.slice(0, pos) + s.slice(pos + 1 + Math.floor(r() * 5));

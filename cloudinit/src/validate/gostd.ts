@@ -79,7 +79,7 @@ function unescape(s: string, mode: 'host' | 'zone' | 'path' | 'userinfo'): boole
 
 function validOptionalPort(port: string): boolean {
   if (port === '') return true;
-  if (port[0] !== ':') return false;
+  if (!port.startsWith(':')) return false;
   return /^[0-9]*$/.test(port.slice(1));
 }
 
@@ -115,6 +115,7 @@ function validUserinfo(s: string): boolean {
 
 /** True when Go's url.ParseRequestURI accepts `raw`. */
 export function goParseRequestURI(raw: string): boolean {
+  // eslint-disable-next-line no-control-regex -- Go's url.ParseRequestURI refuses ASCII control characters
   if (/[\x00-\x1f\x7f]/.test(raw)) return false;
   if (raw === '') return false;
   if (raw === '*') return true;

@@ -46,7 +46,7 @@ export function unitSyntax(content: string): { line: number; message: string }[]
     }
     if (l === '' || l.startsWith('#') || l.startsWith(';')) return;
     if (l.startsWith('[')) {
-      if (!/^\[[^\[\]]+\]$/.test(l)) problems.push({ line: i + 1, message: `malformed section header ${JSON.stringify(l)}` });
+      if (!/^\[[^[\]]+\]$/.test(l)) problems.push({ line: i + 1, message: `malformed section header ${JSON.stringify(l)}` });
       section = true;
       return;
     }

@@ -69,7 +69,7 @@ describe('Basalt additions', () => {
   it('hints: nearest known key, allowed values', () => {
     const e = v('coreos:\n  updates:\n    group: x\n  units:\n    - name: a\n      command: go\n').entries;
     expect(e.find((x) => x.code === 'W_UNKNOWN_KEY')!.hint).toBe('did you mean "update"?');
-    expect(e.find((x) => x.code === 'E_INVALID_VALUE')!).toMatchObject({ path: 'coreos.units[0].command', hint: expect.stringContaining('reload-or-try-restart') });
+    expect(e.find((x) => x.code === 'E_INVALID_VALUE')!).toMatchObject({ path: 'coreos.units[0].command', hint: expect.stringContaining('reload-or-try-restart') as unknown });
   });
   it('crash cases become a clear entry naming the key', () => {
     const r = v('write_files:\n  - path: /etc/a\n    permissions: [0644]\n');

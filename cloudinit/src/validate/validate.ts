@@ -82,7 +82,7 @@ export function decompressIfGzip(data: Uint8Array): { data: Uint8Array; error?: 
       /* nothing recoverable */
     }
     const msg = (e as Error).message;
-    return { data: partial, error: /unexpected end of file/.test(msg) ? 'unexpected EOF' : `flate: corrupt input (${msg})` };
+    return { data: partial, error: msg.includes('unexpected end of file') ? 'unexpected EOF' : `flate: corrupt input (${msg})` };
   }
 }
 
@@ -158,7 +158,7 @@ class Lines {
   findKey(key: string, i: number): [number, boolean] {
     while (!this.exhausted(i)) {
       const m = /^ *-? ?(.*?):/.exec(this.cur(i));
-      if (m && m[1] === key) return [i, true];
+      if (m?.[1] === key) return [i, true];
       i = this.inc(i);
     }
     return [i, false];
@@ -443,7 +443,7 @@ function checkEncoding(cfg: Node, r: Collector) {
 function encodingHint(enc: string): string {
   if (/^(b64|base64)$/.test(enc)) return 'base64 must be standard (not URL-safe) with = padding';
   if (/^(gz|gzip)$/.test(enc)) return 'gzip content must be gzip bytes: give them as a !!binary value (base64 text), or use gzip+base64';
-  if (/\+/.test(enc)) return 'the content must be base64 of gzip data';
+  if (enc.includes('+')) return 'the content must be base64 of gzip data';
   return 'valid encodings: base64, b64, gz, gzip, gz+base64, gzip+base64, gz+b64, gzip+b64';
 }
 
@@ -533,8 +533,6 @@ function unknownKeyHint(name: string, g: Field): string | undefined {
   if (g === rootField || g.struct === cloudConfigFields) return `known keys: ${known.join(', ')}`;
   return `known keys here: ${known.join(', ')}`;
 }
-
-class ValidationCrash extends Error {}
 
 function checkValidity(cfg: Node, r: Collector) {
   validity(cfg, rootField, r, true);
@@ -656,12 +654,12 @@ class StrongFailure {
 function yamlHint(msg: string, line: number, lines: Lines): string {
   const physical = line + 1;
   const near = `(go-yaml counts lines from 0: look at line ${physical})`;
-  if (/cannot start any token/.test(msg) && /\t/.test(lines.cur(line) + lines.cur(line - 1))) return `YAML does not allow tabs for indentation ${near}`;
-  if (/mapping values are not allowed/.test(msg)) return `a "key: value" appears where it cannot; check the indentation or quote values containing ": " ${near}`;
-  if (/could not find expected ':'/.test(msg)) return `a key is missing its ":" ${near}`;
-  if (/did not find expected key/.test(msg)) return `check the indentation of the mapping ${near}`;
-  if (/unexpected end of stream/.test(msg)) return 'a quoted string is not closed';
-  if (/Unknown anchor/.test(msg)) return 'define the anchor (&name) before using it (*name)';
+  if (msg.includes('cannot start any token') && (lines.cur(line) + lines.cur(line - 1)).includes('\t')) return `YAML does not allow tabs for indentation ${near}`;
+  if (msg.includes('mapping values are not allowed')) return `a "key: value" appears where it cannot; check the indentation or quote values containing ": " ${near}`;
+  if (msg.includes("could not find expected ':'")) return `a key is missing its ":" ${near}`;
+  if (msg.includes('did not find expected key')) return `check the indentation of the mapping ${near}`;
+  if (msg.includes('unexpected end of stream')) return 'a quoted string is not closed';
+  if (msg.includes('Unknown anchor')) return 'define the anchor (&name) before using it (*name)';
   return near;
 }
 

@@ -61,7 +61,7 @@ export function goParseInt(s: string, base = 0): bigint | null {
   let neg = false;
   let t = s;
   if (t.startsWith('+') || t.startsWith('-')) {
-    neg = t[0] === '-';
+    neg = t.startsWith('-');
     t = t.slice(1);
   }
   if (t === '') return null;
@@ -248,13 +248,13 @@ function keyId(k: W): string {
     case 'str':
       return 's:' + k.v;
     case 'int':
-      return 'i:' + k.v;
+      return 'i:' + String(k.v);
     case 'float':
-      return Number.isNaN(k.v) ? 'nan:' + Math.random() : 'f:' + String(k.v);
+      return Number.isNaN(k.v) ? 'nan:' + String(Math.random()) : 'f:' + String(k.v);
     case 'bool':
-      return 'b:' + k.v;
+      return 'b:' + String(k.v);
     default:
-      return 'x:' + Math.random();
+      return 'x:' + String(Math.random());
   }
 }
 
@@ -370,7 +370,7 @@ class Decoder {
           return [true, (value as { v: string }).v];
         case 'int':
           if (value.t === 'int') return [true, value.v];
-          if (value.t === 'float' && value.v < 9223372036854775807) {
+          if (value.t === 'float' && value.v < 2 ** 63) {
             if (Number.isNaN(value.v)) return [true, -(1n << 63n)];
             if (value.v === -Infinity || value.v < -9223372036854775808) return [true, -(1n << 63n)];
             return [true, BigInt(Math.trunc(value.v))];
@@ -399,7 +399,7 @@ class Decoder {
     }
     // mapping
     if (f.type !== 'struct') return [false, cur];
-    const obj = { ...((cur as Record<string, unknown>) ?? zeroOf(f)) } as Record<string, unknown>;
+    const obj = { ...((cur ?? zeroOf(f)) as Record<string, unknown>) };
     this.strongStructInto(n, f, obj);
     return [true, obj];
   }

@@ -438,7 +438,7 @@ class YParser {
   }
 
   private flowSequenceEntryMappingValue(): YEvent {
-    let t = this.peek();
+    const t = this.peek();
     if (t.type === T.VALUE) {
       this.sc.skipToken();
       const t2 = this.peek();
@@ -625,7 +625,7 @@ class TreeBuilder {
       case E.STREAM_END:
         return null;
       default:
-        throw new Error('Attempted to parse unknown event: ' + this.ev.type);
+        throw new Error('Attempted to parse unknown event: ' + String(this.ev.type));
     }
   }
 

@@ -174,7 +174,7 @@ export function validateGpt(gpt: Gpt): void {
     if (p.firstLba < gpt.firstUsableLba || p.lastLba > gpt.lastUsableLba) {
       throw bad(`partition ${p.index} (${p.label || 'unnamed'}): sectors ${p.firstLba}-${p.lastLba} lie outside the usable area ${gpt.firstUsableLba}-${gpt.lastUsableLba}`);
     }
-    if ([...p.label].some((c) => c.charCodeAt(0) === 0) || Buffer.byteLength(p.label, 'utf16le') > MAX_NAME_UNITS * 2) {
+    if (p.label.includes('\0') || Buffer.byteLength(p.label, 'utf16le') > MAX_NAME_UNITS * 2) {
       throw bad(`partition ${p.index}: label '${p.label}' is longer than ${MAX_NAME_UNITS} UTF-16 units`);
     }
     if (p.attributes < 0n || p.attributes > 0xffffffffffffffffn) throw bad(`partition ${p.index}: attributes do not fit in 64 bits`);

@@ -103,7 +103,7 @@ export async function readGpt(path: string): Promise<Gpt> {
     if (typeof primary === 'string') problems.push(`primary GPT: ${primary}`);
     if (typeof backup === 'string') problems.push(`backup GPT: ${backup}`);
     if (typeof primary === 'string' && typeof backup === 'string') {
-      const trunc = /truncated/.test(primary + backup);
+      const trunc = (primary + backup).includes('truncated');
       const noSig = (r: string) => r.includes('no "EFI PART" signature') || r.includes('beyond the end');
       const anySig = !noSig(primary) || !noSig(backup);
       if (trunc) throw new BasaltError(GPT_ERRORS.E_GPT_TRUNCATED, `${path}: the GPT describes a larger disk than the file (${primary}; ${backup})`);

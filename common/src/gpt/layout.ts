@@ -70,6 +70,7 @@ export function parseLayout(data: unknown, source: string): Layout {
   const parts = (d['partitions'] as unknown[]).map((raw, i) => parseLayoutPartition(raw, i, source, alignment, seen));
   const fills = parts.filter((p) => p.size === 'fill').length;
   if (fills > 1) fail(source, 'partitions', "only one partition may have size 'fill'");
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- any JSON value is taken in its string form
   return { formatVersion: LAYOUT_FORMAT_VERSION, name, description: String(d['description'] ?? ''), diskGuid, alignment, partitions: parts, source };
 }
 
@@ -113,6 +114,7 @@ function parseLayoutPartition(raw: unknown, i: number, source: string, alignment
     if (typeof p['uuid'] !== 'string' || !isGuid(p['uuid'])) fail(source, f('uuid'), 'must be a GUID');
     lp.uuid = normGuid(p['uuid']);
   }
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- any JSON value is taken in its string form
   if (p['fs'] !== undefined) lp.fs = String(p['fs']);
   if (p['slot'] !== undefined) lp.slot = parseSlotAttrs(p['slot'] as Record<string, unknown>, (k) => f(`slot.${k}`), source);
   return lp;

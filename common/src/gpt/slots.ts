@@ -113,7 +113,9 @@ export function prioritize(gpt: Gpt, index: number, opts: { maxPriority?: number
   const sorted = [...groups].sort((a, b) => b.priority - a.priority);
   let n = sorted.length;
   if (n > 0 && sorted[n - 1]!.priority === 0) n--;
-  let priority = opts.maxPriority ? opts.maxPriority : Math.min(n, 15);
+  // No --max-priority (or 0): one level per slot, at most 15.
+  let priority = Math.min(n, 15);
+  if (opts.maxPriority) priority = opts.maxPriority;
   let out = gpt;
   for (let i = 0; i < n; i++) {
     for (const part of sorted[i]!.parts) {
