@@ -13,7 +13,7 @@ function sources(): string[] {
       if (['node_modules', 'dist', 'out', 'artifacts', '.git'].includes(e.name)) continue;
       const p = join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') && !/\.test\.ts$/.test(e.name)) out.push(p);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') && !e.name.endsWith('.test.ts')) out.push(p);
     }
   };
   for (const d of ['cli', 'common', 'builder', 'update-engine', 'cloudinit', 'configs', 'qemu-test/src', 'bench']) walk(join(root, d));

@@ -112,7 +112,8 @@ export function isBasaltError(e: unknown): e is BasaltError {
 /** Turns a Node system error (ENOENT, EACCES, ...) on `path` into a BasaltError. */
 export function fsError(e: unknown, path: string, what = 'access'): BasaltError {
   if (e instanceof BasaltError) return e;
-  const err = e as NodeJS.ErrnoException;
+  // Anything can be thrown, undefined and null included.
+  const err = e as NodeJS.ErrnoException | null | undefined;
   switch (err?.code) {
     case 'ENOENT':
       return new BasaltError(COMMON_ERRORS.E_NOT_FOUND, `${path}: no such file or directory`, { cause: e });

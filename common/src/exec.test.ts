@@ -8,15 +8,16 @@ describe('exec wrapper', () => {
     expect(r.exitCode).toBe(0);
   });
   it('reports a failing tool with its argv, exit code and stderr', async () => {
-    await expect(run('sh', ['-c', 'echo boom >&2; exit 3'])).rejects.toMatchObject({
-      code: 'E_TOOL_FAILED',
-      message: expect.stringMatching(/sh -c 'echo boom >&2; exit 3' failed \(exit code 3\): boom/),
-    });
+    const failed = await run('sh', ['-c', 'echo boom >&2; exit 3']).catch((e: unknown) => e);
+    expect(failed).toMatchObject({ code: 'E_TOOL_FAILED' });
+    expect((failed as Error).message).toMatch(/sh -c 'echo boom >&2; exit 3' failed \(exit code 3\): boom/);
     const r = await run('sh', ['-c', 'exit 4'], { reject: false });
     expect(r.exitCode).toBe(4);
   });
   it('reports a tool killed by a signal as failed, not as missing', async () => {
-    await expect(run('sh', ['-c', 'kill -9 $$'])).rejects.toMatchObject({ code: 'E_TOOL_FAILED', message: expect.stringMatching(/killed by SIGKILL/) });
+    const killed = await run('sh', ['-c', 'kill -9 $$']).catch((e: unknown) => e);
+    expect(killed).toMatchObject({ code: 'E_TOOL_FAILED' });
+    expect((killed as Error).message).toMatch(/killed by SIGKILL/);
     const r = await run('sh', ['-c', 'kill -9 $$'], { reject: false });
     expect(r.exitCode).toBe(-1);
   });

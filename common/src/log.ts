@@ -4,6 +4,7 @@
  */
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const isLevel = (s: string | undefined): s is Level => s !== undefined && Object.hasOwn(order, s);
 
 export interface Logger {
   debug(msg: string): void;
@@ -14,8 +15,10 @@ export interface Logger {
 }
 
 export function createLogger(opts: { level?: Level; prefix?: string; write?: (line: string) => void } = {}): Logger {
-  const level = opts.level ?? (process.env['BASALT_LOG'] as Level | undefined) ?? 'info';
-  const min = order[level] ?? order.info;
+  // BASALT_LOG holds whatever was set: anything but a level name logs at 'info'.
+  const envLevel = process.env['BASALT_LOG'];
+  const level = opts.level ?? (isLevel(envLevel) ? envLevel : 'info');
+  const min = order[level];
   const write = opts.write ?? ((line: string) => process.stderr.write(line + '\n'));
   const prefix = opts.prefix ? `${opts.prefix}: ` : '';
   const at = (l: Level) => (msg: string) => {

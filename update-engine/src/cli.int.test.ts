@@ -37,7 +37,7 @@ describe('basalt keys, release, serve, update (CLI)', () => {
     const kd = join(t.dir, 'k');
     const g = await basalt(['keys', 'generate', '--out', kd, '--json']);
     expect(g.code, g.err).toBe(0);
-    expect(JSON.parse(g.out).fingerprint).toMatch(/^[0-9A-F]{40}$/);
+    expect((JSON.parse(g.out) as { fingerprint?: unknown }).fingerprint).toMatch(/^[0-9A-F]{40}$/);
     expect(((await stat(join(kd, 'release.key'))).mode & 0o777).toString(8)).toBe('600');
     expect((await basalt(['keys', 'generate', '--out', kd])).err).toMatch(/already exists/);
     const ex = await basalt(['keys', 'export', '--key', join(kd, 'release.key')]);
@@ -68,7 +68,7 @@ describe('basalt keys, release, serve, update (CLI)', () => {
     expect(ap.code, ap.err).toBe(0);
     expect(ap.out).toBe('updated USR-B to 2.0.0; reboot to use it\n');
     const st = await basalt(['update', 'status', '--json', ...common]);
-    const sj = JSON.parse(st.out);
+    const sj = JSON.parse(st.out) as { slots?: unknown };
     expect(sj).toMatchObject({ status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '2.0.0', loaderNext: 'B', gptNext: 'B' });
     expect(sj.slots).toEqual([
       { slot: 'A', partition: 3, priority: 1, tries: 0, successful: true },

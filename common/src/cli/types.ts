@@ -23,7 +23,7 @@ export interface CommandModule {
    */
   helpFor?(args: string[]): string | undefined;
   /** Returns the exit code (0 when undefined). Throws BasaltError on failure. */
-  run(ctx: CommandContext): Promise<number | void>;
+  run(ctx: CommandContext): Promise<number | undefined>;
 }
 
 /**

@@ -1,7 +1,7 @@
 /** `basalt update-engine`: the daemon (started by update-engine.service). */
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
-import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv, type EnvFlags } from '../host/hostenv.js';
+import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv } from '../host/hostenv.js';
 import { Engine } from '../host/engine.js';
 import { DEFAULT_SOCKET, activatedSockets, serveControl, statusSocketFor, updateGroupId } from '../host/control.js';
 import { healthGate, markGood, rollback } from '../host/health.js';
@@ -16,7 +16,7 @@ ${envFlagHelp}`;
 
 export async function run(ctx: CommandContext): Promise<number> {
   const { values } = parse(ctx.args, { ...envFlagSpec, socket: { type: 'string' } }, 'update-engine');
-  const { env, conf } = await buildEnv(values as EnvFlags, ctx.log, failpointFromEnv(process.env['BASALT_FAILPOINT']));
+  const { env, conf } = await buildEnv(values, ctx.log, failpointFromEnv(process.env['BASALT_FAILPOINT']));
   const engine = new Engine(env);
   await engine.start(true);
   const sock = values.socket ?? DEFAULT_SOCKET;

@@ -15,7 +15,7 @@ export function hexToBase64(hex: string): string {
 /** SHA-256 of `length` bytes of `path` from `offset`, read in 4 MiB blocks. */
 export async function hashFileRange(path: string, offset: number, length: number, algo = 'sha256'): Promise<string> {
   const h = createHash(algo);
-  const fh = await open(path, 'r').catch((e) => {
+  const fh = await open(path, 'r').catch((e: unknown) => {
     throw fsError(e, path, 'read');
   });
   try {

@@ -115,10 +115,15 @@ export function peekEnvelope(text: string, what: string): unknown {
 }
 
 type Obj = Record<string, unknown>;
-function field<T>(o: Obj, k: string, type: 'string' | 'number' | 'object', what: string): T {
+interface FieldTypes {
+  string: string;
+  number: number;
+  object: Obj;
+}
+function field<K extends keyof FieldTypes>(o: Obj, k: string, type: K, what: string): FieldTypes[K] {
   const v = o[k];
   if (typeof v !== type || v === null) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: field '${k}' is missing or not a ${type}`);
-  return v as T;
+  return v as FieldTypes[K];
 }
 const isHex64 = (s: string) => /^[0-9a-f]{64}$/.test(s);
 
@@ -131,13 +136,13 @@ export function validateManifest(raw: unknown, what: string): PayloadManifest {
       hint: 'this update-engine reads formatVersion 1 payload manifests',
     });
   }
-  checkVersion(field<string>(o, 'version', 'string', what), `${what} version`);
+  checkVersion(field(o, 'version', 'string', what), `${what} version`);
   const channels = o['channels'];
   if (!Array.isArray(channels) || !channels.every((c) => typeof c === 'string')) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: 'channels' is not a list of names`);
-  field<string>(o, 'board', 'string', what);
-  const p = field<Obj>(o, 'payload', 'object', what);
-  const size = field<number>(p, 'size', 'number', `${what} payload`);
-  if (!isHex64(field<string>(p, 'sha256', 'string', `${what} payload`))) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: payload.sha256 is not 64 hex digits`);
+  field(o, 'board', 'string', what);
+  const p = field(o, 'payload', 'object', what);
+  const size = field(p, 'size', 'number', `${what} payload`);
+  if (!isHex64(field(p, 'sha256', 'string', `${what} payload`))) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: payload.sha256 is not 64 hex digits`);
   const chunks = p['chunks'];
   if (!Array.isArray(chunks) || chunks.length === 0) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: payload.chunks is empty`);
   let off = 0;
@@ -146,17 +151,17 @@ export function validateManifest(raw: unknown, what: string): PayloadManifest {
     if (c['offset'] !== off || typeof c['size'] !== 'number' || c['size'] <= 0 || typeof c['uncompressedSize'] !== 'number' || !isHex64(String(c['sha256']))) {
       throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: payload.chunks[${i}] is not contiguous or malformed`);
     }
-    off += c['size'] as number;
-    usize += c['uncompressedSize'] as number;
+    off += c['size'];
+    usize += c['uncompressedSize'];
   }
   if (off !== size) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: chunks cover ${off} bytes but payload.size is ${size}`);
-  const img = field<Obj>(o, 'image', 'object', what);
-  if (field<number>(img, 'size', 'number', `${what} image`) !== usize || !isHex64(String(img['sha256']))) {
+  const img = field(o, 'image', 'object', what);
+  if (field(img, 'size', 'number', `${what} image`) !== usize || !isHex64(String(img['sha256']))) {
     throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: image.size does not match the chunks, or image.sha256 is malformed`);
   }
-  const usr = field<Obj>(o, 'usr', 'object', what);
-  field<string>(usr, 'kernel', 'string', `${what} usr`);
-  field<string>(usr, 'initrd', 'string', `${what} usr`);
+  const usr = field(o, 'usr', 'object', what);
+  field(usr, 'kernel', 'string', `${what} usr`);
+  field(usr, 'initrd', 'string', `${what} usr`);
   return raw as PayloadManifest;
 }
 
@@ -165,17 +170,17 @@ export function validateChannel(raw: unknown, what: string, expectChannel: strin
   if (typeof raw !== 'object' || raw === null) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: not an object`);
   const o = raw as Obj;
   if (o['formatVersion'] !== 1 || o['kind'] !== 'basalt-channel') throw new BasaltError(CONTRACT_ERRORS.E_METADATA_VERSION, `${what}: unsupported channel metadata (formatVersion ${String(o['formatVersion'])})`);
-  const ch = field<string>(o, 'channel', 'string', what);
+  const ch = field(o, 'channel', 'string', what);
   if (expectChannel !== undefined && ch !== expectChannel) throw new BasaltError(UE_ERRORS.E_METADATA_CHANNEL, `${what}: metadata is for channel '${ch}', not '${expectChannel}'`);
-  checkVersion(field<string>(o, 'version', 'string', what), `${what} version`);
-  const expires = Date.parse(field<string>(o, 'expires', 'string', what));
+  checkVersion(field(o, 'version', 'string', what), `${what} version`);
+  const expires = Date.parse(field(o, 'expires', 'string', what));
   if (Number.isNaN(expires)) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: 'expires' is not a date`);
   if (expires <= now.getTime()) {
     throw new BasaltError(UE_ERRORS.E_METADATA_EXPIRED, `${what}: channel metadata expired at ${new Date(expires).toISOString()}`, {
       hint: "the publisher must re-sign it ('basalt release refresh'); an expired file may be a replayed or frozen mirror",
     });
   }
-  field<string>(o, 'manifest', 'string', what);
+  field(o, 'manifest', 'string', what);
   return raw as ChannelMeta;
 }
 

@@ -241,7 +241,7 @@ export function parseResponse(body: string, appId: string): CheckResult {
   if (!pkg || !action?.attrs['sha256'] || !(size > 0) || !version || codebases.length === 0) {
     throw new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, 'Omaha response lacks manifest version, package size, urls or the postinstall sha256', { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
   }
-  const sha256Base64 = action.attrs['sha256']!;
+  const sha256Base64 = action.attrs['sha256'];
   return {
     status,
     ...(pollInterval ? { pollInterval } : {}),

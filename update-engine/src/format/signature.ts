@@ -31,7 +31,8 @@ export async function loadKeyring(path: string): Promise<Keyring> {
   for (const f of files) {
     const text = await readFile(f, 'utf8');
     try {
-      keys.push(...(await openpgp.readKeys({ armoredKeys: text })).map((k) => (k.isPrivate() ? k.toPublic() : (k as openpgp.PublicKey))));
+      // toPublic() strips a private key's secrets and returns a public key itself unchanged.
+      keys.push(...(await openpgp.readKeys({ armoredKeys: text })).map((k) => k.toPublic()));
     } catch (e) {
       throw new BasaltError(UE_ERRORS.E_KEYRING_INVALID, `${f}: not an armored OpenPGP public key (${(e as Error).message})`);
     }

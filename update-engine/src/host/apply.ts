@@ -87,8 +87,9 @@ export function progressPath(stateDir: string): string {
 
 export async function readProgress(stateDir: string): Promise<Progress | undefined> {
   try {
-    const p = JSON.parse(await readFile(progressPath(stateDir), 'utf8')) as Progress;
-    return p.formatVersion === 1 ? p : undefined;
+    // Whatever is on the disk: only a formatVersion 1 record is taken.
+    const p = JSON.parse(await readFile(progressPath(stateDir), 'utf8')) as { formatVersion?: unknown };
+    return p.formatVersion === 1 ? (p as Progress) : undefined;
   } catch {
     return undefined;
   }
@@ -118,11 +119,11 @@ export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http
       await d.sleep(backoff(d.http, attempt));
     }
   }
-  throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest: ${(last as Error)?.message}`, ErrorCode.DownloadTransferError);
+  throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest: ${String((last as Error | undefined)?.message)}`, ErrorCode.DownloadTransferError);
 }
 
 function withCode(e: BasaltError, errorCode: number): BasaltError {
-  if (typeof e.details['errorCode'] !== 'number') (e.details as Record<string, unknown>)['errorCode'] = errorCode;
+  if (typeof e.details['errorCode'] !== 'number') e.details['errorCode'] = errorCode;
   return e;
 }
 
@@ -177,7 +178,7 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
 async function startOrResume(m: PayloadManifest, d: ApplyDeps): Promise<Progress | undefined> {
   const gpt0 = await readGpt(d.disk);
   const p = await readProgress(d.stateDir);
-  const same = p && p.version === m.version && p.payloadSha256 === m.payload.sha256 && p.target === d.plan.target && p.diskGuid === gpt0.diskGuid;
+  const same = p?.version === m.version && p.payloadSha256 === m.payload.sha256 && p.target === d.plan.target && p.diskGuid === gpt0.diskGuid;
   if (same) {
     if (p.phase !== 'writing') return undefined;
     d.log.info(`resuming ${m.version} at chunk ${p.chunksDone}/${m.payload.chunks.length}`);
@@ -325,7 +326,7 @@ async function retryOrGiveUp(w: ChunkWriter, url: string, t: Transfer, e: unknow
 /** Step 5: the slot must hold exactly the signed image (re-read from the disk). */
 export async function verifySlot(m: PayloadManifest, d: ApplyDeps): Promise<void> {
   const prog = await readProgress(d.stateDir);
-  if (!prog || prog.version !== m.version) throw fail(UE_ERRORS.E_SLOT_VERIFY, `no download of ${m.version} to verify`, ErrorCode.NewRootfsVerificationError);
+  if (prog?.version !== m.version) throw fail(UE_ERRORS.E_SLOT_VERIFY, `no download of ${m.version} to verify`, ErrorCode.NewRootfsVerificationError);
   if (prog.phase !== 'writing') return;
   const sum = await hashFileRange(d.disk, d.plan.range.offset, m.image.size);
   if (sum !== m.image.sha256) {
@@ -361,7 +362,7 @@ async function extract(disk: string, offset: number, path: string): Promise<Buff
 /** Step 6. Idempotent: a restarted engine completes a half-done finalize. */
 export async function finalize(m: PayloadManifest, d: ApplyDeps, activeEntryText: string | undefined): Promise<void> {
   const prog = await readProgress(d.stateDir);
-  if (!prog || prog.version !== m.version || (prog.phase !== 'written' && prog.phase !== 'committed')) {
+  if (prog?.version !== m.version || (prog.phase !== 'written' && prog.phase !== 'committed')) {
     throw fail(UE_ERRORS.E_FINALIZE, `finalize of ${m.version} without a verified slot`, ErrorCode.PostinstallRunnerError);
   }
   const slot = slotKey(d.plan.target);

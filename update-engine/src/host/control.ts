@@ -105,7 +105,7 @@ async function listen(path: string, onClient: (s: Socket) => void, fd?: number):
   }
   const server = createServer(onClient);
   await new Promise<void>((res, rej) => {
-    server.once('error', (e) => rej(new BasaltError(UE_ERRORS.E_LISTEN, `${fd === undefined ? path : `socket fd ${fd} (${path})`}: ${(e as Error).message}`)));
+    server.once('error', (e) => rej(new BasaltError(UE_ERRORS.E_LISTEN, `${fd === undefined ? path : `socket fd ${fd} (${path})`}: ${e.message}`)));
     if (fd === undefined) server.listen(path, () => res());
     else server.listen({ fd }, () => res());
   });

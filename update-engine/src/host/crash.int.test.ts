@@ -26,14 +26,14 @@ import { hashFileRange } from '../format/digest.js';
 
 const root = projectRoot();
 let t: Awaited<ReturnType<typeof tempDir>>;
-let srv: Awaited<ReturnType<typeof startServer>>;
+let srv: Awaited<ReturnType<typeof startServer>> | undefined;
 let keys: Awaited<ReturnType<typeof makeKeys>>;
 let usr1: string;
 let m2: PayloadManifest;
 
 async function newest(dir: string): Promise<number> {
   let m = 0;
-  for (const f of await readdir(dir, { recursive: true })) if (String(f).endsWith('.ts')) m = Math.max(m, (await stat(join(dir, String(f)))).mtimeMs);
+  for (const f of await readdir(dir, { recursive: true })) if (f.endsWith('.ts')) m = Math.max(m, (await stat(join(dir, f))).mtimeMs);
   return m;
 }
 
@@ -62,7 +62,7 @@ afterAll(async () => {
  * exec.run: run() reports a SIGKILLed child as a missing tool.)
  */
 function engine(disk: string, failpoint?: string): Promise<{ exitCode: number; signal: string | null; stderr: string }> {
-  const argv = [join(root, 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--retry-base', '5ms'];
+  const argv = [join(root, 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--retry-base', '5ms'];
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     if (failpoint) env['BASALT_FAILPOINT'] = failpoint;
@@ -95,7 +95,7 @@ function points(chunks: number): string[] {
     'kernel-installed',
     'initrd-installed',
     'entry-staged',
-    'chunk-written:' + Math.ceil(chunks / 2),
+    `chunk-written:${Math.ceil(chunks / 2)}`,
   ];
 }
 

@@ -24,7 +24,7 @@ import type { Clock } from './scheduler.js';
 
 const root = projectRoot();
 let t: Awaited<ReturnType<typeof tempDir>>;
-let srv: Awaited<ReturnType<typeof startServer>>;
+let srv: Awaited<ReturnType<typeof startServer>> | undefined;
 let keys: Awaited<ReturnType<typeof makeKeys>>;
 let usr1: string;
 let fail500 = false;
@@ -68,7 +68,7 @@ function node(args: string[], bin = 'basalt.js'): Promise<{ code: number; out: s
 function daemon(disk: string, sock: string, extra: string[] = []): ChildProcess {
   const c = spawn(
     process.execPath,
-    [join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--socket', sock, ...extra],
+    [join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--socket', sock, ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   procs.push(c);
@@ -158,7 +158,7 @@ describe('update-engine daemon and clients', () => {
     // The status socket is named first: the daemon must go by the names, not the order.
     const c = spawn(
       'systemd-socket-activate',
-      ['-l', statusSocketFor(sock), '-l', sock, '--fdname=status:action', process.execPath, join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--first-check', '1h'],
+      ['-l', statusSocketFor(sock), '-l', sock, '--fdname=status:action', process.execPath, join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--first-check', '1h'],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     procs.push(c);
@@ -195,7 +195,7 @@ describe('update-engine daemon and clients', () => {
       },
     };
     const { env } = await buildEnv(
-      { disk, 'booted-slot': 'A', 'state-dir': `${disk}.state`, keyring: keys.pub, server: `${srv.url}v1/update/`, channel: 'stable', root: join(t.dir, 'none') },
+      { disk, 'booted-slot': 'A', 'state-dir': `${disk}.state`, keyring: keys.pub, server: `${srv!.url}v1/update/`, channel: 'stable', root: join(t.dir, 'none') },
       createLogger({ level: 'error', write: () => {} }),
       () => {},
       clock,

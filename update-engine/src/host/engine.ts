@@ -14,7 +14,7 @@ import type { Logger } from '../../../common/src/log.js';
 import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
 import { parseEntryFileName } from '../../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
-import { afterCheck, nextDelay, coreosTimings, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
+import { afterCheck, nextDelay, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
 import { buildRequest, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
 import { defaultXmlLimits } from '../format/xml.js';
 import { APP_ID, SLOT_PARTLABEL, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
@@ -23,7 +23,7 @@ import { decideOffer, offerFromChannel } from '../format/offer.js';
 import { loadKeyring, type Keyring } from '../format/signature.js';
 import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type HttpOptions, type Identity } from './apply.js';
 import type { Esp } from './esp.js';
-import { planSlots, entryInfo } from './slots.js';
+import { planSlots } from './slots.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
 import { UE_ERRORS } from '../errors.js';
 
@@ -110,8 +110,9 @@ export class Engine {
   /** Loads state, detects a rollback or a pending reboot. Call once. */
   async start(schedule: boolean): Promise<void> {
     try {
-      const j = JSON.parse(await readFile(this.statePath, 'utf8')) as PersistedState;
-      if (j.formatVersion === 1) this.ps = { ...this.ps, ...j };
+      // Whatever is on the disk: only a formatVersion 1 state is taken.
+      const j = JSON.parse(await readFile(this.statePath, 'utf8')) as { formatVersion?: unknown };
+      if (j.formatVersion === 1) this.ps = { ...this.ps, ...(j as PersistedState) };
     } catch {
       /* first start */
     }
@@ -127,7 +128,8 @@ export class Engine {
     } else if (p && (await this.settlePending())) {
       this.send({ type: 'ROLLBACK_DETECTED', failedVersion: p.version });
       await this.idle();
-      return this.afterStart(schedule);
+      this.afterStart(schedule);
+      return;
     }
     // A report an earlier run could not deliver (server down, restarted mid-send).
     if (this.ps.outbox?.length) {
@@ -252,10 +254,10 @@ export class Engine {
       try {
         await this.runEffect(eff);
       } catch (e) {
-        const err = isBasaltError(e) ? e : new BasaltError(COMMON_ERRORS.E_INTERNAL, `internal error: ${(e as Error)?.message}`, { cause: e, details: { errorCode: ErrorCode.Error } });
+        const err = isBasaltError(e) ? e : new BasaltError(COMMON_ERRORS.E_INTERNAL, `internal error: ${String((e as Error | null | undefined)?.message)}`, { cause: e, details: { errorCode: ErrorCode.Error } });
         this.lastFailure = err;
         this.env.log.error(err.message);
-        const code = typeof err.details['errorCode'] === 'number' ? (err.details['errorCode'] as number) : ErrorCode.Error;
+        const code = typeof err.details['errorCode'] === 'number' ? err.details['errorCode'] : ErrorCode.Error;
         this.send({ type: 'FAILED', code: err.code, message: err.message, errorCode: code, version: this.offer?.version });
         this.send({ type: 'REPORTED' });
         return;
@@ -276,7 +278,9 @@ export class Engine {
       tries: this.env.tries,
       rebootRequiredPath: this.env.rebootRequiredPath,
       log: this.env.log,
-      failpoint: this.env.failpoint,
+      failpoint: (name) => {
+        this.env.failpoint(name);
+      },
       sleep: (ms) => new Promise((r) => this.env.clock.setTimeout(r, ms)),
       onDownloadStarted: (resumed) => {
         this.send({ type: 'DOWNLOAD_STARTED', resumed });

@@ -41,7 +41,7 @@ export class DirEsp implements Esp {
     await writeFileAtomic(this.p(path), data);
   }
   async rename(from: string, to: string) {
-    await rename(this.p(from), this.p(to)).catch((e) => {
+    await rename(this.p(from), this.p(to)).catch((e: unknown) => {
       throw fsError(e, this.p(from), 'rename');
     });
     await syncDir(dirname(this.p(to)));

@@ -53,7 +53,7 @@ export const realClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
     const t = setTimeout(fn, ms);
-    t.unref?.();
+    t.unref();
     return { cancel: () => clearTimeout(t) };
   },
 };

@@ -6,7 +6,7 @@
 import { BasaltError } from '../../../common/src/errors.js';
 import { findPartition, partitionRange, prioritize, setSlotAttrs, slotAttrs, selectNext, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
 import { entryFileName, parseEntryFileName } from '../../../common/src/boot.js';
-import { otherSlot, SLOT_PARTLABEL, slotKey, type SlotKey, type SlotName } from '../../../common/src/contracts.js';
+import { otherSlot, SLOT_PARTLABEL, type SlotName } from '../../../common/src/contracts.js';
 import { UE_ERRORS } from '../errors.js';
 
 

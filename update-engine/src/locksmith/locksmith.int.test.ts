@@ -15,8 +15,9 @@ import {
   EtcdKv, EtcdWaiting, RebootLock, coordinateReboot, releaseOwnLock, parseWindow, rfc3339, semaphoreKey, waitingKey, waitingPrefix, SEMAPHORE_KEY, type CoordinatorDeps,
 } from './locksmith.js';
 
-let t: Awaited<ReturnType<typeof tempDir>>;
-let etcd: Awaited<ReturnType<typeof startEtcd>>;
+// Unset when beforeAll failed part way.
+let t: Awaited<ReturnType<typeof tempDir>> | undefined;
+let etcd: Awaited<ReturnType<typeof startEtcd>> | undefined;
 let kv: EtcdKv;
 
 beforeAll(async () => {
@@ -40,7 +41,7 @@ interface CtlResult {
 async function ctl(args: string[], opts: { env?: Record<string, string>; now?: Date; endpoint?: boolean } = {}): Promise<CtlResult> {
   let out = '';
   let err = '';
-  const argv = opts.endpoint === false ? args : [`-endpoint=${etcd.url}`, ...args];
+  const argv = opts.endpoint === false ? args : [`-endpoint=${etcd!.url}`, ...args];
   try {
     const code = await ctlMain(argv, { out: (s) => void (out += s), err: (s) => void (err += s), env: opts.env ?? {}, ...(opts.now ? { now: () => opts.now! } : {}) });
     return { code, out, err };
@@ -65,7 +66,7 @@ describe('locksmith with a real etcd', () => {
     expect(Math.abs(Date.parse((locked['since'] as Record<string, string>)['machine-a']!) - Date.now())).toBeLessThan(60_000);
     // Through the real program entry: CoreOS's error line.
     let err = '';
-    expect(await cliMain(['-endpoint', etcd.url, 'lock', 'machine-b'], 'locksmithctl', { out: () => {}, err: (s) => void (err += s) })).toBe(1);
+    expect(await cliMain(['-endpoint', etcd!.url, 'lock', 'machine-b'], 'locksmithctl', { out: () => {}, err: (s) => void (err += s) })).toBe(1);
     expect(err).toMatch(/^locksmithctl: error: the reboot lock is at its maximum of 1 holder\(s\): machine-a/);
     expect((await ctl(['status'])).out).toMatch(/^Available: 0\nMax: 1\nExpire: never\n\nMACHINE ID {25}HELD {4}STATE\nmachine-a {26}\d+s? +held\n$/);
     expect((await ctl(['set-max', '2'])).out).toBe('Old: 1\nNew: 2\n');
@@ -197,7 +198,7 @@ describe('locksmith with a real etcd', () => {
   });
 
   it('locksmithctl reads LOCKSMITHCTL_ENDPOINT (comma-separated, a dead one skipped) and LOCKSMITHCTL_GROUP; flags win', async () => {
-    const env = { LOCKSMITHCTL_ENDPOINT: `http://127.0.0.1:1,${etcd.url}`, LOCKSMITHCTL_GROUP: 'env-group' };
+    const env = { LOCKSMITHCTL_ENDPOINT: `http://127.0.0.1:1,${etcd!.url}`, LOCKSMITHCTL_GROUP: 'env-group' };
     expect((await ctl(['lock', 'from-env'], { env, endpoint: false })).code).toBe(0);
     expect(JSON.parse((await value(semaphoreKey('env-group')))!)).toMatchObject({ holders: ['from-env'] });
     expect((await ctl(['-group', 'flag-group', 'status'], { env, endpoint: false })).out).toBe('Available: 1\nMax: 1\nExpire: never\n');
@@ -306,8 +307,8 @@ describe('locksmith with a real etcd', () => {
     let maxWaiting = 0;
     let observations = 0;
     let done = false;
-    // An observer reading etcd all along.
-    const observer = (async () => {
+    // An observer reading etcd all along (until `done` is set, below).
+    const observe = async () => {
       const l = new RebootLock(kv, group);
       while (!done) {
         const [{ sem }, waiting] = await Promise.all([l.get(), kv.rangePrefix(waitingPrefix(group))]);
@@ -315,7 +316,8 @@ describe('locksmith with a real etcd', () => {
         maxHolders = Math.max(maxHolders, sem.holders?.length ?? 0);
         maxWaiting = Math.max(maxWaiting, waiting.length);
       }
-    })();
+    };
+    const observer = observe();
     const rebooted: string[] = [];
     const engineRun = async (i: number) => {
       const id = `machine-${String(i).padStart(2, '0')}`;
@@ -358,7 +360,14 @@ describe('locksmith with a real etcd', () => {
   it('reboot strategy reboots without etcd; off does nothing; a window delays', async () => {
     let reboots = 0;
     const slept: number[] = [];
-    const base = { id: 'x', sleep: async (ms: number) => void slept.push(ms), reboot: async () => void reboots++, log: { info() {}, warn() {} } };
+    const base = {
+      id: 'x',
+      sleep: async (ms: number) => void slept.push(ms),
+      reboot: async () => {
+        reboots++;
+      },
+      log: { info() {}, warn() {} },
+    };
     let now = new Date(2026, 0, 7, 22, 0);
     expect(await coordinateReboot({ ...base, strategy: 'off', now: () => now })).toBe('off');
     expect(reboots).toBe(0);
@@ -408,7 +417,7 @@ describe('etcd replies are bounded', () => {
     expect(hang.message).toBe(`etcd v3/kv/range failed: ${url}/hang/: no reply within 0.3 s`);
   });
   it('the next endpoint is tried after a bad one, and used first from then on', async () => {
-    const k = new EtcdKv([`${url}/big/`, etcd.url]);
+    const k = new EtcdKv([`${url}/big/`, etcd!.url]);
     const before = bigHits;
     expect(await k.get('nothing-here')).toBeUndefined();
     expect(bigHits).toBe(before + 1);
@@ -419,15 +428,15 @@ describe('etcd replies are bounded', () => {
   it('an etcd error is reported as such, without trying other endpoints', async () => {
     const e = await kv.put('k', 'v', '12345').catch((x: unknown) => x as BasaltError);
     expect(e).toBeInstanceOf(BasaltError);
-    expect((e as BasaltError).message).toBe(`etcd v3/kv/put at ${etcd.url}: etcdserver: requested lease not found (HTTP 404)`);
+    expect((e as BasaltError).message).toBe(`etcd v3/kv/put at ${etcd!.url}: etcdserver: requested lease not found (HTTP 404)`);
     expect((e as BasaltError).details['grpcCode']).toBe(5);
   });
 });
 
 describe('etcd with authentication', () => {
-  let auth: Awaited<ReturnType<typeof startEtcd>>;
+  let auth: Awaited<ReturnType<typeof startEtcd>> | undefined;
   beforeAll(async () => {
-    auth = await startEtcd(`${t.dir}/auth`);
+    auth = await startEtcd(`${t!.dir}/auth`);
     const admin = new EtcdKv([auth.url]);
     await admin.post('v3/auth/user/add', { name: 'root', password: 'rootpw' });
     await admin.post('v3/auth/role/add', { name: 'root' });
@@ -438,10 +447,10 @@ describe('etcd with authentication', () => {
     await auth?.stop();
   });
   it('LOCKSMITHCTL_ETCD_USERNAME/_PASSWORD authenticate; without them etcd refuses', async () => {
-    const env = { LOCKSMITHCTL_ENDPOINT: auth.url, LOCKSMITHCTL_ETCD_USERNAME: 'root', LOCKSMITHCTL_ETCD_PASSWORD: 'rootpw' };
+    const env = { LOCKSMITHCTL_ENDPOINT: auth!.url, LOCKSMITHCTL_ETCD_USERNAME: 'root', LOCKSMITHCTL_ETCD_PASSWORD: 'rootpw' };
     expect((await ctl(['lock', 'authed'], { env, endpoint: false })).code).toBe(0);
     expect((await ctl(['status'], { env, endpoint: false })).out).toMatch(/^Available: 0\n[^]*\nauthed {29}\d+s? +held\n$/);
-    const anon = await ctl(['status'], { env: { LOCKSMITHCTL_ENDPOINT: auth.url }, endpoint: false });
+    const anon = await ctl(['status'], { env: { LOCKSMITHCTL_ENDPOINT: auth!.url }, endpoint: false });
     expect(anon.error?.code).toBe('E_ETCD');
     expect(anon.error?.message).toMatch(/^etcd v3\/kv\/range at http:\/\/127\.0\.0\.1:\d+: etcdserver: user name is empty \(HTTP \d+\)$/);
     const wrong = await ctl(['status'], { env: { ...env, LOCKSMITHCTL_ETCD_PASSWORD: 'nope' }, endpoint: false });

@@ -5,7 +5,6 @@ import {
   type CoordinatorDeps, type RebootLock, type Semaphore, type WaitingRegistry,
 } from './locksmith.js';
 import { BasaltError } from '../../../common/src/errors.js';
-import { readFileSync } from 'node:fs';
 
 const T0 = new Date('2026-01-07T12:00:00Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);

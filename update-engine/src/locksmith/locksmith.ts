@@ -119,7 +119,7 @@ const KNOWN_FIELDS = new Set(['semaphore', 'max', 'holders', 'since', 'expire'])
  * "expire" (omitted when 0). Pure.
  */
 export function encodeSemaphore(s: Semaphore): string {
-  const holders = s.holders && s.holders.length ? [...s.holders].sort() : null;
+  const holders = s.holders?.length ? [...s.holders].sort() : null;
   const o: Record<string, unknown> = { semaphore: s.semaphore, max: s.max, holders };
   const since = Object.entries(s.since ?? {})
     .filter(([id]) => holders?.includes(id))
@@ -132,21 +132,23 @@ export function encodeSemaphore(s: Semaphore): string {
 
 /** Parses a semaphore; Basalt's own fields are read leniently (a bad "since" entry never expires, a bad "expire" is never). Pure. */
 export function decodeSemaphore(text: string, key: string): Semaphore {
-  let o: Record<string, unknown>;
+  let parsed: unknown;
   try {
-    o = JSON.parse(text) as Record<string, unknown>;
+    parsed = JSON.parse(text);
   } catch {
     throw new BasaltError(UE_ERRORS.E_LOCK_INVALID, `${key}: value is not JSON`, { hint: 'fix or delete the key (locksmithctl recreates it)' });
   }
-  const holders = o?.['holders'];
+  const notASemaphore = () => new BasaltError(UE_ERRORS.E_LOCK_INVALID, `${key}: value is not a locksmith semaphore`, { hint: 'fix or delete the key (locksmithctl recreates it)' });
+  if (typeof parsed !== 'object' || parsed === null) throw notASemaphore();
+  const o = parsed as Record<string, unknown>;
+  const holders = o['holders'];
   if (
-    typeof o !== 'object' || o === null ||
     typeof o['semaphore'] !== 'number' || typeof o['max'] !== 'number' ||
     !(holders === null || holders === undefined || (Array.isArray(holders) && holders.every((h) => typeof h === 'string')))
   ) {
-    throw new BasaltError(UE_ERRORS.E_LOCK_INVALID, `${key}: value is not a locksmith semaphore`, { hint: 'fix or delete the key (locksmithctl recreates it)' });
+    throw notASemaphore();
   }
-  const s: Semaphore = { semaphore: o['semaphore'], max: o['max'], holders: (holders as string[] | null | undefined) ?? null };
+  const s: Semaphore = { semaphore: o['semaphore'], max: o['max'], holders: holders ?? null };
   const since = o['since'];
   if (since && typeof since === 'object' && !Array.isArray(since)) {
     const entries = Object.entries(since as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string');
@@ -184,8 +186,7 @@ export function staleHolders(s: Semaphore, now: Date): ExpiredHolder[] {
 }
 
 function withoutHolders(s: Semaphore, ids: string[]): Semaphore {
-  const since = { ...s.since };
-  for (const id of ids) delete since[id];
+  const since = Object.fromEntries(Object.entries(s.since ?? {}).filter(([id]) => !ids.includes(id)));
   return { ...s, semaphore: s.semaphore + ids.length, holders: (s.holders ?? []).filter((h) => !ids.includes(h)), since };
 }
 
@@ -224,8 +225,7 @@ export function lockOp(s: Semaphore, id: string, key: string, now: Date): LockRe
 export function unlockOp(s: Semaphore, id: string, key: string): Semaphore {
   const h = s.holders ?? [];
   if (!h.includes(id)) throw new BasaltError(UE_ERRORS.E_LOCK_NOT_HELD, `${id} does not hold the reboot lock (${key})`);
-  const since = { ...s.since };
-  delete since[id];
+  const since = Object.fromEntries(Object.entries(s.since ?? {}).filter(([holder]) => holder !== id));
   return { ...s, semaphore: s.semaphore + 1, holders: h.filter((x) => x !== id), since: Object.keys(since).length ? since : undefined };
 }
 
@@ -614,7 +614,8 @@ function errorText(r: Reply): string {
 }
 
 function isAuthFailure(r: Reply): boolean {
-  return r.status === 401 || r.json['code'] === 16 || /auth token|token is expired/i.test(String(r.json['message'] ?? ''));
+  const m = r.json['message'];
+  return r.status === 401 || r.json['code'] === 16 || (typeof m === 'string' && /auth token|token is expired/i.test(m));
 }
 
 function etcdError(ep: string, path: string, r: Reply): BasaltError {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import got from 'got';
 import { silentLogger } from '../../../common/src/log.js';
 import { tempDir, makeUsr, makeKeys } from '../../test/helpers.js';
-import { release, refreshChannel } from '../publish/repo.js';
+import { release } from '../publish/repo.js';
 import { loadKeyring } from '../format/signature.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from './server.js';
@@ -13,7 +13,7 @@ import { APP_ID } from '../../../common/src/contracts.js';
 import { parseXml, kid } from '../format/xml.js';
 
 let t: Awaited<ReturnType<typeof tempDir>>;
-let srv: Awaited<ReturnType<typeof startServer>>;
+let srv: Awaited<ReturnType<typeof startServer>> | undefined;
 let repo: string;
 let events: string;
 let payloadSha: string;
@@ -38,7 +38,7 @@ const coreosEvent = (type: number, result: number, code?: number) => `<?xml vers
     </app>
 </request>
 `;
-const post = (body: string) => got.post(`${srv.url}v1/update/`, { body, headers: { 'content-type': 'text/xml' }, throwHttpErrors: false, retry: { limit: 0 } });
+const post = (body: string) => got.post(`${srv!.url}v1/update/`, { body, headers: { 'content-type': 'text/xml' }, throwHttpErrors: false, retry: { limit: 0 } });
 
 beforeAll(async () => {
   t = await tempDir();
@@ -80,9 +80,9 @@ describe('basalt serve (Omaha v3)', () => {
     expect(act.attrs['event']).toBe('postinstall');
     expect(Buffer.from(act.attrs['sha256']!, 'base64').toString('hex')).toBe(payloadSha);
     const off = parseResponse(r.body, APP_ID).offer!;
-    expect(off.codebases[0]).toBe(`${srv.url}payloads/2.0.0/`);
+    expect(off.codebases[0]).toBe(`${srv!.url}payloads/2.0.0/`);
     // The payload URL (codebase + name) serves exactly `size` bytes.
-    const pay = await got(off.codebases[0] + off.packageName).buffer();
+    const pay = await got(off.codebases[0]! + off.packageName).buffer();
     expect(pay.length).toBe(payloadSize);
   });
   it('answers noupdate to an up-to-date client, another board, an unknown track and expired metadata', async () => {
@@ -127,13 +127,13 @@ describe('basalt serve (Omaha v3)', () => {
     const xxe = `<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><request protocol="3.0">&x;</request>`;
     expect((await post(xxe)).statusCode).toBe(400);
     expect((await post('<request protocol="2.0"/>')).statusCode).toBe(400);
-    const big = await post('<request protocol="3.0">' + ' '.repeat(70 * 1024) + '</request>').catch((e: Error) => e);
-    expect(big instanceof Error || big.statusCode === 413).toBe(true);
+    const big = await post('<request protocol="3.0">' + ' '.repeat(70 * 1024) + '</request>').then((r) => r.statusCode, (e: unknown) => e);
+    expect(big instanceof Error || big === 413).toBe(true);
     const r = await post(coreosCheck('1.0.0', 'stable', 'x').replace(APP_ID, '{00000000-0000-0000-0000-000000000000}'));
     expect(kid(parseXml(r.body), 'app')!.attrs['status']).toBe('error-unknownApplication');
   });
   it('serves payloads with HTTP Range and refuses paths outside the repository', async () => {
-    const url = `${srv.url}payloads/2.0.0/usr.img.xz`;
+    const url = `${srv!.url}payloads/2.0.0/usr.img.xz`;
     const full = await got(url).buffer();
     const part = await got(url, { headers: { range: 'bytes=100-199' } });
     expect(part.statusCode).toBe(206);
@@ -144,7 +144,7 @@ describe('basalt serve (Omaha v3)', () => {
     const open = await got(url, { headers: { range: `bytes=${full.length - 5}-` } });
     expect(open.rawBody.length).toBe(5);
     expect((await got(url, { headers: { range: `bytes=${full.length}-` }, throwHttpErrors: false })).statusCode).toBe(416);
-    expect((await got(`${srv.url}..%2F..%2Fetc%2Fpasswd`, { throwHttpErrors: false })).statusCode).toBe(404);
-    expect((await got(`${srv.url}payloads/.tmp-x/`, { throwHttpErrors: false })).statusCode).toBe(404);
+    expect((await got(`${srv!.url}..%2F..%2Fetc%2Fpasswd`, { throwHttpErrors: false })).statusCode).toBe(404);
+    expect((await got(`${srv!.url}payloads/.tmp-x/`, { throwHttpErrors: false })).statusCode).toBe(404);
   });
 });

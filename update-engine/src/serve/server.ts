@@ -78,7 +78,7 @@ async function answerApp(o: ServeOptions, a: AppRequest, req: IncomingMessage, i
     await rec({ kind: 'updatecheck', answer: 'ok', offered: ch.version, installSource });
     return res;
   }
-  if (s.error && ch === undefined && !/^no channel/.test(s.error)) o.log.warn(`updatecheck for track '${a.track}': ${s.error}`);
+  if (s.error && ch === undefined && !s.error.startsWith('no channel')) o.log.warn(`updatecheck for track '${a.track}': ${s.error}`);
   await rec({ kind: 'updatecheck', answer: 'noupdate', reason: d.offer ? '' : d.why, installSource });
   res.updateCheck = { status: 'noupdate' };
   return res;
@@ -190,8 +190,8 @@ export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: Serve
         return;
       }
       res.writeHead(405).end();
-    })().catch((e) => {
-      o.log.error(`serve: ${isBasaltError(e) ? e.message : String((e as Error)?.stack ?? e)}`);
+    })().catch((e: unknown) => {
+      o.log.error(`serve: ${isBasaltError(e) ? e.message : e instanceof Error ? (e.stack ?? String(e)) : String(e)}`);
       if (!res.headersSent) res.writeHead(500).end();
       else res.destroy();
     });
@@ -206,7 +206,7 @@ export async function startServer(o: ServeOptions, host: string, port: number, w
   server.headersTimeout = 30_000;
   server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new BasaltError(UE_ERRORS.E_LISTEN, `cannot listen on ${host}:${port}: ${(e as Error).message}`)));
+    server.once('error', (e) => reject(new BasaltError(UE_ERRORS.E_LISTEN, `cannot listen on ${host}:${port}: ${e.message}`)));
     server.listen(port, host, () => resolve());
   });
   const addr = server.address();
