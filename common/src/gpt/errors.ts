@@ -1,9 +1,6 @@
 /**
- * The error codes the GPT library and `basalt disk` throw.
- *
- * `basalt disk create` on an existing file also throws E_EXISTS, which the
- * update-engine throws too (keys); it is left to a shared catalogue rather
- * than claimed here, since a code can be defined by one part only.
+ * The error codes the GPT library and `basalt disk` throw, besides the shared
+ * ones of COMMON_ERRORS (E_EXISTS, E_READ_ONLY and the file-system codes).
  */
 import { defineErrors } from '../errors.js';
 

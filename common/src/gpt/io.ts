@@ -208,7 +208,7 @@ export async function createDisk(path: string, opts: CreateOptions): Promise<Gpt
     () => null,
   );
   if (exists && !exists.isFile()) throw new BasaltError(GPT_ERRORS.E_NOT_A_FILE, `${path}: exists and is not a regular file`);
-  if (exists && !opts.force) throw new BasaltError('E_EXISTS', `${path}: already exists`, { hint: 'remove it first, or pass --force to overwrite it' });
+  if (exists && !opts.force) throw new BasaltError(COMMON_ERRORS.E_EXISTS, `${path}: already exists`, { hint: 'remove it first, or pass --force to overwrite it' });
   await replaceFile(
     path,
     async (tmp) => {
