@@ -3,7 +3,7 @@
  * exit codes: 0 ok, 1 failure or invalid input, 2 usage error.
  */
 import { readFileSync } from 'node:fs';
-import { BasaltError, UsageError, isBasaltError } from '../common/src/errors.js';
+import { UsageError, isBasaltError } from '../common/src/errors.js';
 import { createLogger } from '../common/src/log.js';
 import { availableCommands, commands, isAvailable, notAvailable, programs } from './commands.js';
 import type { CommandContext, CommandEntry } from '../common/src/cli/types.js';
@@ -73,7 +73,7 @@ export async function main(argv: string[], prog = 'basalt', opts: MainOptions = 
   const table = opts.commands ?? commands;
   if (prog !== 'basalt') {
     const load = programs[prog];
-    if (!load) return report(new BasaltError('E_USAGE', `unknown program ${prog}`), debug, prog, err);
+    if (!load) return report(new UsageError(`unknown program ${prog}`), debug, prog, err);
     try {
       const mod = await load();
       return await mod.main(argv, { out, err });
