@@ -39,29 +39,6 @@ export default defineConfig(
       'no-empty-pattern': ['error', { allowObjectPatternsAsParameters: true }],
     },
   },
-  // The rooms' rules (docs/ARCHITECTURE.md): cli/ is the roof that nothing imports; common/
-  // imports no other part; the host side of the update-engine never imports the publisher.
-  {
-    files: ['common/**/*.ts', 'builder/**/*.ts', 'update-engine/**/*.ts', 'cloudinit/**/*.ts', 'configs/**/*.ts', 'qemu-test/src/**/*.ts'],
-    ignores: ['**/*.test.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: [{ regex: '^(\\.\\./)+cli/', message: 'cli/ is the roof: take CLI plumbing from common/src/cli/.' }] }],
-    },
-  },
-  {
-    files: ['common/src/**/*.ts'],
-    ignores: ['**/*.test.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: [{ regex: '^(\\.\\./)+(cli|builder|update-engine|cloudinit|configs|qemu-test)/', message: 'common/ imports no other part.' }] }],
-    },
-  },
-  {
-    files: ['update-engine/src/host/**/*.ts', 'update-engine/src/locksmith/**/*.ts', 'update-engine/src/format/**/*.ts'],
-    ignores: ['**/*.test.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: [{ regex: '/publish/', message: 'the host verifies and never signs: it does not import publish/.' }, { regex: '^(\\.\\./)+cli/', message: 'cli/ is the roof.' }] }],
-    },
-  },
   // Plain JavaScript (bin/ launchers, this file): in no tsconfig, so no type information.
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
