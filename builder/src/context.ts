@@ -13,11 +13,7 @@ import type { UsrImageInfo } from '../../common/src/contracts.js';
 import { InternalError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
 import type { Profile } from '../../configs/src/profile.js';
-import type { BootFacts } from './stages/boot.js';
-import type { CustomizeFacts } from './stages/customize.js';
-import type { InitrdFacts } from './stages/initrd.js';
-import type { PackagesFacts } from './stages/packages.js';
-import type { TrimFacts } from './stages/trim.js';
+import type { BootFacts, CustomizeFacts, InitrdFacts, PackagesFacts, TrimFacts } from './stages/stage-facts.js';
 
 export interface BuildContext {
   profile: Profile;

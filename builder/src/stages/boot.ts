@@ -13,14 +13,6 @@ import { run } from '../../../common/src/exec.js';
 import { sha256, stageDir, stageFacts, type BuildContext, type Stage } from '../context.js';
 import { FactsReader } from '../facts.js';
 
-/** What the boot stage reports. */
-export interface BootFacts {
-  /** File name of slot A's boot entry (with its tries counter). */
-  entry: string;
-  /** The kernel command line of the entry. */
-  cmdline: string;
-}
-
 /** Tries a freshly built slot gets (GPT tries and the entry's +N agree). */
 export const FIRST_BOOT_TRIES = 3;
 

@@ -197,13 +197,6 @@ async function appModules(ctx: BuildContext): Promise<string> {
   return join(dir, 'node_modules');
 }
 
-/** What the customize stage reports. */
-export interface CustomizeFacts {
-  nodeRuntimeBytes: number;
-  packageManagerBytesRemoved: number;
-  purged: string[];
-}
-
 /** Runs a command inside the tree (chroot), with the build's locale and SOURCE_DATE_EPOCH. */
 type InRoot = (argv: string[]) => Promise<RunResult>;
 

@@ -15,13 +15,6 @@ import { kernelVersion } from './trim.js';
 
 export const DRACUT_MODULES = ['systemd', 'systemd-initrd', 'dracut-systemd', 'base', 'fs-lib', 'rootfs-block', 'udev-rules', 'kernel-modules', 'dm', 'shutdown', 'basalt'];
 
-/** What the initrd stage reports. */
-export interface InitrdFacts {
-  kernelVersion: string;
-  kernelBytes: number;
-  initrdBytes: number;
-}
-
 /** Pure: dracut argv (run inside the tree). */
 export function dracutArgs(kver: string, drivers: readonly string[], output: string): string[] {
   return [

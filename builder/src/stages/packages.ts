@@ -19,13 +19,6 @@ export interface PackageInfo {
   installedKiB: number;
 }
 
-/** What the packages stage reports. */
-export interface PackagesFacts {
-  count: number;
-  /** `name version` of the kernel package, null when none is installed. */
-  kernelPackage: string | null;
-}
-
 /** Packages whose files are attributed to a component in the manifest's size table. */
 export const SIZE_GROUPS: Record<string, string[]> = {
   systemd: ['systemd', 'systemd-sysv', 'systemd-container', 'systemd-resolved', 'udev', 'libsystemd0', 'libsystemd-shared', 'libudev1', 'libnss-systemd'],

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { stageDir, type BuildContext, type Stage } from '../context.js';
+import type { Removed } from './stage-facts.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
 import { copyTree, removeIfExists } from '../fsutil.js';
@@ -39,16 +40,6 @@ export async function kernelVersion(root: string): Promise<string> {
   const kvers = (await readdir(join(root, 'usr/lib/modules'))).filter((k) => /^\d/.test(k));
   if (kvers.length !== 1) throw new BasaltError(BUILD_ERRORS.E_KERNEL, `expected one kernel in ${root}/usr/lib/modules, found ${kvers.length}: ${kvers.join(', ')}`);
   return kvers[0]!;
-}
-
-/** Files and bytes removed, by what they were (docs, locales, kernel modules, profile). */
-export type Removed = Record<string, { files: number; bytes: number }>;
-
-/** What the trim stage reports. */
-export interface TrimFacts {
-  removed: Removed;
-  modulesKept: number;
-  modulesMissing: string[];
 }
 
 /** Adds removed bytes (and files) to `removed[what]`. */
