@@ -241,19 +241,45 @@ export function parseResponse(body: string, appId: string): CheckResult {
   if (!pkg || !action?.attrs['sha256'] || !(size > 0) || !version || codebases.length === 0) {
     throw new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, 'Omaha response lacks manifest version, package size, urls or the postinstall sha256', { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
   }
-  const sha256Base64 = action.attrs['sha256'];
+  const sha256Hex = payloadSha256(pkg.attrs['hash_sha256'], action.attrs['sha256']);
   return {
     status,
     ...(pollInterval ? { pollInterval } : {}),
     offer: {
       version,
-      codebases,
+      // update_engine appends the package name to the codebase: a codebase without its '/' is a folder all the same.
+      codebases: codebases.map((c) => (c.endsWith('/') ? c : c + '/')),
       packageName: pkg.attrs['name'] ?? '',
       size,
       sha1Base64: pkg.attrs['hash'] ?? '',
-      sha256Hex: pkg.attrs['hash_sha256'] ?? Buffer.from(sha256Base64, 'base64').toString('hex'),
-      sha256Base64,
+      sha256Hex,
+      sha256Base64: Buffer.from(sha256Hex, 'hex').toString('base64'),
       manifestName: action.attrs['MetadataManifest'] ?? 'manifest.json',
     },
   };
+}
+
+/**
+ * A SHA-256 as Omaha servers write it: hex (Basalt, update_engine's hash_sha256) or base64
+ * (go-omaha and Nebraska's hash_sha256, every server's postinstall sha256). Undefined when neither.
+ */
+export function sha256ToHex(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const t = text.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(t)) return t.toLowerCase();
+  if (/^[A-Za-z0-9+/]{43}=$/.test(t)) return Buffer.from(t, 'base64').toString('hex');
+  return undefined;
+}
+
+/** The payload's SHA-256 from package@hash_sha256 and the postinstall action's sha256: either form, and both agree. */
+function payloadSha256(pkgHash: string | undefined, actionHash: string | undefined): string {
+  const a = sha256ToHex(pkgHash);
+  const b = sha256ToHex(actionHash);
+  const bad = (what: string) => new BasaltError(UE_ERRORS.E_OMAHA_RESPONSE, `Omaha response: ${what}`, { details: { errorCode: ErrorCode.OmahaResponseInvalid } });
+  if (pkgHash !== undefined && a === undefined) throw bad(`package hash_sha256 '${pkgHash.slice(0, 80)}' is neither 64 hex digits nor base64 of 32 bytes`);
+  if (actionHash !== undefined && b === undefined) throw bad(`postinstall sha256 '${actionHash.slice(0, 80)}' is neither 64 hex digits nor base64 of 32 bytes`);
+  if (a !== undefined && b !== undefined && a !== b) throw bad('package hash_sha256 and the postinstall sha256 name different payloads');
+  const h = a ?? b;
+  if (h === undefined) throw bad('no SHA-256 of the payload');
+  return h;
 }

@@ -1,6 +1,6 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { step, initialState, type Event, type MachineState } from './machine.js';
-import { nextDelay, afterCheck, coreosTimings } from './scheduler.js';
+import { nextDelay, afterCheck, clampPollInterval, coreosTimings, realClock } from './scheduler.js';
 import { resolveConf } from './config.js';
 import { parseEnvFile } from '../../../common/src/contracts.js';
 
@@ -109,6 +109,29 @@ describe('check scheduler (update_check_scheduler.cc timings)', () => {
     s = afterCheck(s, 'ok');
     expect(nextDelay(s, coreosTimings, 0.5)).toBe(45 * min);
     expect(nextDelay(afterCheck(s, 'ok', 600), coreosTimings, 0.5)).toBe(10 * min);
+  });
+  it('clamps a server PollInterval to 5 min .. 24 h (a check storm or a machine that never checks again)', () => {
+    const s = { checks: 1, serverErrors: 0 };
+    expect(nextDelay(afterCheck(s, 'ok', 99_999_999), coreosTimings, 0.5)).toBe(24 * 60 * min);
+    expect(nextDelay(afterCheck(s, 'ok', 1), coreosTimings, 0.5)).toBe(5 * min);
+    // Zero, negative or not a number: the default interval.
+    for (const bad of [0, -5, Number.NaN, Infinity]) expect(nextDelay(afterCheck(s, 'ok', bad), coreosTimings, 0.5)).toBe(45 * min);
+    expect(clampPollInterval(3600)).toBe(3600);
+  });
+  it('runs a wait longer than Node\'s timer limit in steps, not at once', async () => {
+    vi.useFakeTimers();
+    try {
+      let fired = 0;
+      realClock.setTimeout(() => fired++, 30 * 24 * 3600 * 1000);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(fired).toBe(0);
+      await vi.advanceTimersByTimeAsync(25 * 24 * 3600 * 1000);
+      expect(fired).toBe(0);
+      await vi.advanceTimersByTimeAsync(5 * 24 * 3600 * 1000);
+      expect(fired).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -1,9 +1,23 @@
 /**
  * Update-check timing as update_check_scheduler.cc: the first check 7 min
  * (±5) after start, then every 45 min (±5); after server errors (5xx) the
- * interval doubles up to 4 h; a server PollInterval replaces the base. Pure:
- * randomness comes in as `rand` in [0,1).
+ * interval doubles up to 4 h; a server PollInterval replaces the base, clamped
+ * to [POLL_MIN_S, POLL_MAX_S] so that no server can make a machine check in a
+ * loop or never again. Pure: randomness comes in as `rand` in [0,1).
  */
+
+/** The shortest and longest PollInterval a server may set (seconds). */
+export const POLL_MIN_S = 5 * 60;
+export const POLL_MAX_S = 24 * 3600;
+
+/** A server's PollInterval in the sane range; undefined (the default interval) for anything that is not a positive number. */
+export function clampPollInterval(seconds: number | undefined): number | undefined {
+  if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0) return undefined;
+  return Math.min(POLL_MAX_S, Math.max(POLL_MIN_S, Math.round(seconds)));
+}
+
+/** Node runs a timer of more than 2^31-1 ms at once: longer waits are cut to this and re-armed. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface SchedulerTimings {
   firstMs: number;
   intervalMs: number;
@@ -39,7 +53,7 @@ export function afterCheck(s: SchedulerState, outcome: 'ok' | 'error' | 'server-
   return {
     checks: s.checks + 1,
     serverErrors: outcome === 'server-error' ? s.serverErrors + 1 : 0,
-    pollInterval: pollInterval ?? s.pollInterval,
+    pollInterval: clampPollInterval(pollInterval) ?? s.pollInterval,
   };
 }
 
@@ -52,8 +66,15 @@ export interface Clock {
 export const realClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    t.unref();
+    // A wait past Node's timer limit is run in steps, never as an immediate timer.
+    let t: NodeJS.Timeout;
+    const due = Date.now() + ms;
+    const arm = () => {
+      const left = due - Date.now();
+      t = setTimeout(left > MAX_TIMER_MS ? arm : fn, Math.min(Math.max(0, left), MAX_TIMER_MS));
+      t.unref();
+    };
+    arm();
     return { cancel: () => clearTimeout(t) };
   },
 };

@@ -1,5 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import got from 'got';
 import { silentLogger } from '../../../common/src/log.js';
@@ -76,6 +78,8 @@ describe('basalt serve (Omaha v3)', () => {
     expect(man.attrs['version']).toBe('2.0.0');
     const pkg = kid(kid(man, 'packages'), 'package')!;
     expect(pkg.attrs).toMatchObject({ name: 'usr.img.xz', size: String(payloadSize), hash_sha256: payloadSha, required: 'true' });
+    // package@hash as update_engine fills it: base64 SHA-1 of the payload.
+    expect(pkg.attrs['hash']).toBe(createHash('sha1').update(await readFile(join(repo, 'payloads/2.0.0/usr.img.xz'))).digest('base64'));
     const act = kid(kid(man, 'actions'), 'action')!;
     expect(act.attrs['event']).toBe('postinstall');
     expect(Buffer.from(act.attrs['sha256']!, 'base64').toString('hex')).toBe(payloadSha);
@@ -130,7 +134,26 @@ describe('basalt serve (Omaha v3)', () => {
     const big = await post('<request protocol="3.0">' + ' '.repeat(70 * 1024) + '</request>').then((r) => r.statusCode, (e: unknown) => e);
     expect(big instanceof Error || big === 413).toBe(true);
     const r = await post(coreosCheck('1.0.0', 'stable', 'x').replace(APP_ID, '{00000000-0000-0000-0000-000000000000}'));
+    expect(r.statusCode).toBe(400);
     expect(kid(parseXml(r.body), 'app')!.attrs['status']).toBe('error-unknownApplication');
+  });
+  it('cuts off a client that sends its request too slowly', async () => {
+    const slow = await startServer({ repo, eventsFile: join(t.dir, 'slow-events.jsonl'), appIds: [APP_ID], maxBodyBytes: 64 * 1024, requestTimeoutMs: 500, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+    try {
+      const port = Number(new URL(slow.url).port);
+      const t0 = Date.now();
+      const closed = await new Promise<string>((resolve) => {
+        const s = connect(port, '127.0.0.1', () => s.write('POST /v1/update/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n<req'));
+        let got = '';
+        s.on('data', (d: Buffer) => (got += d.toString()));
+        s.on('close', () => resolve(got));
+        s.on('error', () => undefined);
+      });
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(closed).toMatch(/^HTTP\/1\.1 408|^$/);
+    } finally {
+      await slow.close();
+    }
   });
   it('serves payloads with HTTP Range and refuses paths outside the repository', async () => {
     const url = `${srv!.url}payloads/2.0.0/usr.img.xz`;

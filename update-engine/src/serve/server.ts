@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createReadStream } from 'node:fs';
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import { BasaltError, isBasaltError } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
@@ -15,6 +15,7 @@ import { decideOffer, offerFromChannel, type OfferDecision } from '../format/off
 import { checkChannel, peekEnvelope, unseal, validateChannel, type ChannelMeta } from '../format/metadata.js';
 import type { Keyring } from '../format/signature.js';
 import { UE_ERRORS } from '../errors.js';
+import { DEFAULT_EVENT_LIMITS, EventLog, type EventLimits } from './events.js';
 
 export interface ServeOptions {
   repo: string;
@@ -27,9 +28,16 @@ export interface ServeOptions {
   /** When set, channel metadata is verified with it before being offered. */
   keyring?: Keyring | undefined;
   maxBodyBytes: number;
+  /** Time a client has to send its whole request (default REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs?: number | undefined;
+  /** Bounds of the event log (default DEFAULT_EVENT_LIMITS). */
+  eventLimits?: EventLimits | undefined;
   now: () => Date;
   log: Logger;
 }
+
+/** A client has this long to send its whole request (headers and body); slower ones are cut off. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 interface Served {
   channel?: ChannelMeta;
@@ -58,10 +66,9 @@ async function loadChannel(o: ServeOptions, track: string): Promise<Served> {
   }
 }
 
-async function answerApp(o: ServeOptions, a: AppRequest, req: IncomingMessage, installSource: string): Promise<AppResponse> {
+async function answerApp(o: ServeOptions, events: EventLog, a: AppRequest, req: IncomingMessage, installSource: string): Promise<AppResponse> {
   const t = o.now().toISOString();
-  const rec = (x: Record<string, unknown>) =>
-    appendFile(o.eventsFile, JSON.stringify({ time: t, machineId: a.machineId, appId: a.appId, version: a.version, track: a.track, board: a.board, ...x }) + '\n');
+  const rec = (x: Record<string, unknown>) => events.append(a.machineId, { time: t, machineId: a.machineId, appId: a.appId, version: a.version, track: a.track, board: a.board, ...x });
   if (!o.appIds.includes(a.appId)) {
     await rec({ kind: 'unknown-app' });
     return { appId: a.appId, status: 'error-unknownApplication', ping: false, events: 0 };
@@ -74,7 +81,8 @@ async function answerApp(o: ServeOptions, a: AppRequest, req: IncomingMessage, i
   const ch = s.channel;
   const d: OfferDecision = ch ? decideOffer(ch, a) : { offer: false, why: s.error ?? 'no channel' };
   if (ch && d.offer) {
-    res.updateCheck = { status: 'ok', offer: offerFromChannel(ch, o.baseUrl ?? `http://${req.headers.host ?? '127.0.0.1'}/`) };
+    const offer = offerFromChannel(ch, o.baseUrl ?? `http://${req.headers.host ?? '127.0.0.1'}/`);
+    res.updateCheck = { status: 'ok', offer: { ...offer, sha1Base64: await payloadSha1(o, ch) } };
     await rec({ kind: 'updatecheck', answer: 'ok', offered: ch.version, installSource });
     return res;
   }
@@ -82,6 +90,17 @@ async function answerApp(o: ServeOptions, a: AppRequest, req: IncomingMessage, i
   await rec({ kind: 'updatecheck', answer: 'noupdate', reason: d.offer ? '' : d.why, installSource });
   res.updateCheck = { status: 'noupdate' };
   return res;
+}
+
+/** package@hash as update_engine and go-omaha fill it: base64 SHA-1 of the payload, from the release's manifest ('' when it cannot be read). */
+async function payloadSha1(o: ServeOptions, ch: ChannelMeta): Promise<string> {
+  try {
+    const path = join(o.repo, ch.manifest);
+    const m = peekEnvelope(await readFile(path, 'utf8'), path) as { payload?: { sha1?: unknown } };
+    return typeof m.payload?.sha1 === 'string' ? m.payload.sha1 : '';
+  } catch {
+    return '';
+  }
 }
 
 async function readBody(req: IncomingMessage, max: number): Promise<string> {
@@ -155,6 +174,7 @@ async function serveFile(o: ServeOptions, req: IncomingMessage, res: ServerRespo
 /** The request handler of `basalt serve` (tests wrap it to inject faults). */
 export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const started = Date.now();
+  const events = new EventLog(o.eventsFile, o.eventLimits ?? DEFAULT_EVENT_LIMITS);
   return (req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -180,9 +200,11 @@ export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: Serve
           return;
         }
         const apps: AppResponse[] = [];
-        for (const a of parsed.apps) apps.push(await answerApp(o, a, req, parsed.installSource));
+        for (const a of parsed.apps) apps.push(await answerApp(o, events, a, req, parsed.installSource));
         const xml = buildResponse(apps, Math.floor((Date.now() - started) / 1000));
-        res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8', 'content-length': Buffer.byteLength(xml) }).end(xml);
+        // As go-omaha: an app this server does not serve is a bad request, with the answer as its body.
+        const unknown = apps.some((a) => a.status === 'error-unknownApplication');
+        res.writeHead(unknown ? 400 : 200, { 'content-type': 'text/xml; charset=utf-8', 'content-length': Buffer.byteLength(xml) }).end(xml);
         return;
       }
       if (req.method === 'GET' || req.method === 'HEAD') {
@@ -202,9 +224,9 @@ export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: Serve
 export async function startServer(o: ServeOptions, host: string, port: number, wrap?: (h: ReturnType<typeof omahaHandler>) => ReturnType<typeof omahaHandler>): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   await mkdir(dirname(o.eventsFile), { recursive: true });
   const h = omahaHandler(o);
-  const server = createServer(wrap ? wrap(h) : h);
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 0;
+  const timeout = o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  // Node checks the request deadlines on this interval (30 s by default): check often enough to keep them.
+  const server = createServer({ connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeout / 4))), headersTimeout: timeout, requestTimeout: timeout }, wrap ? wrap(h) : h);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new BasaltError(UE_ERRORS.E_LISTEN, `cannot listen on ${host}:${port}: ${e.message}`)));
     server.listen(port, host, () => resolve());
