@@ -195,13 +195,23 @@ export class Engine {
     return isBusy(this.state.status);
   }
 
-  /** Waits until the effects of all sent events have run. */
+  /**
+   * Waits until the effects of all sent events have run. The wait keeps the
+   * process alive: the clock's timers do not (a daemon lives on its sockets),
+   * so a one-shot `apply` waiting out a retry's back-off would otherwise end,
+   * with exit code 0, before it had installed anything.
+   */
   async idle(): Promise<void> {
-    let w: Promise<void>;
-    do {
-      w = this.work;
-      await w;
-    } while (w !== this.work);
+    const hold = setInterval(() => undefined, 2 ** 30);
+    try {
+      let w: Promise<void>;
+      do {
+        w = this.work;
+        await w;
+      } while (w !== this.work);
+    } finally {
+      clearInterval(hold);
+    }
   }
 
   /** Feeds an event to the state machine; effects run in order in the background. Returns whether it applied. */

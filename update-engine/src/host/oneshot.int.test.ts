@@ -1,0 +1,94 @@
+/**
+ * `basalt update apply --disk` as its own process against a server that fails
+ * for a while (HTTP 503, a stalled transfer): it waits out its back-off and
+ * installs, or exits non-zero with one line; never 0 with nothing installed.
+ */
+import { spawn } from 'node:child_process';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { APP_ID } from '../../../common/src/contracts.js';
+import { readGpt, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
+import { silentLogger } from '../../../common/src/log.js';
+import { projectRoot } from '../../../common/src/paths.js';
+import { run } from '../../../common/src/exec.js';
+import { makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
+import { release } from '../publish/repo.js';
+import { readPrivateKeyFile } from '../publish/keys.js';
+import { startServer } from '../serve/server.js';
+
+const root = projectRoot();
+let t: Awaited<ReturnType<typeof tempDir>> | undefined;
+let srv: Awaited<ReturnType<typeof startServer>> | undefined;
+let keys: Awaited<ReturnType<typeof makeKeys>>;
+let usr1: string;
+/** What the server does to the next payload requests: '503' or 'stall' each, then serves. */
+const faults: ('503' | 'stall')[] = [];
+let payloadRequests = 0;
+
+beforeAll(async () => {
+  // The command runs from dist/: rebuild it when the sources are newer (npm test builds first anyway).
+  if (await distIsStale()) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+  t = await tempDir();
+  keys = await makeKeys(t.dir);
+  const key = await readPrivateKeyFile(keys.priv);
+  const repo = join(t.dir, 'repo');
+  usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
+  await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 });
+  srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+    if (req.method === 'GET' && req.url?.endsWith('/usr.img.xz')) {
+      payloadRequests++;
+      const f = faults.shift();
+      if (f === '503') return void res.writeHead(503).end('busy\n');
+      if (f === 'stall') {
+        res.writeHead(200, { 'content-length': '1000000' });
+        res.write('x');
+        return; // never more
+      }
+    }
+    h(req, res);
+  });
+});
+afterAll(async () => {
+  await srv?.close();
+  await t?.cleanup();
+});
+
+async function newest(dir: string): Promise<number> {
+  let m = 0;
+  for (const f of await readdir(dir, { recursive: true })) if (f.endsWith('.ts')) m = Math.max(m, (await stat(join(dir, f))).mtimeMs);
+  return m;
+}
+
+async function distIsStale(): Promise<boolean> {
+  const built = await stat(join(root, 'dist/update-engine/src/host/engine.js')).then((s) => s.mtimeMs, () => 0);
+  return built < Math.max(await newest(join(root, 'update-engine/src')), await newest(join(root, 'common/src')));
+}
+
+function apply(disk: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const argv = [join(root, 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t!.dir, 'none'), '--retry-base', '300ms', '--stall-timeout', '1s'];
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ exitCode: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('a one-shot apply through a failing server', () => {
+  it('waits out 503s and a stall with its back-off and installs', async () => {
+    const disk = await makeDisk(t!.dir, usr1, '1.0.0');
+    faults.push('503', 'stall', '503');
+    payloadRequests = 0;
+    const r = await apply(disk);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^updated USR-B to 2\.0\.0; reboot to use it$/m);
+    expect(payloadRequests).toBeGreaterThanOrEqual(4);
+    const gpt = await readGpt(disk);
+    expect(slotAttrs(findPartition(gpt, 'USR-B')).tries).toBe(1);
+  });
+});
