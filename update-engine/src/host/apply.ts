@@ -105,20 +105,31 @@ export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
 /** Fetches and verifies the signed payload manifest named by the offer. */
 export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'ring' | 'sleep' | 'log'>): Promise<PayloadManifest> {
   const http = httpClient({ connectMs: d.http.connectMs, stallMs: d.http.stallMs, totalMs: d.http.stallMs });
+  const n = offer.codebases.length;
+  /** Codebases out of this fetch: they answered 4xx or sent a manifest that does not verify. */
+  const out = new Map<number, unknown>();
   let last: unknown;
-  for (let attempt = 0; attempt <= Math.min(d.http.maxRetries, 5); attempt++) {
-    const url = new URL(offer.manifestName, offer.codebases[attempt % offer.codebases.length]).toString();
+  for (let attempt = 0; attempt <= Math.min(d.http.maxRetries, 5) + n && out.size < n; attempt++) {
+    const i = attempt % n;
+    if (out.has(i)) continue;
+    const url = new URL(offer.manifestName, offer.codebases[i]).toString();
     try {
       const text = await fetchText(http, url, { maxBytes: MAX_MANIFEST_BYTES });
       return validateManifest(await unseal(text, d.ring, url), url);
     } catch (e) {
-      if (!isTransferFailure(e)) throw e instanceof BasaltError ? withCode(e, ErrorCode.DownloadPayloadPubKeyVerificationError) : e;
       last = e;
       const st = httpStatusOf(e);
-      if (st !== undefined && st < 500) break;
+      if (!isTransferFailure(e) || (st !== undefined && st < 500)) {
+        // A refusal of what this mirror sent, or a mirror without the file: the next mirror may do.
+        out.set(i, e);
+        if (out.size < n) d.log.warn(`${url}: ${(e as Error).message}; trying the next mirror`);
+        continue;
+      }
       await d.sleep(backoff(d.http, attempt));
     }
   }
+  const refusal = [...out.values()].find((e) => e instanceof BasaltError && !isTransferFailure(e));
+  if (refusal instanceof BasaltError) throw withCode(refusal, ErrorCode.DownloadPayloadPubKeyVerificationError);
   throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest: ${String((last as Error | undefined)?.message)}`, ErrorCode.DownloadTransferError);
 }
 
@@ -222,18 +233,31 @@ interface Transfer {
   partialLen: number;
   attempt: number;
   urlIndex: number;
+  /** Codebases that sent bytes the signed manifest refuses: not asked again in this download. */
+  refused: Set<number>;
 }
 
 /** Step 4: fetches the chunks from chunksDone on, retrying with Range (next codebase each time) until all are written. */
 async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   const http = httpClient({ connectMs: w.d.http.connectMs, stallMs: w.d.http.stallMs });
-  const t: Transfer = { k: w.prog.chunksDone, partial: [], partialLen: 0, attempt: 0, urlIndex: 0 };
+  const t: Transfer = { k: w.prog.chunksDone, partial: [], partialLen: 0, attempt: 0, urlIndex: 0, refused: new Set() };
+  const n = offer.codebases.length;
   while (t.k < w.m.payload.chunks.length) {
-    const url = new URL(offer.packageName, offer.codebases[t.urlIndex % offer.codebases.length]).toString();
+    const url = new URL(offer.packageName, offer.codebases[t.urlIndex % n]).toString();
     try {
       await transferOnce(w, http, url, t);
     } catch (e) {
+      if (isMirrorFault(e) && t.refused.size + 1 < n) {
+        // A mirror that sends bad bytes is dropped for this download; the next one starts at the same chunk.
+        t.refused.add(t.urlIndex % n);
+        w.d.log.warn(`${url}: ${(e as Error).message}; trying the next mirror`);
+        t.partial = [];
+        t.partialLen = 0;
+        t.urlIndex = nextMirror(t, n);
+        continue;
+      }
       await retryOrGiveUp(w, url, t, e);
+      t.urlIndex = nextMirror(t, n);
     }
   }
 }
@@ -319,8 +343,18 @@ async function retryOrGiveUp(w: ChunkWriter, url: string, t: Transfer, e: unknow
   const wait = backoff(d.http, t.attempt - 1);
   d.log.warn(`download of ${w.m.version} interrupted at chunk ${t.k}/${w.m.payload.chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
   w.prog.resumes++;
-  t.urlIndex++;
   await d.sleep(wait);
+}
+
+/** Errors that say a mirror's bytes are wrong (not that the network failed): another mirror may be right. */
+function isMirrorFault(e: unknown): boolean {
+  return e instanceof BasaltError && [UE_ERRORS.E_PAYLOAD_HASH, UE_ERRORS.E_PAYLOAD_DECOMPRESS, UE_ERRORS.E_PAYLOAD_SIZE, UE_ERRORS.E_PAYLOAD_TOO_LARGE, UE_ERRORS.E_NO_RANGE].some((d) => d.code === e.code);
+}
+
+/** The next codebase after the current one that has not sent refused bytes. */
+function nextMirror(t: Transfer, n: number): number {
+  for (let i = 1; i <= n; i++) if (!t.refused.has((t.urlIndex + i) % n)) return t.urlIndex + i;
+  return t.urlIndex + 1;
 }
 
 /** Step 5: the slot must hold exactly the signed image (re-read from the disk). */

@@ -4,7 +4,7 @@
  * installs, or exits non-zero with one line; never 0 with nothing installed.
  */
 import { spawn } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_ID } from '../../../common/src/contracts.js';
@@ -16,6 +16,8 @@ import { makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
+import { buildResponse } from '../format/omaha.js';
+import type { PayloadManifest } from '../format/metadata.js';
 
 const root = projectRoot();
 let t: Awaited<ReturnType<typeof tempDir>> | undefined;
@@ -25,6 +27,10 @@ let usr1: string;
 /** What the server does to the next payload requests: '503' or 'stall' each, then serves. */
 const faults: ('503' | 'stall')[] = [];
 let payloadRequests = 0;
+/** When set, the Omaha answer names a mirror that serves corrupt bytes before the good one. */
+let badMirrorFirst = false;
+let badMirrorRequests = 0;
+let m2: PayloadManifest;
 
 beforeAll(async () => {
   // The command runs from dist/: rebuild it when the sources are newer (npm test builds first anyway).
@@ -34,8 +40,24 @@ beforeAll(async () => {
   const key = await readPrivateKeyFile(keys.priv);
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
-  await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 });
+  m2 = (await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
+  const payload = await readFile(join(repo, 'payloads/2.0.0/usr.img.xz'));
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+    if (badMirrorFirst && req.method === 'POST') {
+      const good = `${srv!.url}payloads/2.0.0/`;
+      const offer = { version: '2.0.0', codebases: [`${srv!.url}bad/`, good], packageName: 'usr.img.xz', size: m2.payload.size, sha1Base64: '', sha256Hex: m2.payload.sha256, sha256Base64: Buffer.from(m2.payload.sha256, 'hex').toString('base64'), manifestName: 'manifest.json' };
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'text/xml' }).end(buildResponse([{ appId: APP_ID, status: 'ok', ping: true, events: 0, updateCheck: { status: 'ok', offer } }], 0)));
+      return;
+    }
+    if (req.method === 'GET' && req.url?.startsWith('/bad/')) {
+      badMirrorRequests++;
+      if (req.url.endsWith('/manifest.json')) return void res.writeHead(404).end();
+      // The payload with one byte flipped in its first chunk.
+      const bad = Buffer.from(payload);
+      bad[10] = bad[10]! ^ 0xff;
+      return void res.writeHead(200, { 'content-length': bad.length }).end(bad);
+    }
     if (req.method === 'GET' && req.url?.endsWith('/usr.img.xz')) {
       payloadRequests++;
       const f = faults.shift();
@@ -79,6 +101,21 @@ function apply(disk: string): Promise<{ exitCode: number; stdout: string; stderr
 }
 
 describe('a one-shot apply through a failing server', () => {
+  it('drops a mirror that sends bytes the signed manifest refuses and installs from the next one', async () => {
+    const disk = await makeDisk(t!.dir, usr1, '1.0.0');
+    badMirrorFirst = true;
+    badMirrorRequests = 0;
+    try {
+      const r = await apply(disk);
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toMatch(/^updated USR-B to 2\.0\.0; reboot to use it$/m);
+      expect(r.stderr).toMatch(/bad\/usr\.img\.xz: chunk 0 .* does not match the signed manifest.*; trying the next mirror/);
+      expect(badMirrorRequests).toBeGreaterThanOrEqual(1);
+    } finally {
+      badMirrorFirst = false;
+    }
+  });
+
   it('waits out 503s and a stall with its back-off and installs', async () => {
     const disk = await makeDisk(t!.dir, usr1, '1.0.0');
     faults.push('503', 'stall', '503');
