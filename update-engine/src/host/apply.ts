@@ -277,22 +277,52 @@ async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer)
     }
   });
   let received = 0;
-  for await (const data of stream as AsyncIterable<Buffer>) {
-    if (refused) throw refused;
-    received += data.length;
-    if (start + received > m.payload.size) {
-      throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
+  const slow = slowRetrievalGuard(stream, w.d.http);
+  try {
+    for await (const data of stream as AsyncIterable<Buffer>) {
+      slow.bytes += data.length;
+      await takeData(w, t, url, start, received, data, refused);
+      received += data.length;
     }
-    t.partial.push(data);
-    t.partialLen += data.length;
-    while (t.k < chunks.length && t.partialLen >= chunks[t.k]!.size) {
-      await writeChunk(w, t.k, takeBytes(t, chunks[t.k]!.size), url);
-      t.k++;
-      t.attempt = 0;
-    }
+  } finally {
+    slow.stop();
   }
   if (refused) throw refused;
   if (t.k < chunks.length) throw Object.assign(new Error(`connection closed at byte ${start + received} of ${m.payload.size}`), { code: 'ERR_PREMATURE_CLOSE' });
+}
+
+/**
+ * Drops a transfer that sends less than minBytesPerSec over any stallMs window: a
+ * server that dribbles bytes can delay an update no longer than one window per try.
+ */
+function slowRetrievalGuard(stream: { destroy(e: Error): void }, h: HttpOptions): { bytes: number; stop(): void } {
+  const floor = Math.ceil((h.minBytesPerSec * h.stallMs) / 1000);
+  const g = {
+    bytes: 0,
+    stop: () => clearInterval(timer),
+  };
+  const timer = setInterval(() => {
+    if (g.bytes < floor) stream.destroy(new Error(`slower than ${h.minBytesPerSec} bytes/s (${g.bytes} bytes in ${h.stallMs / 1000} s)`));
+    g.bytes = 0;
+  }, h.stallMs);
+  return g;
+}
+
+/** One piece of the payload (after `received` bytes of this request): checked against the announced size, then every chunk it completes is written. */
+async function takeData(w: ChunkWriter, t: Transfer, url: string, start: number, received: number, data: Buffer, refused: BasaltError | undefined): Promise<void> {
+  const { m } = w;
+  const chunks = m.payload.chunks;
+  if (refused) throw refused;
+  if (start + received + data.length > m.payload.size) {
+    throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
+  }
+  t.partial.push(data);
+  t.partialLen += data.length;
+  while (t.k < chunks.length && t.partialLen >= chunks[t.k]!.size) {
+    await writeChunk(w, t.k, takeBytes(t, chunks[t.k]!.size), url);
+    t.k++;
+    t.attempt = 0;
+  }
 }
 
 /** Takes the first `n` received bytes (one chunk) off the transfer's buffer. */

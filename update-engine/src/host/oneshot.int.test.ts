@@ -25,7 +25,7 @@ let srv: Awaited<ReturnType<typeof startServer>> | undefined;
 let keys: Awaited<ReturnType<typeof makeKeys>>;
 let usr1: string;
 /** What the server does to the next payload requests: '503' or 'stall' each, then serves. */
-const faults: ('503' | 'stall')[] = [];
+const faults: ('503' | 'stall' | 'dribble')[] = [];
 let payloadRequests = 0;
 /** When set, the Omaha answer names a mirror that serves corrupt bytes before the good one. */
 let badMirrorFirst = false;
@@ -62,6 +62,18 @@ beforeAll(async () => {
       payloadRequests++;
       const f = faults.shift();
       if (f === '503') return void res.writeHead(503).end('busy\n');
+      if (f === 'dribble') {
+        // A byte every 100 ms: never idle long enough for the stall timeout, far below the minimum rate.
+        res.writeHead(200, { 'content-length': String(payload.length) });
+        let i = 0;
+        const tick = setInterval(() => {
+          if (res.destroyed || i >= payload.length) return void clearInterval(tick);
+          res.write(payload.subarray(i, i + 1));
+          i++;
+        }, 100);
+        res.on('close', () => clearInterval(tick));
+        return;
+      }
       if (f === 'stall') {
         res.writeHead(200, { 'content-length': '1000000' });
         res.write('x');
@@ -116,15 +128,16 @@ describe('a one-shot apply through a failing server', () => {
     }
   });
 
-  it('waits out 503s and a stall with its back-off and installs', async () => {
+  it('waits out 503s, a stall and a slow retrieval with its back-off and installs', async () => {
     const disk = await makeDisk(t!.dir, usr1, '1.0.0');
-    faults.push('503', 'stall', '503');
+    faults.push('503', 'stall', 'dribble', '503');
     payloadRequests = 0;
     const r = await apply(disk);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toMatch(/^updated USR-B to 2\.0\.0; reboot to use it$/m);
-    expect(payloadRequests).toBeGreaterThanOrEqual(4);
+    expect(payloadRequests).toBeGreaterThanOrEqual(5);
+    expect(r.stderr).toMatch(/slower than 1024 bytes\/s/);
     const gpt = await readGpt(disk);
     expect(slotAttrs(findPartition(gpt, 'USR-B')).tries).toBe(1);
   });
