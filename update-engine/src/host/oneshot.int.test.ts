@@ -67,7 +67,10 @@ beforeAll(async () => {
         res.writeHead(200, { 'content-length': String(payload.length) });
         let i = 0;
         const tick = setInterval(() => {
-          if (res.destroyed || i >= payload.length) return void clearInterval(tick);
+          if (res.destroyed || i >= payload.length) {
+            clearInterval(tick);
+            return;
+          }
           res.write(payload.subarray(i, i + 1));
           i++;
         }, 100);
