@@ -56,12 +56,17 @@ export interface TextReply {
   text: string;
 }
 
+export interface BytesReply {
+  status: number;
+  body: Buffer;
+}
+
 /**
- * Sends one request and reads the reply body as text, at most `maxBytes` of
- * it. Any status is returned (callers decide what an error status means);
- * transport failures throw E_HTTP_TRANSPORT naming the URL.
+ * Sends one request and reads the reply body, at most `maxBytes` of it. Any
+ * status is returned (callers decide what an error status means); transport
+ * failures throw E_HTTP_TRANSPORT naming the URL.
  */
-export function requestText(client: Got, url: string, r: TextRequest): Promise<TextReply> {
+export function requestBytes(client: Got, url: string, r: TextRequest): Promise<BytesReply> {
   return new Promise((resolve, reject) => {
     const stream = client.stream(url, {
       method: r.method ?? 'GET',
@@ -80,7 +85,7 @@ export function requestText(client: Got, url: string, r: TextRequest): Promise<T
       if (e) {
         stream.destroy();
         reject(e);
-      } else resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
+      } else resolve({ status, body: Buffer.concat(chunks) });
     };
     stream.on('response', (res: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
       status = res.statusCode;
@@ -95,6 +100,12 @@ export function requestText(client: Got, url: string, r: TextRequest): Promise<T
     stream.on('end', () => settle(undefined));
     stream.on('error', (e: Error) => settle(e instanceof BasaltError ? e : new BasaltError(HTTP_ERRORS.E_HTTP_TRANSPORT, `${url}: ${e.message}`, { cause: e })));
   });
+}
+
+/** As requestBytes, with the body as UTF-8 text. */
+export async function requestText(client: Got, url: string, r: TextRequest): Promise<TextReply> {
+  const reply = await requestBytes(client, url, r);
+  return { status: reply.status, text: reply.body.toString('utf8') };
 }
 
 /** As requestText, but a status other than 2xx is an E_HTTP_STATUS error (details.status has it). */

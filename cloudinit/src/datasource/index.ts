@@ -9,6 +9,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { httpClient, requestBytes } from '../../../common/src/http.js';
 
 export interface Metadata {
   publicIPv4?: string;
@@ -49,10 +50,14 @@ export interface HttpOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The largest user-data or metadata document accepted (EC2 caps user-data at 16 KiB; config drives go further). */
+export const MAX_DATASOURCE_BYTES = 32 * 1024 * 1024;
+
 async function httpGetOnce(url: string, o: HttpOptions): Promise<Uint8Array> {
   if (!url.startsWith('http')) throw new Error(`URL ${url} does not have a valid HTTP scheme`);
-  const res = await fetch(url, { headers: o.headers, signal: AbortSignal.timeout(o.timeoutMs ?? 10_000) });
-  if (res.status >= 200 && res.status < 300) return new Uint8Array(await res.arrayBuffer());
+  const ms = o.timeoutMs ?? 10_000;
+  const res = await requestBytes(httpClient({ connectMs: ms, stallMs: ms, totalMs: ms }), url, { headers: o.headers ?? {}, maxBytes: MAX_DATASOURCE_BYTES });
+  if (res.status >= 200 && res.status < 300) return new Uint8Array(res.body);
   if (res.status >= 400 && res.status < 500) throw new HttpNotFound(`Not found. HTTP status code: ${res.status}`);
   throw new Error(`Server error. HTTP status code: ${res.status}`);
 }

@@ -12,7 +12,7 @@ import { loadConf, type UpdateConf } from './config.js';
 import { DirEsp, MtoolsEsp, entriesOf, type Esp } from './esp.js';
 import { coreosTimings, realClock, type Clock, type SchedulerTimings } from './scheduler.js';
 import type { EngineEnv } from './engine.js';
-import { DEFAULT_BOARD, type SlotName } from '../../../common/src/contracts.js';
+import { DEFAULT_BOARD, SLOT_PARTLABEL, type SlotName } from '../../../common/src/contracts.js';
 import { randomUUID } from 'node:crypto';
 import { defaultHttp, type HttpOptions } from './http.js';
 import { parseDuration } from '../format/duration.js';
@@ -114,7 +114,7 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
     if (!m) throw new BasaltError(UE_ERRORS.E_NO_BOOTED_SLOT, 'cannot tell the booted slot from /proc/cmdline (no basalt.slot= or PARTLABEL=USR-A/B)', { hint: 'pass --booted-slot' });
     booted = m[1]!.toUpperCase() as SlotName;
   }
-  const disk = f.disk ?? (await diskOfLabel(booted === 'A' ? 'USR-A' : 'USR-B'));
+  const disk = f.disk ?? (await diskOfLabel(SLOT_PARTLABEL[booted]));
   await stat(disk).catch(() => {
     throw new BasaltError(COMMON_ERRORS.E_NOT_FOUND, `${disk}: no such disk or image`);
   });

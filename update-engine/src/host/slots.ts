@@ -58,7 +58,7 @@ export function gptChoice(gpt: Gpt): SlotName | undefined {
   const n = selectNext(gpt);
   if (!n) return undefined;
   const p = gpt.partitions.find((x) => x.index === n.index);
-  return p?.label === 'USR-B' ? 'B' : p?.label === 'USR-A' ? 'A' : undefined;
+  return p?.label === SLOT_PARTLABEL.B ? 'B' : p?.label === SLOT_PARTLABEL.A ? 'A' : undefined;
 }
 
 export interface EntryInfo {
