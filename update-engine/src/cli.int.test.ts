@@ -92,13 +92,20 @@ describe('basalt update health (the boot health gate)', () => {
   // qemu-test (scenario 3).
   async function gate(states: Record<string, string>, conf: string, extra: string[] = [], idle: string[] = []) {
     const { mkdir, writeFile, chmod } = await import('node:fs/promises');
-    const dir = join(t.dir, `gate-${Object.values(states).join('-')}-${extra.length}`);
+    const dir = join(t.dir, `gate-${Object.values(states).join('-').replace(/>/g, '_')}-${extra.length}`);
     await mkdir(join(dir, 'bin'), { recursive: true });
     await mkdir(join(dir, 'root/usr/share/coreos'), { recursive: true });
     await writeFile(join(dir, 'root/usr/share/coreos/update.conf'), conf);
-    const cases = Object.entries(states).map(([u, s]) => `  ${u}) echo ${s}; [ ${s} = active ] ;;`).join('\n');
+    // A state 'activating>active' is activating for the first two looks, then active (a unit still starting).
+    const cases = Object.entries(states)
+      .map(([u, s]) => {
+        const [first, then] = s.split('>');
+        if (!then) return `  ${u}) echo ${s}; [ ${s} = active ] ;;`;
+        return `  ${u}) n=$(cat "${dir}/looks-${u}" 2>/dev/null || echo 0); echo $((n + 1)) > "${dir}/looks-${u}"; if [ "$n" -lt 2 ]; then echo ${first}; false; else echo ${then}; [ ${then} = active ]; fi ;;`;
+      })
+      .join('\n');
     const shows = Object.entries(states)
-      .map(([u, s]) => `  ${u}) printf 'ActiveState=%s\\nInactiveExitTimestampMonotonic=%s\\nWantedBy=%s\\nRequiredBy=\\nTriggeredBy=\\n' ${s} ${idle.includes(u) ? '0 basalt-health.service' : '5 multi-user.target'} ;;`)
+      .map(([u, s]) => `  ${u}) printf 'ActiveState=%s\\nInactiveExitTimestampMonotonic=%s\\nWantedBy=%s\\nRequiredBy=\\nTriggeredBy=\\n' ${s.split('>')[0]} ${idle.includes(u) ? '0 basalt-health.service' : '5 multi-user.target'} ;;`)
       .join('\n');
     // Like systemctl: with several units it succeeds when any one is active (the trap the gate must avoid).
     const show = `if [ "$1" = show ]; then\n  for u in "$@"; do :; done\n  case "$u" in\n${shows}\n  *) printf 'ActiveState=inactive\\n' ;;\n  esac\n  exit 0\nfi\n`;
@@ -136,9 +143,15 @@ describe('basalt update health (the boot health gate)', () => {
     expect(r2.err).toMatch(/app\.service is inactive/);
   });
 
-  it('adds --unit to the configured units', async () => {
-    const r = await gate({ 'etcd.service': 'active', 'docker.service': 'active', 'app.service': 'activating' }, conf, ['--unit', 'app.service']);
+  it('adds --unit to the configured units; a unit still starting at the deadline fails as activating', async () => {
+    const r = await gate({ 'etcd.service': 'active', 'docker.service': 'active', 'app.service': 'activating' }, conf, ['--unit', 'app.service', '--settle', '1s']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/app\.service is activating/);
+  });
+
+  it('waits for a unit that is still starting (etcd started by the cloud-config just before the gate)', async () => {
+    const r = await gate({ 'etcd.service': 'activating>active', 'docker.service': 'active' }, conf, ['--settle', '30s']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe('healthy: etcd.service, docker.service active\n');
   });
 });

@@ -13,7 +13,8 @@ import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv } from '../host/ho
 import type { Engine, EngineEnv, Status } from '../host/engine.js';
 import { entriesOf } from '../host/esp.js';
 import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../host/control.js';
-import { healthGate, markGood, rollback } from '../host/health.js';
+import { healthGate, markGood, rollback, type GateOptions } from '../host/health.js';
+import { parseDuration } from '../format/duration.js';
 import { gptChoice, loaderChoice } from '../host/slots.js';
 import { UE_ERRORS } from '../errors.js';
 import { SLOT_PARTLABEL } from '../../../common/src/contracts.js';
@@ -36,9 +37,18 @@ Options:
   --socket PATH   daemon socket (default ${DEFAULT_SOCKET})
   --unit UNIT     extra unit for the health gate (repeatable)
   --no-units      skip unit checks (image files)
+  --settle DUR    how long the gate waits for a unit that is still starting (default 120s)
 ${envFlagHelp}`;
 
-const spec = { ...envFlagSpec, socket: { type: 'string' }, unit: { type: 'string', multiple: true }, 'no-units': { type: 'boolean' } } as const;
+const spec = { ...envFlagSpec, socket: { type: 'string' }, unit: { type: 'string', multiple: true }, 'no-units': { type: 'boolean' }, settle: { type: 'string' } } as const;
+
+/** --settle DUR: how long the gate gives a unit that is still starting (default 120 s). */
+function gateOptions(values: { settle?: string | undefined }): GateOptions {
+  if (values.settle === undefined) return {};
+  const ms = parseDuration(values.settle);
+  if (ms === undefined) throw new UsageError(`--settle: '${values.settle}' is not a duration (e.g. 30s, 2m)`);
+  return { settleMs: ms };
+}
 
 async function slotReport(disk: string, esp: Awaited<ReturnType<typeof buildEnv>>['env']['esp']) {
   const gpt = await readGpt(disk);
@@ -165,7 +175,7 @@ async function health(inv: Invocation): Promise<number> {
   const { values } = inv;
   // Each unit on its own: `systemctl is-active A B` succeeds when any one of them is active.
   const conf = await loadConf(values.root ?? '/');
-  const gate = await healthGate(values.unit ?? [], conf.healthUnits);
+  const gate = await healthGate(values.unit ?? [], conf.healthUnits, gateOptions(values));
   const units = [...new Set([...(values.unit ?? []), ...conf.healthUnits])].filter((u) => !gate.skipped.includes(u));
   if (!gate.healthy) {
     throw new BasaltError(UE_ERRORS.E_HEALTH_GATE, `unhealthy boot: ${gate.failed.map((u, i) => `${u} is ${gate.states[i]}`).join(', ')}`, {
@@ -189,7 +199,7 @@ async function markGoodHere(inv: Invocation): Promise<number> {
   // On a host the gate is boot-complete.target (with its RequiredBy= checks) plus HEALTH_UNITS and --unit.
   const required = values['no-units'] ? [] : [...(local ? [] : ['boot-complete.target']), ...(values.unit ?? [])];
   const configured = values['no-units'] ? [] : conf.healthUnits;
-  const gate = await healthGate(required, configured);
+  const gate = await healthGate(required, configured, gateOptions(values));
   const r = await markGood(env.disk, env.esp, env.booted, gate);
   const units = [...new Set([...required, ...configured])].filter((u) => !gate.skipped.includes(u));
   inv.print({ slot: env.booted, ...r, units, skipped: gate.skipped }, `${SLOT_PARTLABEL[env.booted]} marked good${r.blessed ? `; boot entry blessed as ${r.blessed}` : ''}\n`);

@@ -47,16 +47,28 @@ export function meantToRun(show: string, ignore: string[] = []): boolean {
 /** The unit that runs the gate at boot (its Wants= must not make a unit look meant to run). */
 export const GATE_UNIT = 'basalt-health.service';
 
+/** States a unit passes through; the gate waits for a unit to leave them (bounded) before it judges. */
+export const TRANSITIONAL_STATES = ['activating', 'deactivating', 'reloading'];
+
+export interface GateOptions {
+  /** How long a unit may stay in a transitional state before it counts as not active (default 120 s). */
+  settleMs?: number;
+  /** Between two looks at a transitional unit (default 500 ms). */
+  pollMs?: number;
+}
+
 /**
  * The health gate: every unit of `required` must be active, and every unit of `configured`
  * (HEALTH_UNITS) that this machine is meant to run; the others are reported as skipped. One
- * `systemctl is-active` per unit (with several it succeeds when any one is active).
+ * `systemctl is-active` per unit (with several it succeeds when any one is active); a unit
+ * still starting (etcd coming up after the cloud-config started it) is given until `settleMs`.
  */
-export async function healthGate(required: string[], configured: string[] = []): Promise<GateResult> {
+export async function healthGate(required: string[], configured: string[] = [], o: GateOptions = {}): Promise<GateResult> {
   const failed: string[] = [];
   const states: string[] = [];
   const skipped: string[] = [];
   const units = [...new Set([...required, ...configured])];
+  const deadline = Date.now() + (o.settleMs ?? 120_000);
   for (const u of units) {
     if (!required.includes(u)) {
       const show = await run('systemctl', ['show', ...UNIT_FACTS.flatMap((p) => ['-p', p]), u], { reject: false });
@@ -65,13 +77,23 @@ export async function healthGate(required: string[], configured: string[] = []):
         continue;
       }
     }
-    const r = await run('systemctl', ['is-active', u], { reject: false });
-    if (r.exitCode !== 0) {
+    const state = await settledState(u, deadline, o.pollMs ?? 500);
+    if (state !== 'active') {
       failed.push(u);
-      states.push(r.stdout.trim() || 'unknown');
+      states.push(state);
     }
   }
   return { healthy: failed.length === 0, failed, states, skipped };
+}
+
+/** `systemctl is-active` of a unit once it has left a transitional state, or at the deadline. */
+async function settledState(unit: string, deadline: number, pollMs: number): Promise<string> {
+  for (;;) {
+    const r = await run('systemctl', ['is-active', unit], { reject: false });
+    const state = r.exitCode === 0 ? 'active' : r.stdout.trim() || 'unknown';
+    if (!TRANSITIONAL_STATES.includes(state) || Date.now() >= deadline) return state;
+    await new Promise((res) => setTimeout(res, pollMs));
+  }
 }
 
 /** Marks the booted slot good and blesses its entry. Throws E_HEALTH_GATE when a check failed (nothing is changed then). */
