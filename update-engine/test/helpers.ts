@@ -138,3 +138,23 @@ export async function startEtcd(dir: string, args: string[] = []): Promise<{ url
     },
   };
 }
+
+/**
+ * The CLIs that tests run as processes come from dist/: compile it when a source of
+ * update-engine/ or common/ is newer than `probe` (npm test compiles first anyway).
+ */
+export async function ensureDist(probe = 'dist/update-engine/src/host/engine.js'): Promise<void> {
+  const { readdir, stat: st } = await import('node:fs/promises');
+  const { projectRoot } = await import('../../common/src/paths.js');
+  const root = projectRoot();
+  const newest = async (dir: string) => {
+    let m = 0;
+    for (const f of await readdir(join(root, dir), { recursive: true })) if (f.endsWith('.ts')) m = Math.max(m, (await st(join(root, dir, f))).mtimeMs);
+    return m;
+  };
+  const built = await st(join(root, probe)).then(
+    (s) => s.mtimeMs,
+    () => 0,
+  );
+  if (built < Math.max(await newest('update-engine/src'), await newest('common/src'))) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+}

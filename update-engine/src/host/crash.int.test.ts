@@ -6,14 +6,13 @@
  * process; BASALT_FAILPOINT makes it SIGKILL itself at the named point.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { run } from '../../../common/src/exec.js';
 import { projectRoot } from '../../../common/src/paths.js';
 import { silentLogger } from '../../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../../common/src/gpt/index.js';
-import { tempDir, makeUsr, makeKeys, makeDisk } from '../../test/helpers.js';
+import { tempDir, makeUsr, makeKeys, makeDisk, ensureDist } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { type PayloadManifest } from '../format/metadata.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
@@ -31,18 +30,9 @@ let keys: Awaited<ReturnType<typeof makeKeys>>;
 let usr1: string;
 let m2: PayloadManifest;
 
-async function newest(dir: string): Promise<number> {
-  let m = 0;
-  for (const f of await readdir(dir, { recursive: true })) if (f.endsWith('.ts')) m = Math.max(m, (await stat(join(dir, f))).mtimeMs);
-  return m;
-}
-
 beforeAll(async () => {
-  // The engine runs from dist/: rebuild when the sources are newer (npm test builds first anyway).
-  const built = await stat(join(root, 'dist/update-engine/src/host/apply.js')).then((s) => s.mtimeMs, () => 0);
-  if (built < Math.max(await newest(join(root, 'update-engine/src')), await newest(join(root, 'common/src')))) {
-    await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
-  }
+  // The engine runs from dist/.
+  await ensureDist();
   t = await tempDir();
   keys = await makeKeys(t.dir);
   const key = await readPrivateKeyFile(keys.priv);

@@ -4,15 +4,14 @@
  * installs, or exits non-zero with one line; never 0 with nothing installed.
  */
 import { spawn } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_ID } from '../../../common/src/contracts.js';
 import { readGpt, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
 import { silentLogger } from '../../../common/src/log.js';
 import { projectRoot } from '../../../common/src/paths.js';
-import { run } from '../../../common/src/exec.js';
-import { makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
+import { ensureDist, makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
@@ -33,8 +32,7 @@ let badMirrorRequests = 0;
 let m2: PayloadManifest;
 
 beforeAll(async () => {
-  // The command runs from dist/: rebuild it when the sources are newer (npm test builds first anyway).
-  if (await distIsStale()) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+  await ensureDist();
   t = await tempDir();
   keys = await makeKeys(t.dir);
   const key = await readPrivateKeyFile(keys.priv);
@@ -96,17 +94,6 @@ afterAll(async () => {
   await srv?.close();
   await t?.cleanup();
 });
-
-async function newest(dir: string): Promise<number> {
-  let m = 0;
-  for (const f of await readdir(dir, { recursive: true })) if (f.endsWith('.ts')) m = Math.max(m, (await stat(join(dir, f))).mtimeMs);
-  return m;
-}
-
-async function distIsStale(): Promise<boolean> {
-  const built = await stat(join(root, 'dist/update-engine/src/host/engine.js')).then((s) => s.mtimeMs, () => 0);
-  return built < Math.max(await newest(join(root, 'update-engine/src')), await newest(join(root, 'common/src')));
-}
 
 function apply(disk: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   const argv = [join(root, 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t!.dir, 'none'), '--retry-base', '300ms', '--stall-timeout', '1s'];

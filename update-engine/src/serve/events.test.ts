@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -32,6 +32,14 @@ describe('the bounded event log', () => {
     expect((await stat(`${log.path}.1`)).size).toBeLessThanOrEqual(1000);
     const last = (await readFile(log.path, 'utf8')).trim().split('\n').at(-1)!;
     expect(JSON.parse(last)).toMatchObject({ i: 199 });
+  });
+
+  it('a failed write fails its own record only; the next one is written', async () => {
+    const log = new EventLog(join(dir, 'later/ev.jsonl'));
+    await expect(log.append('m', { i: 1 })).rejects.toMatchObject({ code: 'ENOENT' });
+    await mkdir(join(dir, 'later'));
+    await log.append('m', { i: 2 });
+    expect(JSON.parse(await readFile(log.path, 'utf8'))).toEqual({ i: 2 });
   });
 
   it('forgets the oldest machines when it remembers too many', () => {

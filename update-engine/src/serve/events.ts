@@ -64,8 +64,10 @@ export class EventLog {
   append(machineId: string, record: Record<string, unknown>): Promise<void> {
     if (!this.admit(machineId)) return Promise.resolve();
     const line = JSON.stringify(record) + '\n';
-    this.queue = this.queue.then(() => this.write(line));
-    return this.queue;
+    const done = this.queue.then(() => this.write(line));
+    // A failed write (a full disk) fails its own caller, not every record after it.
+    this.queue = done.catch(() => undefined);
+    return done;
   }
 
   private async write(line: string): Promise<void> {
