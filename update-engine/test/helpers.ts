@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { DEFAULT_BOARD, type UsrImageInfo } from '../../common/src/contracts.js';
+import { projectRoot } from '../../common/src/paths.js';
 import { run } from '../../common/src/exec.js';
 import { generateKey } from '../src/publish/keys.js';
 import { freePort } from '../../common/test/helpers.js';
@@ -145,7 +146,6 @@ export async function startEtcd(dir: string, args: string[] = []): Promise<{ url
  */
 export async function ensureDist(probe = 'dist/update-engine/src/host/engine.js'): Promise<void> {
   const { readdir, stat: st } = await import('node:fs/promises');
-  const { projectRoot } = await import('../../common/src/paths.js');
   const root = projectRoot();
   const newest = async (dir: string) => {
     let m = 0;
@@ -157,4 +157,9 @@ export async function ensureDist(probe = 'dist/update-engine/src/host/engine.js'
     () => 0,
   );
   if (built < Math.max(await newest('update-engine/src'), await newest('common/src'))) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+}
+
+/** argv (after node) of `basalt update apply` on an image file booted from A, against an Omaha server, for tests that run it as its own process. */
+export function applyArgv(o: { disk: string; keyring: string; serverUrl: string; dir: string; extra?: string[] }): string[] {
+  return [join(projectRoot(), 'bin/basalt.js'), 'update', 'apply', '--disk', o.disk, '--booted-slot', 'A', '--state-dir', `${o.disk}.state`, '--keyring', o.keyring, '--server', `${o.serverUrl}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(o.dir, 'none'), ...(o.extra ?? [])];
 }

@@ -33,11 +33,9 @@ import { compareVersions } from '../format/version.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
 import { hashFileRange } from '../format/digest.js';
 
-export { defaultHttp } from './http.js';
 import type { HttpOptions } from './http.js';
 import { UE_ERRORS } from '../errors.js';
 import { slotKey } from '../../../common/src/contracts.js';
-export type { HttpOptions };
 
 export interface Identity {
   version: string;

@@ -9,10 +9,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { run } from '../../../common/src/exec.js';
-import { projectRoot } from '../../../common/src/paths.js';
 import { silentLogger } from '../../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../../common/src/gpt/index.js';
-import { tempDir, makeUsr, makeKeys, makeDisk, ensureDist } from '../../test/helpers.js';
+import { tempDir, makeUsr, makeKeys, makeDisk, ensureDist, applyArgv } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { type PayloadManifest } from '../format/metadata.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
@@ -23,7 +22,6 @@ import { entriesOf } from './engine.js';
 import { gptChoice, loaderChoice } from './slots.js';
 import { hashFileRange } from '../format/digest.js';
 
-const root = projectRoot();
 let t: Awaited<ReturnType<typeof tempDir>>;
 let srv: Awaited<ReturnType<typeof startServer>> | undefined;
 let keys: Awaited<ReturnType<typeof makeKeys>>;
@@ -52,7 +50,7 @@ afterAll(async () => {
  * exec.run: run() reports a SIGKILLed child as a missing tool.)
  */
 function engine(disk: string, failpoint?: string): Promise<{ exitCode: number; signal: string | null; stderr: string }> {
-  const argv = [join(root, 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--retry-base', '5ms'];
+  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t.dir, extra: ['--retry-base', '5ms'] });
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     if (failpoint) env['BASALT_FAILPOINT'] = failpoint;

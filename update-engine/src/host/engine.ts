@@ -21,7 +21,8 @@ import { APP_ID, SLOT_PARTLABEL, otherSlot, slotKey, type SlotName } from '../..
 import { unseal, validateChannel, type PayloadManifest } from '../format/metadata.js';
 import { decideOffer, offerFromChannel } from '../format/offer.js';
 import { loadKeyring, type Keyring } from '../format/signature.js';
-import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type HttpOptions, type Identity } from './apply.js';
+import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type Identity } from './apply.js';
+import type { HttpOptions } from './http.js';
 import type { Esp } from './esp.js';
 import { planSlots } from './slots.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';

@@ -10,15 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_ID } from '../../../common/src/contracts.js';
 import { readGpt, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
 import { silentLogger } from '../../../common/src/log.js';
-import { projectRoot } from '../../../common/src/paths.js';
-import { ensureDist, makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
+import { applyArgv, ensureDist, makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
 import { buildResponse } from '../format/omaha.js';
 import type { PayloadManifest } from '../format/metadata.js';
 
-const root = projectRoot();
 let t: Awaited<ReturnType<typeof tempDir>> | undefined;
 let srv: Awaited<ReturnType<typeof startServer>> | undefined;
 let keys: Awaited<ReturnType<typeof makeKeys>>;
@@ -96,7 +94,7 @@ afterAll(async () => {
 });
 
 function apply(disk: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const argv = [join(root, 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t!.dir, 'none'), '--retry-base', '300ms', '--stall-timeout', '1s'];
+  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s'] });
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
