@@ -19,6 +19,7 @@ import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
 import { copyTree, exists, removeIfExists, sha256File } from '../fsutil.js';
+import type { BuildOptions } from 'esbuild';
 
 /** Units enabled in /usr (wants symlinks), by target. */
 export const ENABLED_UNITS: Record<string, string[]> = {
@@ -97,8 +98,13 @@ export const RUNTIME_MODULES = ['xz-decompress'];
  */
 async function bundlePrograms(ctx: BuildContext, outDir: string): Promise<void> {
   const { build } = await import('esbuild');
-  await build({
-    entryPoints: Object.fromEntries(Object.entries(WRAPPERS).map(([name, js]) => [name, join(ctx.repoRoot, 'bin', js)])),
+  await build(bundleOptions(ctx.repoRoot, outDir));
+}
+
+/** Pure: esbuild's options for bundlePrograms (a test bundles with the same ones to see what each program loads). */
+export function bundleOptions(repoRoot: string, outDir: string): BuildOptions {
+  return {
+    entryPoints: Object.fromEntries(Object.entries(WRAPPERS).map(([name, js]) => [name, join(repoRoot, 'bin', js)])),
     outdir: outDir,
     outExtension: { '.js': '.mjs' },
     bundle: true,
@@ -118,7 +124,7 @@ async function bundlePrograms(ctx: BuildContext, outDir: string): Promise<void> 
         },
       },
     ],
-  });
+  };
 }
 
 /** Pure: the build id, from the reproducible build time (SOURCE_DATE_EPOCH) as Flatcar's: 2024-01-01-0000. */
@@ -309,10 +315,36 @@ async function installTools(ctx: BuildContext, root: string): Promise<number> {
   await bundlePrograms(ctx, join(root, BUNDLE_DIR));
   for (const name of Object.keys(WRAPPERS)) {
     const f = join(root, 'usr/bin', name);
-    await writeFile(f, `#!/bin/sh\nexec /usr/lib/basalt/node/bin/node /${BUNDLE_DIR}/${name}.mjs "$@"\n`);
+    await writeFile(f, wrapperScript(name));
     await chmod(f, 0o755);
   }
   return nodeBytes;
+}
+
+/** Root's V8 compile cache (tmpfiles.d/basalt.conf creates it 0700 and ages it out). */
+export const ROOT_COMPILE_CACHE = '/var/cache/basalt/node-compile-cache';
+
+/**
+ * Pure: the /usr/bin wrapper of a bundled program. It points V8's compile
+ * cache (NODE_COMPILE_CACHE) at a directory only the caller can write, so that
+ * a start after the first skips compiling the program (a third of
+ * `coreos-cloudinit -validate`'s time under TCG): root's under /var/cache, a
+ * user's under their own cache directory, none when neither is writable (a
+ * service without a home). Never a shared directory such as /tmp: a cache
+ * another user could write would be code run by root. No forks (the wrapper's
+ * cost counts at every start).
+ */
+export function wrapperScript(name: string): string {
+  return [
+    '#!/bin/sh',
+    'if [ -z "${NODE_COMPILE_CACHE-}" ]; then',
+    `  if [ -w ${ROOT_COMPILE_CACHE} ]; then NODE_COMPILE_CACHE=${ROOT_COMPILE_CACHE}; export NODE_COMPILE_CACHE`,
+    '  elif [ -n "${HOME-}" ] && [ -d "$HOME" ] && [ -w "$HOME" ]; then NODE_COMPILE_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/basalt/node-compile-cache"; export NODE_COMPILE_CACHE',
+    '  fi',
+    'fi',
+    `exec /usr/lib/basalt/node/bin/node /${BUNDLE_DIR}/${name}.mjs "$@"`,
+    '',
+  ].join('\n');
 }
 
 /** The profile's extra files (written last, so they can override anything above). */
@@ -380,6 +412,7 @@ export const customizeStage: Stage<'customize'> = {
           lock: sha256(await readFile(join(ctx.repoRoot, 'package-lock.json'))),
           bin: await hashTree(join(ctx.repoRoot, 'bin')),
           layouts: await hashTree(join(ctx.repoRoot, 'configs/layouts')),
+          wrappers: Object.keys(WRAPPERS).map(wrapperScript),
         }
       : null;
     const units = await hashTree(join(ctx.repoRoot, 'update-engine/units'));

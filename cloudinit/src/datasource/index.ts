@@ -9,7 +9,6 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { httpClient, requestBytes } from '../../../common/src/http.js';
 
 export interface Metadata {
   publicIPv4?: string;
@@ -56,6 +55,9 @@ export const MAX_DATASOURCE_BYTES = 32 * 1024 * 1024;
 async function httpGetOnce(url: string, o: HttpOptions): Promise<Uint8Array> {
   if (!url.startsWith('http')) throw new Error(`URL ${url} does not have a valid HTTP scheme`);
   const ms = o.timeoutMs ?? 10_000;
+  // Loaded on first use: the HTTP client (got) is most of what a start-up would compile, and
+  // '-validate -from-file' and the config drive never need it.
+  const { httpClient, requestBytes } = await import('../../../common/src/http.js');
   const res = await requestBytes(httpClient({ connectMs: ms, stallMs: ms, totalMs: ms }), url, { headers: o.headers ?? {}, maxBytes: MAX_DATASOURCE_BYTES });
   if (res.status >= 200 && res.status < 300) return new Uint8Array(res.body);
   if (res.status >= 400 && res.status < 500) throw new HttpNotFound(`Not found. HTTP status code: ${res.status}`);
