@@ -42,6 +42,21 @@ export async function sh(file: string, args: string[], opts: { reject?: boolean 
 
 /** A free TCP port on 127.0.0.1 (for servers and port forwards in tests). */
 export async function freePort(): Promise<number> {
+  // The kernel may give a port it gave before once that one is closed again: a test that asks for
+  // several before binding any (a VM's forwards) must never get the same one twice.
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await ephemeralPort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('freePort: no port that this process has not handed out already after 100 tries');
+}
+
+const handedOut = new Set<number>();
+
+async function ephemeralPort(): Promise<number> {
   const { createServer } = await import('node:net');
   return new Promise((resolve, reject) => {
     const s = createServer();
