@@ -1,7 +1,7 @@
 /** File helpers for the builder (tree copies, sizes, hashes, mounts). Atomic writes: common/src/fsutil.ts. */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, rm } from 'node:fs/promises';
+import { lstat, readdir, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 
@@ -74,4 +74,30 @@ export async function removeWorkDir(dir: string): Promise<void> {
   await unmountAllUnder(dir);
   if ((await mountsUnder(dir)).length > 0) return; // never remove through a mount
   await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * Digest of a tree as an image takes it: every entry's relative path, type,
+ * mode, and the contents of a file or the target of a link (for cache keys of
+ * input folders such as a profile's overlay).
+ */
+export async function treeDigest(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  async function walk(d: string, rel: string): Promise<void> {
+    const names = (await readdir(d)).sort();
+    for (const name of names) {
+      const p = join(d, name);
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await lstat(p);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        h.update(`d ${r} ${mode}\n`);
+        await walk(p, r);
+      } else if (st.isSymbolicLink()) h.update(`l ${r} ${await readlink(p)}\n`);
+      else if (st.isFile()) h.update(`f ${r} ${mode} ${await sha256File(p)}\n`);
+      else h.update(`? ${r} ${mode}\n`);
+    }
+  }
+  await walk(dir, '');
+  return h.digest('hex');
 }
