@@ -19,6 +19,7 @@ import { writeFileAtomic } from '../../common/src/fsutil.js';
 import { createDisk, findPartition, partitionRange, setSlotAttrs, writeGpt } from '../../common/src/gpt/index.js';
 import type { Logger } from '../../common/src/log.js';
 import { loadProfile, type Profile } from '../../configs/src/profile.js';
+import { formatReport } from '../../configs/src/report.js';
 import { recordDone, sha256, stageDir, stageFacts, stageKey, type AnyStage, type BuildContext, type Stage, type StageFactsByName, type StageName, type StageResult } from './context.js';
 import { writeCpio } from './cpio.js';
 import { BUILD_ERRORS } from './errors.js';
@@ -280,6 +281,8 @@ async function collectArtifacts(tmpOut: string, id: string): Promise<Artifact[]>
 /** What the manifest records besides what the stages report. */
 interface ManifestInputs {
   profileFile: string;
+  /** The profiles it extends, the base first, with the SHA-256 of each file. */
+  profileBases: { file: string; sha256: string }[];
   disk: DiskFacts;
   stages: StageSummary[];
   artifacts: Artifact[];
@@ -297,7 +300,7 @@ async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInput
     os: profile.os,
     board: profile.board,
     sourceDateEpoch: profile.sourceDateEpoch,
-    profile: { file: m.profileFile, sha256: sha256(await readFile(m.profileFile)) },
+    profile: { file: m.profileFile, sha256: sha256(await readFile(m.profileFile)), ...(m.profileBases.length ? { extends: m.profileBases } : {}) },
     kernel: { version: stageFacts(ctx, 'initrd').kernelVersion, cmdline: boot.cmdline, entry: boot.entry },
     usr: { fsType: usr.fsType, compression: profile.usr.compression, bytes: usr.imageBytes, fsBytes: usr.fsBytes, hashOffset: usr.hashOffset, rootHash: usr.rootHash, salt: usr.salt, sha256: usr.sha256 },
     sizes: await componentSizes(ctx),
@@ -416,7 +419,10 @@ async function swapIn(tmpOut: string, out: string): Promise<void> {
 /** Runs the whole build; returns the summary. Throws BasaltError on failure (the previous output stays). */
 export async function build(o: BuildOptions): Promise<BuildSummary> {
   const t0 = Date.now();
-  const { profile } = await loadProfile(o.profileFile);
+  const loaded = await loadProfile(o.profileFile);
+  const profile = loaded.profile;
+  for (const w of loaded.warnings) o.log.warn(formatReport([w]));
+  const profileBases = loaded.files.slice(0, -1).map((file, i) => ({ file, sha256: sha256(loaded.texts[i]!) }));
   await checkHostTools(profile);
   const { ctx, out, tmpOut } = await setUp(o, profile);
   const stages: StageSummary[] = [];
@@ -431,7 +437,7 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
       }),
       timedTask('Outputs (raw, qcow2, PXE, manifest)', 'outputs', stages, async () => {
         if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
-        artifacts = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, disk, stages });
+        artifacts = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages });
       }),
     ],
     { renderer: o.renderer, exitOnError: true, registerSignalListeners: false, rendererOptions: {} as never },

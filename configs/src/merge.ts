@@ -28,17 +28,25 @@ export function isListEdit(n: Node | null | undefined): n is YAMLMap {
   return isMap(n) && n.items.length > 0 && n.items.every((p) => isScalar(p.key) && (LIST_EDIT_KEYS as readonly unknown[]).includes(p.key.value));
 }
 
+/** The text of a scalar that is a string, number or boolean; undefined for anything else. */
+function scalarText(n: unknown): string | undefined {
+  if (!isScalar(n)) return undefined;
+  const v = n.value;
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
+}
+
 function keyName(p: Pair): string | undefined {
-  return isScalar(p.key) ? String(p.key.value) : undefined;
+  return scalarText(p.key);
 }
 
 function get(map: YAMLMap, key: string): Pair | undefined {
-  return map.items.find((p) => keyName(p as Pair) === key) as Pair | undefined;
+  return map.items.find((p) => keyName(p) === key);
 }
 
 /** The identity of a list item: a scalar's text, or the value of an object's key field. */
 function identity(item: unknown, spec: Extract<Spec, { kind: 'list' }>): string | undefined {
-  if (isScalar(item) && item.value !== null && typeof item.value !== 'object') return String(item.value as string | number | boolean);
+  const text = scalarText(item);
+  if (text !== undefined) return text;
   if (spec.key && isMap(item)) {
     const k = get(item, spec.key)?.value;
     if (isScalar(k) && typeof k.value === 'string') return k.value;
@@ -91,7 +99,7 @@ export class Merger {
     const out = this.placed(new YAMLMap(), over);
     const names: string[] = [];
     for (const p of [...(base?.items ?? []), ...over.items]) {
-      const k = keyName(p as Pair);
+      const k = keyName(p);
       if (k !== undefined && !names.includes(k)) names.push(k);
     }
     for (const name of names) {
@@ -117,7 +125,7 @@ export class Merger {
       if (!isSeq(remove)) this.report('error', PROFILE_ERRORS.E_PROFILE_TYPE, `${path}.remove`, remove ?? edit, 'want a list of the items to remove');
       else {
         for (const [i, r] of remove.items.entries()) {
-          const what = isScalar(r) && r.value !== null && typeof r.value !== 'object' ? String(r.value as string | number | boolean) : undefined;
+          const what = scalarText(r);
           if (what === undefined) {
             this.report('error', PROFILE_ERRORS.E_PROFILE_TYPE, `${path}.remove[${i}]`, r as Node, spec.key ? `want the ${spec.key} of an item to remove` : 'want an item to remove');
             continue;

@@ -453,6 +453,11 @@ function nodeAt(root: Node | null, path: string[]): Node | null {
   return n;
 }
 
+/** Users every image has (core is Basalt's, as CoreOS's). */
+const RESERVED_USERS = ['root', 'core'];
+/** The days a reboot window may start on (their first three letters, as locksmith reads them). */
+const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+
 /** Rules across keys (a bootable image needs a kernel, an init, a bootloader...). */
 function semanticChecks(p: Profile, root: Node | null, ck: Checker): void {
   const names = new Set(p.packages.map((s) => s.split('=')[0]!));
@@ -479,6 +484,16 @@ function semanticChecks(p: Profile, root: Node | null, ck: Checker): void {
   }
   if ((p.usr.blockSize & (p.usr.blockSize - 1)) !== 0) {
     ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'usr.blockSize', nodeAt(root, ['usr', 'blockSize']), `${p.usr.blockSize} is not a power of two`);
+  }
+  if (p.update.server !== undefined && p.update.repository !== undefined) {
+    ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'update.repository', nodeAt(root, ['update', 'repository']), 'give either update.server (an Omaha server) or update.repository (a static repository), not both');
+  }
+  const w = p.update.rebootWindow ? REBOOT_WINDOW_START.exec(p.update.rebootWindow.start) : null;
+  if (w && (Number(w[2]) > 23 || Number(w[3]) > 59 || (w[1] && !WEEKDAYS.includes(w[1].toLowerCase())))) {
+    ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'update.rebootWindow.start', nodeAt(root, ['update', 'rebootWindow', 'start']), `'${p.update.rebootWindow!.start}' is not a day (Mon-Sun) and a time 00:00-23:59`);
+  }
+  for (const [i, u] of p.users.entries()) {
+    if (RESERVED_USERS.includes(u.name)) ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, `users[${i}].name`, nodeAt(root, ['users']), `'${u.name}' is the image's own user; choose another name`);
   }
   if (p.usr.level !== undefined && p.usr.compression !== 'zstd' && p.usr.compression !== 'gzip') {
     ck.add('warning', PROFILE_ERRORS.E_PROFILE_VALUE, 'usr.level', nodeAt(root, ['usr', 'level']), `level is ignored for ${p.usr.compression}`);
@@ -569,7 +584,7 @@ export async function loadProfile(file: string, read: ReadProfile = (f) => readF
   }
   const errors = report.filter((r) => r.severity === 'error');
   if (!value || errors.length > 0) {
-    throw new BasaltError(PROFILE_ERRORS.E_PROFILE_INVALID, `profile ${file} is invalid:\n${formatReport(errors)}`, { details: { report } });
+    throw new BasaltError(PROFILE_ERRORS.E_PROFILE_INVALID, `profile ${file} is invalid:\n${formatReport(errors)}\n${whatToDo(errors)}`, { details: { report } });
   }
   return { profile: value, files: layers.map((l) => l.file), texts, warnings: report.filter((r) => r.severity === 'warning') };
 }
@@ -577,6 +592,13 @@ export async function loadProfile(file: string, read: ReadProfile = (f) => readF
 
 function posIn(o: Origin, node: Node | null): { line: number; column: number } {
   return new Checker(o.file, o.lines).pos(node);
+}
+
+/** Pure: the hint of each code in a report, once each ('what to do' under the report). */
+export function whatToDo(report: readonly ReportEntry[]): string {
+  const codes = [...new Set(report.map((r) => r.code))];
+  const hints = codes.map((c) => [c, Object.values(PROFILE_ERRORS).find((d) => d.code === c)?.hint] as const).filter(([, h]) => h);
+  return hints.map(([c, h]) => `  ${c}: ${h}`).join('\n');
 }
 
 /** Pure: the merged profile as YAML (what `basalt build --print-profile` prints). */

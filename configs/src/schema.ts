@@ -68,7 +68,7 @@ export class Checker {
   ) {}
 
   private originOf(node: Node | null | undefined): Origin {
-    return (node && this.origins?.get(node)) || { file: this.file, lines: this.lines, text: this.text };
+    return (node ? this.origins?.get(node) : undefined) ?? { file: this.file, lines: this.lines, text: this.text };
   }
 
   pos(node: Node | null | undefined): { line: number; column: number } {
