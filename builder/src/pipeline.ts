@@ -110,6 +110,20 @@ async function buildStage<N extends StageName>(ctx: BuildContext, stage: Stage<N
   }
 }
 
+/**
+ * The cache key of every stage for a profile, without running anything: what
+ * runStage computes stage by stage (each key holds the one before it).
+ */
+export async function planKeys(ctx: BuildContext): Promise<{ name: StageName; key: string }[]> {
+  const keys: { name: StageName; key: string }[] = [];
+  let previous = '';
+  for (const stage of STAGES) {
+    previous = stageKey(stage.name, stage.version, await stage.inputs(ctx), previous);
+    keys.push({ name: stage.name, key: previous });
+  }
+  return keys;
+}
+
 async function runStage<N extends StageName>(ctx: BuildContext, stage: Stage<N>, previous: string, noCache: boolean): Promise<StageSummary> {
   const t0 = Date.now();
   const key = stageKey(stage.name, stage.version, await stage.inputs(ctx), previous);
