@@ -23,13 +23,14 @@ import { formatReport } from '../../configs/src/report.js';
 import { recordDone, sha256, stageDir, stageFacts, stageKey, type AnyStage, type BuildContext, type Stage, type StageFactsByName, type StageName, type StageResult } from './context.js';
 import { writeCpio } from './cpio.js';
 import { BUILD_ERRORS } from './errors.js';
-import { exists, removeWorkDir, sha256File, treeBytes } from './fsutil.js';
+import { exists, removeWorkDir, sha256File, sparseSha256, treeBytes } from './fsutil.js';
 import { bootStage, FIRST_BOOT_TRIES } from './stages/boot.js';
 import { customizeStage } from './stages/customize.js';
 import { initrdStage } from './stages/initrd.js';
 import { packagesStage, SIZE_GROUPS, type PackageInfo } from './stages/packages.js';
 import { trimStage } from './stages/trim.js';
 import { usrImageStage, uuidFrom } from './stages/usr-image.js';
+import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type CachedOutputs, type DiskFacts } from './outputs-cache.js';
 
 export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
 export const MANIFEST_FORMAT_VERSION = 1;
@@ -52,13 +53,6 @@ export interface StageSummary {
   key: string;
   cached: boolean;
   seconds: number;
-}
-
-export interface Artifact {
-  file: string;
-  kind: 'raw' | 'qcow2' | 'pxe-kernel' | 'pxe-initramfs' | 'pxe-cmdline' | 'usr' | 'usr-info' | 'kernel' | 'initrd' | 'esp';
-  bytes: number;
-  sha256: string;
 }
 
 export interface BuildSummary {
@@ -144,13 +138,6 @@ async function writeAt(disk: string, src: string, offset: number, limit: number,
   await run('dd', [`if=${src}`, `of=${disk}`, 'bs=1M', `seek=${offset / (1024 * 1024)}`, 'conv=notrunc,sparse', 'status=none'], { signal });
 }
 
-/** What the disk step reports (the manifest's `disk`). */
-export interface DiskFacts {
-  sizeBytes: number;
-  layout: string;
-  usrA: { index: number; priority: number; tries: number; successful: boolean };
-}
-
 type Gpt = Awaited<ReturnType<typeof createDisk>>;
 
 /** Makes an empty ext4 filesystem for each of ROOT and OEM the layout has, and copies it into its partition. */
@@ -207,7 +194,10 @@ export function pxeCmdline(usr: Pick<UsrImageInfo, 'version' | 'rootHash' | 'has
 
 async function artifact(dir: string, file: string, kind: Artifact['kind']): Promise<Artifact> {
   const f = join(dir, file);
-  return { file, kind, bytes: (await stat(f)).size, sha256: await sha256File(f) };
+  const bytes = (await stat(f)).size;
+  // The raw disk is a sparse file of GiBs: hashed by its data, not its holes.
+  if (kind === 'raw') return { file, kind, bytes, sha256: await sparseSha256(f), digest: 'sparse-sha256' };
+  return { file, kind, bytes, sha256: await sha256File(f) };
 }
 
 /** Bytes of the files of each size group still present in the final tree. */
@@ -295,6 +285,8 @@ async function collectArtifacts(tmpOut: string, id: string): Promise<Artifact[]>
 /** What the manifest records besides what the stages report. */
 interface ManifestInputs {
   profileFile: string;
+  /** Bytes of each component (componentSizes). */
+  sizes: Record<string, number>;
   /** The profiles it extends, the base first, with the SHA-256 of each file. */
   profileBases: { file: string; sha256: string }[];
   disk: DiskFacts;
@@ -317,7 +309,7 @@ async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInput
     profile: { file: m.profileFile, sha256: sha256(await readFile(m.profileFile)), ...(m.profileBases.length ? { extends: m.profileBases } : {}) },
     kernel: { version: stageFacts(ctx, 'initrd').kernelVersion, cmdline: boot.cmdline, entry: boot.entry },
     usr: { fsType: usr.fsType, compression: profile.usr.compression, bytes: usr.imageBytes, fsBytes: usr.fsBytes, hashOffset: usr.hashOffset, rootHash: usr.rootHash, salt: usr.salt, sha256: usr.sha256 },
-    sizes: await componentSizes(ctx),
+    sizes: m.sizes,
     trim,
     disk: m.disk,
     stages: m.stages,
@@ -327,8 +319,8 @@ async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInput
   await writeFileAtomic(join(tmpOut, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
 }
 
-/** Outputs step: the stage outputs, qcow2 and PXE as the profile asks, then manifest.json. Returns the artifacts. */
-async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestInputs, 'artifacts'>): Promise<Artifact[]> {
+/** Outputs step: the stage outputs, qcow2 and PXE as the profile asks, then manifest.json. Returns the artifacts and sizes. */
+async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestInputs, 'artifacts' | 'sizes'>): Promise<Pick<CachedOutputs, 'artifacts' | 'sizes'>> {
   const profile = ctx.profile;
   const names = outputNames(profile.os.id);
   await copyStageOutputs(ctx, tmpOut);
@@ -338,8 +330,9 @@ async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestIn
   if (profile.outputs.includes('pxe')) await makePxe(ctx, tmpOut);
   if (!profile.outputs.includes('raw')) await rm(join(tmpOut, names.raw));
   const artifacts = await collectArtifacts(tmpOut, profile.os.id);
-  await writeManifest(ctx, tmpOut, { ...m, artifacts });
-  return artifacts;
+  const sizes = await componentSizes(ctx);
+  await writeManifest(ctx, tmpOut, { ...m, artifacts, sizes });
+  return { artifacts, sizes };
 }
 
 /** Host tools the build runs, with the Debian package that provides each. */
@@ -389,20 +382,6 @@ async function setUp(o: BuildOptions, profile: Profile): Promise<BuildSetup> {
 
 type Task = ListrTask<unknown>;
 
-/** A listr task that runs `step`, then records its summary and shows its time in the title. */
-function timedTask(title: string, name: string, stages: StageSummary[], step: () => Promise<void>): Task {
-  return {
-    title,
-    task: async (_, task) => {
-      const t = Date.now();
-      await step();
-      const sum = { name, key: '-', cached: false, seconds: (Date.now() - t) / 1000 };
-      stages.push(sum);
-      task.title = taskTitle(title, sum);
-    },
-  };
-}
-
 function taskTitle(title: string, sum: StageSummary): string {
   return `${title} ${sum.cached ? '(cached)' : `(${sum.seconds.toFixed(1)} s)`}`;
 }
@@ -443,16 +422,44 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
   let disk: DiskFacts | undefined;
   let artifacts: Artifact[] = [];
   const diskTitle = `Disk (GPT, EFI-SYSTEM, ${SLOT_PARTLABEL.A}, ROOT)`;
+  const outputsTitle = 'Outputs (raw, qcow2, PXE, manifest)';
+  // The disk and outputs of the same inputs, from the cache (the disk step finds them).
+  let outKey = '';
+  let hit: CachedOutputs | undefined;
   const tasks = new Listr(
     [
       ...stageTasks(ctx, stages, !!o.noCache),
-      timedTask(diskTitle, 'disk', stages, async () => {
-        disk = (await makeDisk(ctx, tmpOut)).facts;
-      }),
-      timedTask('Outputs (raw, qcow2, PXE, manifest)', 'outputs', stages, async () => {
-        if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
-        artifacts = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages });
-      }),
+      {
+        title: diskTitle,
+        task: async (_, task) => {
+          const t = Date.now();
+          outKey = outputsKey(profile, stages.at(-1)?.key ?? '');
+          hit = o.noCache ? undefined : await takeCachedOutputs(o.cacheDir, outKey, tmpOut, o.log, o.signal);
+          if (!hit) disk = (await makeDisk(ctx, tmpOut)).facts;
+          const sum = { name: 'disk', key: outKey, cached: !!hit, seconds: (Date.now() - t) / 1000 };
+          stages.push(sum);
+          task.title = taskTitle(diskTitle, sum);
+        },
+      },
+      {
+        title: outputsTitle,
+        task: async (_, task) => {
+          const t = Date.now();
+          if (hit) {
+            disk = hit.disk;
+            artifacts = hit.artifacts;
+            await writeManifest(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages, artifacts, sizes: hit.sizes });
+          } else {
+            if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
+            const made = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages });
+            artifacts = made.artifacts;
+            await storeOutputs(o.cacheDir, outKey, tmpOut, { disk, ...made }, o.signal);
+          }
+          const sum = { name: 'outputs', key: outKey, cached: !!hit, seconds: (Date.now() - t) / 1000 };
+          stages.push(sum);
+          task.title = taskTitle(outputsTitle, sum);
+        },
+      },
     ],
     { renderer: o.renderer, exitOnError: true, registerSignalListeners: false, rendererOptions: {} as never },
   );
