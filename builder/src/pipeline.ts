@@ -1,7 +1,7 @@
 /**
  * The build pipeline: cached stages (packages → customize → trim → initrd →
- * usr-image → boot), then the uncached disk and outputs steps, run in order
- * under listr2, into a temporary output folder that replaces --out only when
+ * usr-image → boot), then the disk and outputs steps (cached together by
+ * their inputs: outputs-cache.ts), run in order under listr2, into a temporary output folder that replaces --out only when
  * everything succeeded.
  *
  * Cache layout: CACHE/stages/<stage>/<key>/ (result.json + files); a stage is
@@ -33,7 +33,8 @@ import { usrImageStage, uuidFrom } from './stages/usr-image.js';
 import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type CachedOutputs, type DiskFacts } from './outputs-cache.js';
 
 export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
-export const MANIFEST_FORMAT_VERSION = 1;
+/** 2: the raw disk's artifact digest is the sparse one (`digest: 'sparse-sha256'`); profile.extends lists the base profiles. */
+export const MANIFEST_FORMAT_VERSION = 2;
 
 export interface BuildOptions {
   profileFile: string;
