@@ -454,7 +454,8 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
             if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
             const made = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages });
             artifacts = made.artifacts;
-            await storeOutputs(o.cacheDir, outKey, tmpOut, { disk, ...made }, o.signal);
+            // The outputs are made: a cache that cannot take them only costs the next build time.
+            await storeOutputs(o.cacheDir, outKey, tmpOut, { disk, ...made }, o.signal).catch((e: unknown) => o.log.warn(`cannot cache the outputs in ${o.cacheDir}: ${e instanceof Error ? e.message : String(e)}`));
           }
           const sum = { name: 'outputs', key: outKey, cached: !!hit, seconds: (Date.now() - t) / 1000 };
           stages.push(sum);

@@ -4,7 +4,8 @@
  * printed result. The chains are read from memory (the base profiles from
  * configs/profiles/).
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BasaltError } from '../../common/src/errors.js';
@@ -119,6 +120,25 @@ describe('extends', () => {
       expect.objectContaining({ code: 'E_PROFILE_PATH', path: 'update.keys[0]', file: '/t/team/team.yaml', line: 2, message: '/t/team/keys/release.pub.asc does not exist' }),
       expect.objectContaining({ code: 'E_PROFILE_PATH', path: 'update.keys[1]', file: '/t/me/p.yaml', line: 2, message: '/t/me/mine.asc does not exist' }),
     ]);
+  });
+
+  it('takes an overlay folder of usr/ and etc/ only, relative to the profile', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'basalt-overlay-'));
+    try {
+      await mkdir(join(dir, 'ov/usr/lib/systemd/system'), { recursive: true });
+      await mkdir(join(dir, 'ov/etc'), { recursive: true });
+      await writeFile(join(dir, 'k.asc'), 'key');
+      const file = join(dir, 'p.yaml');
+      const { profile } = await load({ [file]: 'extends: default\noverlay: ov\nupdate: {keys: [k.asc]}\n' });
+      expect(profile.overlay).toEqual([join(dir, 'ov')]);
+      expect(profile.update.keys).toEqual([join(dir, 'k.asc')]);
+      await mkdir(join(dir, 'ov/opt'));
+      expect(await reportOf({ [file]: 'extends: default\noverlay: [ov]\n' })).toEqual([
+        expect.objectContaining({ code: 'E_PROFILE_PATH', path: 'overlay[0]', file, line: 2, message: `${join(dir, 'ov')} holds opt: only usr/ and etc/ go into an image (put them under usr/ or etc/)` }),
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a cycle, naming the files', async () => {

@@ -6,7 +6,7 @@
  * is undefined whenever the report holds an error. loadProfile() reads the
  * file and throws E_PROFILE_INVALID with the formatted report.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, stringify, visit, type Node, type YAMLMap } from 'yaml';
@@ -288,6 +288,9 @@ export const profileSpec: Spec = {
     sourceDateEpoch: { spec: { kind: 'int', min: 0, max: 2 ** 40 }, default: 1704067200 },
   },
 };
+
+/** What an overlay folder may hold: the trees an image carries (/usr, and /etc as the factory copy). */
+export const OVERLAY_TOP = ['usr', 'etc'];
 
 /** The name `extends: NAME` takes from configs/profiles/ (no slash, no .yaml). */
 const PROFILE_NAME = /^[A-Za-z0-9_-]+$/;
@@ -576,7 +579,11 @@ export async function loadProfile(file: string, read: ReadProfile = (f) => readF
   if (value) {
     for (const p of paths) {
       const st = await stat(p.path).catch(() => undefined);
-      const bad = !st ? 'does not exist' : p.kind === 'dir' && !st.isDirectory() ? 'is not a directory' : p.kind === 'file' && !st.isFile() ? 'is not a file' : undefined;
+      let bad = !st ? 'does not exist' : p.kind === 'dir' && !st.isDirectory() ? 'is not a directory' : p.kind === 'file' && !st.isFile() ? 'is not a file' : undefined;
+      if (!bad && p.field.startsWith('overlay')) {
+        const other = (await readdir(p.path).catch(() => [] as string[])).filter((e) => !OVERLAY_TOP.includes(e));
+        if (other.length) bad = `holds ${other.join(', ')}: only usr/ and etc/ go into an image (put them under usr/ or etc/)`;
+      }
       if (!bad) continue;
       const o = p.node ? nodeOrigin(layers, p.node) : undefined;
       report.push({ severity: 'error', code: PROFILE_ERRORS.E_PROFILE_PATH.code, path: p.field, file: o?.file ?? file, ...(o ? posIn(o, p.node) : { line: 0, column: 0 }), message: `${p.path} ${bad}` });

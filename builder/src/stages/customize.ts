@@ -20,6 +20,7 @@ import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
 import { copyTree, exists, removeIfExists, sha256File, treeDigest } from '../fsutil.js';
 import type { BuildOptions } from 'esbuild';
+import { OVERLAY_TOP } from '../../../configs/src/profile.js';
 
 /** Units enabled in /usr (wants symlinks), by target. */
 export const ENABLED_UNITS: Record<string, string[]> = {
@@ -241,9 +242,6 @@ async function addUsers(users: BuildContext['profile']['users'], inRoot: InRoot)
     await inRoot(useraddArgs(u));
   }
 }
-
-/** The top-level entries an overlay may hold: what the image's trees are (/usr, and /etc shipped as the factory copy). */
-export const OVERLAY_TOP = ['usr', 'etc'];
 
 /** Copies an overlay's usr/ and etc/ into the tree (merging into the folders there; modes and links kept, owned by root). */
 async function copyOverlay(dir: string, root: string): Promise<void> {
