@@ -168,6 +168,11 @@ describe('extends', () => {
     await expect(load(files)).rejects.toThrow(/^profile \/t\/p\.yaml is invalid:\n\/t\/p\.yaml:2:\d+: error: packages\.add: want a list[^]*E_PROFILE_TYPE: see configs\/profiles\/default\.yaml/);
   });
 
+  it("refuses a user the image has, at the line of its name", async () => {
+    const report = await reportOf({ '/t/p.yaml': 'extends: default\nusers:\n  - {name: ops}\n  - {name: core, groups: [docker]}\n' });
+    expect(report).toEqual([expect.objectContaining({ code: 'E_PROFILE_VALUE', path: 'users[1].name', file: '/t/p.yaml', line: 4, column: 12 })]);
+  });
+
   it('warns when a removal takes nothing away', async () => {
     const { warnings } = await load({ '/t/p.yaml': 'extends: default\npackages: {remove: [vim]}\n' });
     expect(warnings).toEqual([expect.objectContaining({ code: 'E_PROFILE_REMOVE_MISSING', path: 'packages.remove[0]', file: '/t/p.yaml', line: 2 })]);

@@ -31,7 +31,7 @@ describe('parseProfile', () => {
   });
 
   it('takes release keys and extra files, and names a bad file path', () => {
-    const ok = parseProfile(base.replace(/^  keys: \[\]/m, '  keys: [keys/release.pub.asc]') + 'files:\n  - path: /usr/lib/x.conf\n    content: "a=1\\n"\n', '/p/k.yaml');
+    const ok = parseProfile(base.replace(/^ {2}keys: \[\]/m, '  keys: [keys/release.pub.asc]') + 'files:\n  - path: /usr/lib/x.conf\n    content: "a=1\\n"\n', '/p/k.yaml');
     expect(ok.report).toEqual([]);
     // Relative to the profile file that names them.
     expect(ok.value?.update.keys).toEqual(['/p/keys/release.pub.asc']);

@@ -496,7 +496,10 @@ function semanticChecks(p: Profile, root: Node | null, ck: Checker): void {
     ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, 'update.rebootWindow.start', nodeAt(root, ['update', 'rebootWindow', 'start']), `'${p.update.rebootWindow!.start}' is not a day (Mon-Sun) and a time 00:00-23:59`);
   }
   for (const [i, u] of p.users.entries()) {
-    if (RESERVED_USERS.includes(u.name)) ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, `users[${i}].name`, nodeAt(root, ['users']), `'${u.name}' is the image's own user; choose another name`);
+    if (!RESERVED_USERS.includes(u.name)) continue;
+    const list = nodeAt(root, ['users']);
+    const item = isSeq(list) ? (list.items[i] as Node | undefined) : undefined;
+    ck.add('error', PROFILE_ERRORS.E_PROFILE_VALUE, `users[${i}].name`, (isMap(item) ? item.get('name', true) : undefined) ?? list, `'${u.name}' is the image's own user; choose another name`);
   }
   if (p.usr.level !== undefined && p.usr.compression !== 'zstd' && p.usr.compression !== 'gzip') {
     ck.add('warning', PROFILE_ERRORS.E_PROFILE_VALUE, 'usr.level', nodeAt(root, ['usr', 'level']), `level is ignored for ${p.usr.compression}`);
