@@ -173,6 +173,10 @@ describe('extends', () => {
     expect(report).toEqual([expect.objectContaining({ code: 'E_PROFILE_VALUE', path: 'users[1].name', file: '/t/p.yaml', line: 4, column: 12 })]);
   });
 
+  it('says what an empty profile needs', async () => {
+    expect(await reportOf({ '/t/empty.yaml': '# nothing yet\n' })).toEqual([expect.objectContaining({ code: 'E_PROFILE_MISSING', file: '/t/empty.yaml', line: 1, message: expect.stringContaining('extends: default') as unknown })]);
+  });
+
   it('warns when a removal takes nothing away', async () => {
     const { warnings } = await load({ '/t/p.yaml': 'extends: default\npackages: {remove: [vim]}\n' });
     expect(warnings).toEqual([expect.objectContaining({ code: 'E_PROFILE_REMOVE_MISSING', path: 'packages.remove[0]', file: '/t/p.yaml', line: 2 })]);

@@ -398,6 +398,10 @@ export function checkLayers(layers: readonly ProfileLayer[]): { value: Profile |
     merged = merger.merge(profileSpec, merged, layer.root, '');
   }
   const root = merged ?? null;
+  if (root === null) {
+    ck.report.push({ severity: 'error', code: PROFILE_ERRORS.E_PROFILE_MISSING.code, path: '', file: leaf.file, line: 1, column: 1, message: 'the profile is empty; a profile of your own starts with: extends: default' });
+    return { value: undefined, report: ck.report, paths: [] };
+  }
   const value = ck.check(profileSpec, root, '') as (Profile & { keys?: string[] }) | undefined;
   if (value) {
     if (value.keys) {
