@@ -1,6 +1,7 @@
 /**
  * Build bench: Basalt's cold build (empty cache), warm rebuild (nothing
- * changed) and USR image size, beside mkosi (Debian's mkosi 14 package)
+ * changed), a rebuild after one change (a file added by a three-line profile
+ * extending the default one) and USR image size, beside mkosi (Debian's mkosi 14 package)
  * building the same package set into a bootable GPT disk image, cold and warm,
  * in the same run on the same machine.
  *
@@ -47,8 +48,16 @@ async function main(): Promise<number> {
     const cache = join(work, 'basalt-cache');
     const out = join(work, 'basalt-out');
     const build = [process.execPath, join(root, 'bin/basalt.js'), 'build', '--cache', cache, '--out', out];
-    for (const label of ['cold (empty cache)', 'warm (no change)']) {
-      const r = await timed(build);
+    // The one change: a profile of three lines that adds a file to the default one.
+    const oneChange = join(work, 'one-change.yaml');
+    await writeFile(oneChange, 'extends: default\nfiles: [{path: /etc/motd, content: "one change\\n"}]\n');
+    const runs: [string, string[]][] = [
+      ['cold (empty cache)', []],
+      ['warm (no change)', []],
+      ['one change (a file added by an extending profile)', ['--profile', oneChange]],
+    ];
+    for (const [label, extra] of runs) {
+      const r = await timed([...build, ...extra]);
       const m = r.ok ? (JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { usr: { bytes: number }; artifacts: { kind: string; file: string }[] }) : undefined;
       const raw = m?.artifacts.find((a) => a.kind === 'raw');
       rows.push({

@@ -2,11 +2,13 @@
 import { parse } from '../../common/src/cli/args.js';
 import type { CommandContext } from '../../common/src/cli/types.js';
 import { UsageError } from '../../common/src/errors.js';
-import { defaultProfilePath } from '../../configs/src/profile.js';
+import { defaultProfilePath, loadProfile, profileYaml } from '../../configs/src/profile.js';
+import { formatReport } from '../../configs/src/report.js';
 import { defaultCacheDir, repoRootDir } from './context.js';
 import { build } from './pipeline.js';
 
 export const help = `Usage: basalt build [--profile FILE] [--out DIR] [--cache DIR] [--no-cache] [--json]
+       basalt build --print-profile [--profile FILE] [--json]
 
 Builds a Basalt image from a profile (default: configs/profiles/default.yaml)
 into DIR (default: out/): raw disk, qcow2, PXE kernel + initramfs, the USR
@@ -17,8 +19,14 @@ Stages: packages (mmdebstrap) → customize → trim → initrd → usr-image �
 each cached under the cache folder by the hash of its inputs, then disk and
 outputs. Needs root for the packages stage (mmdebstrap) and chroot steps.
 
+A profile may extend another ('extends: default' names configs/profiles/
+default.yaml; a path is relative to the profile file) and change its lists
+with {add: [...], remove: [...]}; see README.md, "Your own image".
+
 Options:
   --profile FILE   build profile (YAML, formatVersion 1)
+  --print-profile  print the merged, validated profile (YAML; JSON with --json)
+                   and exit without building
   --out DIR        output folder (default: out)
   --cache DIR      cache folder (default: $BASALT_CACHE, /var/cache/basalt as root)
   --no-cache       rebuild every stage
@@ -28,10 +36,16 @@ Options:
 export async function run(ctx: CommandContext): Promise<number> {
   const { values, positionals } = parse(
     ctx.args,
-    { profile: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, 'no-cache': { type: 'boolean' } },
+    { profile: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'print-profile': { type: 'boolean' } },
     'build',
   );
   if (positionals.length > 0) throw new UsageError(`build: unexpected argument '${positionals[0]}'`, "see 'basalt build --help'");
+  if (values['print-profile']) {
+    const { profile, warnings } = await loadProfile(values.profile ?? defaultProfilePath());
+    for (const w of warnings) ctx.log.warn(formatReport([w]));
+    ctx.out(ctx.json ? JSON.stringify(profile, null, 2) + '\n' : profileYaml(profile));
+    return 0;
+  }
   const ac = new AbortController();
   const onSignal = () => ac.abort();
   // `on`, not `once`: while a listener is registered, no other signal handler

@@ -35,6 +35,14 @@ export const BUILD_ERRORS = defineErrors('builder', {
     meaning: 'a key the profile lists for the image is a private key; an image carries public keys only',
     hint: "export the public key with 'basalt keys export --key FILE'",
   },
+  E_OVERLAY: {
+    meaning: "the profile's overlay holds something besides usr/ and etc/ (the only trees an image carries)",
+    hint: 'move the files under usr/ or etc/ of the overlay folder',
+  },
+  E_PROFILE_UNIT: {
+    meaning: "a unit the profile's units: list enables has no unit file in the image",
+    hint: 'ship it in the overlay (usr/lib/systemd/system/NAME), in files:, or with a package',
+  },
   E_STAGE_CACHE_INVALID: {
     meaning: "a cached stage's result.json is not what the stage writes (the stage is built again)",
     hint: 'the stage is built again; --no-cache rebuilds every stage',

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { UsrImageInfo } from '../../common/src/contracts.js';
+import { parseEnvFile, type UsrImageInfo } from '../../common/src/contracts.js';
 import { BasaltError, COMMON_ERRORS, describeCode } from '../../common/src/errors.js';
 import { defaultProfilePath, parseProfile } from '../../configs/src/profile.js';
 import { stableJson, stageKey } from './context.js';
@@ -8,9 +8,9 @@ import { newcHeader } from './cpio.js';
 import { BUILD_ERRORS } from './errors.js';
 import { pxeCmdline, STAGES } from './pipeline.js';
 import { bootStage, espBytes } from './stages/boot.js';
-import { customizeStage, imageUpdateConf, osRelease, releaseFile } from './stages/customize.js';
+import { customizeStage, imageUpdateConf, installDirs, osRelease, releaseFile, useraddArgs } from './stages/customize.js';
 import { dracutArgs, initrdStage } from './stages/initrd.js';
-import { mmdebstrapArgs, packagesStage, parseDpkgQuery } from './stages/packages.js';
+import { aptKeyName, aptSourceLine, mmdebstrapArgs, packagesStage, parseDpkgQuery } from './stages/packages.js';
 import { parseShowDepends, trimStage } from './stages/trim.js';
 import { hashOffsetFor, mksquashfsArgs, parseRootHash, usrImageStage, usrInfoJson, uuidFrom } from './stages/usr-image.js';
 
@@ -42,6 +42,16 @@ describe('packages stage', () => {
       'deb http://deb.debian.org/debian bookworm-updates main',
       'deb http://deb.debian.org/debian-security bookworm-security main',
     ]);
+  });
+  it('adds the extra apt repositories, each signed by its own key', () => {
+    const repo = { url: 'https://apt.example.com/debian', suite: 'bookworm', components: ['main', 'extra'], key: '/p/example.asc' };
+    expect(aptSourceLine(repo, '/w/apt-keys/repo-00.asc')).toBe('deb [signed-by=/w/apt-keys/repo-00.asc] https://apt.example.com/debian bookworm main extra');
+    expect(aptSourceLine({ ...repo, suite: './' }, '/k.gpg')).toBe('deb [signed-by=/k.gpg] https://apt.example.com/debian ./');
+    expect(aptKeyName(0, Buffer.from('-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBF...'))).toBe('repo-00.asc');
+    expect(aptKeyName(3, Uint8Array.of(0x99, 0x02, 0x0d))).toBe('repo-03.gpg');
+    const a = mmdebstrapArgs(profile, '/c/aptroot', '/w/root', ['deb [signed-by=/k.asc] https://apt.example.com/debian bookworm main']);
+    expect(a.slice(-4)[3]).toBe('deb [signed-by=/k.asc] https://apt.example.com/debian bookworm main');
+    expect(a.slice(-5, -1)[0]).toBe('/w/root');
   });
   it('parses dpkg-query output', () => {
     expect(parseDpkgQuery('zlib1g\t1:1.2.13\t164\nbash\t5.2.15-2+b2\t7164\n')).toEqual([
@@ -107,6 +117,29 @@ describe('boot, PXE and release files', () => {
     expect(releaseFile(p)).toBe('VERSION=1.2.3\nBOARD=amd64-usr\nAPPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\nCHANNEL=beta\n');
     expect(imageUpdateConf(p)).toBe('GROUP=beta\nREBOOT_STRATEGY=reboot\nHEALTH_UNITS="etcd.service docker.socket"\n');
   });
+  it("writes the profile's update settings into update.conf as the update-engine and locksmith read them", () => {
+    const p = { ...profile, update: { ...profile.update, repository: 'https://example.com/repo/', group: 'canary', rebootStrategy: 'etcd-lock' as const, rebootWindow: { start: 'Thu 23:00', length: '1h30m' }, healthUnits: ['etcd.service'] } };
+    const conf = imageUpdateConf(p);
+    expect(parseEnvFile(conf)).toEqual({
+      GROUP: 'canary',
+      SERVER: 'static+https://example.com/repo/',
+      REBOOT_STRATEGY: 'etcd-lock',
+      LOCKSMITHD_REBOOT_WINDOW_START: 'Thu 23:00',
+      LOCKSMITHD_REBOOT_WINDOW_LENGTH: '1h30m',
+      HEALTH_UNITS: 'etcd.service',
+    });
+    expect(parseEnvFile(imageUpdateConf({ ...profile, update: { ...profile.update, server: 'https://u.example.com/v1/update/' } }))['SERVER']).toBe('https://u.example.com/v1/update/');
+  });
+  it('enables units where their [Install] section says, else by their type', () => {
+    expect(installDirs('[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target graphical.target\nRequiredBy=boot-complete.target\n', 'a.service')).toEqual(['multi-user.target.wants', 'graphical.target.wants', 'boot-complete.target.requires']);
+    expect(installDirs('[Service]\nWantedBy=not-install.target\n', 'b.service')).toEqual(['multi-user.target.wants']);
+    expect(installDirs('', 'c.socket')).toEqual(['sockets.target.wants']);
+    expect(installDirs('', 'c.timer')).toEqual(['timers.target.wants']);
+  });
+  it("adds the profile's users without a home on /usr", () => {
+    expect(useraddArgs({ name: 'ops', uid: 1001, groups: ['docker', 'sudo'], shell: '/bin/bash' })).toEqual(['useradd', '--no-create-home', '--home-dir', '/home/ops', '--shell', '/bin/bash', '--user-group', '--uid', '1001', '--groups', 'docker,sudo', 'ops']);
+    expect(useraddArgs({ name: 'svc', groups: [], shell: '/usr/sbin/nologin' })).toEqual(['useradd', '--no-create-home', '--home-dir', '/home/svc', '--shell', '/usr/sbin/nologin', '--user-group', 'svc']);
+  });
   it('writes usr.img.json with its keys in the order of format 1', () => {
     const info: UsrImageInfo = { formatVersion: 1, fsType: 'squashfs', fsBytes: 4097, hashOffset: 8192, rootHash: 'ab'.repeat(32), salt: 'cd'.repeat(32), version: '0.1.0', board: 'amd64-usr', kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd', imageBytes: 16384, sha256: 'ef'.repeat(32) };
     expect(usrInfoJson(info)).toBe(
@@ -161,7 +194,7 @@ describe('stage results read back from the cache', () => {
 
 describe('error codes', () => {
   it('keep the strings scripts match, each with a meaning and a default hint', () => {
-    expect(Object.keys(BUILD_ERRORS).sort()).toEqual(['E_DISK_TOO_SMALL', 'E_INTERRUPTED', 'E_KERNEL', 'E_NEED_ROOT', 'E_NODE_RUNTIME', 'E_PROFILE_PRIVATE_KEY', 'E_STAGE_CACHE_INVALID', 'E_VERITY']);
+    expect(Object.keys(BUILD_ERRORS).sort()).toEqual(['E_DISK_TOO_SMALL', 'E_INTERRUPTED', 'E_KERNEL', 'E_NEED_ROOT', 'E_NODE_RUNTIME', 'E_OVERLAY', 'E_PROFILE_PRIVATE_KEY', 'E_PROFILE_UNIT', 'E_STAGE_CACHE_INVALID', 'E_VERITY']);
     for (const [code, def] of Object.entries(BUILD_ERRORS)) {
       expect(def.code).toBe(code);
       expect(def.meaning).not.toBe('');

@@ -1,7 +1,7 @@
 /**
  * The build pipeline: cached stages (packages → customize → trim → initrd →
- * usr-image → boot), then the uncached disk and outputs steps, run in order
- * under listr2, into a temporary output folder that replaces --out only when
+ * usr-image → boot), then the disk and outputs steps (cached together by
+ * their inputs: outputs-cache.ts), run in order under listr2, into a temporary output folder that replaces --out only when
  * everything succeeded.
  *
  * Cache layout: CACHE/stages/<stage>/<key>/ (result.json + files); a stage is
@@ -19,19 +19,22 @@ import { writeFileAtomic } from '../../common/src/fsutil.js';
 import { createDisk, findPartition, partitionRange, setSlotAttrs, writeGpt } from '../../common/src/gpt/index.js';
 import type { Logger } from '../../common/src/log.js';
 import { loadProfile, type Profile } from '../../configs/src/profile.js';
+import { formatReport } from '../../configs/src/report.js';
 import { recordDone, sha256, stageDir, stageFacts, stageKey, type AnyStage, type BuildContext, type Stage, type StageFactsByName, type StageName, type StageResult } from './context.js';
 import { writeCpio } from './cpio.js';
 import { BUILD_ERRORS } from './errors.js';
-import { exists, removeWorkDir, sha256File, treeBytes } from './fsutil.js';
+import { exists, removeWorkDir, sha256File, sparseSha256, treeBytes } from './fsutil.js';
 import { bootStage, FIRST_BOOT_TRIES } from './stages/boot.js';
 import { customizeStage } from './stages/customize.js';
 import { initrdStage } from './stages/initrd.js';
 import { packagesStage, SIZE_GROUPS, type PackageInfo } from './stages/packages.js';
 import { trimStage } from './stages/trim.js';
 import { usrImageStage, uuidFrom } from './stages/usr-image.js';
+import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type CachedOutputs, type DiskFacts } from './outputs-cache.js';
 
 export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
-export const MANIFEST_FORMAT_VERSION = 1;
+/** 2: the raw disk's artifact digest is the sparse one (`digest: 'sparse-sha256'`); profile.extends lists the base profiles. */
+export const MANIFEST_FORMAT_VERSION = 2;
 
 export interface BuildOptions {
   profileFile: string;
@@ -51,13 +54,6 @@ export interface StageSummary {
   key: string;
   cached: boolean;
   seconds: number;
-}
-
-export interface Artifact {
-  file: string;
-  kind: 'raw' | 'qcow2' | 'pxe-kernel' | 'pxe-initramfs' | 'pxe-cmdline' | 'usr' | 'usr-info' | 'kernel' | 'initrd' | 'esp';
-  bytes: number;
-  sha256: string;
 }
 
 export interface BuildSummary {
@@ -109,6 +105,20 @@ async function buildStage<N extends StageName>(ctx: BuildContext, stage: Stage<N
   }
 }
 
+/**
+ * The cache key of every stage for a profile, without running anything: what
+ * runStage computes stage by stage (each key holds the one before it).
+ */
+export async function planKeys(ctx: BuildContext): Promise<{ name: StageName; key: string }[]> {
+  const keys: { name: StageName; key: string }[] = [];
+  let previous = '';
+  for (const stage of STAGES) {
+    previous = stageKey(stage.name, stage.version, await stage.inputs(ctx), previous);
+    keys.push({ name: stage.name, key: previous });
+  }
+  return keys;
+}
+
 async function runStage<N extends StageName>(ctx: BuildContext, stage: Stage<N>, previous: string, noCache: boolean): Promise<StageSummary> {
   const t0 = Date.now();
   const key = stageKey(stage.name, stage.version, await stage.inputs(ctx), previous);
@@ -127,13 +137,6 @@ async function writeAt(disk: string, src: string, offset: number, limit: number,
   if (size > limit) throw new BasaltError(BUILD_ERRORS.E_DISK_TOO_SMALL, `${what} (${size} bytes) does not fit its partition (${limit} bytes)`);
   if (offset % (1024 * 1024) !== 0) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, `${what}: partition offset ${offset} is not MiB-aligned`);
   await run('dd', [`if=${src}`, `of=${disk}`, 'bs=1M', `seek=${offset / (1024 * 1024)}`, 'conv=notrunc,sparse', 'status=none'], { signal });
-}
-
-/** What the disk step reports (the manifest's `disk`). */
-export interface DiskFacts {
-  sizeBytes: number;
-  layout: string;
-  usrA: { index: number; priority: number; tries: number; successful: boolean };
 }
 
 type Gpt = Awaited<ReturnType<typeof createDisk>>;
@@ -192,7 +195,10 @@ export function pxeCmdline(usr: Pick<UsrImageInfo, 'version' | 'rootHash' | 'has
 
 async function artifact(dir: string, file: string, kind: Artifact['kind']): Promise<Artifact> {
   const f = join(dir, file);
-  return { file, kind, bytes: (await stat(f)).size, sha256: await sha256File(f) };
+  const bytes = (await stat(f)).size;
+  // The raw disk is a sparse file of GiBs: hashed by its data, not its holes.
+  if (kind === 'raw') return { file, kind, bytes, sha256: await sparseSha256(f), digest: 'sparse-sha256' };
+  return { file, kind, bytes, sha256: await sha256File(f) };
 }
 
 /** Bytes of the files of each size group still present in the final tree. */
@@ -280,6 +286,10 @@ async function collectArtifacts(tmpOut: string, id: string): Promise<Artifact[]>
 /** What the manifest records besides what the stages report. */
 interface ManifestInputs {
   profileFile: string;
+  /** Bytes of each component (componentSizes). */
+  sizes: Record<string, number>;
+  /** The profiles it extends, the base first, with the SHA-256 of each file. */
+  profileBases: { file: string; sha256: string }[];
   disk: DiskFacts;
   stages: StageSummary[];
   artifacts: Artifact[];
@@ -297,10 +307,10 @@ async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInput
     os: profile.os,
     board: profile.board,
     sourceDateEpoch: profile.sourceDateEpoch,
-    profile: { file: m.profileFile, sha256: sha256(await readFile(m.profileFile)) },
+    profile: { file: m.profileFile, sha256: sha256(await readFile(m.profileFile)), ...(m.profileBases.length ? { extends: m.profileBases } : {}) },
     kernel: { version: stageFacts(ctx, 'initrd').kernelVersion, cmdline: boot.cmdline, entry: boot.entry },
     usr: { fsType: usr.fsType, compression: profile.usr.compression, bytes: usr.imageBytes, fsBytes: usr.fsBytes, hashOffset: usr.hashOffset, rootHash: usr.rootHash, salt: usr.salt, sha256: usr.sha256 },
-    sizes: await componentSizes(ctx),
+    sizes: m.sizes,
     trim,
     disk: m.disk,
     stages: m.stages,
@@ -310,8 +320,8 @@ async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInput
   await writeFileAtomic(join(tmpOut, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
 }
 
-/** Outputs step: the stage outputs, qcow2 and PXE as the profile asks, then manifest.json. Returns the artifacts. */
-async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestInputs, 'artifacts'>): Promise<Artifact[]> {
+/** Outputs step: the stage outputs, qcow2 and PXE as the profile asks, then manifest.json. Returns the artifacts and sizes. */
+async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestInputs, 'artifacts' | 'sizes'>): Promise<Pick<CachedOutputs, 'artifacts' | 'sizes'>> {
   const profile = ctx.profile;
   const names = outputNames(profile.os.id);
   await copyStageOutputs(ctx, tmpOut);
@@ -321,8 +331,9 @@ async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestIn
   if (profile.outputs.includes('pxe')) await makePxe(ctx, tmpOut);
   if (!profile.outputs.includes('raw')) await rm(join(tmpOut, names.raw));
   const artifacts = await collectArtifacts(tmpOut, profile.os.id);
-  await writeManifest(ctx, tmpOut, { ...m, artifacts });
-  return artifacts;
+  const sizes = await componentSizes(ctx);
+  await writeManifest(ctx, tmpOut, { ...m, artifacts, sizes });
+  return { artifacts, sizes };
 }
 
 /** Host tools the build runs, with the Debian package that provides each. */
@@ -372,20 +383,6 @@ async function setUp(o: BuildOptions, profile: Profile): Promise<BuildSetup> {
 
 type Task = ListrTask<unknown>;
 
-/** A listr task that runs `step`, then records its summary and shows its time in the title. */
-function timedTask(title: string, name: string, stages: StageSummary[], step: () => Promise<void>): Task {
-  return {
-    title,
-    task: async (_, task) => {
-      const t = Date.now();
-      await step();
-      const sum = { name, key: '-', cached: false, seconds: (Date.now() - t) / 1000 };
-      stages.push(sum);
-      task.title = taskTitle(title, sum);
-    },
-  };
-}
-
 function taskTitle(title: string, sum: StageSummary): string {
   return `${title} ${sum.cached ? '(cached)' : `(${sum.seconds.toFixed(1)} s)`}`;
 }
@@ -416,23 +413,55 @@ async function swapIn(tmpOut: string, out: string): Promise<void> {
 /** Runs the whole build; returns the summary. Throws BasaltError on failure (the previous output stays). */
 export async function build(o: BuildOptions): Promise<BuildSummary> {
   const t0 = Date.now();
-  const { profile } = await loadProfile(o.profileFile);
+  const loaded = await loadProfile(o.profileFile);
+  const profile = loaded.profile;
+  for (const w of loaded.warnings) o.log.warn(formatReport([w]));
+  const profileBases = loaded.files.slice(0, -1).map((file, i) => ({ file, sha256: sha256(loaded.texts[i]!) }));
   await checkHostTools(profile);
   const { ctx, out, tmpOut } = await setUp(o, profile);
   const stages: StageSummary[] = [];
   let disk: DiskFacts | undefined;
   let artifacts: Artifact[] = [];
   const diskTitle = `Disk (GPT, EFI-SYSTEM, ${SLOT_PARTLABEL.A}, ROOT)`;
+  const outputsTitle = 'Outputs (raw, qcow2, PXE, manifest)';
+  // The disk and outputs of the same inputs, from the cache (the disk step finds them).
+  let outKey = '';
+  let hit: CachedOutputs | undefined;
   const tasks = new Listr(
     [
       ...stageTasks(ctx, stages, !!o.noCache),
-      timedTask(diskTitle, 'disk', stages, async () => {
-        disk = (await makeDisk(ctx, tmpOut)).facts;
-      }),
-      timedTask('Outputs (raw, qcow2, PXE, manifest)', 'outputs', stages, async () => {
-        if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
-        artifacts = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, disk, stages });
-      }),
+      {
+        title: diskTitle,
+        task: async (_, task) => {
+          const t = Date.now();
+          outKey = outputsKey(profile, stages.at(-1)?.key ?? '');
+          hit = o.noCache ? undefined : await takeCachedOutputs(o.cacheDir, outKey, tmpOut, o.log, o.signal);
+          if (!hit) disk = (await makeDisk(ctx, tmpOut)).facts;
+          const sum = { name: 'disk', key: outKey, cached: !!hit, seconds: (Date.now() - t) / 1000 };
+          stages.push(sum);
+          task.title = taskTitle(diskTitle, sum);
+        },
+      },
+      {
+        title: outputsTitle,
+        task: async (_, task) => {
+          const t = Date.now();
+          if (hit) {
+            disk = hit.disk;
+            artifacts = hit.artifacts;
+            await writeManifest(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages, artifacts, sizes: hit.sizes });
+          } else {
+            if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
+            const made = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages });
+            artifacts = made.artifacts;
+            // The outputs are made: a cache that cannot take them only costs the next build time.
+            await storeOutputs(o.cacheDir, outKey, tmpOut, { disk, ...made }, o.signal).catch((e: unknown) => o.log.warn(`cannot cache the outputs in ${o.cacheDir}: ${e instanceof Error ? e.message : String(e)}`));
+          }
+          const sum = { name: 'outputs', key: outKey, cached: !!hit, seconds: (Date.now() - t) / 1000 };
+          stages.push(sum);
+          task.title = taskTitle(outputsTitle, sum);
+        },
+      },
     ],
     { renderer: o.renderer, exitOnError: true, registerSignalListeners: false, rendererOptions: {} as never },
   );

@@ -172,9 +172,45 @@ export const UPDATE_CONF_DEFAULTS = {
 /** The units a machine's health gate checks by default (each only when the machine is meant to run it). */
 export const DEFAULT_HEALTH_UNITS = ['etcd.service', 'docker.socket'];
 
-/** The text of the image's update.conf (IMAGE_UPDATE_CONF). */
-export function renderImageUpdateConf(group: string): string {
-  return `GROUP=${group}\nREBOOT_STRATEGY=${UPDATE_CONF_DEFAULTS.rebootStrategy}\nHEALTH_UNITS="${DEFAULT_HEALTH_UNITS.join(' ')}"\n`;
+/** SERVER's prefix for a static release repository (SERVER=static+https://...); without it SERVER is an Omaha URL. */
+export const STATIC_SERVER_PREFIX = 'static+';
+
+/**
+ * The reboot window as update.conf writes it (LOCKSMITHD_REBOOT_WINDOW_START
+ * and _LENGTH): a start '[Day ]HH:MM' ('Thu 23:00', '04:00') and a length
+ * such as 1h30m (units ms, s, m, h, d). The patterns the profile checks; locksmith parses the same.
+ */
+export const REBOOT_WINDOW_START = /^(?:(\w{3})\w*\s+)?(\d{1,2}):(\d{2})$/;
+export const REBOOT_WINDOW_LENGTH = /^(?:\d+(?:\.\d+)?(?:ms|d|h|m|s))+$/;
+
+/** What an image's update.conf sets (the build profile's `update` section). */
+export interface ImageUpdateSettings {
+  group: string;
+  /** SERVER: an Omaha URL, STATIC_SERVER_PREFIX + a repository URL, or 'disabled'; unset: no SERVER line. */
+  server?: string | undefined;
+  rebootStrategy?: RebootStrategy | undefined;
+  rebootWindow?: { start: string; length: string } | undefined;
+  healthUnits?: readonly string[] | undefined;
+}
+
+/** A value for a KEY=VALUE line: double-quoted when it holds more than URL characters (parseEnvFile takes the quotes off; values never hold a quote). */
+function envValue(v: string): string {
+  return /^[\w@%+=:,./-]*$/.test(v) ? v : `"${v}"`;
+}
+
+/**
+ * The text of the image's update.conf (IMAGE_UPDATE_CONF). With the group
+ * only, the three lines images have always carried.
+ */
+export function renderImageUpdateConf(s: ImageUpdateSettings): string {
+  const lines = [`GROUP=${envValue(s.group)}`];
+  if (s.server !== undefined) lines.push(`SERVER=${envValue(s.server)}`);
+  lines.push(`REBOOT_STRATEGY=${s.rebootStrategy ?? UPDATE_CONF_DEFAULTS.rebootStrategy}`);
+  if (s.rebootWindow) {
+    lines.push(`LOCKSMITHD_REBOOT_WINDOW_START=${envValue(s.rebootWindow.start)}`, `LOCKSMITHD_REBOOT_WINDOW_LENGTH=${envValue(s.rebootWindow.length)}`);
+  }
+  lines.push(`HEALTH_UNITS="${(s.healthUnits ?? DEFAULT_HEALTH_UNITS).join(' ')}"`);
+  return lines.join('\n') + '\n';
 }
 
 // ---------------------------------------------------------------------------

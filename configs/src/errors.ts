@@ -43,4 +43,24 @@ export const PROFILE_ERRORS = defineErrors('configs', {
     meaning: 'a list item is listed twice (the copy is ignored)',
     hint: 'remove the second copy',
   },
+  E_PROFILE_EXTENDS: {
+    meaning: "the profile named by 'extends' cannot be read",
+    hint: "give a profile name under configs/profiles/ (extends: default) or a path relative to this file (extends: ../base.yaml)",
+  },
+  E_PROFILE_CYCLE: {
+    meaning: "profiles extend each other in a circle ('extends' leads back to a profile already in the chain)",
+    hint: "remove one 'extends' so that the chain ends at a profile without one",
+  },
+  E_PROFILE_REMOVE_MISSING: {
+    meaning: 'a remove: entry names an item the inherited list does not have (nothing is removed)',
+    hint: "check the spelling against 'basalt build --print-profile' of the base profile",
+  },
+  E_PROFILE_PATH: {
+    meaning: 'a file or directory the profile names (a key, the overlay, an apt key) does not exist or is of the wrong kind',
+    hint: 'paths in a profile are relative to the profile file that names them',
+  },
+  E_PROFILE_DEPRECATED: {
+    meaning: 'a profile key that still works but has a new place',
+    hint: 'move it to the place the message names',
+  },
 });

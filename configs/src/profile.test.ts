@@ -31,9 +31,13 @@ describe('parseProfile', () => {
   });
 
   it('takes release keys and extra files, and names a bad file path', () => {
-    const ok = parseProfile(base + 'keys: [keys/release.pub.asc]\nfiles:\n  - path: /usr/lib/x.conf\n    content: "a=1\\n"\n', 'k.yaml');
+    const ok = parseProfile(base.replace(/^ {2}keys: \[\]/m, '  keys: [keys/release.pub.asc]') + 'files:\n  - path: /usr/lib/x.conf\n    content: "a=1\\n"\n', '/p/k.yaml');
     expect(ok.report).toEqual([]);
-    expect(ok.value?.keys).toEqual(['keys/release.pub.asc']);
+    // Relative to the profile file that names them.
+    expect(ok.value?.update.keys).toEqual(['/p/keys/release.pub.asc']);
+    const old = parseProfile(base + 'keys: [keys/release.pub.asc]\n', '/p/k.yaml');
+    expect(old.value?.update.keys).toEqual(['/p/keys/release.pub.asc']);
+    expect(old.report).toEqual([expect.objectContaining({ severity: 'warning', code: 'E_PROFILE_DEPRECATED', path: 'keys', line: base.split('\n').length })]);
     expect(ok.value?.files).toEqual([{ path: '/usr/lib/x.conf', content: 'a=1\n', mode: '0644' }]);
     const bad = parseProfile(base + 'files:\n  - path: /usr/../boot/x\n    content: x\n', 'k.yaml');
     expect(bad.value).toBeUndefined();
@@ -102,10 +106,15 @@ describe('parseProfile', () => {
 describe('profile error codes', () => {
   it('keep their strings, each with a meaning and a default hint', () => {
     expect(Object.keys(PROFILE_ERRORS).sort()).toEqual([
+      'E_PROFILE_CYCLE',
+      'E_PROFILE_DEPRECATED',
       'E_PROFILE_DUPLICATE',
+      'E_PROFILE_EXTENDS',
       'E_PROFILE_INVALID',
       'E_PROFILE_MISSING',
       'E_PROFILE_MISSING_PACKAGE',
+      'E_PROFILE_PATH',
+      'E_PROFILE_REMOVE_MISSING',
       'E_PROFILE_SYNTAX',
       'E_PROFILE_TYPE',
       'E_PROFILE_UNKNOWN_KEY',

@@ -13,7 +13,12 @@ export type Spec =
   | { kind: 'int'; min: number; max: number }
   /** A byte size: an integer or a string such as 8GiB, 512M. */
   | { kind: 'size'; min: number; max: number }
-  | { kind: 'list'; of: Spec; min?: number; unique?: boolean }
+  /**
+   * A list. `key` names the field that identifies an item of a list of
+   * objects (for add/remove in an extending profile); `single` takes one
+   * scalar as a list of one (`overlay: dir`).
+   */
+  | { kind: 'list'; of: Spec; min?: number; unique?: boolean; key?: string; single?: boolean }
   | { kind: 'object'; fields: Record<string, Field> };
 
 type StringSpec = Extract<Spec, { kind: 'string' }>;
@@ -45,24 +50,37 @@ export function parseByteSize(v: unknown): number | undefined {
   return Math.round(Number(m[1]) * mul);
 }
 
+/** The file a syntax-tree node was read from (a merged profile holds nodes of several files). */
+export interface Origin {
+  file: string;
+  lines: LineCounter;
+  text: string;
+}
+
 export class Checker {
   readonly report: ReportEntry[] = [];
   constructor(
     readonly file: string,
     private readonly lines: LineCounter,
     private readonly text = '',
+    /** Where each node came from, for the nodes of other files than `file`. */
+    private readonly origins?: { get(node: Node): Origin | undefined },
   ) {}
+
+  private originOf(node: Node | null | undefined): Origin {
+    return (node ? this.origins?.get(node) : undefined) ?? { file: this.file, lines: this.lines, text: this.text };
+  }
 
   pos(node: Node | null | undefined): { line: number; column: number } {
     const off = node?.range?.[0];
     if (off === undefined) return { line: 0, column: 0 };
-    const p = this.lines.linePos(off);
+    const p = this.originOf(node).lines.linePos(off);
     return { line: p.line, column: p.col };
   }
 
   /** Adds a report entry; `code` is an entry of PROFILE_ERRORS. */
   add(severity: Severity, code: ErrorDef, path: string, node: Node | null | undefined, message: string): void {
-    this.report.push({ severity, code: code.code, path, file: this.file, ...this.pos(node), message });
+    this.report.push({ severity, code: code.code, path, file: this.originOf(node).file, ...this.pos(node), message });
   }
 
   /** Checks `node` against `spec`; returns the plain value (defaults filled) or undefined on error. */
@@ -93,7 +111,7 @@ export class Checker {
     // is taken as written: strings never change under implicit typing.
     let v: string;
     if (typeof node.value === 'string') v = node.value;
-    else if (node.type === 'PLAIN' && node.range && this.text) v = this.text.slice(node.range[0], node.range[1]).trim();
+    else if (node.type === 'PLAIN' && node.range && this.originOf(node).text) v = this.originOf(node).text.slice(node.range[0], node.range[1]).trim();
     // Not null, not an object, not a string: a number or a boolean.
     else v = `${node.value as number | boolean}`;
     if (spec.enum && !spec.enum.includes(v)) {
@@ -141,8 +159,12 @@ export class Checker {
   }
 
   private checkList(spec: ListSpec, node: Node | null | undefined, path: string, at: Node | null | undefined): unknown[] | undefined {
+    if (spec.single && isScalar(node)) {
+      const v = this.check(spec.of, node, path, at);
+      return v === undefined ? undefined : [v];
+    }
     if (!isSeq(node)) {
-      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, 'want a list');
+      this.add('error', PROFILE_ERRORS.E_PROFILE_TYPE, path, at, isMap(node) ? 'want a list, or (to change an inherited list) a mapping with only add: and remove: lists' : 'want a list');
       return undefined;
     }
     const out: unknown[] = [];

@@ -37,7 +37,7 @@ export async function variantProfile(dir: string, v: Variant): Promise<string> {
   const base = parseYaml(await readFile(join(projectRoot(), 'configs/profiles/default.yaml'), 'utf8')) as Record<string, unknown>;
   const os = { ...(base['os'] as Record<string, unknown>), version: v.version };
   const usr = { ...(base['usr'] as Record<string, unknown>), level: VARIANT_USR_LEVEL };
-  const profile: Record<string, unknown> = { ...base, os, usr, keys: v.keys };
+  const profile: Record<string, unknown> = { ...base, os, usr, update: { keys: v.keys } };
   if (v.outputs) profile['outputs'] = v.outputs;
   if (v.files) profile['files'] = Object.entries(v.files).map(([path, content]) => ({ path, content }));
   await mkdir(dir, { recursive: true });

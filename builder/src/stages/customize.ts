@@ -12,14 +12,15 @@
  */
 import { readdir, mkdir, readFile, rm, stat, symlink, writeFile, rename, chmod } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
-import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, UPDATE_GROUP } from '../../../common/src/contracts.js';
+import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, STATIC_SERVER_PREFIX, UPDATE_GROUP } from '../../../common/src/contracts.js';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run, type RunResult } from '../../../common/src/exec.js';
 import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
-import { copyTree, exists, removeIfExists, sha256File } from '../fsutil.js';
+import { copyTree, exists, removeIfExists, sha256File, treeDigest } from '../fsutil.js';
 import type { BuildOptions } from 'esbuild';
+import { OVERLAY_TOP } from '../../../configs/src/profile.js';
 
 /** Units enabled in /usr (wants symlinks), by target. */
 export const ENABLED_UNITS: Record<string, string[]> = {
@@ -61,9 +62,16 @@ export function releaseFile(p: BuildContext['profile']): string {
   return renderReleaseFile({ version: p.os.version, board: p.board, channel: p.os.channel });
 }
 
-/** Pure: the image's update.conf (IMAGE_UPDATE_CONF): the profile's channel is the update group. */
+/** Pure: the image's update.conf (IMAGE_UPDATE_CONF) from the profile's `update` section; the group defaults to the channel. */
 export function imageUpdateConf(p: BuildContext['profile']): string {
-  return renderImageUpdateConf(p.os.channel);
+  const u = p.update;
+  return renderImageUpdateConf({
+    group: u.group ?? p.os.channel,
+    server: u.repository !== undefined ? `${STATIC_SERVER_PREFIX}${u.repository}` : u.server,
+    rebootStrategy: u.rebootStrategy,
+    rebootWindow: u.rebootWindow,
+    healthUnits: u.healthUnits,
+  });
 }
 
 /** A path from the profile, relative to the profile file's folder. */
@@ -222,6 +230,72 @@ async function setUpPackagesAndUsers(purgeList: readonly string[], inRoot: InRoo
   await inRoot(['useradd', '--no-create-home', '--home-dir', '/home/core', '--shell', '/bin/bash', '--uid', '500', '--user-group', '--groups', CORE_GROUPS.join(','), 'core']);
 }
 
+/** Pure: useradd's argv for a user of the profile (no home is made: /home is on ROOT, as core's). */
+export function useraddArgs(u: BuildContext['profile']['users'][number]): string[] {
+  return ['useradd', '--no-create-home', '--home-dir', `/home/${u.name}`, '--shell', u.shell, '--user-group', ...(u.uid !== undefined ? ['--uid', String(u.uid)] : []), ...(u.groups.length ? ['--groups', u.groups.join(',')] : []), u.name];
+}
+
+/** The profile's users (after core); a group they name that the image lacks is added as a system group. */
+async function addUsers(users: BuildContext['profile']['users'], inRoot: InRoot): Promise<void> {
+  for (const u of users) {
+    for (const g of u.groups) await inRoot(['groupadd', '--force', '--system', g]);
+    await inRoot(useraddArgs(u));
+  }
+}
+
+/** Copies an overlay's usr/ and etc/ into the tree (merging into the folders there; modes and links kept, owned by root). */
+async function copyOverlay(dir: string, root: string): Promise<void> {
+  const entries = await readdir(dir);
+  const other = entries.filter((e) => !OVERLAY_TOP.includes(e));
+  if (other.length) throw new BasaltError(BUILD_ERRORS.E_OVERLAY, `overlay ${dir}: ${other.join(', ')}: only usr/ and etc/ go into the image`);
+  for (const top of entries) {
+    await mkdir(join(root, top), { recursive: true });
+    await run('cp', ['-r', '--preserve=mode,links', '--no-dereference', '--no-target-directory', join(dir, top), join(root, top)]);
+  }
+}
+
+/** Where unit files are, in the order systemd prefers them (relative to the tree). */
+const UNIT_DIRS = ['etc/systemd/system', 'usr/lib/systemd/system'];
+
+/** The target a unit is enabled in when its [Install] section names none, by its type. */
+const DEFAULT_TARGET: Record<string, string> = { service: 'multi-user.target', socket: 'sockets.target', timer: 'timers.target', path: 'paths.target', mount: 'local-fs.target', target: 'multi-user.target' };
+
+/**
+ * Pure: the `X.wants` / `X.requires` folders a unit is linked from when enabled:
+ * its [Install] WantedBy= and RequiredBy=, else the default target of its type.
+ */
+export function installDirs(unitText: string, name: string): string[] {
+  const dirs: string[] = [];
+  let inInstall = false;
+  for (const raw of unitText.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('[')) inInstall = line === '[Install]';
+    const m = inInstall ? /^(WantedBy|RequiredBy)\s*=\s*(.*)$/.exec(line) : null;
+    if (m) for (const t of m[2]!.split(/\s+/).filter(Boolean)) dirs.push(`${t}.${m[1] === 'WantedBy' ? 'wants' : 'requires'}`);
+  }
+  if (dirs.length) return [...new Set(dirs)];
+  return [`${DEFAULT_TARGET[name.slice(name.lastIndexOf('.') + 1)] ?? 'multi-user.target'}.wants`];
+}
+
+/** Enables the profile's units in /usr (links in /usr/lib/systemd/system/<target>.wants/). */
+async function enableUnits(units: readonly string[], root: string): Promise<void> {
+  for (const name of units) {
+    // An instance (getty@tty2.service) is enabled from its template (getty@.service).
+    const file = name.replace(/@[^.]+\./, '@.');
+    let found: string | undefined;
+    for (const d of UNIT_DIRS) if (await exists(join(root, d, file))) found ??= d;
+    if (!found) throw new BasaltError(BUILD_ERRORS.E_PROFILE_UNIT, `units: ${name}: no unit file ${file} in the image (/etc/systemd/system, /usr/lib/systemd/system)`);
+    const text = await readFile(join(root, found, file), 'utf8').catch(() => '');
+    const target = found === 'usr/lib/systemd/system' ? `../${file}` : `/${found}/${file}`;
+    for (const dir of installDirs(text, name)) {
+      const d = join(root, 'usr/lib/systemd/system', dir);
+      await mkdir(d, { recursive: true });
+      await rm(join(d, name), { force: true });
+      await symlink(target, join(d, name));
+    }
+  }
+}
+
 /** Basalt's units, scripts and udev rules (builder/files/usr), the initrd module and the update-engine's units. */
 async function copyBasaltFiles(repoRoot: string, root: string): Promise<void> {
   await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(repoRoot, 'builder/files/usr'), join(root, 'usr.basalt')]);
@@ -291,7 +365,7 @@ async function writeReleaseFiles(p: BuildContext['profile'], root: string): Prom
 async function installKeys(ctx: BuildContext, root: string): Promise<void> {
   const keyDir = join(root, 'usr/share/basalt/keys');
   await mkdir(keyDir, { recursive: true });
-  for (const [i, k] of ctx.profile.keys.entries()) {
+  for (const [i, k] of ctx.profile.update.keys.entries()) {
     const text = await readFile(profileRelative(ctx, k), 'utf8');
     if (text.includes('PRIVATE KEY BLOCK')) throw new BasaltError(BUILD_ERRORS.E_PROFILE_PRIVATE_KEY, `${k}: is a private key; an image carries public keys only`);
     await writeFile(join(keyDir, `${String(i).padStart(2, '0')}-${basename(k).replace(/\.(pub|gpg)$/, '.asc')}`), text);
@@ -402,7 +476,7 @@ async function removePackageManager(root: string): Promise<number> {
 export const customizeStage: Stage<'customize'> = {
   name: 'customize',
   title: 'Customize (users, units, Basalt tools, factory /etc)',
-  version: 3,
+  version: 4,
   async inputs(ctx) {
     const p = ctx.profile;
     const files = await hashTree(join(ctx.repoRoot, 'builder/files'));
@@ -416,21 +490,27 @@ export const customizeStage: Stage<'customize'> = {
         }
       : null;
     const units = await hashTree(join(ctx.repoRoot, 'update-engine/units'));
-    const keys = await Promise.all(p.keys.map(async (k) => sha256(await readFile(profileRelative(ctx, k)))));
-    return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools, units, keys, extraFiles: p.files };
+    const keys = await Promise.all(p.update.keys.map(async (k) => sha256(await readFile(profileRelative(ctx, k)))));
+    const overlay = await Promise.all(p.overlay.map((d) => treeDigest(profileRelative(ctx, d))));
+    // The update settings without the key paths (the keys count by their contents).
+    const update = { ...p.update, keys: undefined, conf: imageUpdateConf(p) };
+    return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools, units, keys, extraFiles: p.files, update, enable: p.units, users: p.users, overlay };
   },
   async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');
     await copyTree(join(stageDir(ctx, 'packages'), 'root'), root, ctx.signal);
     const p = ctx.profile;
     await setUpPackagesAndUsers(p.purge, inRootOf(ctx, root));
+    await addUsers(p.users, inRootOf(ctx, root));
     await copyBasaltFiles(ctx.repoRoot, root);
     await adjustPackageUnits(root);
     await linkEtcToUsr(root);
     await writeReleaseFiles(p, root);
     await installKeys(ctx, root);
     const nodeRuntimeBytes = p.tools.basalt ? await installTools(ctx, root) : 0;
+    for (const d of p.overlay) await copyOverlay(profileRelative(ctx, d), root);
     await writeExtraFiles(p.files, root);
+    await enableUnits(p.units, root);
     await moveDefaultsToFactory(p, root);
     const packageManagerBytesRemoved = await removePackageManager(root);
     return { facts: { nodeRuntimeBytes, packageManagerBytesRemoved, purged: p.purge } };

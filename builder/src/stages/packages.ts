@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
-import type { BuildContext, Stage } from '../context.js';
+import { sha256, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
 
@@ -26,8 +26,23 @@ export const SIZE_GROUPS: Record<string, string[]> = {
   docker: ['docker.io', 'containerd', 'runc'],
 };
 
-/** Pure: mmdebstrap argv for a profile. */
-export function mmdebstrapArgs(p: BuildContext['profile'], debCache: string, target: string): string[] {
+/** Where the packages stage puts the extra repositories' keys (in its output folder): apt reads them there while mmdebstrap runs. */
+export const APT_KEY_DIR = 'apt-keys';
+
+/** Pure: the file name of an extra repository's key (apt takes .asc as armored, .gpg as binary). */
+export function aptKeyName(i: number, key: Uint8Array): string {
+  const armored = Buffer.from(key.subarray(0, 64)).toString('latin1').includes('-----BEGIN PGP PUBLIC KEY BLOCK-----');
+  return `repo-${String(i).padStart(2, '0')}.${armored ? 'asc' : 'gpg'}`;
+}
+
+/** Pure: the sources.list line of an extra repository; a suite ending in / is a flat repository (no components). */
+export function aptSourceLine(r: BuildContext['profile']['apt']['repositories'][number], keyFile: string): string {
+  const comps = r.suite.endsWith('/') ? '' : ` ${r.components.join(' ')}`;
+  return `deb [signed-by=${keyFile}] ${r.url} ${r.suite}${comps}`;
+}
+
+/** Pure: mmdebstrap argv for a profile; `extraSources` are the extra repositories' lines (aptSourceLine). */
+export function mmdebstrapArgs(p: BuildContext['profile'], debCache: string, target: string, extraSources: readonly string[] = []): string[] {
   const comps = p.source.components.join(' ');
   const suite = p.source.suite;
   return [
@@ -47,6 +62,7 @@ export function mmdebstrapArgs(p: BuildContext['profile'], debCache: string, tar
     `deb ${p.source.mirror} ${suite} ${comps}`,
     `deb ${p.source.mirror} ${suite}-updates ${comps}`,
     `deb ${p.source.securityMirror} ${suite}-security ${comps}`,
+    ...extraSources,
   ];
 }
 
@@ -80,14 +96,25 @@ export const packagesStage: Stage<'packages'> = {
   version: 2,
   async inputs(ctx) {
     const p = ctx.profile;
-    return { source: p.source, packages: p.packages, epoch: p.sourceDateEpoch };
+    // The extra repositories count by their keys' contents, not where the keys are.
+    const apt = await Promise.all(p.apt.repositories.map(async (r) => ({ ...r, key: sha256(await readFile(r.key)) })));
+    return { source: p.source, packages: p.packages, epoch: p.sourceDateEpoch, ...(apt.length ? { apt } : {}) };
   },
   async run(ctx: BuildContext, out: string) {
     if (process.getuid?.() !== 0) throw new BasaltError(BUILD_ERRORS.E_NEED_ROOT, 'the packages stage runs mmdebstrap as root');
     const debs = join(ctx.cacheDir, 'aptroot');
     await mkdir(join(debs, 'var/cache/apt/archives'), { recursive: true });
     const root = join(out, 'root');
-    await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debs, root), {
+    const extra: string[] = [];
+    if (ctx.profile.apt.repositories.length) await mkdir(join(out, APT_KEY_DIR));
+    for (const [i, r] of ctx.profile.apt.repositories.entries()) {
+      const key = await readFile(r.key);
+      const file = join(out, APT_KEY_DIR, aptKeyName(i, key));
+      // Readable by apt's download sandbox user (_apt).
+      await writeFile(file, key, { mode: 0o644 });
+      extra.push(aptSourceLine(r, file));
+    }
+    await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debs, root, extra), {
       signal: ctx.signal,
       env: { SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch), LC_ALL: 'C.UTF-8' },
     });

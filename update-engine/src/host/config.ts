@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONF_FILES, parseEnvFile, REBOOT_STRATEGIES, RELEASE_FILES, UPDATE_CONF_DEFAULTS, type RebootStrategy } from '../../../common/src/contracts.js';
+import { CONF_FILES, parseEnvFile, REBOOT_STRATEGIES, RELEASE_FILES, STATIC_SERVER_PREFIX, UPDATE_CONF_DEFAULTS, type RebootStrategy } from '../../../common/src/contracts.js';
 
 export interface UpdateConf {
   group: string;
@@ -59,7 +59,7 @@ export function resolveConf(files: [string, string | undefined][], releaseFiles:
   if (serverRaw === undefined || serverRaw === '') disabledReason = 'no SERVER is configured';
   else if (serverRaw === 'disabled') disabledReason = 'SERVER=disabled';
   else {
-    const url = serverRaw.replace(/^static\+/, '');
+    const url = serverRaw.startsWith(STATIC_SERVER_PREFIX) ? serverRaw.slice(STATIC_SERVER_PREFIX.length) : serverRaw;
     try {
       const u = new URL(url);
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');

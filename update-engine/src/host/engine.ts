@@ -17,7 +17,7 @@ import { step, initialState, isBusy, type Effect, type Event, type MachineState 
 import { afterCheck, nextDelay, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
 import { buildRequest, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
 import { defaultXmlLimits } from '../format/xml.js';
-import { APP_ID, SLOT_PARTLABEL, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
+import { APP_ID, SLOT_PARTLABEL, STATIC_SERVER_PREFIX, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
 import { unseal, validateChannel, type PayloadManifest } from '../format/metadata.js';
 import { decideOffer, offerFromChannel } from '../format/offer.js';
 import { loadKeyring, type Keyring } from '../format/signature.js';
@@ -417,7 +417,7 @@ export class Engine {
   private async sendEvents(events: OmahaEvent[], pingOnly: boolean): Promise<void> {
     const srv = this.env.server;
     const all = this.withOutbox(events);
-    if (!srv || srv.startsWith('static+')) {
+    if (!srv || srv.startsWith(STATIC_SERVER_PREFIX)) {
       for (const e of all) this.env.log.info(`event ${e.type}/${e.result}${e.errorCode !== undefined ? ` errorcode ${e.errorCode}` : ''} (static mode: not reported)`);
       await this.clearOutbox(all);
       return;
@@ -452,7 +452,7 @@ export class Engine {
     this.ring ??= await loadKeyring(this.env.keyringPath);
     let result: { status: 'noupdate' | 'ok'; offer?: UpdateOffer; pollInterval?: number };
     try {
-      if (srv.startsWith('static+')) result = await this.staticCheck(srv.slice('static+'.length));
+      if (srv.startsWith(STATIC_SERVER_PREFIX)) result = await this.staticCheck(srv.slice(STATIC_SERVER_PREFIX.length));
       else {
         // A trial boot marked good since this daemon started: report the update now.
         if (this.ps.pending?.slot === this.env.booted) await this.settlePending();

@@ -19,7 +19,7 @@ import { readFile } from 'node:fs/promises';
 import { BasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
 import { parseDuration } from '../format/duration.js';
 import { UE_ERRORS } from '../errors.js';
-import { UPDATE_CONF_DEFAULTS, type RebootStrategy } from '../../../common/src/contracts.js';
+import { REBOOT_WINDOW_START, UPDATE_CONF_DEFAULTS, type RebootStrategy } from '../../../common/src/contracts.js';
 import { HTTP_ERRORS, httpClient, requestText, type TextReply, type TlsFiles } from '../../../common/src/http.js';
 
 export const SEMAPHORE_KEY = 'coreos.com/updateengine/rebootlock/semaphore';
@@ -714,7 +714,7 @@ export interface RebootWindow {
 
 /** Parses a window start ("Thu 23:00" or "23:00") and length ("1h30m"); `names` are the variables for messages. */
 export function parseWindow(start: string, length: string, names: [string, string] = ['LOCKSMITHD_REBOOT_WINDOW_START', 'LOCKSMITHD_REBOOT_WINDOW_LENGTH']): RebootWindow {
-  const m = /^(?:(\w{3})\w*\s+)?(\d{1,2}):(\d{2})$/.exec(start.trim());
+  const m = REBOOT_WINDOW_START.exec(start.trim());
   const day = m?.[1] ? DAYS.indexOf(m[1].toLowerCase()) : undefined;
   if (!m || day === -1 || Number(m[2]) > 23 || Number(m[3]) > 59) throw new BasaltError(UE_ERRORS.E_WINDOW_INVALID, `${names[0]}='${start}' is not '[Day ]HH:MM'`, { hint: "e.g. 'Thu 23:00' or '04:00'" });
   const lengthMs = parseDuration(length.trim());
