@@ -5,21 +5,28 @@
  *   1. fetch and verify the signed payload manifest (before any write);
  *   2. refuse an older/equal version, another channel or board, a blocked version;
  *   3. invalidate the target slot (GPT P0/T0/S0, remove its boot entry);
- *   4. stream the payload: each xz chunk is hash-checked against the signed
- *      manifest BEFORE it is decompressed and written into the inactive slot;
- *      progress is fsync'd per chunk; cuts resume with HTTP Range;
- *   5. re-read the slot and compare its SHA-256 with the manifest;
+ *   4. stream the payload in one pass: each chunk is hash-checked against the
+ *      signed manifest BEFORE it is decoded (format 2: stored or zstd; format
+ *      1: xz) and written into the inactive slot; the image's SHA-256 is
+ *      computed over exactly the bytes written; a checkpoint (slot fdatasync,
+ *      then progress.json) every CHECKPOINT_BYTES, overlapped with the
+ *      transfer; cuts resume with HTTP Range, a restart re-reads the
+ *      checkpointed prefix from the slot to carry on the image's hash;
+ *   5. the image's SHA-256 against the manifest, after the final fdatasync
+ *      and before progress says 'written' (finalize requires it);
  *   6. finalize: kernel+initrd onto the ESP, stage the entry, rename it into
  *      place (the commit point), then GPT attributes as flatcar-postinst,
  *      then /run/reboot-required.
  */
 import { open, readFile, type FileHandle } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { zstdDecompress } from 'node:zlib';
 import { join } from 'node:path';
 import { HTTPError, type Got } from 'got';
 import { fetchText, httpClient, httpStatusOf, isTransferFailure } from '../../../common/src/http.js';
 import { createRequire } from 'node:module';
-import { BasaltError, fsError, type ErrorDef } from '../../../common/src/errors.js';
+import { BasaltError, InternalError, fsError, type ErrorDef } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import type { Logger } from '../../../common/src/log.js';
 import { readGpt, writeGpt } from '../../../common/src/gpt/index.js';
@@ -27,7 +34,7 @@ import { renderEntry, kernelCmdline, entryFileName, parseEntryFileName } from '.
 import type { Esp } from './esp.js';
 import type { Keyring } from '../format/signature.js';
 import { ErrorCode, type UpdateOffer } from '../format/omaha.js';
-import { unseal, validateManifest, type PayloadChunk, type PayloadManifest } from '../format/metadata.js';
+import { chunkCompression, unseal, validateManifest, type PayloadChunk, type PayloadManifest } from '../format/metadata.js';
 import { assertInactiveWrite, invalidateTarget, postinstAttrs, type SlotPlan } from './slots.js';
 import { compareVersions } from '../format/version.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
@@ -155,12 +162,53 @@ export function checkApplicable(m: PayloadManifest, offer: UpdateOffer, me: Iden
   if (m.image.size > slotBytes) throw fail(UE_ERRORS.E_SLOT_TOO_SMALL, `the ${m.image.size}-byte image does not fit the ${slotBytes}-byte slot`, ErrorCode.InstallDeviceOpenError);
 }
 
-async function decompress(buf: Buffer): Promise<Buffer> {
+async function unxz(buf: Buffer): Promise<Buffer> {
   const xs = new XzReadableStream(new Blob([buf]).stream() as ReadableStream<Uint8Array>);
   return Buffer.from(await new Response(xs as unknown as ReadableStream).arrayBuffer());
 }
 
-/** Steps 3-5. Returns when the slot holds the verified image. */
+const unzstd = promisify(zstdDecompress);
+
+/** A verified chunk's image bytes: the stored bytes themselves, or decoded (never more than the manifest's size). */
+async function decodeChunk(m: PayloadManifest, k: number, stored: Buffer): Promise<Buffer> {
+  const c = m.payload.chunks[k]!;
+  const how = chunkCompression(m, k);
+  if (how === 'none') return stored;
+  try {
+    return how === 'zstd' ? await unzstd(stored, { maxOutputLength: c.uncompressedSize }) : await unxz(stored);
+  } catch (e) {
+    throw fail(UE_ERRORS.E_PAYLOAD_DECOMPRESS, `chunk ${k}: ${how} data is corrupt or larger than the manifest's ${c.uncompressedSize} bytes (${(e as Error).message})`, ErrorCode.DownloadWriteError);
+  }
+}
+
+/**
+ * Progress is made durable every CHECKPOINT_BYTES of image (and at the end):
+ * fdatasync of the slot, then progress.json. Each checkpoint's sync runs while
+ * the next chunks arrive; a checkpoint waits only for the one before it.
+ */
+export const CHECKPOINT_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The chunks after which progress is checkpointed: about every `every` bytes
+ * of image (at most 16 per image, so a small image still resumes part-way),
+ * and always the last. Pure.
+ */
+export function checkpointChunks(chunks: Pick<PayloadChunk, 'uncompressedSize'>[], every = CHECKPOINT_BYTES): number[] {
+  const total = chunks.reduce((a, c) => a + c.uncompressedSize, 0);
+  const step = Math.max(1, Math.min(every, Math.ceil(total / 16)));
+  const out: number[] = [];
+  let since = 0;
+  for (const [k, c] of chunks.entries()) {
+    since += c.uncompressedSize;
+    if (since >= step || k === chunks.length - 1) {
+      out.push(k);
+      since = 0;
+    }
+  }
+  return out;
+}
+
+/** Steps 3-5. Returns when the slot holds the verified image (progress 'written'). */
 export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d: ApplyDeps): Promise<void> {
   const prog = await startOrResume(m, d);
   if (!prog) return;
@@ -171,12 +219,50 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
   } catch (e) {
     throw withCode(fsError(e, d.disk, 'open for writing'), ErrorCode.InstallDeviceOpenError);
   }
+  const imageOff = imageOffsets(m.payload.chunks);
+  const w: ChunkWriter = { m, d, fh, prog, imageOff, imageHash: createHash('sha256'), checkpoints: new Set(checkpointChunks(m.payload.chunks)), syncing: Promise.resolve() };
   try {
-    await fetchChunks({ m, d, fh, prog, imageOff: imageOffsets(m.payload.chunks) }, offer);
+    // A resumed download carries the image's hash on over the checkpointed prefix, read back from the slot.
+    w.imageHash = await hashPrefix(fh, d.plan.range.offset, imageOff[prog.chunksDone] ?? m.image.size);
+    await fetchChunks(w, offer);
+    await w.syncing;
+    await finishImage(w);
   } finally {
+    // No checkpoint outlives the download (a failed one was reported, or the failure before it is).
+    await w.syncing.catch(() => {});
     await fh.close();
   }
+}
+
+/** SHA-256 state over `length` bytes of the slot from `offset` (the chunks a restart does not fetch again). */
+async function hashPrefix(fh: FileHandle, offset: number, length: number): Promise<Hash> {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(length, 4 * 1024 * 1024));
+  for (let pos = 0; pos < length; ) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - pos), offset + pos);
+    if (bytesRead === 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  return h;
+}
+
+/**
+ * Step 5: every chunk is written; the slot is synced, and the image's SHA-256
+ * over the bytes written must be the signed one before progress says
+ * 'written'. A mismatch starts the next attempt from the first chunk.
+ */
+async function finishImage(w: ChunkWriter): Promise<void> {
+  const { m, d } = w;
+  if (w.prog.chunksDone !== m.payload.chunks.length) throw new InternalError(`download of ${m.version} ended at chunk ${w.prog.chunksDone}/${m.payload.chunks.length}`);
   d.failpoint('download-done');
+  const sum = w.imageHash.digest('hex');
+  if (sum !== m.image.sha256) {
+    await saveProgress(d.stateDir, { ...w.prog, chunksDone: 0 });
+    throw fail(UE_ERRORS.E_SLOT_VERIFY, `${d.disk}: slot ${d.plan.target} does not hold the signed image after writing (sha256 ${sum.slice(0, 12)}...)`, ErrorCode.NewRootfsVerificationError);
+  }
+  await saveProgress(d.stateDir, { ...w.prog, phase: 'written' });
+  d.failpoint('verified');
 }
 
 /**
@@ -218,29 +304,45 @@ interface ChunkWriter {
   m: PayloadManifest;
   d: ApplyDeps;
   fh: FileHandle;
+  /** progress.json as last saved (chunksDone: the chunks durable in the slot). */
   prog: Progress;
   imageOff: number[];
+  /** SHA-256 over the image bytes written so far, in image order. */
+  imageHash: Hash;
+  /** Chunks after which a checkpoint is taken (checkpointChunks). */
+  checkpoints: Set<number>;
+  /** The checkpoint in flight (resolved when none is). */
+  syncing: Promise<void>;
 }
 
 /** Where a download stands between attempts. */
 interface Transfer {
   /** The next chunk to write. */
   k: number;
-  /** Bytes of chunk k received so far. */
-  partial: Buffer[];
-  partialLen: number;
+  /** Chunk k's stored bytes received so far: buf[0, filled), hashed as they came. */
+  buf: Buffer;
+  filled: number;
+  hash: Hash;
   attempt: number;
   urlIndex: number;
   /** Codebases that sent bytes the signed manifest refuses: not asked again in this download. */
   refused: Set<number>;
 }
 
+/** Starts chunk k over: nothing of it received. */
+function resetChunk(t: Transfer): void {
+  t.filled = 0;
+  t.hash = createHash('sha256');
+}
+
 /** Step 4: fetches the chunks from chunksDone on, retrying with Range (next codebase each time) until all are written. */
 async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   const http = httpClient({ connectMs: w.d.http.connectMs, stallMs: w.d.http.stallMs });
-  const t: Transfer = { k: w.prog.chunksDone, partial: [], partialLen: 0, attempt: 0, urlIndex: 0, refused: new Set() };
+  const chunks = w.m.payload.chunks;
+  const biggest = chunks.slice(w.prog.chunksDone).reduce((a, c) => Math.max(a, c.size), 0);
+  const t: Transfer = { k: w.prog.chunksDone, buf: Buffer.allocUnsafe(biggest), filled: 0, hash: createHash('sha256'), attempt: 0, urlIndex: 0, refused: new Set() };
   const n = offer.codebases.length;
-  while (t.k < w.m.payload.chunks.length) {
+  while (t.k < chunks.length) {
     const url = new URL(offer.packageName, offer.codebases[t.urlIndex % n]).toString();
     try {
       await transferOnce(w, http, url, t);
@@ -249,8 +351,7 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
         // A mirror that sends bad bytes is dropped for this download; the next one starts at the same chunk.
         t.refused.add(t.urlIndex % n);
         w.d.log.warn(`${url}: ${(e as Error).message}; trying the next mirror`);
-        t.partial = [];
-        t.partialLen = 0;
+        resetChunk(t);
         t.urlIndex = nextMirror(t, n);
         continue;
       }
@@ -264,7 +365,7 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
 async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer): Promise<void> {
   const { m } = w;
   const chunks = m.payload.chunks;
-  const start = chunks[t.k]!.offset + t.partialLen;
+  const start = chunks[t.k]!.offset + t.filled;
   const stream = http.stream(url, { headers: { range: `bytes=${start}-` } });
   let refused: BasaltError | undefined;
   stream.once('response', (res: { statusCode: number; headers: Record<string, string | undefined> }) => {
@@ -279,7 +380,7 @@ async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer)
   try {
     for await (const data of stream as AsyncIterable<Buffer>) {
       slow.bytes += data.length;
-      await takeData(w, t, url, start, received, data, refused);
+      await takeData(w, t, url, start + received, data, refused);
       received += data.length;
     }
   } finally {
@@ -306,55 +407,82 @@ function slowRetrievalGuard(stream: { destroy(e: Error): void }, h: HttpOptions)
   return g;
 }
 
-/** One piece of the payload (after `received` bytes of this request): checked against the announced size, then every chunk it completes is written. */
-async function takeData(w: ChunkWriter, t: Transfer, url: string, start: number, received: number, data: Buffer, refused: BasaltError | undefined): Promise<void> {
+/**
+ * One piece of the payload, at payload offset `at`: checked against the
+ * announced size, copied once into the chunk buffer and hashed; every chunk it
+ * completes is written.
+ */
+async function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, data: Buffer, refused: BasaltError | undefined): Promise<void> {
   const { m } = w;
   const chunks = m.payload.chunks;
   if (refused) throw refused;
-  if (start + received + data.length > m.payload.size) {
+  if (at + data.length > m.payload.size) {
     throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
   }
-  t.partial.push(data);
-  t.partialLen += data.length;
-  while (t.k < chunks.length && t.partialLen >= chunks[t.k]!.size) {
-    await writeChunk(w, t.k, takeBytes(t, chunks[t.k]!.size), url);
-    t.k++;
-    t.attempt = 0;
+  let pos = 0;
+  while (pos < data.length && t.k < chunks.length) {
+    const c = chunks[t.k]!;
+    const piece = data.subarray(pos, pos + (c.size - t.filled));
+    piece.copy(t.buf, t.filled);
+    t.hash.update(piece);
+    t.filled += piece.length;
+    pos += piece.length;
+    if (t.filled === c.size) {
+      const sha256 = t.hash.digest('hex');
+      // Whatever writeChunk decides, chunk k is taken from its first byte next time (the buffer is reused only after it returns).
+      resetChunk(t);
+      await writeChunk(w, t.k, t.buf.subarray(0, c.size), sha256, url);
+      t.k++;
+      t.attempt = 0;
+    }
   }
 }
 
-/** Takes the first `n` received bytes (one chunk) off the transfer's buffer. */
-function takeBytes(t: Transfer, n: number): Buffer {
-  const all = Buffer.concat(t.partial);
-  const rest = all.subarray(n);
-  t.partial = rest.length ? [Buffer.from(rest)] : [];
-  t.partialLen = rest.length;
-  return all.subarray(0, n);
-}
-
-/** Verifies chunk k against the signed manifest, decompresses it and writes it into the inactive slot, then records it. */
-async function writeChunk(w: ChunkWriter, k: number, comp: Buffer, url: string): Promise<void> {
+/**
+ * Chunk k (its stored bytes and their SHA-256) against the signed manifest,
+ * then decoded and written into the inactive slot; at a checkpoint, the slot
+ * is synced and progress saved behind the transfer.
+ */
+async function writeChunk(w: ChunkWriter, k: number, stored: Buffer, sha256: string, url: string): Promise<void> {
   const { m, d } = w;
   const c = m.payload.chunks[k]!;
-  if (createHash('sha256').update(comp).digest('hex') !== c.sha256) {
+  if (sha256 !== c.sha256) {
     throw fail(UE_ERRORS.E_PAYLOAD_HASH, `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
   }
-  let raw: Buffer;
-  try {
-    raw = await decompress(comp);
-  } catch (e) {
-    throw fail(UE_ERRORS.E_PAYLOAD_DECOMPRESS, `chunk ${k}: xz data is corrupt (${(e as Error).message})`, ErrorCode.DownloadWriteError);
-  }
-  if (raw.length !== c.uncompressedSize) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `chunk ${k}: ${raw.length} bytes after xz, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
+  const raw = await decodeChunk(m, k, stored);
+  if (raw.length !== c.uncompressedSize) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `chunk ${k}: ${raw.length} bytes after ${chunkCompression(m, k)}, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
   const off = d.plan.range.offset + w.imageOff[k]!;
   assertInactiveWrite(d.plan, off, raw.length);
-  await w.fh.write(raw, 0, raw.length, off);
+  await writeAll(w.fh, raw, off).catch((e: unknown) => {
+    throw withCode(fsError(e, d.disk, 'write'), ErrorCode.DownloadWriteError);
+  });
+  w.imageHash.update(raw);
   d.failpoint('chunk-written');
-  await w.fh.datasync();
-  w.prog.chunksDone = k + 1;
-  await saveProgress(d.stateDir, w.prog);
-  d.failpoint('chunk-saved');
-  d.onProgress(c.offset / m.payload.size + c.size / m.payload.size);
+  if (w.checkpoints.has(k)) {
+    await w.syncing;
+    const done = k + 1;
+    w.syncing = w.fh
+      .datasync()
+      .catch((e: unknown) => {
+        throw withCode(fsError(e, d.disk, 'sync'), ErrorCode.DownloadWriteError);
+      })
+      .then(async () => {
+        w.prog.chunksDone = done;
+        await saveProgress(d.stateDir, w.prog);
+        d.failpoint('chunk-saved');
+      });
+    // Awaited at the next checkpoint or at the end; this only keeps a failure meanwhile from being reported as unhandled.
+    w.syncing.catch(() => {});
+  }
+  d.onProgress((c.offset + c.size) / m.payload.size);
+}
+
+/** Writes all of `buf` at `position` (a write may take part of it). */
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
 }
 
 /** After a failed attempt: a refusal or a client error ends the download; a transfer failure waits and retries. */
@@ -385,7 +513,11 @@ function nextMirror(t: Transfer, n: number): number {
   return t.urlIndex + 1;
 }
 
-/** Step 5: the slot must hold exactly the signed image (re-read from the disk). */
+/**
+ * Step 5 as its own step: a download that ended verified ('written') passes;
+ * a slot still 'writing' is re-read from the disk and must hold exactly the
+ * signed image.
+ */
 export async function verifySlot(m: PayloadManifest, d: ApplyDeps): Promise<void> {
   const prog = await readProgress(d.stateDir);
   if (prog?.version !== m.version) throw fail(UE_ERRORS.E_SLOT_VERIFY, `no download of ${m.version} to verify`, ErrorCode.NewRootfsVerificationError);

@@ -100,7 +100,7 @@ async function slotHash(disk: string, label: string, len: number) {
 
 const cgpt = async (disk: string, flag: string) => (await run('cgpt', ['show', '-i', '4', flag, disk])).stdout.trim();
 
-const payloadPath = (v: string) => `/payloads/${v}/usr.img.xz`;
+const payloadPath = (v: string) => `/payloads/${v}/${(v === '1.0.0' ? m1 : m2).payload.file}`;
 
 describe('update path on an image file (acceptance)', () => {
   it('updates a disk booted from A to v2 in B; A untouched; cgpt reads the postinst attributes', async () => {
@@ -151,6 +151,24 @@ describe('update path on an image file (acceptance)', () => {
     b.e.check(true);
     await b.e.idle();
     expect(await readFile(events, 'utf8')).toMatch(/"eventType":3,"eventResult":2,"errorCode":null,"previousVersion":"1.0.0"/);
+  });
+
+  it('applies a format 1 (xz) payload as well, from a repository released before format 2', async () => {
+    const key = await readPrivateKeyFile(keys.priv);
+    const old = join(t.dir, 'repo-format-1');
+    const r = await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo: old, now: new Date(), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0, payloadFormat: 1 });
+    expect(r.manifest).toMatchObject({ formatVersion: 1, payload: { file: 'usr.img.xz', compression: 'xz' } });
+    const srv1 = await startServer({ repo: old, eventsFile: join(t.dir, 'events-f1.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+    try {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const { e } = await apply(disk, { server: `${srv1.url}v1/update/` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(await slotHash(disk, 'USR-B', m2.image.size)).toBe(m2.image.sha256);
+      expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    } finally {
+      await srv1.close();
+    }
   });
 
   it('basalt update rollback switches back to the other good slot; refuses a slot never marked good', async () => {
@@ -351,7 +369,7 @@ describe('update path on an image file (acceptance)', () => {
           req.resume();
           req.on('end', () => {
             const xml = buildResponse(
-              [{ appId: APP_ID, status: 'ok', ping: true, events: 1, updateCheck: { status: 'ok', offer: { version: '1.0.0', codebases: [`${srv!.url}payloads/1.0.0/`], packageName: 'usr.img.xz', size: m1.payload.size, sha1Base64: '', sha256Hex: m1.payload.sha256, sha256Base64: hexToBase64(m1.payload.sha256), manifestName: 'manifest.json' } } }],
+              [{ appId: APP_ID, status: 'ok', ping: true, events: 1, updateCheck: { status: 'ok', offer: { version: '1.0.0', codebases: [`${srv!.url}payloads/1.0.0/`], packageName: m1.payload.file, size: m1.payload.size, sha1Base64: '', sha256Hex: m1.payload.sha256, sha256Base64: hexToBase64(m1.payload.sha256), manifestName: 'manifest.json' } } }],
               0,
             );
             res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
