@@ -45,9 +45,15 @@ export interface PayloadChunk {
   uncompressedSize: number;
 }
 
-/** A format 2 chunk: also says how it is stored (chosen per chunk for its content). */
+/**
+ * A format 2 chunk: also says how it is stored (chosen per chunk for its
+ * content) and the SHA-256 of the image bytes it holds (the same as `sha256`
+ * when stored as it is). The chunks' image hashes, contiguous over the whole
+ * image, are its signed hash list: the client verifies the slot chunk by chunk.
+ */
 export interface PayloadChunkV2 extends PayloadChunk {
   compression: ChunkCompression;
+  imageSha256: string;
 }
 
 export interface UsrInfo {
@@ -77,7 +83,7 @@ export interface PayloadManifestV1 extends ManifestCommon {
   payload: { file: string; size: number; sha256: string; sha1: string; compression: 'xz'; chunks: PayloadChunk[] };
 }
 
-/** Format 2: every chunk is stored as it is ('none') or as one zstd frame, as its content is best served. */
+/** Format 2: every chunk is stored as it is ('none') or as one zstd frame, as its content is best served, with its image bytes' hash. */
 export interface PayloadManifestV2 extends ManifestCommon {
   formatVersion: 2;
   payload: { file: string; size: number; sha256: string; sha1: string; chunks: PayloadChunkV2[] };
@@ -204,7 +210,7 @@ export function validateManifest(raw: unknown, what: string): PayloadManifest {
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
-/** A format 2 chunk names its compression, is at most MAX_CHUNK_BYTES either way, and a stored chunk is its image bytes. */
+/** A format 2 chunk names its compression and image hash, is at most MAX_CHUNK_BYTES either way, and a stored chunk is its image bytes. */
 function checkChunkV2(c: Obj, i: number, what: string): void {
   const where = `${what}: payload.chunks[${i}]`;
   const comp = c['compression'];
@@ -214,7 +220,10 @@ function checkChunkV2(c: Obj, i: number, what: string): void {
   const size = c['size'] as number;
   const usize = c['uncompressedSize'] as number;
   if (size > MAX_CHUNK_BYTES || usize > MAX_CHUNK_BYTES || usize === 0) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${where}: ${size} stored / ${usize} image bytes; a chunk holds 1 to ${MAX_CHUNK_BYTES} bytes`);
-  if (comp === 'none' && size !== usize) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${where}: stored uncompressed but size ${size} != uncompressedSize ${usize}`);
+  if (!isHex64(String(c['imageSha256']))) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${where}.imageSha256 is not 64 hex digits`);
+  if (comp === 'none' && (size !== usize || c['imageSha256'] !== c['sha256'])) {
+    throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${where}: stored as it is, but its size or imageSha256 differs from its uncompressedSize or sha256`);
+  }
 }
 
 /** Validates channel metadata (after unseal): kind, channel name, expiry against `now`. Throws E_METADATA_EXPIRED. */

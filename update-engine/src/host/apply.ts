@@ -6,20 +6,22 @@
  *   2. refuse an older/equal version, another channel or board, a blocked version;
  *   3. invalidate the target slot (GPT P0/T0/S0, remove its boot entry);
  *   4. stream the payload in one pass: each chunk is hash-checked against the
- *      signed manifest BEFORE it is decoded (format 2: stored or zstd; format
- *      1: xz) and written into the inactive slot; the image's SHA-256 is
- *      computed over exactly the bytes written; a checkpoint (slot fdatasync,
- *      then progress.json) every CHECKPOINT_BYTES, overlapped with the
- *      transfer; cuts resume with HTTP Range, a restart re-reads the
- *      checkpointed prefix from the slot to carry on the image's hash;
- *   5. the image's SHA-256 against the manifest, after the final fdatasync
- *      and before progress says 'written' (finalize requires it);
+ *      signed manifest BEFORE it is decoded (format 2: stored or zstd, and
+ *      the result against the chunk's image hash; format 1: xz) and written
+ *      into the inactive slot; a checkpoint (slot fdatasync, then
+ *      progress.json) every few chunks, overlapped with the transfer; cuts
+ *      resume with HTTP Range, a restart reads the checkpointed prefix back
+ *      from the slot and checks it (format 2: chunk by chunk against the hash
+ *      list; format 1: into the image's running SHA-256);
+ *   5. the whole image against the signed manifest after the final
+ *      fdatasync and before progress says 'written' (finalize requires it):
+ *      format 2's hash list covers it end to end, chunk by chunk; format 1's
+ *      SHA-256 over exactly the bytes written must be image.sha256;
  *   6. finalize: kernel+initrd onto the ESP, stage the entry, rename it into
  *      place (the commit point), then GPT attributes as flatcar-postinst,
  *      then /run/reboot-required.
  */
 import { open, readFile, type FileHandle } from 'node:fs/promises';
-import { createHash, type Hash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { zstdDecompress } from 'node:zlib';
 import { join } from 'node:path';
@@ -41,6 +43,7 @@ import { writeFileAtomic } from '../../../common/src/fsutil.js';
 import { hashFileRange } from '../format/digest.js';
 
 import type { HttpOptions } from './http.js';
+import { OffThreadSha256 } from './offthread-hash.js';
 import { UE_ERRORS } from '../errors.js';
 import { slotKey } from '../../../common/src/contracts.js';
 
@@ -182,20 +185,19 @@ async function decodeChunk(m: PayloadManifest, k: number, stored: Buffer): Promi
 }
 
 /**
- * Progress is made durable every CHECKPOINT_BYTES of image (and at the end):
- * fdatasync of the slot, then progress.json. Each checkpoint's sync runs while
- * the next chunks arrive; a checkpoint waits only for the one before it.
+ * Progress is made durable at most every CHECKPOINT_BYTES of image, at most
+ * CHECKPOINTS times an image, and at the end: fdatasync of the slot, then
+ * progress.json. Each checkpoint's sync runs while the next chunks arrive; a
+ * checkpoint waits only for the one before it. Fewer would lose more to a
+ * power cut; more would hold up the writes behind the file system's journal.
  */
-export const CHECKPOINT_BYTES = 32 * 1024 * 1024;
+export const CHECKPOINT_BYTES = 64 * 1024 * 1024;
+export const CHECKPOINTS = 8;
 
-/**
- * The chunks after which progress is checkpointed: about every `every` bytes
- * of image (at most 16 per image, so a small image still resumes part-way),
- * and always the last. Pure.
- */
+/** The chunks after which progress is checkpointed (see CHECKPOINT_BYTES), always the last among them. Pure. */
 export function checkpointChunks(chunks: Pick<PayloadChunk, 'uncompressedSize'>[], every = CHECKPOINT_BYTES): number[] {
   const total = chunks.reduce((a, c) => a + c.uncompressedSize, 0);
-  const step = Math.max(1, Math.min(every, Math.ceil(total / 16)));
+  const step = Math.max(1, Math.min(every, Math.ceil(total / CHECKPOINTS)));
   const out: number[] = [];
   let since = 0;
   for (const [k, c] of chunks.entries()) {
@@ -220,46 +222,88 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
     throw withCode(fsError(e, d.disk, 'open for writing'), ErrorCode.InstallDeviceOpenError);
   }
   const imageOff = imageOffsets(m.payload.chunks);
-  const w: ChunkWriter = { m, d, fh, prog, imageOff, imageHash: createHash('sha256'), checkpoints: new Set(checkpointChunks(m.payload.chunks)), syncing: Promise.resolve() };
+  const w: ChunkWriter = {
+    m,
+    d,
+    fh,
+    prog,
+    imageOff,
+    imageHash: m.formatVersion === 1 ? new OffThreadSha256() : undefined,
+    checkpoints: new Set(checkpointChunks(m.payload.chunks)),
+    syncing: Promise.resolve(),
+    next: prog.chunksDone,
+    tail: Promise.resolve(),
+    failure: undefined,
+  };
   try {
-    // A resumed download carries the image's hash on over the checkpointed prefix, read back from the slot.
-    w.imageHash = await hashPrefix(fh, d.plan.range.offset, imageOff[prog.chunksDone] ?? m.image.size);
+    await resumePrefix(w);
     await fetchChunks(w, offer);
+    await w.tail;
     await w.syncing;
     await finishImage(w);
   } finally {
-    // No checkpoint outlives the download (a failed one was reported, or the failure before it is).
+    // No write or checkpoint outlives the download (a failed one was reported, or the failure before it is).
+    await w.tail.catch(() => {});
     await w.syncing.catch(() => {});
+    await w.imageHash?.close();
     await fh.close();
   }
 }
 
-/** SHA-256 state over `length` bytes of the slot from `offset` (the chunks a restart does not fetch again). */
-async function hashPrefix(fh: FileHandle, offset: number, length: number): Promise<Hash> {
-  const h = createHash('sha256');
-  const buf = Buffer.allocUnsafe(Math.min(length, 4 * 1024 * 1024));
-  for (let pos = 0; pos < length; ) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - pos), offset + pos);
+/** Reads `length` bytes of the slot at image offset `at` into `buf`. */
+async function readSlot(w: ChunkWriter, buf: Buffer, at: number, length: number): Promise<Buffer> {
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await w.fh.read(buf, got, length - got, w.d.plan.range.offset + at + got);
     if (bytesRead === 0) break;
-    h.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
+    got += bytesRead;
   }
-  return h;
+  return buf.subarray(0, got);
 }
 
 /**
- * Step 5: every chunk is written; the slot is synced, and the image's SHA-256
- * over the bytes written must be the signed one before progress says
- * 'written'. A mismatch starts the next attempt from the first chunk.
+ * A restart takes over the chunks already written (the checkpointed prefix),
+ * read back from the slot: format 2 checks each against its signed image hash
+ * and carries on from the first that does not match; format 1 feeds them to
+ * the image's running hash.
+ */
+async function resumePrefix(w: ChunkWriter): Promise<void> {
+  const { m } = w;
+  const done = w.prog.chunksDone;
+  if (done === 0) return;
+  const buf = Buffer.allocUnsafe(m.payload.chunks.slice(0, done).reduce((a, c) => Math.max(a, c.uncompressedSize), 0));
+  for (let k = 0; k < done; k++) {
+    const bytes = await readSlot(w, buf, w.imageOff[k]!, m.payload.chunks[k]!.uncompressedSize);
+    if (m.formatVersion === 1) await w.imageHash!.update(bytes);
+    else if (bytes.length !== m.payload.chunks[k]!.uncompressedSize || (await sha256Off(bytes)) !== m.payload.chunks[k]!.imageSha256) {
+      w.d.log.warn(`${w.d.disk}: chunk ${k} of slot ${w.d.plan.target} is not as written before the restart; downloading from it again`);
+      w.next = k;
+      w.prog.chunksDone = k;
+      return;
+    }
+  }
+}
+
+/**
+ * Step 5: every chunk is written and the slot synced; the slot must hold the
+ * signed image before progress says 'written'. Format 2: every chunk of it
+ * was checked against the manifest's hash list (before it was written, or
+ * read back after a restart), which covers the image end to end. Format 1:
+ * the SHA-256 over the bytes written must be the image's. A mismatch starts
+ * the next attempt from the first chunk.
  */
 async function finishImage(w: ChunkWriter): Promise<void> {
   const { m, d } = w;
-  if (w.prog.chunksDone !== m.payload.chunks.length) throw new InternalError(`download of ${m.version} ended at chunk ${w.prog.chunksDone}/${m.payload.chunks.length}`);
+  if (w.next !== m.payload.chunks.length || w.prog.chunksDone !== m.payload.chunks.length) {
+    throw new InternalError(`download of ${m.version} ended at chunk ${w.next}/${m.payload.chunks.length}`);
+  }
   d.failpoint('download-done');
-  const sum = w.imageHash.digest('hex');
-  if (sum !== m.image.sha256) {
-    await saveProgress(d.stateDir, { ...w.prog, chunksDone: 0 });
-    throw fail(UE_ERRORS.E_SLOT_VERIFY, `${d.disk}: slot ${d.plan.target} does not hold the signed image after writing (sha256 ${sum.slice(0, 12)}...)`, ErrorCode.NewRootfsVerificationError);
+  if (w.imageHash) {
+    const sum = await w.imageHash.digest();
+    if (sum !== m.image.sha256) {
+      await saveProgress(d.stateDir, { ...w.prog, chunksDone: 0 });
+      throw fail(UE_ERRORS.E_SLOT_VERIFY, `${d.disk}: slot ${d.plan.target} does not hold the signed image after writing (sha256 ${sum.slice(0, 12)}...)`, ErrorCode.NewRootfsVerificationError);
+    }
   }
   await saveProgress(d.stateDir, { ...w.prog, phase: 'written' });
   d.failpoint('verified');
@@ -307,32 +351,36 @@ interface ChunkWriter {
   /** progress.json as last saved (chunksDone: the chunks durable in the slot). */
   prog: Progress;
   imageOff: number[];
-  /** SHA-256 over the image bytes written so far, in image order. */
-  imageHash: Hash;
+  /** Format 1: SHA-256 over the image bytes written so far, in image order (on its own thread). Format 2 has a hash list instead. */
+  imageHash: OffThreadSha256 | undefined;
   /** Chunks after which a checkpoint is taken (checkpointChunks). */
   checkpoints: Set<number>;
   /** The checkpoint in flight (resolved when none is). */
   syncing: Promise<void>;
+  /** The next chunk to verify and write; chunks before it are in the slot. */
+  next: number;
+  /** The last chunk handed to the writer: chunks are verified and written in order, one after the other. */
+  tail: Promise<void>;
+  /** The first failure of the writer, seen by the transfer at its next piece. */
+  failure: Error | undefined;
 }
+
+/** Chunk buffers of a transfer: one being received while the ones before it are hashed and written. */
+export const PIPELINE_DEPTH = 3;
 
 /** Where a download stands between attempts. */
 interface Transfer {
-  /** The next chunk to write. */
+  /** The next chunk to receive. */
   k: number;
-  /** Chunk k's stored bytes received so far: buf[0, filled), hashed as they came. */
-  buf: Buffer;
+  /** Chunk k's stored bytes received so far: bufs[k % PIPELINE_DEPTH][0, filled). */
   filled: number;
-  hash: Hash;
+  bufs: Buffer[];
+  /** The writer's job for the chunk each buffer last held (the buffer is reused once it settles). */
+  jobs: Promise<void>[];
   attempt: number;
   urlIndex: number;
   /** Codebases that sent bytes the signed manifest refuses: not asked again in this download. */
   refused: Set<number>;
-}
-
-/** Starts chunk k over: nothing of it received. */
-function resetChunk(t: Transfer): void {
-  t.filled = 0;
-  t.hash = createHash('sha256');
 }
 
 /** Step 4: fetches the chunks from chunksDone on, retrying with Range (next codebase each time) until all are written. */
@@ -340,18 +388,27 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   const http = httpClient({ connectMs: w.d.http.connectMs, stallMs: w.d.http.stallMs });
   const chunks = w.m.payload.chunks;
   const biggest = chunks.slice(w.prog.chunksDone).reduce((a, c) => Math.max(a, c.size), 0);
-  const t: Transfer = { k: w.prog.chunksDone, buf: Buffer.allocUnsafe(biggest), filled: 0, hash: createHash('sha256'), attempt: 0, urlIndex: 0, refused: new Set() };
+  const t: Transfer = {
+    k: w.next,
+    filled: 0,
+    bufs: Array.from({ length: PIPELINE_DEPTH }, () => Buffer.allocUnsafe(biggest)),
+    jobs: [],
+    attempt: 0,
+    urlIndex: 0,
+    refused: new Set(),
+  };
   const n = offer.codebases.length;
-  while (t.k < chunks.length) {
+  while (w.next < chunks.length) {
     const url = new URL(offer.packageName, offer.codebases[t.urlIndex % n]).toString();
     try {
       await transferOnce(w, http, url, t);
-    } catch (e) {
+    } catch (caught) {
+      const e = await settleWriter(w, t, caught);
       if (isMirrorFault(e) && t.refused.size + 1 < n) {
         // A mirror that sends bad bytes is dropped for this download; the next one starts at the same chunk.
         t.refused.add(t.urlIndex % n);
         w.d.log.warn(`${url}: ${(e as Error).message}; trying the next mirror`);
-        resetChunk(t);
+        t.filled = 0;
         t.urlIndex = nextMirror(t, n);
         continue;
       }
@@ -361,7 +418,24 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   }
 }
 
-/** One HTTP request from the first byte not yet received; writes every chunk it completes. */
+/**
+ * After a failed request: waits for the chunks handed to the writer, and
+ * takes the transfer back to the first chunk not written (keeping the bytes
+ * of a partly received chunk when every chunk before it was written). The
+ * writer's failure, if any, is the one that counts.
+ */
+async function settleWriter(w: ChunkWriter, t: Transfer, caught: unknown): Promise<unknown> {
+  await w.tail.catch(() => {});
+  const e = w.failure ?? caught;
+  if (w.next !== t.k) t.filled = 0;
+  t.k = w.next;
+  t.jobs = [];
+  w.failure = undefined;
+  w.tail = Promise.resolve();
+  return e;
+}
+
+/** One HTTP request from the first byte not yet received; hands every chunk it completes to the writer. */
 async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer): Promise<void> {
   const { m } = w;
   const chunks = m.payload.chunks;
@@ -387,6 +461,7 @@ async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer)
     slow.stop();
   }
   if (refused) throw refused;
+  await w.tail;
   if (t.k < chunks.length) throw Object.assign(new Error(`connection closed at byte ${start + received} of ${m.payload.size}`), { code: 'ERR_PREMATURE_CLOSE' });
 }
 
@@ -409,33 +484,55 @@ function slowRetrievalGuard(stream: { destroy(e: Error): void }, h: HttpOptions)
 
 /**
  * One piece of the payload, at payload offset `at`: checked against the
- * announced size, copied once into the chunk buffer and hashed; every chunk it
- * completes is written.
+ * announced size and copied once into its chunk's buffer; every chunk it
+ * completes goes to the writer while the next one is received.
  */
 async function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, data: Buffer, refused: BasaltError | undefined): Promise<void> {
   const { m } = w;
   const chunks = m.payload.chunks;
   if (refused) throw refused;
+  if (w.failure !== undefined) throw w.failure;
   if (at + data.length > m.payload.size) {
     throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
   }
   let pos = 0;
   while (pos < data.length && t.k < chunks.length) {
     const c = chunks[t.k]!;
+    const slot = t.k % PIPELINE_DEPTH;
+    // The buffer's previous chunk must be written before its bytes are overwritten.
+    if (t.filled === 0) await t.jobs[slot];
+    const buf = t.bufs[slot]!;
     const piece = data.subarray(pos, pos + (c.size - t.filled));
-    piece.copy(t.buf, t.filled);
-    t.hash.update(piece);
+    piece.copy(buf, t.filled);
     t.filled += piece.length;
     pos += piece.length;
     if (t.filled === c.size) {
-      const sha256 = t.hash.digest('hex');
-      // Whatever writeChunk decides, chunk k is taken from its first byte next time (the buffer is reused only after it returns).
-      resetChunk(t);
-      await writeChunk(w, t.k, t.buf.subarray(0, c.size), sha256, url);
+      t.jobs[slot] = handOver(w, t.k, buf.subarray(0, c.size), url);
       t.k++;
+      t.filled = 0;
       t.attempt = 0;
     }
   }
+}
+
+/**
+ * Hands chunk k to the writer: its SHA-256 starts at once on the thread pool,
+ * and it is verified and written after the chunks before it.
+ */
+function handOver(w: ChunkWriter, k: number, stored: Buffer, url: string): Promise<void> {
+  const digest = sha256Off(stored);
+  digest.catch(() => {});
+  const job = w.tail.then(async () => writeChunk(w, k, stored, await digest, url));
+  job.catch((e: unknown) => {
+    w.failure ??= e instanceof Error ? e : new Error(String(e));
+  });
+  w.tail = job;
+  return job;
+}
+
+/** SHA-256 (hex) of `b`, computed on the thread pool (Web Crypto), not on the event loop. */
+async function sha256Off(b: Buffer): Promise<string> {
+  return Buffer.from(await crypto.subtle.digest('SHA-256', b)).toString('hex');
 }
 
 /**
@@ -451,12 +548,16 @@ async function writeChunk(w: ChunkWriter, k: number, stored: Buffer, sha256: str
   }
   const raw = await decodeChunk(m, k, stored);
   if (raw.length !== c.uncompressedSize) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `chunk ${k}: ${raw.length} bytes after ${chunkCompression(m, k)}, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
+  if (m.formatVersion === 2 && raw !== stored && (await sha256Off(raw)) !== m.payload.chunks[k]!.imageSha256) {
+    throw fail(UE_ERRORS.E_PAYLOAD_HASH, `chunk ${k}: its bytes after zstd do not match the signed manifest's image hash; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
+  }
   const off = d.plan.range.offset + w.imageOff[k]!;
   assertInactiveWrite(d.plan, off, raw.length);
   await writeAll(w.fh, raw, off).catch((e: unknown) => {
     throw withCode(fsError(e, d.disk, 'write'), ErrorCode.DownloadWriteError);
   });
-  w.imageHash.update(raw);
+  await w.imageHash?.update(raw);
+  w.next = k + 1;
   d.failpoint('chunk-written');
   if (w.checkpoints.has(k)) {
     await w.syncing;
@@ -497,7 +598,7 @@ async function retryOrGiveUp(w: ChunkWriter, url: string, t: Transfer, e: unknow
     throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: giving up after ${d.http.maxRetries} retries: ${(e as Error).message}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
   }
   const wait = backoff(d.http, t.attempt - 1);
-  d.log.warn(`download of ${w.m.version} interrupted at chunk ${t.k}/${w.m.payload.chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
+  d.log.warn(`download of ${w.m.version} interrupted at chunk ${w.next}/${w.m.payload.chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
   w.prog.resumes++;
   await d.sleep(wait);
 }

@@ -7,6 +7,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { run } from '../../../common/src/exec.js';
 import { silentLogger } from '../../../common/src/log.js';
@@ -113,6 +114,23 @@ describe('kill -9 during an update (acceptance)', () => {
     }
     console.log(`[crash] ${results.length} kill points, all selected A after the kill and completed after restart (${m2.payload.chunks.length} chunks): ${results.join(', ')}`);
   }, 600_000);
+
+  it('a restart checks the chunks written before the kill against the hash list and downloads a damaged one again', async () => {
+    const disk = await makeDisk(t.dir, usr1, '1.0.0');
+    const killed = await engine(disk, 'chunk-saved:3');
+    expect(killed.signal, killed.stderr).toBe('SIGKILL');
+    // Damage chunk 1 of B (written and checkpointed before the kill).
+    const gpt = await readGpt(disk);
+    const at = partitionRange(gpt, findPartition(gpt, 'USR-B')).offset + m2.payload.chunks[0]!.uncompressedSize + 100;
+    const fh = await open(disk, 'r+');
+    await fh.write(Buffer.from([0xde, 0xad]), 0, 2, at);
+    await fh.close();
+    const again = await engine(disk);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/chunk 1 of slot B is not as written before the restart; downloading from it again/);
+    expect(await hashFileRange(disk, partitionRange(gpt, findPartition(gpt, 'USR-B')).offset, m2.image.size)).toBe(m2.image.sha256);
+    expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+  }, 120_000);
 
   it('after the commit point a kill leaves B committed, and a restart finishes the GPT and state', async () => {
     for (const p of ['entry-committed', 'gpt-written', 'finalized']) {

@@ -125,6 +125,8 @@ async function planRelease(o: ReleaseOptions): Promise<ReleasePlan> {
 /** One chunk of the image as the payload stores it. */
 interface StoredChunk {
   uncompressedSize: number;
+  /** SHA-256 of the image bytes (format 2's hash list). */
+  imageSha256: string;
   compression: ChunkCompression | 'xz';
   stored: Buffer;
 }
@@ -141,7 +143,7 @@ interface WrittenPayload {
 }
 
 /** A chunk as the writer records it, before the manifest's format shapes it. */
-type ChunkRecord = PayloadChunk & { compression: StoredChunk['compression'] };
+type ChunkRecord = PayloadChunk & Pick<StoredChunk, 'compression' | 'imageSha256'>;
 
 /** How `release` encodes: payload format, chunk size, levels and chunks encoded at once. */
 interface EncodeSettings {
@@ -170,15 +172,16 @@ export function chooseCompression(rawBytes: number, zstdBytes: number): ChunkCom
 }
 
 /** Format 2: one zstd frame when that pays (chooseCompression), else the bytes as they are. zstd runs on libuv's thread pool. */
-async function zstdOrRaw(raw: Buffer, level: number): Promise<StoredChunk> {
+async function zstdOrRaw(raw: Buffer, imageSha256: string, level: number): Promise<StoredChunk> {
   const z = await zstdCompressAsync(raw, { params: { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_checksumFlag]: 0 } });
-  return chooseCompression(raw.length, z.length) === 'zstd' ? { uncompressedSize: raw.length, compression: 'zstd', stored: z } : { uncompressedSize: raw.length, compression: 'none', stored: raw };
+  const compression = chooseCompression(raw.length, z.length);
+  return { uncompressedSize: raw.length, imageSha256, compression, stored: compression === 'zstd' ? z : raw };
 }
 
 /** Format 1: one chunk as an xz stream of its own. */
-async function xzChunk(raw: Buffer, level: number): Promise<StoredChunk> {
+async function xzChunk(raw: Buffer, imageSha256: string, level: number): Promise<StoredChunk> {
   const r = await run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' });
-  return { uncompressedSize: raw.length, compression: 'xz', stored: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) };
+  return { uncompressedSize: raw.length, imageSha256, compression: 'xz', stored: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) };
 }
 
 /** Appends stored chunks to the payload file, hashing the payload and recording each chunk. */
@@ -190,11 +193,12 @@ class PayloadWriter {
 
   constructor(private readonly out: FileHandle) {}
 
-  async write({ uncompressedSize, compression, stored }: StoredChunk): Promise<void> {
+  async write({ uncompressedSize, imageSha256, compression, stored }: StoredChunk): Promise<void> {
     await this.out.write(stored);
     this.sha256.update(stored);
     this.sha1.update(stored);
-    this.chunks.push({ offset: this.offset, size: stored.length, sha256: createHash('sha256').update(stored).digest('hex'), uncompressedSize, compression });
+    const sha256 = compression === 'none' ? imageSha256 : createHash('sha256').update(stored).digest('hex');
+    this.chunks.push({ offset: this.offset, size: stored.length, sha256, uncompressedSize, imageSha256, compression });
     this.offset += stored.length;
   }
 
@@ -220,7 +224,8 @@ async function encodeChunks(src: FileHandle, writer: PayloadWriter, enc: EncodeS
     if (raw.length === 0) break;
     imgHash.update(raw);
     imageSize += raw.length;
-    const job = enc.format === 1 ? xzChunk(raw, enc.xzLevel) : zstdOrRaw(raw, enc.zstdLevel);
+    const rawSha256 = createHash('sha256').update(raw).digest('hex');
+    const job = enc.format === 1 ? xzChunk(raw, rawSha256, enc.xzLevel) : zstdOrRaw(raw, rawSha256, enc.zstdLevel);
     // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
     job.catch(() => {});
     inFlight.push(job);
@@ -280,7 +285,7 @@ function releaseManifest(o: ReleaseOptions, plan: ReleasePlan, written: WrittenP
   };
   const { file, size, sha256, sha1 } = written;
   if (written.format === 2) {
-    const chunks = written.chunks.map((c): PayloadChunkV2 => ({ offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize, compression: c.compression === 'zstd' ? 'zstd' : 'none' }));
+    const chunks = written.chunks.map((c): PayloadChunkV2 => ({ offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize, compression: c.compression === 'zstd' ? 'zstd' : 'none', imageSha256: c.imageSha256 }));
     return { formatVersion: 2, ...common, payload: { file, size, sha256, sha1, chunks } };
   }
   const chunks = written.chunks.map((c): PayloadChunk => ({ offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize }));

@@ -116,6 +116,9 @@ async function readBody(req: IncomingMessage, max: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Bytes read from a repository file at a time when serving it. */
+export const SERVE_READ_BYTES = 1024 * 1024;
+
 /** Serves a repository file with single-range support (bytes=a-b, a-, -n). */
 async function serveFile(o: ServeOptions, req: IncomingMessage, res: ServerResponse, urlPath: string): Promise<void> {
   let rel: string;
@@ -168,7 +171,8 @@ async function serveFile(o: ServeOptions, req: IncomingMessage, res: ServerRespo
     res.end();
     return;
   }
-  createReadStream(path, { start, end }).on('error', () => res.destroy()).pipe(res);
+  // 1 MiB reads: a payload goes out in a sixteenth of the reads and socket writes of the 64 KiB default.
+  createReadStream(path, { start, end, highWaterMark: SERVE_READ_BYTES }).on('error', () => res.destroy()).pipe(res);
 }
 
 /** The request handler of `basalt serve` (tests wrap it to inject faults). */
