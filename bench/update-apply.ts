@@ -5,7 +5,8 @@
  * the image's SHA-256, fdatasync) against `cat payload > slot && sha256sum
  * slot` on the same payload file, alternated in the same run. Prints the
  * medians, the throughput of each and their ratio (the physical limit of a
- * verified write is the cat + sha256sum line).
+ * verified write is the cat + sha256sum line). The disk images are made
+ * before the runs, and a first round of both is a warm-up, not counted.
  *
  *   npm run build && node dist/bench/update-apply.js [--usr USR.img] [--mib 48] [--reps 5] [--payload-format 2]
  *
@@ -89,6 +90,28 @@ async function catSha(payload: string, slot: string): Promise<number> {
   return s;
 }
 
+/** One update of `d` from the server: seconds for the whole of it, and from its download's start to the verified slot. */
+async function applyOnce(d: string, serverUrl: string, dir: string): Promise<{ whole: number; stream: number }> {
+  const { env } = await buildEnv(
+    { disk: d, 'booted-slot': 'A', 'state-dir': `${d}.state`, keyring: join(dir, 'ring'), server: `${serverUrl}v1/update/`, channel: 'stable', board: DEFAULT_BOARD, root: join(dir, 'none') },
+    createLogger({ level: 'warn' }),
+    () => {},
+  );
+  const e = new Engine(env);
+  await e.start(false);
+  let streamStart = 0n;
+  let streamEnd = 0n;
+  e.subscribe((s) => {
+    if (s.status === 'UPDATE_STATUS_DOWNLOADING' && !streamStart) streamStart = process.hrtime.bigint();
+    if (s.status === 'UPDATE_STATUS_VERIFYING' && !streamEnd) streamEnd = process.hrtime.bigint();
+  });
+  const a0 = process.hrtime.bigint();
+  e.check(true);
+  await e.idle();
+  if (e.state.status !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`apply failed: ${e.lastFailure?.message}`);
+  return { whole: Number(process.hrtime.bigint() - a0) / 1e9, stream: Number(streamEnd - streamStart) / 1e9 };
+}
+
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
 /** The release server runs in a worker thread, so that serving does not share the engine's event loop. */
@@ -131,30 +154,20 @@ async function main() {
       const catT: number[] = [];
       const applyT: number[] = [];
       const streamT: number[] = [];
-      for (let i = 0; i < reps; i++) {
-        catT.push(await catSha(payload, join(dir, 'slot.raw')));
-        const d = await disk(dir, i);
-        const { env } = await buildEnv(
-          { disk: d, 'booted-slot': 'A', 'state-dir': `${d}.state`, keyring: join(dir, 'ring'), server: `${srv.url}v1/update/`, channel: 'stable', board: DEFAULT_BOARD, root: join(dir, 'none') },
-          createLogger({ level: 'warn' }),
-          () => {},
-        );
-        const e = new Engine(env);
-        await e.start(false);
-        let streamStart = 0n;
-        let streamEnd = 0n;
-        e.subscribe((s) => {
-          if (s.status === 'UPDATE_STATUS_DOWNLOADING' && !streamStart) streamStart = process.hrtime.bigint();
-          if (s.status === 'UPDATE_STATUS_VERIFYING' && !streamEnd) streamEnd = process.hrtime.bigint();
-        });
-        const a0 = process.hrtime.bigint();
-        e.check(true);
-        await e.idle();
-        if (e.state.status !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`apply failed: ${e.lastFailure?.message}`);
-        applyT.push(Number(process.hrtime.bigint() - a0) / 1e9);
-        streamT.push(Number(streamEnd - streamStart) / 1e9);
-        await rm(d);
-        await rm(`${d}.state`, { recursive: true });
+      // Every disk image is made first and the page cache written back, so no run waits on another's setup.
+      const disks: string[] = [];
+      for (let i = 0; i <= reps; i++) disks.push(await disk(dir, i));
+      await run('sync', []);
+      // Round 0 warms up both (JIT, page cache of the payload) and is not counted.
+      for (let i = 0; i <= reps; i++) {
+        const c = await catSha(payload, join(dir, 'slot.raw'));
+        const a = await applyOnce(disks[i]!, srv.url, dir);
+        await rm(disks[i]!);
+        await rm(`${disks[i]!}.state`, { recursive: true });
+        if (i === 0) continue;
+        catT.push(c);
+        applyT.push(a.whole);
+        streamT.push(a.stream);
       }
       const mb = m.image.size / 1e6;
       const rate = (s: number) => `${(mb / s).toFixed(0)} MB/s`;

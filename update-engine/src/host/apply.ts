@@ -43,7 +43,7 @@ import { writeFileAtomic } from '../../../common/src/fsutil.js';
 import { hashFileRange } from '../format/digest.js';
 
 import type { HttpOptions } from './http.js';
-import { OffThreadSha256 } from './offthread-hash.js';
+import { HashThread, sharedBuffer } from './hash-thread.js';
 import { UE_ERRORS } from '../errors.js';
 import { slotKey } from '../../../common/src/contracts.js';
 
@@ -228,7 +228,7 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
     fh,
     prog,
     imageOff,
-    imageHash: m.formatVersion === 1 ? new OffThreadSha256() : undefined,
+    hasher: new HashThread(),
     checkpoints: new Set(checkpointChunks(m.payload.chunks)),
     syncing: Promise.resolve(),
     next: prog.chunksDone,
@@ -245,7 +245,7 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
     // No write or checkpoint outlives the download (a failed one was reported, or the failure before it is).
     await w.tail.catch(() => {});
     await w.syncing.catch(() => {});
-    await w.imageHash?.close();
+    await w.hasher.close();
     await fh.close();
   }
 }
@@ -271,11 +271,11 @@ async function resumePrefix(w: ChunkWriter): Promise<void> {
   const { m } = w;
   const done = w.prog.chunksDone;
   if (done === 0) return;
-  const buf = Buffer.allocUnsafe(m.payload.chunks.slice(0, done).reduce((a, c) => Math.max(a, c.uncompressedSize), 0));
+  const buf = sharedBuffer(m.payload.chunks.slice(0, done).reduce((a, c) => Math.max(a, c.uncompressedSize), 0));
   for (let k = 0; k < done; k++) {
     const bytes = await readSlot(w, buf, w.imageOff[k]!, m.payload.chunks[k]!.uncompressedSize);
-    if (m.formatVersion === 1) await w.imageHash!.update(bytes);
-    else if (bytes.length !== m.payload.chunks[k]!.uncompressedSize || (await sha256Off(bytes)) !== m.payload.chunks[k]!.imageSha256) {
+    if (m.formatVersion === 1) await w.hasher.update(bytes);
+    else if (bytes.length !== m.payload.chunks[k]!.uncompressedSize || (await w.hasher.digest(bytes)) !== m.payload.chunks[k]!.imageSha256) {
       w.d.log.warn(`${w.d.disk}: chunk ${k} of slot ${w.d.plan.target} is not as written before the restart; downloading from it again`);
       w.next = k;
       w.prog.chunksDone = k;
@@ -298,8 +298,8 @@ async function finishImage(w: ChunkWriter): Promise<void> {
     throw new InternalError(`download of ${m.version} ended at chunk ${w.next}/${m.payload.chunks.length}`);
   }
   d.failpoint('download-done');
-  if (w.imageHash) {
-    const sum = await w.imageHash.digest();
+  if (m.formatVersion === 1) {
+    const sum = await w.hasher.final();
     if (sum !== m.image.sha256) {
       await saveProgress(d.stateDir, { ...w.prog, chunksDone: 0 });
       throw fail(UE_ERRORS.E_SLOT_VERIFY, `${d.disk}: slot ${d.plan.target} does not hold the signed image after writing (sha256 ${sum.slice(0, 12)}...)`, ErrorCode.NewRootfsVerificationError);
@@ -351,8 +351,8 @@ interface ChunkWriter {
   /** progress.json as last saved (chunksDone: the chunks durable in the slot). */
   prog: Progress;
   imageOff: number[];
-  /** Format 1: SHA-256 over the image bytes written so far, in image order (on its own thread). Format 2 has a hash list instead. */
-  imageHash: OffThreadSha256 | undefined;
+  /** SHA-256 off the event loop: chunk digests, and (format 1) the running hash over the image bytes written, in image order. */
+  hasher: HashThread;
   /** Chunks after which a checkpoint is taken (checkpointChunks). */
   checkpoints: Set<number>;
   /** The checkpoint in flight (resolved when none is). */
@@ -375,8 +375,9 @@ interface Transfer {
   /** Chunk k's stored bytes received so far: bufs[k % PIPELINE_DEPTH][0, filled). */
   filled: number;
   bufs: Buffer[];
-  /** The writer's job for the chunk each buffer last held (the buffer is reused once it settles). */
+  /** The writer's job for the chunk each buffer last held, and whether it is still running (the buffer is reused once it settled). */
   jobs: Promise<void>[];
+  busy: boolean[];
   attempt: number;
   urlIndex: number;
   /** Codebases that sent bytes the signed manifest refuses: not asked again in this download. */
@@ -391,8 +392,9 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   const t: Transfer = {
     k: w.next,
     filled: 0,
-    bufs: Array.from({ length: PIPELINE_DEPTH }, () => Buffer.allocUnsafe(biggest)),
+    bufs: Array.from({ length: PIPELINE_DEPTH }, () => sharedBuffer(biggest)),
     jobs: [],
+    busy: [],
     attempt: 0,
     urlIndex: 0,
     refused: new Set(),
@@ -430,6 +432,7 @@ async function settleWriter(w: ChunkWriter, t: Transfer, caught: unknown): Promi
   if (w.next !== t.k) t.filled = 0;
   t.k = w.next;
   t.jobs = [];
+  t.busy = [];
   w.failure = undefined;
   w.tail = Promise.resolve();
   return e;
@@ -451,15 +454,42 @@ async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer)
   });
   let received = 0;
   const slow = slowRetrievalGuard(stream, w.d.http);
-  try {
-    for await (const data of stream as AsyncIterable<Buffer>) {
+  // 'data' events, not an async iterator: most pieces are taken without a promise; the stream pauses only while a buffer is busy.
+  await new Promise<void>((resolve, reject) => {
+    let done = false;
+    const stop = (e?: unknown) => {
+      if (done) return;
+      done = true;
+      slow.stop();
+      if (e === undefined) {
+        resolve();
+        return;
+      }
+      stream.destroy();
+      reject(e instanceof Error ? e : new Error('the transfer failed'));
+    };
+    stream.on('data', (data: Buffer) => {
+      if (done) return;
       slow.bytes += data.length;
-      await takeData(w, t, url, start + received, data, refused);
+      const at = start + received;
       received += data.length;
-    }
-  } finally {
-    slow.stop();
-  }
+      let later: Promise<void> | undefined;
+      try {
+        later = takeData(w, t, url, at, data, refused);
+      } catch (e) {
+        stop(e);
+        return;
+      }
+      if (later) {
+        stream.pause();
+        later.then(() => {
+          if (!done) stream.resume();
+        }, stop);
+      }
+    });
+    stream.once('end', () => stop());
+    stream.once('error', stop);
+  });
   if (refused) throw refused;
   await w.tail;
   if (t.k < chunks.length) throw Object.assign(new Error(`connection closed at byte ${start + received} of ${m.payload.size}`), { code: 'ERR_PREMATURE_CLOSE' });
@@ -485,9 +515,10 @@ function slowRetrievalGuard(stream: { destroy(e: Error): void }, h: HttpOptions)
 /**
  * One piece of the payload, at payload offset `at`: checked against the
  * announced size and copied once into its chunk's buffer; every chunk it
- * completes goes to the writer while the next one is received.
+ * completes goes to the writer while the next one is received. Returns a
+ * promise only when the piece must wait for a buffer (from `from` on).
  */
-async function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, data: Buffer, refused: BasaltError | undefined): Promise<void> {
+function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, data: Buffer, refused: BasaltError | undefined, from = 0): Promise<void> | undefined {
   const { m } = w;
   const chunks = m.payload.chunks;
   if (refused) throw refused;
@@ -495,32 +526,42 @@ async function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, da
   if (at + data.length > m.payload.size) {
     throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
   }
-  let pos = 0;
+  let pos = from;
   while (pos < data.length && t.k < chunks.length) {
     const c = chunks[t.k]!;
     const slot = t.k % PIPELINE_DEPTH;
-    // The buffer's previous chunk must be written before its bytes are overwritten.
-    if (t.filled === 0) await t.jobs[slot];
+    // The buffer's previous chunk must be written before its bytes are overwritten: the rest of the piece waits for it.
+    if (t.filled === 0 && t.busy[slot]) {
+      const rest = pos;
+      return t.jobs[slot]!.then(() => takeData(w, t, url, at, data, refused, rest));
+    }
     const buf = t.bufs[slot]!;
     const piece = data.subarray(pos, pos + (c.size - t.filled));
     piece.copy(buf, t.filled);
     t.filled += piece.length;
     pos += piece.length;
     if (t.filled === c.size) {
-      t.jobs[slot] = handOver(w, t.k, buf.subarray(0, c.size), url);
+      const job = handOver(w, t.k, buf.subarray(0, c.size), url);
+      t.jobs[slot] = job;
+      t.busy[slot] = true;
+      const free = () => {
+        if (t.jobs[slot] === job) t.busy[slot] = false;
+      };
+      job.then(free, free);
       t.k++;
       t.filled = 0;
       t.attempt = 0;
     }
   }
+  return undefined;
 }
 
 /**
- * Hands chunk k to the writer: its SHA-256 starts at once on the thread pool,
- * and it is verified and written after the chunks before it.
+ * Hands chunk k to the writer: its SHA-256 starts at once on the hashing
+ * thread, and it is verified and written after the chunks before it.
  */
 function handOver(w: ChunkWriter, k: number, stored: Buffer, url: string): Promise<void> {
-  const digest = sha256Off(stored);
+  const digest = w.hasher.digest(stored);
   digest.catch(() => {});
   const job = w.tail.then(async () => writeChunk(w, k, stored, await digest, url));
   job.catch((e: unknown) => {
@@ -528,11 +569,6 @@ function handOver(w: ChunkWriter, k: number, stored: Buffer, url: string): Promi
   });
   w.tail = job;
   return job;
-}
-
-/** SHA-256 (hex) of `b`, computed on the thread pool (Web Crypto), not on the event loop. */
-async function sha256Off(b: Buffer): Promise<string> {
-  return Buffer.from(await crypto.subtle.digest('SHA-256', b)).toString('hex');
 }
 
 /**
@@ -548,7 +584,7 @@ async function writeChunk(w: ChunkWriter, k: number, stored: Buffer, sha256: str
   }
   const raw = await decodeChunk(m, k, stored);
   if (raw.length !== c.uncompressedSize) throw fail(UE_ERRORS.E_PAYLOAD_SIZE, `chunk ${k}: ${raw.length} bytes after ${chunkCompression(m, k)}, manifest says ${c.uncompressedSize}`, ErrorCode.PayloadSizeMismatchError);
-  if (m.formatVersion === 2 && raw !== stored && (await sha256Off(raw)) !== m.payload.chunks[k]!.imageSha256) {
+  if (m.formatVersion === 2 && raw !== stored && (await w.hasher.digest(raw)) !== m.payload.chunks[k]!.imageSha256) {
     throw fail(UE_ERRORS.E_PAYLOAD_HASH, `chunk ${k}: its bytes after zstd do not match the signed manifest's image hash; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
   }
   const off = d.plan.range.offset + w.imageOff[k]!;
@@ -556,7 +592,7 @@ async function writeChunk(w: ChunkWriter, k: number, stored: Buffer, sha256: str
   await writeAll(w.fh, raw, off).catch((e: unknown) => {
     throw withCode(fsError(e, d.disk, 'write'), ErrorCode.DownloadWriteError);
   });
-  await w.imageHash?.update(raw);
+  if (m.formatVersion === 1) await w.hasher.update(raw);
   w.next = k + 1;
   d.failpoint('chunk-written');
   if (w.checkpoints.has(k)) {
