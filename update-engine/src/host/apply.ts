@@ -233,6 +233,7 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
     syncing: Promise.resolve(),
     next: prog.chunksDone,
     tail: Promise.resolve(),
+    inflight: new Set(),
     failure: undefined,
   };
   try {
@@ -243,7 +244,7 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
     await finishImage(w);
   } finally {
     // No write or checkpoint outlives the download (a failed one was reported, or the failure before it is).
-    await w.tail.catch(() => {});
+    await settled(w);
     await w.syncing.catch(() => {});
     await w.hasher.close();
     await fh.close();
@@ -359,14 +360,16 @@ interface ChunkWriter {
   syncing: Promise<void>;
   /** The next chunk to verify and write; chunks before it are in the slot. */
   next: number;
-  /** The last chunk handed to the writer: chunks are verified and written in order, one after the other. */
+  /** The last chunk handed to the writer: chunks are recorded (progress, checkpoints) in order, one after the other. */
   tail: Promise<void>;
+  /** Chunks being verified and written, several at once. */
+  inflight: Set<Promise<Buffer>>;
   /** The first failure of the writer, seen by the transfer at its next piece. */
   failure: Error | undefined;
 }
 
-/** Chunk buffers of a transfer: one being received while the ones before it are hashed and written. */
-export const PIPELINE_DEPTH = 3;
+/** Chunk buffers of a transfer: one being received while the ones before it are hashed and written (several writes at once). */
+export const PIPELINE_DEPTH = 4;
 
 /** Where a download stands between attempts. */
 interface Transfer {
@@ -427,7 +430,7 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
  * writer's failure, if any, is the one that counts.
  */
 async function settleWriter(w: ChunkWriter, t: Transfer, caught: unknown): Promise<unknown> {
-  await w.tail.catch(() => {});
+  await settled(w);
   const e = w.failure ?? caught;
   if (w.next !== t.k) t.filled = 0;
   t.k = w.next;
@@ -436,6 +439,12 @@ async function settleWriter(w: ChunkWriter, t: Transfer, caught: unknown): Promi
   w.failure = undefined;
   w.tail = Promise.resolve();
   return e;
+}
+
+/** Waits until no chunk is being written (the ones after a failed chunk are not in the ordered chain, and may still be). */
+async function settled(w: ChunkWriter): Promise<void> {
+  await w.tail.catch(() => {});
+  await Promise.allSettled([...w.inflight]);
 }
 
 /** One HTTP request from the first byte not yet received; hands every chunk it completes to the writer. */
@@ -557,13 +566,16 @@ function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, data: Bu
 }
 
 /**
- * Hands chunk k to the writer: its SHA-256 starts at once on the hashing
- * thread, and it is verified and written after the chunks before it.
+ * Hands chunk k to the writer: it is hashed (on the hashing thread), verified,
+ * decoded and written at once, beside the chunks before it (each has its own
+ * range of the slot), and then recorded in order after them.
  */
 function handOver(w: ChunkWriter, k: number, stored: Buffer, url: string): Promise<void> {
-  const digest = w.hasher.digest(stored);
-  digest.catch(() => {});
-  const job = w.tail.then(async () => writeChunk(w, k, stored, await digest, url));
+  const work = verifyAndWrite(w, k, stored, url);
+  w.inflight.add(work);
+  const settled = () => w.inflight.delete(work);
+  work.then(settled, settled);
+  const job = w.tail.then(async () => recordChunk(w, k, await work));
   job.catch((e: unknown) => {
     w.failure ??= e instanceof Error ? e : new Error(String(e));
   });
@@ -572,14 +584,14 @@ function handOver(w: ChunkWriter, k: number, stored: Buffer, url: string): Promi
 }
 
 /**
- * Chunk k (its stored bytes and their SHA-256) against the signed manifest,
- * then decoded and written into the inactive slot; at a checkpoint, the slot
- * is synced and progress saved behind the transfer.
+ * Chunk k's stored bytes against the signed manifest's SHA-256, then decoded
+ * (and, for zstd, checked against its image hash) and written into the
+ * inactive slot. Returns its image bytes.
  */
-async function writeChunk(w: ChunkWriter, k: number, stored: Buffer, sha256: string, url: string): Promise<void> {
+async function verifyAndWrite(w: ChunkWriter, k: number, stored: Buffer, url: string): Promise<Buffer> {
   const { m, d } = w;
   const c = m.payload.chunks[k]!;
-  if (sha256 !== c.sha256) {
+  if ((await w.hasher.digest(stored)) !== c.sha256) {
     throw fail(UE_ERRORS.E_PAYLOAD_HASH, `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
   }
   const raw = await decodeChunk(m, k, stored);
@@ -592,6 +604,17 @@ async function writeChunk(w: ChunkWriter, k: number, stored: Buffer, sha256: str
   await writeAll(w.fh, raw, off).catch((e: unknown) => {
     throw withCode(fsError(e, d.disk, 'write'), ErrorCode.DownloadWriteError);
   });
+  return raw;
+}
+
+/**
+ * Chunk k is written and so is every chunk before it: the running hash takes
+ * its bytes (format 1), and at a checkpoint the slot is synced and progress
+ * saved behind the transfer.
+ */
+async function recordChunk(w: ChunkWriter, k: number, raw: Buffer): Promise<void> {
+  const { m, d } = w;
+  const c = m.payload.chunks[k]!;
   if (m.formatVersion === 1) await w.hasher.update(raw);
   w.next = k + 1;
   d.failpoint('chunk-written');
