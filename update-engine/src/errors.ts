@@ -31,6 +31,7 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_RELEASE_EXISTS: { meaning: 'this version is already released', hint: 'releases are immutable: publish a new version' },
   E_CHANNEL_UNKNOWN: { meaning: 'the channel has no release in the repository' },
   E_PROMOTE_SOURCE: { meaning: 'the version was not released to the channel it is promoted from' },
+  E_DELTA_BASE: { meaning: 'a delta cannot be made from the version given: not released in the repository, another board, a delta itself, or its payload does not rebuild its image', hint: 'give --delta-from a full release of the same repository and board' },
   // serve
   E_LISTEN: { meaning: 'the server cannot listen on its address', hint: 'choose a free port with --port, or another --listen address' },
   E_BODY_TOO_LARGE: { meaning: 'a request body is over the size limit' },

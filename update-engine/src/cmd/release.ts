@@ -29,13 +29,17 @@ Options:
   --xz-level N       xz preset 0-9 (format 1; default 6)
   --jobs N           chunks compressed at once (default: one per CPU, at most 8);
                      the payload's bytes do not depend on it
+  --delta-from V     also publish a delta from the released version V into DIR/payloads/VERSION/
+                     delta-from-V/: the image's content-defined chunks that V's image has are taken
+                     from the machine's running slot, only the rest is sent; a machine running V
+                     is offered it (and falls back to the full payload when its slot does not match)
 `;
 
 /** "format 2: 38 stored, 2 zstd" or "format 1: xz". */
 function describeChunks(m: PayloadManifest): string {
   if (m.formatVersion === 1) return 'format 1: xz';
   const n = (c: string) => m.payload.chunks.filter((x) => x.compression === c).length;
-  return `format 2: ${n('none')} stored, ${n('zstd')} zstd`;
+  return `format 2: ${n('none')} stored, ${n('zstd')} zstd${n('seed') ? `, ${n('seed')} from the running slot` : ''}`;
 }
 
 function payloadFormatOpt(v: string | undefined): PayloadFormat | undefined {
@@ -61,6 +65,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       'xz-level': { type: 'string' },
       'zstd-level': { type: 'string' },
       'payload-format': { type: 'string' },
+      'delta-from': { type: 'string' },
       jobs: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
@@ -105,13 +110,15 @@ export async function run(ctx: CommandContext): Promise<number> {
     xzLevel: intOpt(values['xz-level'], 'xz-level', 0, 9),
     zstdLevel: intOpt(values['zstd-level'], 'zstd-level', 1, 19),
     payloadFormat: payloadFormatOpt(values['payload-format']),
+    deltaFrom: values['delta-from'],
     jobs: intOpt(values.jobs, 'jobs', 1, 64),
   });
   const m = r.manifest;
   ctx.out(
     ctx.json
-      ? JSON.stringify({ manifest: m, channel: r.channel }) + '\n'
-      : `released ${m.version} to ${r.channel.channel}: ${m.image.size} bytes -> ${m.payload.size} bytes in ${m.payload.chunks.length} chunks (${describeChunks(m)}), sha256 ${m.payload.sha256}\n`,
+      ? JSON.stringify({ manifest: m, channel: r.channel, delta: r.delta }) + '\n'
+      : `released ${m.version} to ${r.channel.channel}: ${m.image.size} bytes -> ${m.payload.size} bytes in ${m.payload.chunks.length} chunks (${describeChunks(m)}), sha256 ${m.payload.sha256}\n` +
+          (r.delta ? `delta from ${r.delta.delta?.from}: ${r.delta.payload.size} bytes (${((100 * r.delta.payload.size) / Math.max(1, m.payload.size)).toFixed(1)} % of the full payload) in ${r.delta.payload.chunks.length} chunks (${describeChunks(r.delta)})\n` : ''),
   );
   return 0;
 }

@@ -30,9 +30,13 @@ export const DEFAULT_CHUNK = 4 * 1024 * 1024;
 /** The largest chunk (stored or uncompressed) a format 2 manifest may name: the client holds one chunk in memory. */
 export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
 
-/** How a format 2 chunk is stored: its image bytes as they are, or one zstd frame of them. */
-export type ChunkCompression = 'none' | 'zstd';
-export const CHUNK_COMPRESSIONS: readonly ChunkCompression[] = ['none', 'zstd'];
+/**
+ * How a format 2 chunk is stored: its image bytes as they are, or one zstd
+ * frame of them; in a delta also 'seed': no payload bytes, the image bytes
+ * are the machine's running image's [seedOffset, +uncompressedSize).
+ */
+export type ChunkCompression = 'none' | 'zstd' | 'seed';
+export const CHUNK_COMPRESSIONS: readonly ChunkCompression[] = ['none', 'zstd', 'seed'];
 
 export interface PayloadChunk {
   /** Byte offset of this chunk in the payload file. */
@@ -54,6 +58,20 @@ export interface PayloadChunk {
 export interface PayloadChunkV2 extends PayloadChunk {
   compression: ChunkCompression;
   imageSha256: string;
+  /** 'seed' only: where its bytes start in the running image. */
+  seedOffset?: number;
+}
+
+/**
+ * A delta (format 2 with `delta`): the image is rebuilt from the running
+ * image of version `from` (its 'seed' chunks) and the payload (the rest).
+ * `full` names the full release beside it, taken when the seed does not match.
+ */
+export interface DeltaInfo {
+  from: string;
+  seedSize: number;
+  seedSha256: string;
+  full: { manifest: string; payload: string; size: number; sha256: string };
 }
 
 export interface UsrInfo {
@@ -87,6 +105,12 @@ export interface PayloadManifestV1 extends ManifestCommon {
 export interface PayloadManifestV2 extends ManifestCommon {
   formatVersion: 2;
   payload: { file: string; size: number; sha256: string; sha1: string; chunks: PayloadChunkV2[] };
+  delta?: DeltaInfo;
+}
+
+/** Where a delta from `from` to a release sits, relative to payloads/<version>/. */
+export function deltaDir(from: string): string {
+  return `delta-from-${from}`;
 }
 
 export type PayloadManifest = PayloadManifestV1 | PayloadManifestV2;
@@ -190,7 +214,7 @@ export function validateManifest(raw: unknown, what: string): PayloadManifest {
   let off = 0;
   let usize = 0;
   for (const [i, c] of (chunks as Obj[]).entries()) {
-    if (c['offset'] !== off || !isCount(c['size']) || c['size'] <= 0 || !isCount(c['uncompressedSize']) || !isHex64(String(c['sha256']))) {
+    if (c['offset'] !== off || !isCount(c['size']) || (c['size'] === 0) !== (c['compression'] === 'seed') || !isCount(c['uncompressedSize']) || !isHex64(String(c['sha256']))) {
       throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: payload.chunks[${i}] is not contiguous or malformed`);
     }
     if (fv === 2) checkChunkV2(c, i, what);
@@ -205,10 +229,29 @@ export function validateManifest(raw: unknown, what: string): PayloadManifest {
   const usr = field(o, 'usr', 'object', what);
   field(usr, 'kernel', 'string', `${what} usr`);
   field(usr, 'initrd', 'string', `${what} usr`);
+  const seeds = (chunks as Obj[]).filter((c) => c['compression'] === 'seed');
+  if (fv === 2 && o['delta'] !== undefined) checkDelta(o['delta'], seeds, what);
+  else if (seeds.length > 0) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: 'seed' chunks in a manifest that is not a delta`);
   return raw as PayloadManifest;
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** A delta names its base version, the base image (size and hash) and the full release; its seed chunks lie inside that image. */
+function checkDelta(raw: unknown, seeds: Obj[], what: string): void {
+  if (typeof raw !== 'object' || raw === null) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: 'delta' is not an object`);
+  const d = raw as Obj;
+  checkVersion(field(d, 'from', 'string', `${what} delta`), `${what} delta.from`);
+  const seedSize = field(d, 'seedSize', 'number', `${what} delta`);
+  if (!isHex64(String(d['seedSha256']))) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: delta.seedSha256 is not 64 hex digits`);
+  const full = field(d, 'full', 'object', `${what} delta`);
+  for (const k of ['manifest', 'payload'] as const) field(full, k, 'string', `${what} delta.full`);
+  field(full, 'size', 'number', `${what} delta.full`);
+  if (!isHex64(String(full['sha256']))) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: delta.full.sha256 is not 64 hex digits`);
+  for (const c of seeds) {
+    if ((c['seedOffset'] as number) + (c['uncompressedSize'] as number) > seedSize) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: a seed chunk reaches past the ${seedSize}-byte base image`);
+  }
+}
 
 /** A format 2 chunk names its compression and image hash, is at most MAX_CHUNK_BYTES either way, and a stored chunk is its image bytes. */
 function checkChunkV2(c: Obj, i: number, what: string): void {
@@ -223,6 +266,9 @@ function checkChunkV2(c: Obj, i: number, what: string): void {
   if (!isHex64(String(c['imageSha256']))) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${where}.imageSha256 is not 64 hex digits`);
   if (comp === 'none' && (size !== usize || c['imageSha256'] !== c['sha256'])) {
     throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${where}: stored as it is, but its size or imageSha256 differs from its uncompressedSize or sha256`);
+  }
+  if ((comp === 'seed') !== isCount(c['seedOffset']) || (comp === 'seed' && c['sha256'] !== c['imageSha256'])) {
+    throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${where}: a 'seed' chunk (and only one) has a seedOffset, and its sha256 is its imageSha256`);
   }
 }
 

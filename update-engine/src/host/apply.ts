@@ -162,6 +162,7 @@ export function checkApplicable(m: PayloadManifest, offer: UpdateOffer, me: Iden
   if (!m.channels.includes(me.channel)) throw fail(UE_ERRORS.E_UPDATE_CHANNEL, `refusing ${m.version}: it is released to ${m.channels.join(', ')}, not to this machine's channel ${me.channel}`, policy);
   if (m.board !== me.board) throw fail(UE_ERRORS.E_UPDATE_BOARD, `refusing ${m.version}: it is for board ${m.board}, this machine is ${me.board}`, policy);
   if (blocked.includes(m.version)) throw fail(UE_ERRORS.E_UPDATE_BLOCKED, `refusing ${m.version}: it failed on this machine before (rolled back or rejected)`, policy, "a newer release will be taken; 'basalt update unblock' allows it again");
+  if (m.formatVersion === 2 && m.delta) throw fail(UE_ERRORS.E_UPDATE_MISMATCH, `the offer is a delta from ${m.delta.from}; this update-engine takes full payloads only`, ErrorCode.OmahaResponseInvalid);
   if (m.image.size > slotBytes) throw fail(UE_ERRORS.E_SLOT_TOO_SMALL, `the ${m.image.size}-byte image does not fit the ${slotBytes}-byte slot`, ErrorCode.InstallDeviceOpenError);
 }
 

@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash } from 'node:crypto';
+import { zstdDecompressSync } from 'node:zlib';
 import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../../common/src/exec.js';
@@ -185,6 +186,35 @@ describe('basalt release', () => {
     const usr = await makeUsr(t.dir, '6.0.0', { randomKiB: 64 });
     const key = await readPrivateKeyFile((await makeKeys(t.dir)).priv);
     await expect(release({ usr, version: '6.0.0', channel: 'beta', key, repo: join(t.dir, 'repo-big'), now: new Date(), expiresMs: 1000, chunkSize: 128 * 1024 * 1024 })).rejects.toThrow(/--chunk-size: 134217728 bytes is not from 4 KiB to 64 MiB/);
+  });
+  it('publishes a delta from a released version: the new image is the old one\'s chunks plus a little data, with a signed manifest naming the full release', async () => {
+    const keys = await makeKeys(t.dir);
+    const key = await readPrivateKeyFile(keys.priv);
+    const repo = join(t.dir, 'repo-delta');
+    const usr1 = await makeUsr(t.dir, '7.0.0', { randomKiB: 4096 });
+    const usr2 = await makeUsr(t.dir, '7.1.0', { like: '7.0.0' });
+    await release({ usr: usr1, version: '7.0.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000 });
+    const r = await release({ usr: usr2, version: '7.1.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000, deltaFrom: '7.0.0' });
+    const d = r.delta!;
+    expect(d.delta).toMatchObject({ from: '7.0.0', full: { manifest: '../manifest.json', payload: '../usr.img.payload', size: r.manifest.payload.size, sha256: r.manifest.payload.sha256 } });
+    // A one-file bump: the delta sends a small part of the full payload.
+    expect(d.payload.size).toBeLessThan(r.manifest.payload.size / 4);
+    const dir = join(repo, 'payloads/7.1.0/delta-from-7.0.0');
+    const back = validateManifest(await unseal(await readFile(join(dir, 'manifest.json'), 'utf8'), await loadKeyring(keys.pub), 'delta manifest'), 'delta manifest');
+    expect(back).toEqual(d);
+    // The seed (7.0.0's image) and the delta's payload give back 7.1.0's image exactly.
+    const seed = await readFile(usr1);
+    const pay = await readFile(join(dir, 'usr.img.payload'));
+    const parts = d.payload.chunks.map((c) => {
+      if (c.compression === 'seed') return seed.subarray(c.seedOffset, c.seedOffset! + c.uncompressedSize);
+      const stored = pay.subarray(c.offset, c.offset + c.size);
+      return c.compression === 'zstd' ? zstdDecompressSync(stored) : stored;
+    });
+    expect(Buffer.compare(Buffer.concat(parts), await readFile(usr2))).toBe(0);
+    // A delta from a version that is not released is refused before anything is written.
+    const usr3 = await makeUsr(t.dir, '7.2.0', { like: '7.1.0' });
+    await expect(release({ usr: usr3, version: '7.2.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 1000, deltaFrom: '6.0.0' })).rejects.toMatchObject({ code: 'E_DELTA_BASE', message: expect.stringMatching(/--delta-from: version 6\.0\.0 is not released/) as unknown });
+    expect((await readdir(join(repo, 'payloads'))).sort()).toEqual(['7.0.0', '7.1.0']);
   });
 });
 

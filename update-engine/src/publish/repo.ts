@@ -7,13 +7,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, rename, mkdir, rm, stat, writeFile, readdir, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
-import { constants as zc, zstdCompress } from 'node:zlib';
+import { constants as zc, zstdCompress, zstdDecompressSync } from 'node:zlib';
 import { join, dirname, basename } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { BasaltError, COMMON_ERRORS, fsError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { syncDir, writeFileAtomic } from '../../../common/src/fsutil.js';
-import { BOARD_RE, checkChannel, DEFAULT_CHUNK, MAX_CHUNK_BYTES, PAYLOAD_FILES, PAYLOAD_FORMAT, peekEnvelope, unseal, validateChannel, validateManifest, type ChannelMeta, type ChunkCompression, type Envelope, type PayloadChunk, type PayloadChunkV2, type PayloadFormat, type PayloadManifest } from '../format/metadata.js';
+import { planDelta, seedIndex } from './delta.js';
+import { BOARD_RE, chunkCompression, checkChannel, deltaDir, DEFAULT_CHUNK, MAX_CHUNK_BYTES, PAYLOAD_FILES, PAYLOAD_FORMAT, peekEnvelope, unseal, validateChannel, validateManifest, type ChannelMeta, type ChunkCompression, type Envelope, type PayloadChunk, type PayloadChunkV2, type PayloadFormat, type PayloadManifest, type PayloadManifestV2 } from '../format/metadata.js';
 import type { Keyring } from '../format/signature.js';
 import { checkVersion, compareVersions } from '../format/version.js';
 import { signDetached, signFileDetached } from './keys.js';
@@ -88,6 +89,8 @@ export interface ReleaseOptions {
   xzLevel?: number;
   /** Chunks compressed at once (default: one per CPU, at most 8); the payload's bytes do not depend on it. */
   jobs?: number;
+  /** Also publish a delta from this released version (format 2), in payloads/<version>/delta-from-<from>/. */
+  deltaFrom?: string | undefined;
   rollout?: number;
   allowOlder?: boolean;
 }
@@ -115,6 +118,13 @@ async function planRelease(o: ReleaseOptions): Promise<ReleasePlan> {
   }
   const dest = join(o.repo, 'payloads', o.version);
   if (await exists(dest)) throw new BasaltError(UE_ERRORS.E_RELEASE_EXISTS, `${dest}: version ${o.version} is already released`, { hint: 'releases are immutable; use a new version' });
+  if (o.deltaFrom !== undefined) {
+    checkVersion(o.deltaFrom, '--delta-from');
+    if ((o.payloadFormat ?? PAYLOAD_FORMAT) !== 2) throw new BasaltError(COMMON_ERRORS.E_INVALID_VALUE, '--delta-from: deltas are format 2 payloads; drop --payload-format 1', { hint: 'release the full payload in format 2 with the delta' });
+    if (!(await exists(join(o.repo, 'payloads', o.deltaFrom, 'manifest.json')))) {
+      throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `--delta-from: version ${o.deltaFrom} is not released in ${o.repo}`, { hint: 'a delta is made from a release of the same repository' });
+    }
+  }
   const current = await currentChannel(o.repo, o.channel);
   if (current && compareVersions(o.version, current.version) <= 0 && !o.allowOlder) {
     throw new BasaltError(UE_ERRORS.E_VERSION_NOT_NEWER, `channel ${o.channel} is at ${current.version}; ${o.version} is not newer`);
@@ -129,6 +139,8 @@ interface StoredChunk {
   imageSha256: string;
   compression: ChunkCompression | 'xz';
   stored: Buffer;
+  /** 'seed' only: where its bytes are in the base image. */
+  seedOffset?: number;
 }
 
 /** What the payload file and the image it was made from are, as the manifest records them. */
@@ -143,7 +155,7 @@ interface WrittenPayload {
 }
 
 /** A chunk as the writer records it, before the manifest's format shapes it. */
-type ChunkRecord = PayloadChunk & Pick<StoredChunk, 'compression' | 'imageSha256'>;
+type ChunkRecord = PayloadChunk & Pick<StoredChunk, 'compression' | 'imageSha256' | 'seedOffset'>;
 
 /** How `release` encodes: payload format, chunk size, levels and chunks encoded at once. */
 interface EncodeSettings {
@@ -193,12 +205,12 @@ class PayloadWriter {
 
   constructor(private readonly out: FileHandle) {}
 
-  async write({ uncompressedSize, imageSha256, compression, stored }: StoredChunk): Promise<void> {
-    await this.out.write(stored);
+  async write({ uncompressedSize, imageSha256, compression, stored, seedOffset }: StoredChunk): Promise<void> {
+    if (stored.length > 0) await this.out.write(stored);
     this.sha256.update(stored);
     this.sha1.update(stored);
-    const sha256 = compression === 'none' ? imageSha256 : createHash('sha256').update(stored).digest('hex');
-    this.chunks.push({ offset: this.offset, size: stored.length, sha256, uncompressedSize, imageSha256, compression });
+    const sha256 = compression === 'none' || compression === 'seed' ? imageSha256 : createHash('sha256').update(stored).digest('hex');
+    this.chunks.push({ offset: this.offset, size: stored.length, sha256, uncompressedSize, imageSha256, compression, ...(seedOffset !== undefined ? { seedOffset } : {}) });
     this.offset += stored.length;
   }
 
@@ -264,6 +276,12 @@ async function writePayload(o: ReleaseOptions, tmp: string): Promise<WrittenPayl
   }
 }
 
+/** A recorded chunk as a format 2 manifest lists it. */
+function v2Chunk(c: ChunkRecord): PayloadChunkV2 {
+  const compression = c.compression === 'xz' ? 'none' : c.compression;
+  return { offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize, compression, imageSha256: c.imageSha256, ...(c.seedOffset !== undefined ? { seedOffset: c.seedOffset } : {}) };
+}
+
 function releaseManifest(o: ReleaseOptions, plan: ReleasePlan, written: WrittenPayload): PayloadManifest {
   const { side } = plan;
   const common = {
@@ -285,7 +303,7 @@ function releaseManifest(o: ReleaseOptions, plan: ReleasePlan, written: WrittenP
   };
   const { file, size, sha256, sha1 } = written;
   if (written.format === 2) {
-    const chunks = written.chunks.map((c): PayloadChunkV2 => ({ offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize, compression: c.compression === 'zstd' ? 'zstd' : 'none', imageSha256: c.imageSha256 }));
+    const chunks = written.chunks.map(v2Chunk);
     return { formatVersion: 2, ...common, payload: { file, size, sha256, sha1, chunks } };
   }
   const chunks = written.chunks.map((c): PayloadChunk => ({ offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize }));
@@ -314,7 +332,7 @@ async function publishPayloadDir(tmp: string, dest: string): Promise<void> {
  * manifest and detached payload signature into payloads/<version>/ (published
  * by one directory rename), then points channels/<channel>.json at it.
  */
-export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta }> {
+export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta; delta?: PayloadManifestV2 }> {
   const plan = await planRelease(o);
   const tmp = join(o.repo, 'payloads', `.tmp-${o.version}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
@@ -323,13 +341,83 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
     if (written.image.size === 0) throw new BasaltError(UE_ERRORS.E_USR_EMPTY, `${o.usr}: image is empty`);
     const manifest = releaseManifest(o, plan, written);
     await signRelease(tmp, manifest, o.key);
+    const delta = o.deltaFrom === undefined ? undefined : await writeDelta(o, manifest, o.deltaFrom, join(tmp, deltaDir(o.deltaFrom)));
     await publishPayloadDir(tmp, plan.dest);
     const { current } = plan;
     const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1);
-    return { manifest, channel };
+    return { manifest, channel, ...(delta ? { delta } : {}) };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The image of a released version, rebuilt from its payload in the
+ * repository (format 2: its stored and zstd chunks; format 1: xz, one chunk
+ * at a time) and checked against its manifest's image hash.
+ */
+export async function releasedImage(repo: string, version: string): Promise<{ manifest: PayloadManifest; image: Buffer }> {
+  const manifest = await readRepoManifest(repo, version);
+  const path = join(repo, 'payloads', version, manifest.payload.file);
+  const payload = await readFile(path).catch((e: unknown) => {
+    throw fsError(e, path, 'read');
+  });
+  const parts: Buffer[] = [];
+  for (const [k, c] of manifest.payload.chunks.entries()) {
+    const stored = payload.subarray(c.offset, c.offset + c.size);
+    const how = chunkCompression(manifest, k);
+    if (how === 'none') parts.push(stored);
+    else if (how === 'zstd') parts.push(zstdDecompressSync(stored, { maxOutputLength: c.uncompressedSize }));
+    else if (how === 'xz') parts.push(Buffer.from((await run('xz', ['-dc'], { input: stored, encoding: 'buffer' })).stdoutBuffer ?? new Uint8Array()));
+    else throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `${path}: version ${version} is itself a delta`);
+  }
+  const image = Buffer.concat(parts);
+  if (createHash('sha256').update(image).digest('hex') !== manifest.image.sha256) {
+    throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `${path}: the payload of ${version} does not rebuild its signed image`, { hint: 'the repository is damaged: republish that version' });
+  }
+  return { manifest, image };
+}
+
+/**
+ * Writes a delta from `from` to the release `full` into `dir`: the image's
+ * content-defined chunks found in `from`'s image are 'seed' chunks (no
+ * payload bytes), the rest data chunks stored as the full payload's are; a
+ * signed manifest naming the full release for the fallback; the payload's
+ * signature.
+ */
+async function writeDelta(o: ReleaseOptions, full: PayloadManifest, from: string, dir: string): Promise<PayloadManifestV2> {
+  const base = await releasedImage(o.repo, from);
+  if (base.manifest.board !== full.board) throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `--delta-from: ${from} is for board ${base.manifest.board}, not ${full.board}`);
+  const image = await readFile(o.usr).catch((e: unknown) => {
+    throw fsError(e, o.usr, 'read');
+  });
+  const pieces = planDelta(image, seedIndex(base.image));
+  await mkdir(dir);
+  const file = PAYLOAD_FILES[2];
+  const out = await open(join(dir, file), 'w');
+  let written: { size: number; sha256: string; sha1: string };
+  const writer = new PayloadWriter(out);
+  try {
+    for (const p of pieces) {
+      const raw = image.subarray(p.at, p.at + p.length);
+      const imageSha256 = createHash('sha256').update(raw).digest('hex');
+      if (p.kind === 'seed') await writer.write({ uncompressedSize: p.length, imageSha256, compression: 'seed', stored: Buffer.alloc(0), seedOffset: p.seedOffset });
+      else await writer.write(await zstdOrRaw(Buffer.from(raw), imageSha256, o.zstdLevel ?? DEFAULT_ZSTD_LEVEL));
+    }
+    await out.sync();
+    written = writer.finish();
+  } finally {
+    await out.close();
+  }
+  const { payload: fp } = full;
+  const manifest: PayloadManifestV2 = {
+    ...full,
+    formatVersion: 2,
+    payload: { file, ...written, chunks: writer.chunks.map(v2Chunk) },
+    delta: { from, seedSize: base.image.length, seedSha256: base.manifest.image.sha256, full: { manifest: '../manifest.json', payload: `../${fp.file}`, size: fp.size, sha256: fp.sha256 } },
+  };
+  await signRelease(dir, manifest, o.key);
+  return manifest;
 }
 
 async function exists(p: string): Promise<boolean> {
