@@ -44,6 +44,7 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_PAYLOAD_HASH: { meaning: "a payload's SHA-256 does not match the signed manifest" },
   E_PAYLOAD_SIZE: { meaning: "a payload's size does not match the signed manifest" },
   E_PAYLOAD_DECOMPRESS: { meaning: 'a payload chunk does not decompress' },
+  E_DELTA_SEED: { meaning: "the running slot does not hold a delta's seed (or the delta is from another version); the full payload is taken instead" },
   E_UPDATE_MISMATCH: { meaning: 'the server offered another version than the signed manifest describes' },
   E_UPDATE_NOT_NEWER: { meaning: 'the offered release is not newer than the running one', hint: 'a downgrade needs a rollback, not an update' },
   E_UPDATE_BLOCKED: { meaning: 'the offered release failed on this machine before (rolled back or rejected)', hint: 'a newer release will be taken; reset the record with update_engine_client -reset_status' },

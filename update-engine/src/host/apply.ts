@@ -36,11 +36,11 @@ import { renderEntry, kernelCmdline, entryFileName, parseEntryFileName } from '.
 import type { Esp } from './esp.js';
 import type { Keyring } from '../format/signature.js';
 import { ErrorCode, type UpdateOffer } from '../format/omaha.js';
-import { chunkCompression, unseal, validateManifest, type PayloadChunk, type PayloadManifest } from '../format/metadata.js';
+import { chunkCompression, unseal, validateManifest, type PayloadChunk, type PayloadChunkV2, type PayloadManifest } from '../format/metadata.js';
 import { assertInactiveWrite, invalidateTarget, postinstAttrs, type SlotPlan } from './slots.js';
 import { compareVersions } from '../format/version.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
-import { hashFileRange } from '../format/digest.js';
+import { hashFileRange, hexToBase64 } from '../format/digest.js';
 
 import type { HttpOptions } from './http.js';
 import { HashThread, sharedBuffer } from './hash-thread.js';
@@ -162,8 +162,41 @@ export function checkApplicable(m: PayloadManifest, offer: UpdateOffer, me: Iden
   if (!m.channels.includes(me.channel)) throw fail(UE_ERRORS.E_UPDATE_CHANNEL, `refusing ${m.version}: it is released to ${m.channels.join(', ')}, not to this machine's channel ${me.channel}`, policy);
   if (m.board !== me.board) throw fail(UE_ERRORS.E_UPDATE_BOARD, `refusing ${m.version}: it is for board ${m.board}, this machine is ${me.board}`, policy);
   if (blocked.includes(m.version)) throw fail(UE_ERRORS.E_UPDATE_BLOCKED, `refusing ${m.version}: it failed on this machine before (rolled back or rejected)`, policy, "a newer release will be taken; 'basalt update unblock' allows it again");
-  if (m.formatVersion === 2 && m.delta) throw fail(UE_ERRORS.E_UPDATE_MISMATCH, `the offer is a delta from ${m.delta.from}; this update-engine takes full payloads only`, ErrorCode.OmahaResponseInvalid);
   if (m.image.size > slotBytes) throw fail(UE_ERRORS.E_SLOT_TOO_SMALL, `the ${m.image.size}-byte image does not fit the ${slotBytes}-byte slot`, ErrorCode.InstallDeviceOpenError);
+  if (m.formatVersion === 2 && m.delta && m.delta.from !== me.version) {
+    throw fail(UE_ERRORS.E_DELTA_SEED, `the offer is a delta from ${m.delta.from}, and this machine runs ${me.version}`, ErrorCode.DownloadOperationHashMismatch);
+  }
+}
+
+/** The full release a delta names, offered from the same place (its manifest and payload are beside the delta's directory). */
+export function fullOffer(m: PayloadManifest, offer: UpdateOffer): UpdateOffer | undefined {
+  if (m.formatVersion !== 2 || !m.delta) return undefined;
+  const f = m.delta.full;
+  return { ...offer, packageName: f.payload, manifestName: f.manifest, size: f.size, sha256Hex: f.sha256, sha256Base64: hexToBase64(f.sha256), sha1Base64: '' };
+}
+
+/**
+ * Steps 1-5 for an offer: its signed manifest, the checks, and the download
+ * into the inactive slot. A delta whose seed is not what the running slot
+ * holds (or that is from another version) gives way to the full release it
+ * names. Returns the manifest that was applied.
+ */
+export async function downloadOffer(offer: UpdateOffer, d: ApplyDeps): Promise<PayloadManifest> {
+  const m = await fetchManifest(offer, d);
+  try {
+    checkApplicable(m, offer, d.me, d.blocked, d.plan.range.length);
+    await downloadAndWrite(m, offer, d);
+    return m;
+  } catch (e) {
+    const full = fullOffer(m, offer);
+    if (!full || !(e instanceof BasaltError) || e.code !== UE_ERRORS.E_DELTA_SEED.code) throw e;
+    d.log.warn(`${e.message}; taking the full payload of ${m.version} instead of the delta`);
+    const fm = await fetchManifest(full, d);
+    checkApplicable(fm, full, d.me, d.blocked, d.plan.range.length);
+    if (fm.image.sha256 !== m.image.sha256) throw fail(UE_ERRORS.E_UPDATE_MISMATCH, `the full release the delta names is another image than the delta's`, ErrorCode.OmahaResponseInvalid);
+    await downloadAndWrite(fm, full, d);
+    return fm;
+  }
 }
 
 async function unxz(buf: Buffer): Promise<Buffer> {
@@ -177,7 +210,7 @@ const unzstd = promisify(zstdDecompress);
 async function decodeChunk(m: PayloadManifest, k: number, stored: Buffer): Promise<Buffer> {
   const c = m.payload.chunks[k]!;
   const how = chunkCompression(m, k);
-  if (how === 'none') return stored;
+  if (how === 'none' || how === 'seed') return stored;
   try {
     return how === 'zstd' ? await unzstd(stored, { maxOutputLength: c.uncompressedSize }) : await unxz(stored);
   } catch (e) {
@@ -235,9 +268,11 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
     next: prog.chunksDone,
     tail: Promise.resolve(),
     inflight: new Set(),
+    seed: undefined,
     failure: undefined,
   };
   try {
+    if (m.formatVersion === 2 && m.delta) w.seed = await openSeed(m, d);
     await resumePrefix(w);
     await fetchChunks(w, offer);
     await w.tail;
@@ -248,8 +283,31 @@ export async function downloadAndWrite(m: PayloadManifest, offer: UpdateOffer, d
     await settled(w);
     await w.syncing.catch(() => {});
     await w.hasher.close();
+    await w.seed?.close();
     await fh.close();
   }
+}
+
+/** Opens the running slot read-only as a delta's seed, after checking the seed fits it. */
+async function openSeed(m: PayloadManifest, d: ApplyDeps): Promise<FileHandle> {
+  const size = m.formatVersion === 2 ? (m.delta?.seedSize ?? 0) : 0;
+  if (size > d.plan.activeRange.length) throw fail(UE_ERRORS.E_DELTA_SEED, `the delta's ${size}-byte seed is larger than slot ${d.plan.booted}`, ErrorCode.DownloadOperationHashMismatch);
+  return open(d.disk, 'r').catch((e: unknown) => {
+    throw withCode(fsError(e, d.disk, 'read the running slot'), ErrorCode.InstallDeviceOpenError);
+  });
+}
+
+/** Reads chunk k's bytes from the running slot (a delta's seed chunk) into `buf`. */
+async function readSeed(w: ChunkWriter, k: number, buf: Buffer): Promise<Buffer> {
+  const c = w.m.payload.chunks[k] as PayloadChunkV2;
+  const at = w.d.plan.activeRange.offset + c.seedOffset!;
+  let got = 0;
+  while (got < c.uncompressedSize) {
+    const { bytesRead } = await w.seed!.read(buf, got, c.uncompressedSize - got, at + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
 }
 
 /** Reads `length` bytes of the slot at image offset `at` into `buf`. */
@@ -365,9 +423,13 @@ interface ChunkWriter {
   tail: Promise<void>;
   /** Chunks being verified and written, several at once. */
   inflight: Set<Promise<Buffer>>;
+  /** A delta's seed: the running slot, opened read-only. */
+  seed: FileHandle | undefined;
   /** The first failure of the writer, seen by the transfer at its next piece. */
   failure: Error | undefined;
 }
+
+const NOTHING = Buffer.alloc(0);
 
 /** Chunk buffers of a transfer: one being received while the ones before it are hashed and written (several writes at once). */
 export const PIPELINE_DEPTH = 4;
@@ -392,7 +454,7 @@ interface Transfer {
 async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   const http = httpClient({ connectMs: w.d.http.connectMs, stallMs: w.d.http.stallMs });
   const chunks = w.m.payload.chunks;
-  const biggest = chunks.slice(w.prog.chunksDone).reduce((a, c) => Math.max(a, c.size), 0);
+  const biggest = chunks.slice(w.prog.chunksDone).reduce((a, c) => Math.max(a, c.size === 0 ? c.uncompressedSize : c.size), 0);
   const t: Transfer = {
     k: w.next,
     filled: 0,
@@ -407,7 +469,10 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   while (w.next < chunks.length) {
     const url = new URL(offer.packageName, offer.codebases[t.urlIndex % n]).toString();
     try {
-      await transferOnce(w, http, url, t);
+      // A delta's seed chunks at this point come from the running slot, not the network.
+      await takeData(w, t, url, chunks[t.k]?.offset ?? w.m.payload.size, NOTHING, undefined);
+      if (t.k === chunks.length) await w.tail;
+      else await transferOnce(w, http, url, t);
     } catch (caught) {
       const e = await settleWriter(w, t, caught);
       if (isMirrorFault(e) && t.refused.size + 1 < n) {
@@ -537,7 +602,8 @@ function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, data: Bu
     throw fail(UE_ERRORS.E_PAYLOAD_TOO_LARGE, `${url}: received more than the announced ${m.payload.size} bytes; aborted`, ErrorCode.PayloadSizeMismatchError);
   }
   let pos = from;
-  while (pos < data.length && t.k < chunks.length) {
+  // Also past the piece's end while the next chunks have no payload bytes (a delta's seed chunks).
+  while (t.k < chunks.length && (pos < data.length || chunks[t.k]!.size === 0)) {
     const c = chunks[t.k]!;
     const slot = t.k % PIPELINE_DEPTH;
     // The buffer's previous chunk must be written before its bytes are overwritten: the rest of the piece waits for it.
@@ -551,7 +617,7 @@ function takeData(w: ChunkWriter, t: Transfer, url: string, at: number, data: Bu
     t.filled += piece.length;
     pos += piece.length;
     if (t.filled === c.size) {
-      const job = handOver(w, t.k, buf.subarray(0, c.size), url);
+      const job = handOver(w, t.k, buf, url);
       t.jobs[slot] = job;
       t.busy[slot] = true;
       const free = () => {
@@ -589,10 +655,16 @@ function handOver(w: ChunkWriter, k: number, stored: Buffer, url: string): Promi
  * (and, for zstd, checked against its image hash) and written into the
  * inactive slot. Returns its image bytes.
  */
-async function verifyAndWrite(w: ChunkWriter, k: number, stored: Buffer, url: string): Promise<Buffer> {
+async function verifyAndWrite(w: ChunkWriter, k: number, buf: Buffer, url: string): Promise<Buffer> {
   const { m, d } = w;
   const c = m.payload.chunks[k]!;
+  const seed = chunkCompression(m, k) === 'seed';
+  const stored = seed ? await readSeed(w, k, buf) : buf.subarray(0, c.size);
   if ((await w.hasher.digest(stored)) !== c.sha256) {
+    if (seed) {
+      const from = (c as PayloadChunkV2).seedOffset ?? 0;
+      throw fail(UE_ERRORS.E_DELTA_SEED, `${d.disk}: slot ${d.plan.booted} does not hold the delta's seed chunk ${k} (its bytes ${from}-${from + c.uncompressedSize})`, ErrorCode.DownloadOperationHashMismatch);
+    }
     throw fail(UE_ERRORS.E_PAYLOAD_HASH, `${url}: chunk ${k} (bytes ${c.offset}-${c.offset + c.size}) does not match the signed manifest; nothing of it was written`, ErrorCode.DownloadOperationHashMismatch);
   }
   const raw = await decodeChunk(m, k, stored);

@@ -4,7 +4,7 @@
  * with mtools, the GPT is read back with cgpt.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { run } from '../../../common/src/exec.js';
@@ -21,7 +21,7 @@ import { Engine, entriesOf } from './engine.js';
 import { gptChoice, loaderChoice } from './slots.js';
 import { markGood } from './health.js';
 import { hashFileRange, hexToBase64 } from '../format/digest.js';
-import type { PayloadManifest } from '../format/metadata.js';
+import type { PayloadManifest, PayloadManifestV2 } from '../format/metadata.js';
 
 type Fault = ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 let t: Awaited<ReturnType<typeof tempDir>>;
@@ -169,6 +169,60 @@ describe('update path on an image file (acceptance)', () => {
     } finally {
       await srv1.close();
     }
+  });
+
+  describe('delta updates', () => {
+    let srvD: Awaited<ReturnType<typeof startServer>> | undefined;
+    let delta: PayloadManifestV2;
+    let usrD: string;
+    const asked: string[] = [];
+    beforeAll(async () => {
+      const key = await readPrivateKeyFile(keys.priv);
+      const repoD = join(t.dir, 'repo-delta');
+      // 2.1.0 is 1.0.0's tree with one file changed.
+      usrD = await makeUsr(t.dir, '2.1.0', { like: '1.0.0' });
+      await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000 });
+      delta = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, deltaFrom: '1.0.0' })).delta!;
+      srvD = await startServer({ repo: repoD, eventsFile: join(t.dir, 'events-delta.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+        if (req.method === 'GET') asked.push(req.url ?? '');
+        h(req, res);
+      });
+    });
+    afterAll(async () => {
+      await srvD?.close();
+    });
+
+    it('a machine running 1.0.0 takes the delta: its seed chunks come from slot A, only the rest is downloaded', async () => {
+      expect(delta.payload.chunks.some((c) => c.compression === 'seed')).toBe(true);
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const aBefore = await slotHash(disk, 'USR-A', 64 * 1024 * 1024);
+      asked.length = 0;
+      const { e } = await apply(disk, { server: `${srvD!.url}v1/update/` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(await slotHash(disk, 'USR-B', delta.image.size)).toBe(await hashFileRange(usrD, 0, delta.image.size));
+      expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+      expect(asked).toContain('/payloads/2.1.0/delta-from-1.0.0/usr.img.payload');
+      expect(asked).not.toContain('/payloads/2.1.0/usr.img.payload');
+      expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    });
+
+    it('a seed chunk that slot A does not hold (a corrupted chunk) falls back to the full payload', async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const seed = delta.payload.chunks.find((c) => c.compression === 'seed')!;
+      const gpt = await readGpt(disk);
+      const fh = await open(disk, 'r+');
+      await fh.write(Buffer.from('corrupt'), 0, 7, partitionRange(gpt, findPartition(gpt, 'USR-A')).offset + seed.seedOffset! + 10);
+      await fh.close();
+      asked.length = 0;
+      const { e, lines } = await apply(disk, { server: `${srvD!.url}v1/update/` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(lines.join('\n')).toMatch(/does not hold the delta's seed chunk .*; taking the full payload of 2\.1\.0 instead of the delta/);
+      expect(asked).toContain('/payloads/2.1.0/usr.img.payload');
+      expect(await slotHash(disk, 'USR-B', delta.image.size)).toBe(delta.image.sha256);
+      expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    });
   });
 
   it('basalt update rollback switches back to the other good slot; refuses a slot never marked good', async () => {

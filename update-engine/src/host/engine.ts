@@ -21,7 +21,7 @@ import { APP_ID, SLOT_PARTLABEL, otherSlot, slotKey, type SlotName } from '../..
 import { unseal, validateChannel, type PayloadManifest } from '../format/metadata.js';
 import { decideOffer, offerFromChannel } from '../format/offer.js';
 import { loadKeyring, type Keyring } from '../format/signature.js';
-import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type Identity } from './apply.js';
+import { downloadOffer, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type Identity } from './apply.js';
 import type { HttpOptions } from './http.js';
 import type { Esp } from './esp.js';
 import { planSlots } from './slots.js';
@@ -315,9 +315,7 @@ export class Engine {
       case 'download': {
         this.ring ??= await loadKeyring(this.env.keyringPath);
         const d = { ...this.deps(), plan: await this.plan() };
-        this.manifest = await fetchManifest(this.offer!, d);
-        checkApplicable(this.manifest, this.offer!, this.env.me, this.ps.blocked, d.plan.range.length);
-        await downloadAndWrite(this.manifest, this.offer!, d);
+        this.manifest = await downloadOffer(this.offer!, d);
         this.send({ type: 'DOWNLOADED' });
         return;
       }
@@ -401,6 +399,8 @@ export class Engine {
         ping,
         updateCheck: check,
         events,
+        // A delta is taken when the running slot matches its seed, else the full payload it names.
+        deltaOkay: true,
       },
     });
   }
