@@ -51,8 +51,8 @@ afterAll(async () => {
  * Runs `basalt update apply` as its own process. (node:child_process here, not
  * exec.run: run() reports a SIGKILLed child as a missing tool.)
  */
-function engine(disk: string, failpoint?: string): Promise<{ exitCode: number; signal: string | null; stderr: string }> {
-  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t.dir, extra: ['--retry-base', '5ms'] });
+function engine(disk: string, failpoint?: string, serverUrl = srv!.url): Promise<{ exitCode: number; signal: string | null; stderr: string }> {
+  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl, dir: t.dir, extra: ['--retry-base', '5ms'] });
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     if (failpoint) env['BASALT_FAILPOINT'] = failpoint;
@@ -142,6 +142,40 @@ describe('kill -9 during an update (acceptance)', () => {
       expect(again.exitCode, again.stderr).toBe(0);
       expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
       expect((await run('cgpt', ['show', '-i', '4', '-T', disk])).stdout.trim()).toBe('1');
+    }
+  }, 300_000);
+
+  it('a kill at 10 points of a delta apply leaves A booting, and a restarted engine completes the delta', async () => {
+    const key = await readPrivateKeyFile(keys.priv);
+    const repoD = join(t.dir, 'repo-delta');
+    const usrD = await makeUsr(t.dir, '2.1.0', { like: '1.0.0' });
+    await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024 });
+    const d = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, deltaFrom: '1.0.0' })).delta!;
+    const asked: string[] = [];
+    const srvD = await startServer({ repo: repoD, eventsFile: join(t.dir, 'events-delta.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+      if (req.method === 'GET') asked.push(req.url ?? '');
+      h(req, res);
+    });
+    try {
+      const n = d.payload.chunks.length;
+      const saves = checkpointChunks(d.payload.chunks).length;
+      const pts = ['invalidated', 'progress-created', 'chunk-written:1', `chunk-written:${Math.ceil(n / 3)}`, `chunk-written:${Math.ceil((2 * n) / 3)}`, `chunk-written:${n}`, 'chunk-saved:1', `chunk-saved:${saves}`, 'download-done', 'verified'];
+      expect(new Set(pts).size).toBe(10);
+      for (const p of pts) {
+        const disk = await makeDisk(t.dir, usr1, '1.0.0');
+        const killed = await engine(disk, p, srvD.url);
+        expect(killed.signal, `${p} was not killed: ${killed.stderr}`).toBe('SIGKILL');
+        expect(await selection(disk), `after kill at ${p}`).toEqual({ gpt: 'A', loader: 'A' });
+        asked.length = 0;
+        const again = await engine(disk, undefined, srvD.url);
+        expect(again.exitCode, `${p} restart: ${again.stderr}`).toBe(0);
+        expect(asked.some((u) => u.endsWith('/payloads/2.1.0/usr.img.payload')), `${p}: the restart took the full payload`).toBe(false);
+        expect(await selection(disk), `after restart from ${p}`).toEqual({ gpt: 'B', loader: 'B' });
+        const gpt = await readGpt(disk);
+        expect(await hashFileRange(disk, partitionRange(gpt, findPartition(gpt, 'USR-B')).offset, d.image.size)).toBe(d.image.sha256);
+      }
+    } finally {
+      await srvD.close();
     }
   }, 300_000);
 });

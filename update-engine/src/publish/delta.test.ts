@@ -41,3 +41,12 @@ describe('delta planning', () => {
     expect(plan.every((p) => p.kind === 'data')).toBe(true);
   });
 });
+
+describe('delta pieces', () => {
+  it('splits pieces longer than the limit, seed parts keeping their place in the seed', () => {
+    const seed = randomBytes(2 * 1024 * 1024);
+    const plan = planDelta(seed, seedIndex(seed), 100_000);
+    expect(plan.every((p) => p.kind === 'seed' && p.length <= 100_000 && p.seedOffset === p.at)).toBe(true);
+    expect(plan.reduce((a, p) => a + p.length, 0)).toBe(seed.length);
+  });
+});

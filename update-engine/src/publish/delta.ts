@@ -71,9 +71,9 @@ export type DeltaPiece = { kind: 'seed'; at: number; length: number; seedOffset:
  * The new image as seed and data pieces, in image order and contiguous:
  * chunks found in the seed's index are seed pieces (neighbours that are
  * neighbours in the seed too are merged), the others are merged into data
- * pieces; no piece is over MAX_PIECE.
+ * pieces; no piece is over `maxPiece` (a longer one is split).
  */
-export function planDelta(image: Uint8Array, index: Map<string, number>): DeltaPiece[] {
+export function planDelta(image: Uint8Array, index: Map<string, number>, maxPiece = MAX_PIECE): DeltaPiece[] {
   const out: DeltaPiece[] = [];
   let start = 0;
   for (const end of cdcCuts(image)) {
@@ -81,11 +81,21 @@ export function planDelta(image: Uint8Array, index: Map<string, number>): DeltaP
     const seedOffset = index.get(sha(image.subarray(start, end)));
     const last = out.at(-1);
     if (seedOffset !== undefined) {
-      if (last?.kind === 'seed' && last.seedOffset + last.length === seedOffset && last.length + length <= MAX_PIECE) last.length += length;
+      if (last?.kind === 'seed' && last.seedOffset + last.length === seedOffset) last.length += length;
       else out.push({ kind: 'seed', at: start, length, seedOffset });
-    } else if (last?.kind === 'data' && last.length + length <= MAX_PIECE) last.length += length;
+    } else if (last?.kind === 'data') last.length += length;
     else out.push({ kind: 'data', at: start, length });
     start = end;
   }
-  return out;
+  return out.flatMap((p) => split(p, maxPiece));
+}
+
+/** `p` in pieces of at most `max` bytes (a seed piece's parts keep their place in the seed). */
+function split(p: DeltaPiece, max: number): DeltaPiece[] {
+  const parts: DeltaPiece[] = [];
+  for (let off = 0; off < p.length; off += max) {
+    const length = Math.min(max, p.length - off);
+    parts.push(p.kind === 'seed' ? { kind: 'seed', at: p.at + off, length, seedOffset: p.seedOffset + off } : { kind: 'data', at: p.at + off, length });
+  }
+  return parts;
 }

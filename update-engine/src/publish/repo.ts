@@ -13,7 +13,7 @@ import type * as openpgp from 'openpgp';
 import { BasaltError, COMMON_ERRORS, fsError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { syncDir, writeFileAtomic } from '../../../common/src/fsutil.js';
-import { planDelta, seedIndex } from './delta.js';
+import { MAX_PIECE, planDelta, seedIndex } from './delta.js';
 import { BOARD_RE, chunkCompression, checkChannel, deltaDir, DEFAULT_CHUNK, MAX_CHUNK_BYTES, PAYLOAD_FILES, PAYLOAD_FORMAT, peekEnvelope, unseal, validateChannel, validateManifest, type ChannelMeta, type ChunkCompression, type Envelope, type PayloadChunk, type PayloadChunkV2, type PayloadFormat, type PayloadManifest, type PayloadManifestV2 } from '../format/metadata.js';
 import type { Keyring } from '../format/signature.js';
 import { checkVersion, compareVersions } from '../format/version.js';
@@ -391,7 +391,7 @@ async function writeDelta(o: ReleaseOptions, full: PayloadManifest, from: string
   const image = await readFile(o.usr).catch((e: unknown) => {
     throw fsError(e, o.usr, 'read');
   });
-  const pieces = planDelta(image, seedIndex(base.image));
+  const pieces = planDelta(image, seedIndex(base.image), Math.min(MAX_PIECE, encodeSettings(o).chunkSize));
   await mkdir(dir);
   const file = PAYLOAD_FILES[2];
   const out = await open(join(dir, file), 'w');
