@@ -19,18 +19,11 @@ import { copyFile, mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { run } from '../common/src/exec.js';
-import { createLogger, silentLogger } from '../common/src/log.js';
-import { createDisk, findPartition, partitionRange } from '../common/src/gpt/index.js';
-import { renderEntry, entryFileName, LOADER_CONF } from '../common/src/boot.js';
 import { generateKey, readPrivateKeyFile } from '../update-engine/src/publish/keys.js';
 import { release } from '../update-engine/src/publish/repo.js';
-import { startServer } from '../update-engine/src/serve/server.js';
-import { APP_ID, DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../common/src/contracts.js';
-import { MtoolsEsp } from '../update-engine/src/host/esp.js';
-import { buildEnv } from '../update-engine/src/host/hostenv.js';
-import { Engine } from '../update-engine/src/host/engine.js';
+import { DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../common/src/contracts.js';
+import { applyOnce, benchDisk, median, serveInWorker } from './harness.js';
 import type { PayloadFormat } from '../update-engine/src/format/metadata.js';
 
 /** A synthetic USR image: squashfs (gzip) of some incompressible and mostly compressible files, dm-verity appended. */
@@ -70,17 +63,6 @@ async function builtUsr(dir: string, usr: string): Promise<string> {
   return img;
 }
 
-async function disk(dir: string, n: number): Promise<string> {
-  const path = join(dir, `disk-${n}.img`);
-  const gpt = await createDisk(path, { layout: 'coreos', sizeBytes: 6 * 2 ** 30 });
-  const esp = partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM'));
-  await run('mkfs.vfat', ['-F', '16', '-n', 'EFI-SYSTEM', '--offset', String(esp.offset / 512), path, String(esp.length / 1024)]);
-  const m = new MtoolsEsp(path, esp.offset);
-  await m.write('/loader/loader.conf', LOADER_CONF);
-  await m.write(`/loader/entries/${entryFileName('a')}`, renderEntry({ slot: 'a', version: '1.0.0', fsType: 'squashfs' }));
-  return path;
-}
-
 /** `cat payload > slot && sha256sum slot`, timed (seconds). */
 async function catSha(payload: string, slot: string): Promise<number> {
   const t0 = process.hrtime.bigint();
@@ -88,45 +70,6 @@ async function catSha(payload: string, slot: string): Promise<number> {
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   await rm(slot);
   return s;
-}
-
-/** One update of `d` from the server: seconds for the whole of it, and from its download's start to the verified slot. */
-async function applyOnce(d: string, serverUrl: string, dir: string): Promise<{ whole: number; stream: number }> {
-  const { env } = await buildEnv(
-    { disk: d, 'booted-slot': 'A', 'state-dir': `${d}.state`, keyring: join(dir, 'ring'), server: `${serverUrl}v1/update/`, channel: 'stable', board: DEFAULT_BOARD, root: join(dir, 'none') },
-    createLogger({ level: 'warn' }),
-    () => {},
-  );
-  const e = new Engine(env);
-  await e.start(false);
-  let streamStart = 0n;
-  let streamEnd = 0n;
-  e.subscribe((s) => {
-    if (s.status === 'UPDATE_STATUS_DOWNLOADING' && !streamStart) streamStart = process.hrtime.bigint();
-    if (s.status === 'UPDATE_STATUS_VERIFYING' && !streamEnd) streamEnd = process.hrtime.bigint();
-  });
-  const a0 = process.hrtime.bigint();
-  e.check(true);
-  await e.idle();
-  if (e.state.status !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`apply failed: ${e.lastFailure?.message}`);
-  return { whole: Number(process.hrtime.bigint() - a0) / 1e9, stream: Number(streamEnd - streamStart) / 1e9 };
-}
-
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
-
-/** The release server runs in a worker thread, so that serving does not share the engine's event loop. */
-function serveInWorker(repo: string, eventsFile: string): Promise<{ url: string; stop(): Promise<void> }> {
-  const w = new Worker(new URL(import.meta.url), { workerData: { repo, eventsFile } });
-  return new Promise((resolve, reject) => {
-    w.once('error', reject);
-    w.once('message', (url: string) => resolve({ url, stop: async () => { await w.terminate(); } }));
-  });
-}
-
-async function workerMain(): Promise<void> {
-  const { repo, eventsFile } = workerData as { repo: string; eventsFile: string };
-  const srv = await startServer({ repo, eventsFile, appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
-  parentPort!.postMessage(srv.url);
 }
 
 async function main() {
@@ -156,12 +99,12 @@ async function main() {
       const streamT: number[] = [];
       // Every disk image is made first and the page cache written back, so no run waits on another's setup.
       const disks: string[] = [];
-      for (let i = 0; i <= reps; i++) disks.push(await disk(dir, i));
+      for (let i = 0; i <= reps; i++) disks.push(await benchDisk(dir, i));
       await run('sync', []);
       // Round 0 warms up both (JIT, page cache of the payload) and is not counted.
       for (let i = 0; i <= reps; i++) {
         const c = await catSha(payload, join(dir, 'slot.raw'));
-        const a = await applyOnce(disks[i]!, srv.url, dir);
+        const a = await applyOnce(disks[i]!, srv.url, join(dir, 'ring'), dir);
         await rm(disks[i]!);
         await rm(`${disks[i]!}.state`, { recursive: true });
         if (i === 0) continue;
@@ -206,11 +149,7 @@ async function main() {
   }
 }
 
-if (isMainThread) {
-  main().catch((e: unknown) => {
-    process.stderr.write(`update-apply bench: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = 1;
-  });
-} else {
-  void workerMain();
-}
+main().catch((e: unknown) => {
+  process.stderr.write(`update-apply bench: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
