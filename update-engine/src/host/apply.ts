@@ -12,7 +12,10 @@
  *      progress.json) every few chunks, overlapped with the transfer; cuts
  *      resume with HTTP Range, a restart reads the checkpointed prefix back
  *      from the slot and checks it (format 2: chunk by chunk against the hash
- *      list; format 1: into the image's running SHA-256);
+ *      list; format 1: into the image's running SHA-256). A delta's seed
+ *      chunks are read from the running slot (read-only) in the same pass
+ *      and checked the same way; one that does not match gives way to the
+ *      full release the delta names (downloadOffer);
  *   5. the whole image against the signed manifest after the final
  *      fdatasync and before progress says 'written' (finalize requires it):
  *      format 2's hash list covers it end to end, chunk by chunk; format 1's
