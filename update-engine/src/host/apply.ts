@@ -535,16 +535,14 @@ async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer)
   // 'data' events, not an async iterator: most pieces are taken without a promise; the stream pauses only while a buffer is busy.
   await new Promise<void>((resolve, reject) => {
     let done = false;
+    /** The rest of a piece that waits for a buffer: the transfer ends only after it (nothing of this request is taken later). */
+    let pending: Promise<void> = Promise.resolve();
     const stop = (e?: unknown) => {
       if (done) return;
       done = true;
       slow.stop();
-      if (e === undefined) {
-        resolve();
-        return;
-      }
-      stream.destroy();
-      reject(e instanceof Error ? e : new Error('the transfer failed'));
+      if (e !== undefined) stream.destroy();
+      void pending.then(() => (e === undefined ? resolve() : reject(e instanceof Error ? e : new Error('the transfer failed'))));
     };
     stream.on('data', (data: Buffer) => {
       if (done) return;
@@ -560,9 +558,15 @@ async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer)
       }
       if (later) {
         stream.pause();
-        later.then(() => {
-          if (!done) stream.resume();
-        }, stop);
+        pending = later.then(
+          () => {
+            if (!done) stream.resume();
+          },
+          (e: unknown) => {
+            pending = Promise.resolve();
+            stop(e);
+          },
+        );
       }
     });
     stream.once('end', () => stop());
