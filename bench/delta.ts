@@ -104,10 +104,10 @@ async function main(): Promise<void> {
     const base = { channel: 'stable', key, now: new Date(), expiresMs: 86_400_000 };
     // Two repositories: one with the delta, one with the full release only (the full apply's).
     for (const r of ['repo-delta', 'repo-full']) await release({ ...base, usr: old, version: '1.0.0', repo: join(dir, r) });
-    const withDelta = await timed(() => release({ ...base, usr: neu, version: '1.1.0', repo: join(dir, 'repo-delta'), deltaFrom: '1.0.0' }));
+    const withDelta = await timed(() => release({ ...base, usr: neu, version: '1.1.0', repo: join(dir, 'repo-delta'), deltaFrom: ['1.0.0'] }));
     await release({ ...base, usr: neu, version: '1.1.0', repo: join(dir, 'repo-full') });
     const full = withDelta.v.manifest;
-    const delta = withDelta.v.delta!;
+    const delta = withDelta.v.deltas[0]!;
     const seeds = delta.payload.chunks.filter((c) => c.compression === 'seed');
     const times: Record<string, number[]> = { delta: [], full: [] };
     for (const kind of ['delta', 'full'] as const) {

@@ -29,7 +29,7 @@ Options:
   --xz-level N       xz preset 0-9 (format 1; default 6)
   --jobs N           chunks compressed at once (default: one per CPU, at most 8);
                      the payload's bytes do not depend on it
-  --delta-from V     also publish a delta from the released version V into DIR/payloads/VERSION/
+  --delta-from V     (repeatable) also publish a delta from the released version V into DIR/payloads/VERSION/
                      delta-from-V/: the image's content-defined chunks that V's image has are taken
                      from the machine's running slot, only the rest is sent; a machine running V
                      is offered it (and falls back to the full payload when its slot does not match)
@@ -65,7 +65,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       'xz-level': { type: 'string' },
       'zstd-level': { type: 'string' },
       'payload-format': { type: 'string' },
-      'delta-from': { type: 'string' },
+      'delta-from': { type: 'string', multiple: true },
       jobs: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
@@ -116,9 +116,9 @@ export async function run(ctx: CommandContext): Promise<number> {
   const m = r.manifest;
   ctx.out(
     ctx.json
-      ? JSON.stringify({ manifest: m, channel: r.channel, delta: r.delta }) + '\n'
+      ? JSON.stringify({ manifest: m, channel: r.channel, deltas: r.deltas }) + '\n'
       : `released ${m.version} to ${r.channel.channel}: ${m.image.size} bytes -> ${m.payload.size} bytes in ${m.payload.chunks.length} chunks (${describeChunks(m)}), sha256 ${m.payload.sha256}\n` +
-          (r.delta ? `delta from ${r.delta.delta?.from}: ${r.delta.payload.size} bytes (${((100 * r.delta.payload.size) / Math.max(1, m.payload.size)).toFixed(1)} % of the full payload) in ${r.delta.payload.chunks.length} chunks (${describeChunks(r.delta)})\n` : ''),
+          r.deltas.map((d) => `delta from ${d.delta?.from}: ${d.payload.size} bytes (${((100 * d.payload.size) / Math.max(1, m.payload.size)).toFixed(1)} % of the full payload) in ${d.payload.chunks.length} chunks (${describeChunks(d)})\n`).join(''),
   );
   return 0;
 }

@@ -150,7 +150,7 @@ describe('kill -9 during an update (acceptance)', () => {
     const repoD = join(t.dir, 'repo-delta');
     const usrD = await makeUsr(t.dir, '2.1.0', { like: '1.0.0' });
     await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024 });
-    const d = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, deltaFrom: '1.0.0' })).delta!;
+    const d = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, deltaFrom: ['1.0.0'] })).deltas[0]!;
     const asked: string[] = [];
     const srvD = await startServer({ repo: repoD, eventsFile: join(t.dir, 'events-delta.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
       if (req.method === 'GET') asked.push(req.url ?? '');

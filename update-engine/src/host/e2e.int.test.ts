@@ -182,7 +182,7 @@ describe('update path on an image file (acceptance)', () => {
       // 2.1.0 is 1.0.0's tree with one file changed.
       usrD = await makeUsr(t.dir, '2.1.0', { like: '1.0.0' });
       await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000 });
-      delta = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, deltaFrom: '1.0.0' })).delta!;
+      delta = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, deltaFrom: ['1.0.0'] })).deltas[0]!;
       srvD = await startServer({ repo: repoD, eventsFile: join(t.dir, 'events-delta.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
         if (req.method === 'GET') asked.push(req.url ?? '');
         h(req, res);

@@ -194,8 +194,8 @@ describe('basalt release', () => {
     const usr1 = await makeUsr(t.dir, '7.0.0', { randomKiB: 4096 });
     const usr2 = await makeUsr(t.dir, '7.1.0', { like: '7.0.0' });
     await release({ usr: usr1, version: '7.0.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000 });
-    const r = await release({ usr: usr2, version: '7.1.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000, deltaFrom: '7.0.0' });
-    const d = r.delta!;
+    const r = await release({ usr: usr2, version: '7.1.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000, deltaFrom: ['7.0.0'] });
+    const d = r.deltas[0]!;
     expect(d.delta).toMatchObject({ from: '7.0.0', full: { manifest: '../manifest.json', payload: '../usr.img.payload', size: r.manifest.payload.size, sha256: r.manifest.payload.sha256 } });
     // A one-file bump: the delta sends a small part of the full payload.
     expect(d.payload.size).toBeLessThan(r.manifest.payload.size / 4);
@@ -213,8 +213,18 @@ describe('basalt release', () => {
     expect(Buffer.compare(Buffer.concat(parts), await readFile(usr2))).toBe(0);
     // A delta from a version that is not released is refused before anything is written.
     const usr3 = await makeUsr(t.dir, '7.2.0', { like: '7.1.0' });
-    await expect(release({ usr: usr3, version: '7.2.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 1000, deltaFrom: '6.0.0' })).rejects.toMatchObject({ code: 'E_DELTA_BASE', message: expect.stringMatching(/--delta-from: version 6\.0\.0 is not released/) as unknown });
+    await expect(release({ usr: usr3, version: '7.2.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 1000, deltaFrom: ['6.0.0'] })).rejects.toMatchObject({ code: 'E_DELTA_BASE', message: expect.stringMatching(/--delta-from: version 6\.0\.0 is not released/) as unknown });
     expect((await readdir(join(repo, 'payloads'))).sort()).toEqual(['7.0.0', '7.1.0']);
+    // Deltas from several releases at once, each in its folder.
+    const r3 = await release({ usr: usr3, version: '7.2.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000, deltaFrom: ['7.0.0', '7.1.0'] });
+    expect(r3.deltas.map((x) => x.delta?.from)).toEqual(['7.0.0', '7.1.0']);
+    // Promoting the release re-signs its deltas with the new channel as well (a machine on it is offered them).
+    await promote(repo, '7.2.0', 'beta', 'stable', key, new Date(), 86_400_000);
+    for (const from of ['7.0.0', '7.1.0']) {
+      const p = join(repo, `payloads/7.2.0/delta-from-${from}/manifest.json`);
+      expect(validateManifest(await unseal(await readFile(p, 'utf8'), await loadKeyring(keys.pub), p), p).channels).toEqual(['beta', 'stable']);
+    }
+    expect((await readdir(join(repo, 'payloads/7.2.0'))).sort()).toEqual(['delta-from-7.0.0', 'delta-from-7.1.0', 'manifest.json', 'usr.img.payload', 'usr.img.payload.sig']);
   });
 });
 

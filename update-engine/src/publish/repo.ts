@@ -89,8 +89,8 @@ export interface ReleaseOptions {
   xzLevel?: number;
   /** Chunks compressed at once (default: one per CPU, at most 8); the payload's bytes do not depend on it. */
   jobs?: number;
-  /** Also publish a delta from this released version (format 2), in payloads/<version>/delta-from-<from>/. */
-  deltaFrom?: string | undefined;
+  /** Also publish a delta from each of these released versions (format 2), in payloads/<version>/delta-from-<from>/. */
+  deltaFrom?: string[] | undefined;
   rollout?: number;
   allowOlder?: boolean;
 }
@@ -118,11 +118,11 @@ async function planRelease(o: ReleaseOptions): Promise<ReleasePlan> {
   }
   const dest = join(o.repo, 'payloads', o.version);
   if (await exists(dest)) throw new BasaltError(UE_ERRORS.E_RELEASE_EXISTS, `${dest}: version ${o.version} is already released`, { hint: 'releases are immutable; use a new version' });
-  if (o.deltaFrom !== undefined) {
-    checkVersion(o.deltaFrom, '--delta-from');
+  for (const from of o.deltaFrom ?? []) {
+    checkVersion(from, '--delta-from');
     if ((o.payloadFormat ?? PAYLOAD_FORMAT) !== 2) throw new BasaltError(COMMON_ERRORS.E_INVALID_VALUE, '--delta-from: deltas are format 2 payloads; drop --payload-format 1', { hint: 'release the full payload in format 2 with the delta' });
-    if (!(await exists(join(o.repo, 'payloads', o.deltaFrom, 'manifest.json')))) {
-      throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `--delta-from: version ${o.deltaFrom} is not released in ${o.repo}`, { hint: 'a delta is made from a release of the same repository' });
+    if (!(await exists(join(o.repo, 'payloads', from, 'manifest.json')))) {
+      throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `--delta-from: version ${from} is not released in ${o.repo}`, { hint: 'a delta is made from a release of the same repository' });
     }
   }
   const current = await currentChannel(o.repo, o.channel);
@@ -332,7 +332,7 @@ async function publishPayloadDir(tmp: string, dest: string): Promise<void> {
  * manifest and detached payload signature into payloads/<version>/ (published
  * by one directory rename), then points channels/<channel>.json at it.
  */
-export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta; delta?: PayloadManifestV2 }> {
+export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta; deltas: PayloadManifestV2[] }> {
   const plan = await planRelease(o);
   const tmp = join(o.repo, 'payloads', `.tmp-${o.version}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
@@ -341,11 +341,12 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
     if (written.image.size === 0) throw new BasaltError(UE_ERRORS.E_USR_EMPTY, `${o.usr}: image is empty`);
     const manifest = releaseManifest(o, plan, written);
     await signRelease(tmp, manifest, o.key);
-    const delta = o.deltaFrom === undefined ? undefined : await writeDelta(o, manifest, o.deltaFrom, join(tmp, deltaDir(o.deltaFrom)));
+    const deltas: PayloadManifestV2[] = [];
+    for (const from of new Set(o.deltaFrom ?? [])) deltas.push(await writeDelta(o, manifest, from, join(tmp, deltaDir(from))));
     await publishPayloadDir(tmp, plan.dest);
     const { current } = plan;
     const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1);
-    return { manifest, channel, ...(delta ? { delta } : {}) };
+    return { manifest, channel, deltas };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
@@ -485,6 +486,12 @@ export async function promote(repo: string, version: string, from: string, to: s
   if (!m.channels.includes(to)) {
     m.channels = [...m.channels, to];
     await writeFileAtomic(join(repo, 'payloads', version, 'manifest.json'), await seal(m, key));
+    // The release's deltas are offered on the new channel too: their manifests name it as well.
+    for (const dir of (await readdir(join(repo, 'payloads', version))).filter((f) => f.startsWith('delta-from-'))) {
+      const p = join(repo, 'payloads', version, dir, 'manifest.json');
+      const dm = validateManifest(peekEnvelope(await readFile(p, 'utf8'), p), p);
+      if (!dm.channels.includes(to)) await writeFileAtomic(p, await seal({ ...dm, channels: [...dm.channels, to] }, key));
+    }
   }
   return publishChannel(repo, to, m, key, now, expiresMs, rollout ?? cur?.rollout.percent ?? 100, (cur?.serial ?? 0) + 1);
 }
