@@ -207,6 +207,17 @@ describe('update path on an image file (acceptance)', () => {
       expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
     });
 
+    it('static mode (no Omaha server) takes the delta too, found beside the channel\'s release', async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      asked.length = 0;
+      const { e } = await apply(disk, { server: `static+${srvD!.url}` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(asked).toContain('/payloads/2.1.0/delta-from-1.0.0/usr.img.payload');
+      expect(asked).not.toContain('/payloads/2.1.0/usr.img.payload');
+      expect(await slotHash(disk, 'USR-B', delta.image.size)).toBe(delta.image.sha256);
+    });
+
     it('a seed chunk that slot A does not hold (a corrupted chunk) falls back to the full payload', async () => {
       const disk = await makeDisk(t.dir, usr1, '1.0.0');
       const seed = delta.payload.chunks.find((c) => c.compression === 'seed')!;
