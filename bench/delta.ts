@@ -4,7 +4,7 @@
  * same pair when Debian's packages are installed, and the engine's apply of
  * the delta (seed from slot A) beside the full payload's, on loopback.
  *
- *   npm run build && node dist/bench/delta.js [--old A/usr.img --new B/usr.img] [--reps 3]
+ *   npm run bench:delta -- [--old A/usr.img --new B/usr.img] [--reps 3]
  *
  * Without --old/--new a pair is made: a squashfs (zstd) of 48 files of 1-3 MiB
  * and some text, and the same tree with one file of it replaced.

@@ -8,7 +8,7 @@
  * verified write is the cat + sha256sum line). The disk images are made
  * before the runs, and a first round of both is a warm-up, not counted.
  *
- *   npm run build && node dist/bench/update-apply.js [--usr USR.img] [--mib 48] [--reps 5] [--payload-format 2]
+ *   npm run bench:apply -- [--usr USR.img] [--mib 48] [--reps 5] [--payload-format 2]
  *
  * --usr takes a built USR image (out/usr.img, with its usr.img.json), the
  * default image's payload; without it a synthetic squashfs of --mib MiB is made.
