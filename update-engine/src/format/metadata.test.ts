@@ -75,3 +75,43 @@ describe('payload manifests: format 2 and format 1', () => {
     expect(() => validateManifest({ ...v1, payload: { ...v1.payload, compression: 'zstd' } }, 'm.json')).toThrow(/payload\.compression is "zstd"; format 1 payloads are xz/);
   });
 });
+
+describe('delta manifests', () => {
+  const delta = (): PayloadManifestV2 => ({
+    ...structuredClone(v2),
+    payload: {
+      ...structuredClone(v2.payload),
+      size: 100,
+      chunks: [
+        { offset: 0, size: 0, sha256: h('b'), uncompressedSize: 4096, compression: 'seed', imageSha256: h('b'), seedOffset: 8192 },
+        { offset: 0, size: 100, sha256: h('c'), uncompressedSize: 4096, compression: 'zstd', imageSha256: h('d') },
+      ],
+    },
+    delta: { from: '1.0.0', seedSize: 16384, seedSha256: h('f'), full: { manifest: '../manifest.json', payload: '../usr.img.payload', size: 8192, sha256: h('a') } },
+  });
+
+  it('validates a delta: seed chunks without payload bytes, inside the base image, and the full release it names', () => {
+    expect(validateManifest(delta(), 'd.json')).toEqual(delta());
+    expect(chunkCompression(delta(), 0)).toBe('seed');
+  });
+
+  it('refuses seed chunks outside a delta, past the base image, with payload bytes or without a seedOffset', () => {
+    const noDelta = { ...delta(), delta: undefined };
+    expect(() => validateManifest(noDelta, 'd.json')).toThrow(/d\.json: 'seed' chunks in a manifest that is not a delta/);
+    const past = delta();
+    past.payload.chunks[0]!.seedOffset = 16000;
+    expect(() => validateManifest(past, 'd.json')).toThrow(/a seed chunk reaches past the 16384-byte base image/);
+    const bytes = delta();
+    bytes.payload.chunks[0]!.size = 10;
+    expect(() => validateManifest(bytes, 'd.json')).toThrow(/chunks\[0\] is not contiguous or malformed/);
+    const where = delta();
+    delete where.payload.chunks[0]!.seedOffset;
+    expect(() => validateManifest(where, 'd.json')).toThrow(/a 'seed' chunk \(and only one\) has a seedOffset/);
+  });
+
+  it('refuses a delta that does not name its base version or the full release', () => {
+    expect(() => validateManifest({ ...delta(), delta: { ...delta().delta, from: 'x' } }, 'd.json')).toThrow(/d\.json delta\.from/);
+    const { full: _full, ...rest } = delta().delta!;
+    expect(() => validateManifest({ ...delta(), delta: rest }, 'd.json')).toThrow(/d\.json delta: field 'full' is missing/);
+  });
+});
