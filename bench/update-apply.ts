@@ -1,43 +1,40 @@
 /**
  * Update apply bench: Basalt's engine applying a release payload (HTTP on
- * loopback, per-chunk SHA-256 against the signed manifest, xz decompression,
- * write into the inactive slot of a disk image, read-back SHA-256 of the
- * slot, finalize onto the ESP and GPT) against `xz -dc payload > slot` on the
- * same payload file, alternated in the same run. Prints the ratio.
+ * loopback from `basalt serve` in a worker thread, per-chunk SHA-256 against
+ * the signed manifest, decoding, write into the inactive slot of a disk image,
+ * the image's SHA-256, fdatasync) against `cat payload > slot && sha256sum
+ * slot` on the same payload file, alternated in the same run. Prints the
+ * medians, the throughput of each and their ratio (the physical limit of a
+ * verified write is the cat + sha256sum line). The disk images are made
+ * before the runs, and a first round of both is a warm-up, not counted.
  *
- *   npm run build && node dist/bench/update-apply.js [--mib 48] [--reps 3] [--xz-level 6]
+ *   npm run bench:apply -- [--usr USR.img] [--mib 48] [--reps 5] [--payload-format 2]
+ *
+ * --usr takes a built USR image (out/usr.img, with its usr.img.json), the
+ * default image's payload; without it a synthetic squashfs of --mib MiB is made.
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { run } from '../common/src/exec.js';
-import { createLogger, silentLogger } from '../common/src/log.js';
-import { createDisk, findPartition, partitionRange } from '../common/src/gpt/index.js';
-import { renderEntry, entryFileName, LOADER_CONF } from '../common/src/boot.js';
 import { generateKey, readPrivateKeyFile } from '../update-engine/src/publish/keys.js';
 import { release } from '../update-engine/src/publish/repo.js';
-import { startServer } from '../update-engine/src/serve/server.js';
-import { APP_ID, DEFAULT_BOARD, type UsrImageInfo } from '../common/src/contracts.js';
-import { MtoolsEsp } from '../update-engine/src/host/esp.js';
-import { buildEnv } from '../update-engine/src/host/hostenv.js';
-import { Engine } from '../update-engine/src/host/engine.js';
+import { DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../common/src/contracts.js';
+import { applyOnce, benchDisk, median, serveInWorker } from './harness.js';
+import type { PayloadFormat } from '../update-engine/src/format/metadata.js';
 
-const { values } = parseArgs({ options: { mib: { type: 'string', default: '48' }, reps: { type: 'string', default: '3' }, 'xz-level': { type: 'string', default: '6' } } });
-const MIB = Number(values.mib);
-const REPS = Number(values.reps);
-
-async function usrImage(dir: string, version: string): Promise<string> {
+/** A synthetic USR image: squashfs (gzip) of some incompressible and mostly compressible files, dm-verity appended. */
+async function syntheticUsr(dir: string, version: string, mib: number): Promise<string> {
   const tree = join(dir, `tree-${version}`);
   await mkdir(join(tree, 'lib/basalt/boot'), { recursive: true });
   await writeFile(join(tree, 'lib/basalt/boot/vmlinuz'), randomBytes(4 << 20));
   await writeFile(join(tree, 'lib/basalt/boot/initrd'), randomBytes(2 << 20));
-  // Like a /usr: some incompressible (already compressed) files, mostly compressible ones.
-  await writeFile(join(tree, 'blob'), randomBytes(Math.floor((MIB << 20) * 0.3)));
+  await writeFile(join(tree, 'blob'), randomBytes(Math.floor((mib << 20) * 0.3)));
   const words = Array.from({ length: 4096 }, (_, i) => `lib${i.toString(36)}.so.${i % 7} `).join('');
-  await writeFile(join(tree, 'text'), words.repeat(Math.ceil(((MIB << 20) * 0.7) / words.length)));
+  await writeFile(join(tree, 'text'), words.repeat(Math.ceil(((mib << 20) * 0.7) / words.length)));
   const img = join(dir, `usr-${version}.img`);
   await run('mksquashfs', [tree, img, '-comp', 'gzip', '-all-root', '-noappend', '-quiet', '-no-progress', '-processors', '1']);
   const fsBytes = (await stat(img)).size;
@@ -53,33 +50,34 @@ async function usrImage(dir: string, version: string): Promise<string> {
   return img;
 }
 
-async function disk(dir: string, n: number): Promise<string> {
-  const path = join(dir, `disk-${n}.img`);
-  const gpt = await createDisk(path, { layout: 'coreos', sizeBytes: 6 * 2 ** 30 });
-  const esp = partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM'));
-  await run('mkfs.vfat', ['-F', '16', '-n', 'EFI-SYSTEM', '--offset', String(esp.offset / 512), path, String(esp.length / 1024)]);
-  const m = new MtoolsEsp(path, esp.offset);
-  await m.write('/loader/loader.conf', LOADER_CONF);
-  await m.write(`/loader/entries/${entryFileName('a')}`, renderEntry({ slot: 'a', version: '1.0.0', fsType: 'squashfs' }));
-  return path;
+/** A copy of a built USR image (and its usr.img.json, version set to 2.0.0 so a 1.0.0 machine takes it). */
+async function builtUsr(dir: string, usr: string): Promise<string> {
+  const side = `${usr}.json`;
+  const sideAlt = join(usr, '..', 'usr.img.json');
+  const sidePath = existsSync(side) ? side : existsSync(sideAlt) ? sideAlt : undefined;
+  if (!sidePath) throw new Error(`${usr}: no usr.img.json beside it (the builder writes one)`);
+  const info = parseUsrImageInfo(JSON.parse(await readFile(sidePath, 'utf8')), sidePath);
+  const img = join(dir, 'usr-2.0.0.img');
+  await copyFile(usr, img);
+  await writeFile(`${img}.json`, JSON.stringify({ ...info, version: '2.0.0' }));
+  return img;
 }
 
-function xzToFile(payload: string, out: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    void open(out, 'w').then((fh) => {
-      const t0 = process.hrtime.bigint();
-      const c = spawn('xz', ['-dc', payload], { stdio: ['ignore', fh.fd, 'inherit'] });
-      c.on('error', reject);
-      c.on('close', (code) => {
-        void fh.sync().then(() => fh.close()).then(() => (code === 0 ? resolve(Number(process.hrtime.bigint() - t0) / 1e9) : reject(new Error(`xz exited ${code}`))));
-      });
-    });
-  });
+/** `cat payload > slot && sha256sum slot`, timed (seconds). */
+async function catSha(payload: string, slot: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await run('sh', ['-c', 'cat "$1" > "$2" && sha256sum "$2" > /dev/null', 'sh', payload, slot]);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  await rm(slot);
+  return s;
 }
-
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
 async function main() {
+  const { values } = parseArgs({ options: { usr: { type: 'string' }, mib: { type: 'string', default: '48' }, reps: { type: 'string', default: '5' }, 'payload-format': { type: 'string', default: '2' } } });
+  const reps = Number(values.reps);
+  if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps: '${values.reps}' is not a positive integer`);
+  if (values['payload-format'] !== '1' && values['payload-format'] !== '2') throw new Error(`--payload-format: '${values['payload-format']}' is not 1 or 2`);
+  const format = Number(values['payload-format']) as PayloadFormat;
   const dir = await mkdtemp(join(tmpdir(), 'basalt-bench-'));
   try {
     const k = await generateKey('bench', undefined);
@@ -87,67 +85,64 @@ async function main() {
     await mkdir(join(dir, 'ring'));
     await writeFile(join(dir, 'ring/k.asc'), k.publicArmored);
     const key = await readPrivateKeyFile(join(dir, 'release.key'));
-    const img = await usrImage(dir, '2.0.0');
+    const img = values.usr ? await builtUsr(dir, values.usr) : await syntheticUsr(dir, '2.0.0', Number(values.mib));
     const repo = join(dir, 'repo');
-    const t0 = Date.now();
-    const r = await release({ usr: img, version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: Number(values['xz-level']) });
-    const releaseS = (Date.now() - t0) / 1000;
+    const t0 = process.hrtime.bigint();
+    const r = await release({ usr: img, version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, payloadFormat: format });
+    const releaseS = Number(process.hrtime.bigint() - t0) / 1e9;
     const m = r.manifest;
-    const payload = join(repo, 'payloads/2.0.0/usr.img.xz');
-    const srv = await startServer({ repo, eventsFile: join(dir, 'ev.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+    const payload = join(repo, 'payloads/2.0.0', m.payload.file);
+    const srv = await serveInWorker(repo, join(dir, 'ev.jsonl'));
     try {
-    const xzT: number[] = [];
-    const applyT: number[] = [];
-    const streamT: number[] = [];
-    for (let i = 0; i < REPS; i++) {
-      xzT.push(await xzToFile(payload, join(dir, 'slot.raw')));
-      await rm(join(dir, 'slot.raw'));
-      const d = await disk(dir, i);
-      const { env } = await buildEnv(
-        { disk: d, 'booted-slot': 'A', 'state-dir': `${d}.state`, keyring: join(dir, 'ring'), server: `${srv.url}v1/update/`, channel: 'stable', board: DEFAULT_BOARD, root: join(dir, 'none') },
-        createLogger({ level: 'warn' }),
-        () => {},
+      const catT: number[] = [];
+      const applyT: number[] = [];
+      const streamT: number[] = [];
+      // Every disk image is made first and the page cache written back, so no run waits on another's setup.
+      const disks: string[] = [];
+      for (let i = 0; i <= reps; i++) disks.push(await benchDisk(dir, i));
+      await run('sync', []);
+      // Round 0 warms up both (JIT, page cache of the payload) and is not counted.
+      for (let i = 0; i <= reps; i++) {
+        const c = await catSha(payload, join(dir, 'slot.raw'));
+        const a = await applyOnce(disks[i]!, srv.url, join(dir, 'ring'), dir);
+        await rm(disks[i]!);
+        await rm(`${disks[i]!}.state`, { recursive: true });
+        if (i === 0) continue;
+        catT.push(c);
+        applyT.push(a.whole);
+        streamT.push(a.stream);
+      }
+      const mb = m.image.size / 1e6;
+      const rate = (s: number) => `${(mb / s).toFixed(0)} MB/s`;
+      const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
+      const kinds = m.formatVersion === 2 ? `${m.payload.chunks.filter((c) => c.compression === 'none').length} stored + ${m.payload.chunks.filter((c) => c.compression === 'zstd').length} zstd` : 'xz';
+      const res = {
+        usr: values.usr ?? `synthetic ${values.mib} MiB`,
+        payloadFormat: m.formatVersion,
+        imageBytes: m.image.size,
+        payloadBytes: m.payload.size,
+        chunks: m.payload.chunks.length,
+        releaseSeconds: releaseS,
+        catSha256sumSeconds: catT,
+        applySeconds: applyT,
+        streamSeconds: streamT,
+        /** Throughput of the engine's download+verify+write over cat + sha256sum's (1 = the physical limit). */
+        ratio: median(catT) / median(streamT),
+        fullApplyRatio: median(catT) / median(applyT),
+      };
+      process.stdout.write(
+        [
+          `payload: format ${m.formatVersion}, ${m.payload.size} B (${m.payload.chunks.length} chunks: ${kinds}) of a ${m.image.size} B USR image (${res.usr}); release took ${releaseS.toFixed(1)} s`,
+          `cat payload > slot && sha256sum slot : median ${median(catT).toFixed(2)} s (${rate(median(catT))})  runs ${runs(catT)}`,
+          `basalt apply: download+verify+write : median ${median(streamT).toFixed(2)} s (${rate(median(streamT))})  runs ${runs(streamT)}`,
+          `basalt apply: whole update          : median ${median(applyT).toFixed(2)} s (${rate(median(applyT))})  runs ${runs(applyT)}  (+ check, manifest, GPT, kernel/initrd to the ESP)`,
+          `throughput ratio apply / (cat + sha256sum): ${res.ratio.toFixed(2)}   (whole update: ${res.fullApplyRatio.toFixed(2)})`,
+          JSON.stringify(res),
+          '',
+        ].join('\n'),
       );
-      const e = new Engine(env);
-      await e.start(false);
-      let streamEnd = 0;
-      e.subscribe((s) => {
-        if (s.status === 'UPDATE_STATUS_VERIFYING' && !streamEnd) streamEnd = Date.now();
-      });
-      const a0 = Date.now();
-      e.check(true);
-      await e.idle();
-      if (e.state.status !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`apply failed: ${e.lastFailure?.message}`);
-      applyT.push((Date.now() - a0) / 1000);
-      streamT.push((streamEnd - a0) / 1000);
-      await rm(d);
-      await rm(`${d}.state`, { recursive: true });
-    }
-    const mb = m.image.size / 1e6;
-    const res = {
-      imageBytes: m.image.size,
-      payloadBytes: m.payload.size,
-      chunks: m.payload.chunks.length,
-      releaseSeconds: releaseS,
-      xzSeconds: xzT,
-      applySeconds: applyT,
-      streamSeconds: streamT,
-      ratio: median(applyT) / median(xzT),
-      streamRatio: median(streamT) / median(xzT),
-    };
-    process.stdout.write(
-      [
-        `payload: ${m.payload.size} B xz (level ${values['xz-level']}, ${m.payload.chunks.length} chunks) of a ${m.image.size} B USR image; release took ${releaseS.toFixed(1)} s`,
-        `xz -dc payload > slot : median ${median(xzT).toFixed(2)} s (${(mb / median(xzT)).toFixed(0)} MB/s)  runs ${xzT.map((x) => x.toFixed(2)).join(' ')}`,
-        `basalt apply (full)   : median ${median(applyT).toFixed(2)} s (${(mb / median(applyT)).toFixed(0)} MB/s)  runs ${applyT.map((x) => x.toFixed(2)).join(' ')}`,
-        `  of which download+verify+write: median ${median(streamT).toFixed(2)} s`,
-        `ratio apply / xz: ${res.ratio.toFixed(2)}   (download+write / xz: ${res.streamRatio.toFixed(2)})`,
-        JSON.stringify(res),
-        '',
-      ].join('\n'),
-    );
     } finally {
-      await srv.close();
+      await srv.stop();
     }
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -43,12 +43,15 @@ describe('basalt keys, release, serve, update (CLI)', () => {
     const ex = await basalt(['keys', 'export', '--key', join(kd, 'release.key')]);
     expect(ex.out).toBe(await readFile(join(kd, 'release.pub.asc'), 'utf8'));
     const repo = join(t.dir, 'repo');
-    const u1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 128 });
-    const u2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 128 });
+    const u1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 1024 });
+    const u2 = await makeUsr(t.dir, '2.0.0', { like: '1.0.0' });
     for (const [u, v] of [[u1, '1.0.0'], [u2, '2.0.0']]) {
-      const r = await basalt(['release', '--usr', u!, '--version', v!, '--channel', 'beta', '--key', join(kd, 'release.key'), '--repo', repo, '--xz-level', '0']);
+      // 2.0.0 comes with a delta from 1.0.0, which the disk below (running 1.0.0) is offered.
+      const delta = v === '2.0.0' ? ['--delta-from', '1.0.0'] : [];
+      const r = await basalt(['release', '--usr', u!, '--version', v!, '--channel', 'beta', '--key', join(kd, 'release.key'), '--repo', repo, ...delta]);
       expect(r.code, r.err).toBe(0);
-      expect(r.out).toMatch(new RegExp(`^released ${v!.replace(/\./g, '\\.')} to beta: \\d+ bytes -> \\d+ bytes in \\d+ chunks`));
+      expect(r.out).toMatch(new RegExp(`^released ${v!.replace(/\./g, '\\.')} to beta: \\d+ bytes -> \\d+ bytes in \\d+ chunks \\(format 2: \\d+ stored, \\d+ zstd\\)`));
+      if (delta.length) expect(r.out).toMatch(/\ndelta from 1\.0\.0: \d+ bytes \([\d.]+ % of the full payload\) in \d+ chunks \(format 2: \d+ stored, \d+ zstd, \d+ from the running slot\)\n$/);
     }
     const p = await basalt(['release', 'promote', '2.0.0', '--from', 'beta', '--to', 'stable', '--key', join(kd, 'release.key'), '--repo', repo]);
     expect(p.code, p.err).toBe(0);

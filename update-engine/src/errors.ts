@@ -31,6 +31,7 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_RELEASE_EXISTS: { meaning: 'this version is already released', hint: 'releases are immutable: publish a new version' },
   E_CHANNEL_UNKNOWN: { meaning: 'the channel has no release in the repository' },
   E_PROMOTE_SOURCE: { meaning: 'the version was not released to the channel it is promoted from' },
+  E_DELTA_BASE: { meaning: 'a delta cannot be made from the version given: not released in the repository, another board, a delta itself, or its payload does not rebuild its image', hint: 'give --delta-from a full release of the same repository and board' },
   // serve
   E_LISTEN: { meaning: 'the server cannot listen on its address', hint: 'choose a free port with --port, or another --listen address' },
   E_BODY_TOO_LARGE: { meaning: 'a request body is over the size limit' },
@@ -43,6 +44,10 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_PAYLOAD_HASH: { meaning: "a payload's SHA-256 does not match the signed manifest" },
   E_PAYLOAD_SIZE: { meaning: "a payload's size does not match the signed manifest" },
   E_PAYLOAD_DECOMPRESS: { meaning: 'a payload chunk does not decompress' },
+  E_DELTA_SEED: {
+    meaning: "the running slot does not hold a delta's seed (or the delta is from another version); the full payload is taken instead",
+    hint: 'nothing to do: the engine takes the full payload; a running slot that differs from its release may be damaged (see the journal of the last boot)',
+  },
   E_UPDATE_MISMATCH: { meaning: 'the server offered another version than the signed manifest describes' },
   E_UPDATE_NOT_NEWER: { meaning: 'the offered release is not newer than the running one', hint: 'a downgrade needs a rollback, not an update' },
   E_UPDATE_BLOCKED: { meaning: 'the offered release failed on this machine before (rolled back or rejected)', hint: 'a newer release will be taken; reset the record with update_engine_client -reset_status' },
@@ -52,7 +57,7 @@ export const UE_ERRORS = defineErrors('update-engine', {
   // host: slots and boot
   E_ACTIVE_SLOT_WRITE: { meaning: 'a write outside the inactive slot was refused (the running /usr is never written)' },
   E_SLOT_TOO_SMALL: { meaning: 'the image does not fit the inactive slot' },
-  E_SLOT_VERIFY: { meaning: 'the written slot does not read back as the signed image' },
+  E_SLOT_VERIFY: { meaning: 'the written slot does not hold the signed image' },
   E_FINALIZE: { meaning: 'the new slot could not be made bootable (kernel, initrd or boot entry)' },
   E_ESP_WRITE: { meaning: 'the EFI system partition could not be written' },
   E_NO_ESP: { meaning: 'no mounted EFI system partition with /loader was found', hint: 'mount the ESP or pass --esp DIR' },

@@ -20,17 +20,25 @@ export async function tempDir(prefix = 'basalt-ue-'): Promise<{ dir: string; cle
  * /lib/basalt/boot/{vmlinuz,initrd} and some random data, with the dm-verity
  * hash tree appended after it, plus usr.img.json.
  */
-export async function makeUsr(dir: string, version: string, opts: { randomKiB?: number; board?: string } = {}): Promise<string> {
+export async function makeUsr(dir: string, version: string, opts: { randomKiB?: number; board?: string; like?: string } = {}): Promise<string> {
   const tree = join(dir, `tree-${version}`);
-  await mkdir(join(tree, 'lib/basalt/boot'), { recursive: true });
-  await mkdir(join(tree, 'share/basalt'), { recursive: true });
-  await writeFile(join(tree, 'lib/basalt/boot/vmlinuz'), Buffer.concat([Buffer.from(`kernel ${version}\n`), randomBytes(64 * 1024)]));
-  await writeFile(join(tree, 'lib/basalt/boot/initrd'), `initrd ${version}\n`);
-  await writeFile(join(tree, 'share/basalt/release'), `VERSION=${version}\n`);
-  // Half random, half compressible text, so the payload is realistic and not tiny.
-  const kib = opts.randomKiB ?? 1024;
-  await writeFile(join(tree, 'share/basalt/blob'), randomBytes(kib * 512));
-  await writeFile(join(tree, 'share/basalt/text'), `basalt ${version} `.repeat((kib * 512) / 16));
+  if (opts.like) {
+    // A one-file bump: the tree of version `like` with its release file (and the kernel's first line) changed.
+    await run('cp', ['-a', join(dir, `tree-${opts.like}`), tree]);
+    await writeFile(join(tree, 'share/basalt/release'), `VERSION=${version}\n`);
+    const k = await readFile(join(tree, 'lib/basalt/boot/vmlinuz'));
+    await writeFile(join(tree, 'lib/basalt/boot/vmlinuz'), Buffer.concat([Buffer.from(`kernel ${version}\n`), k.subarray(k.indexOf(10) + 1)]));
+  } else {
+    await mkdir(join(tree, 'lib/basalt/boot'), { recursive: true });
+    await mkdir(join(tree, 'share/basalt'), { recursive: true });
+    await writeFile(join(tree, 'lib/basalt/boot/vmlinuz'), Buffer.concat([Buffer.from(`kernel ${version}\n`), randomBytes(64 * 1024)]));
+    await writeFile(join(tree, 'lib/basalt/boot/initrd'), `initrd ${version}\n`);
+    await writeFile(join(tree, 'share/basalt/release'), `VERSION=${version}\n`);
+    // Half random, half compressible text, so the payload is realistic and not tiny.
+    const kib = opts.randomKiB ?? 1024;
+    await writeFile(join(tree, 'share/basalt/blob'), randomBytes(kib * 512));
+    await writeFile(join(tree, 'share/basalt/text'), `basalt ${version} `.repeat((kib * 512) / 16));
+  }
   const out = join(dir, `usr-${version}`);
   await mkdir(out, { recursive: true });
   const img = join(out, 'usr.img');

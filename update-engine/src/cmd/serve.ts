@@ -10,7 +10,9 @@ export const help = `Usage: basalt serve --repo DIR [--listen 127.0.0.1:8080] [o
 
 Answers Omaha v3 update checks (POST /v1/update/) from the release repository's signed channel
 metadata, records events and pings as JSON lines, and serves the repository's files (payloads
-with HTTP Range). The repository stays usable without this server (static mode).
+with HTTP Range). A client that says delta_okay="true" is offered the release's delta from its
+version when one is published (payloads/V/delta-from-ITS_VERSION/). The repository stays usable
+without this server (static mode, where the engine looks for the delta itself).
 
 Options:
   --listen HOST:PORT  address (default 127.0.0.1:8080; port 0 = random)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChannelMeta } from './metadata.js';
-import { decideOffer, offerFromChannel } from './offer.js';
+import { decideOffer, deltaOfferFromChannel, offerFromChannel } from './offer.js';
 
 const ch: ChannelMeta = {
   formatVersion: 1,
@@ -41,5 +41,14 @@ describe('offerFromChannel', () => {
       expect(o.manifestName).toBe('manifest.json');
       expect(o.sha256Base64).toBe(Buffer.from('ab'.repeat(32), 'hex').toString('base64'));
     }
+  });
+});
+
+describe('deltaOfferFromChannel', () => {
+  it("offers the delta's payload from the release's delta-from-<version>/ folder, and its own manifest there", () => {
+    const o = deltaOfferFromChannel(ch, 'http://h:1/repo/', '1.0.0', { file: 'usr.img.payload', size: 77, sha256: 'cd'.repeat(32), sha1: 'x' });
+    expect(o).toMatchObject({ version: '2.0.0', codebases: ['http://h:1/repo/payloads/2.0.0/delta-from-1.0.0/'], packageName: 'usr.img.payload', size: 77, sha256Hex: 'cd'.repeat(32), sha1Base64: 'x', manifestName: 'manifest.json' });
+    // The full release the delta's manifest names ('../manifest.json', '../usr.img.payload') resolves beside it.
+    expect(new URL('../usr.img.payload', o.codebases[0]).toString()).toBe('http://h:1/repo/payloads/2.0.0/usr.img.payload');
   });
 });

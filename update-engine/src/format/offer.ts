@@ -5,7 +5,7 @@
  * release's rollout. Pure.
  */
 import { hexToBase64 } from './digest.js';
-import { inRollout, type ChannelMeta } from './metadata.js';
+import { deltaDir, inRollout, type ChannelMeta } from './metadata.js';
 import type { UpdateOffer } from './omaha.js';
 import { compareVersions, isVersion } from './version.js';
 
@@ -42,4 +42,19 @@ export function offerFromChannel(ch: ChannelMeta, base: string): UpdateOffer {
     sha256Base64: hexToBase64(ch.payload.sha256),
     manifestName: ch.manifest.slice(dir.length),
   };
+}
+
+/** The payload of a published delta, as its manifest describes it. */
+export interface DeltaPayload {
+  file: string;
+  size: number;
+  sha256: string;
+  sha1: string;
+}
+
+/** The Omaha offer of the channel's release as a delta from `from` (payloads/<version>/delta-from-<from>/). */
+export function deltaOfferFromChannel(ch: ChannelMeta, base: string, from: string, p: DeltaPayload): UpdateOffer {
+  const full = offerFromChannel(ch, base);
+  const dir = new URL(`${deltaDir(from)}/`, full.codebases[0]).toString();
+  return { ...full, codebases: [dir], packageName: p.file, size: p.size, sha1Base64: p.sha1, sha256Hex: p.sha256, sha256Base64: hexToBase64(p.sha256), manifestName: 'manifest.json' };
 }

@@ -58,3 +58,16 @@ describe('Omaha answers as CoreOS-dialect servers write them', () => {
     expect(sha256ToHex(createHash('sha1').update('x').digest('base64'))).toBeUndefined();
   });
 });
+
+describe('delta_okay', () => {
+  it('a request says delta_okay="true" when the client takes deltas, and the server reads it', async () => {
+    const { buildRequest, parseRequest } = await import('./omaha.js');
+    const app = { appId: APP_ID, version: '1.0.0', track: 'stable', board: 'amd64-usr', machineId: 'm', bootId: '{b}', oem: '', oemVersion: '', alephVersion: '1.0.0', ping: false, updateCheck: true, events: [] };
+    const yes = buildRequest({ installSource: 'scheduler', app: { ...app, deltaOkay: true } });
+    expect(yes).toContain('delta_okay="true"');
+    expect(parseRequest(yes).apps[0]!.deltaOkay).toBe(true);
+    const no = buildRequest({ installSource: 'scheduler', app });
+    expect(no).toContain('delta_okay="false"');
+    expect(parseRequest(no).apps[0]!.deltaOkay).toBe(false);
+  });
+});

@@ -60,6 +60,8 @@ export interface AppRequest {
   ping: boolean;
   updateCheck: boolean;
   events: OmahaEvent[];
+  /** The client can take a delta from its version (delta_okay="true"). */
+  deltaOkay?: boolean;
 }
 
 export interface OmahaRequest {
@@ -93,7 +95,7 @@ export function buildRequest(r: { installSource: 'scheduler' | 'ondemandupdate';
       lang: 'en-US',
       board: a.board,
       hardware_class: '',
-      delta_okay: 'false',
+      delta_okay: a.deltaOkay ? 'true' : 'false',
     },
     body.length ? body : [''],
   );
@@ -134,6 +136,7 @@ export function parseRequest(body: string, limits: XmlLimits = defaultXmlLimits)
       oem: a.attrs['oem'] ?? '',
       oemVersion: a.attrs['oemversion'] ?? '',
       alephVersion: a.attrs['alephversion'] ?? '',
+      deltaOkay: a.attrs['delta_okay'] === 'true',
       ping: kids(a, 'ping').length > 0,
       updateCheck: kids(a, 'updatecheck').length > 0,
       events: kids(a, 'event').map((e) => ({

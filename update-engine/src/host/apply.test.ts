@@ -13,7 +13,7 @@ import { silentLogger } from '../../../common/src/log.js';
 import { createDisk, readGpt } from '../../../common/src/gpt/index.js';
 import type { PayloadManifest } from '../format/metadata.js';
 import type { Keyring } from '../format/signature.js';
-import { finalize, progressPath, readProgress, verifySlot, type ApplyDeps, type Progress } from './apply.js';
+import { CHECKPOINT_BYTES, CHECKPOINTS, checkpointChunks, finalize, progressPath, readProgress, verifySlot, type ApplyDeps, type Progress } from './apply.js';
 import { DirEsp } from './esp.js';
 import { defaultHttp } from './http.js';
 import { planSlots } from './slots.js';
@@ -103,5 +103,28 @@ describe('no flip before verification', () => {
     await progress({ chunksDone: 1, phase: 'writing' });
     await verifySlot(m, d);
     expect(await readProgress(d.stateDir)).toMatchObject({ phase: 'written' });
+  });
+});
+
+describe('checkpoints of a download', () => {
+  const sizes = (n: number, each: number) => Array.from({ length: n }, () => ({ uncompressedSize: each }));
+  it('checkpoints a large image every CHECKPOINT_BYTES at most and about CHECKPOINTS times, always after the last chunk', () => {
+    const mib = 1024 * 1024;
+    // The default image: 40 chunks of 4 MiB; an eighth of it is 20 MiB, so every 5 chunks.
+    expect(checkpointChunks(sizes(40, 4 * mib))).toEqual([4, 9, 14, 19, 24, 29, 34, 39]);
+    // 2 GiB: capped at 64 MiB, every 16 chunks.
+    const big = checkpointChunks(sizes(512, 4 * mib));
+    expect(big.length).toBe(32);
+    expect(big.slice(0, 2)).toEqual([15, 31]);
+    expect(CHECKPOINT_BYTES).toBe(64 * mib);
+    expect(CHECKPOINTS).toBe(8);
+  });
+  it('a small image still gets several checkpoints; one chunk gets one', () => {
+    expect(checkpointChunks(sizes(32, 48 * 1024)).length).toBe(8);
+    expect(checkpointChunks([{ uncompressedSize: 10 }])).toEqual([0]);
+    // The cap: 20 chunks of 100 bytes, at most 150 bytes apart: every second chunk.
+    expect(checkpointChunks(sizes(20, 100), 150)).toEqual([1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+    // A short last chunk is a checkpoint of its own.
+    expect(checkpointChunks([...sizes(16, 100), { uncompressedSize: 1 }]).at(-1)).toBe(16);
   });
 });

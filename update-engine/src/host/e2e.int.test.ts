@@ -4,7 +4,7 @@
  * with mtools, the GPT is read back with cgpt.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { run } from '../../../common/src/exec.js';
@@ -21,7 +21,7 @@ import { Engine, entriesOf } from './engine.js';
 import { gptChoice, loaderChoice } from './slots.js';
 import { markGood } from './health.js';
 import { hashFileRange, hexToBase64 } from '../format/digest.js';
-import type { PayloadManifest } from '../format/metadata.js';
+import type { PayloadManifest, PayloadManifestV2 } from '../format/metadata.js';
 
 type Fault = ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 let t: Awaited<ReturnType<typeof tempDir>>;
@@ -100,7 +100,7 @@ async function slotHash(disk: string, label: string, len: number) {
 
 const cgpt = async (disk: string, flag: string) => (await run('cgpt', ['show', '-i', '4', flag, disk])).stdout.trim();
 
-const payloadPath = (v: string) => `/payloads/${v}/usr.img.xz`;
+const payloadPath = (v: string) => `/payloads/${v}/${(v === '1.0.0' ? m1 : m2).payload.file}`;
 
 describe('update path on an image file (acceptance)', () => {
   it('updates a disk booted from A to v2 in B; A untouched; cgpt reads the postinst attributes', async () => {
@@ -151,6 +151,113 @@ describe('update path on an image file (acceptance)', () => {
     b.e.check(true);
     await b.e.idle();
     expect(await readFile(events, 'utf8')).toMatch(/"eventType":3,"eventResult":2,"errorCode":null,"previousVersion":"1.0.0"/);
+  });
+
+  it('applies a format 1 (xz) payload as well, from a repository released before format 2', async () => {
+    const key = await readPrivateKeyFile(keys.priv);
+    const old = join(t.dir, 'repo-format-1');
+    const r = await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo: old, now: new Date(), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0, payloadFormat: 1 });
+    expect(r.manifest).toMatchObject({ formatVersion: 1, payload: { file: 'usr.img.xz', compression: 'xz' } });
+    const srv1 = await startServer({ repo: old, eventsFile: join(t.dir, 'events-f1.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+    try {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const { e } = await apply(disk, { server: `${srv1.url}v1/update/` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(await slotHash(disk, 'USR-B', m2.image.size)).toBe(m2.image.sha256);
+      expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    } finally {
+      await srv1.close();
+    }
+  });
+
+  describe('delta updates', () => {
+    let srvD: Awaited<ReturnType<typeof startServer>> | undefined;
+    let delta: PayloadManifestV2;
+    let usrD: string;
+    const asked: string[] = [];
+    let cutDelta = false;
+    beforeAll(async () => {
+      const key = await readPrivateKeyFile(keys.priv);
+      const repoD = join(t.dir, 'repo-delta');
+      // 2.1.0 is 1.0.0's tree with one file changed.
+      usrD = await makeUsr(t.dir, '2.1.0', { like: '1.0.0' });
+      await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000 });
+      delta = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, deltaFrom: ['1.0.0'] })).deltas[0]!;
+      srvD = await startServer({ repo: repoD, eventsFile: join(t.dir, 'events-delta.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+        if (req.method === 'GET') asked.push(`${req.url ?? ''}${req.headers.range ? ` ${req.headers.range}` : ''}`);
+        if (cutDelta && req.url === '/payloads/2.1.0/delta-from-1.0.0/usr.img.payload') {
+          // Once: half of what was asked for, then the connection drops.
+          cutDelta = false;
+          const from = Number(/bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1] ?? 0);
+          void readFile(join(repoD, req.url)).then((b) => {
+            res.writeHead(206, { 'content-length': b.length - from, 'content-range': `bytes ${from}-${b.length - 1}/${b.length}` });
+            res.write(b.subarray(from, from + Math.floor((b.length - from) / 2)), () => res.destroy());
+          });
+          return;
+        }
+        h(req, res);
+      });
+    });
+    afterAll(async () => {
+      await srvD?.close();
+    });
+
+    it('a machine running 1.0.0 takes the delta: its seed chunks come from slot A, only the rest is downloaded', async () => {
+      expect(delta.payload.chunks.some((c) => c.compression === 'seed')).toBe(true);
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const aBefore = await slotHash(disk, 'USR-A', 64 * 1024 * 1024);
+      asked.length = 0;
+      const { e } = await apply(disk, { server: `${srvD!.url}v1/update/` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(await slotHash(disk, 'USR-B', delta.image.size)).toBe(await hashFileRange(usrD, 0, delta.image.size));
+      expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+      expect(asked.some((u) => u.startsWith('/payloads/2.1.0/delta-from-1.0.0/usr.img.payload'))).toBe(true);
+      expect(asked.some((u) => u.startsWith('/payloads/2.1.0/usr.img.payload'))).toBe(false);
+      expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    });
+
+    it("a delta's download cut mid-payload resumes with Range after the seed chunks before the cut", async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      asked.length = 0;
+      cutDelta = true;
+      const { e } = await apply(disk, { server: `${srvD!.url}v1/update/` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      const ranges = asked.filter((u) => u.startsWith('/payloads/2.1.0/delta-from-1.0.0/usr.img.payload')).map((u) => Number(/bytes=(\d+)-/.exec(u)?.[1]));
+      expect(ranges.length).toBe(2);
+      expect(ranges[1]).toBeGreaterThan(ranges[0]!);
+      expect(await slotHash(disk, 'USR-B', delta.image.size)).toBe(delta.image.sha256);
+    });
+
+    it('static mode (no Omaha server) takes the delta too, found beside the channel\'s release', async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      asked.length = 0;
+      const { e } = await apply(disk, { server: `static+${srvD!.url}` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(asked.some((u) => u.startsWith('/payloads/2.1.0/delta-from-1.0.0/usr.img.payload'))).toBe(true);
+      expect(asked.some((u) => u.startsWith('/payloads/2.1.0/usr.img.payload'))).toBe(false);
+      expect(await slotHash(disk, 'USR-B', delta.image.size)).toBe(delta.image.sha256);
+    });
+
+    it('a seed chunk that slot A does not hold (a corrupted chunk) falls back to the full payload', async () => {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const seed = delta.payload.chunks.find((c) => c.compression === 'seed')!;
+      const gpt = await readGpt(disk);
+      const fh = await open(disk, 'r+');
+      await fh.write(Buffer.from('corrupt'), 0, 7, partitionRange(gpt, findPartition(gpt, 'USR-A')).offset + seed.seedOffset! + 10);
+      await fh.close();
+      asked.length = 0;
+      const { e, lines } = await apply(disk, { server: `${srvD!.url}v1/update/` });
+      expect(e.lastFailure).toBeUndefined();
+      expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      expect(lines.join('\n')).toMatch(/does not hold the delta's seed chunk .*; taking the full payload of 2\.1\.0 instead of the delta/);
+      expect(asked.some((u) => u.startsWith('/payloads/2.1.0/usr.img.payload'))).toBe(true);
+      expect(await slotHash(disk, 'USR-B', delta.image.size)).toBe(delta.image.sha256);
+      expect(await selection(disk)).toEqual({ gpt: 'B', loader: 'B' });
+    });
   });
 
   it('basalt update rollback switches back to the other good slot; refuses a slot never marked good', async () => {
@@ -351,7 +458,7 @@ describe('update path on an image file (acceptance)', () => {
           req.resume();
           req.on('end', () => {
             const xml = buildResponse(
-              [{ appId: APP_ID, status: 'ok', ping: true, events: 1, updateCheck: { status: 'ok', offer: { version: '1.0.0', codebases: [`${srv!.url}payloads/1.0.0/`], packageName: 'usr.img.xz', size: m1.payload.size, sha1Base64: '', sha256Hex: m1.payload.sha256, sha256Base64: hexToBase64(m1.payload.sha256), manifestName: 'manifest.json' } } }],
+              [{ appId: APP_ID, status: 'ok', ping: true, events: 1, updateCheck: { status: 'ok', offer: { version: '1.0.0', codebases: [`${srv!.url}payloads/1.0.0/`], packageName: m1.payload.file, size: m1.payload.size, sha1Base64: '', sha256Hex: m1.payload.sha256, sha256Base64: hexToBase64(m1.payload.sha256), manifestName: 'manifest.json' } } }],
               0,
             );
             res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);

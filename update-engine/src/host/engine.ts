@@ -18,10 +18,10 @@ import { afterCheck, nextDelay, type Clock, type SchedulerState, type SchedulerT
 import { buildRequest, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
 import { defaultXmlLimits } from '../format/xml.js';
 import { APP_ID, SLOT_PARTLABEL, STATIC_SERVER_PREFIX, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
-import { unseal, validateChannel, type PayloadManifest } from '../format/metadata.js';
-import { decideOffer, offerFromChannel } from '../format/offer.js';
+import { deltaDir, unseal, validateChannel, validateManifest, type ChannelMeta, type PayloadManifest } from '../format/metadata.js';
+import { decideOffer, deltaOfferFromChannel, offerFromChannel } from '../format/offer.js';
 import { loadKeyring, type Keyring } from '../format/signature.js';
-import { checkApplicable, downloadAndWrite, fetchManifest, finalize, readProgress, verifySlot, progressPath, type ApplyDeps, type Identity } from './apply.js';
+import { downloadOffer, finalize, MAX_MANIFEST_BYTES, readProgress, verifySlot, progressPath, type ApplyDeps, type Identity } from './apply.js';
 import type { HttpOptions } from './http.js';
 import type { Esp } from './esp.js';
 import { planSlots } from './slots.js';
@@ -315,9 +315,7 @@ export class Engine {
       case 'download': {
         this.ring ??= await loadKeyring(this.env.keyringPath);
         const d = { ...this.deps(), plan: await this.plan() };
-        this.manifest = await fetchManifest(this.offer!, d);
-        checkApplicable(this.manifest, this.offer!, this.env.me, this.ps.blocked, d.plan.range.length);
-        await downloadAndWrite(this.manifest, this.offer!, d);
+        this.manifest = await downloadOffer(this.offer!, d);
         this.send({ type: 'DOWNLOADED' });
         return;
       }
@@ -401,6 +399,8 @@ export class Engine {
         ping,
         updateCheck: check,
         events,
+        // A delta is taken when the running slot matches its seed, else the full payload it names.
+        deltaOkay: true,
       },
     });
   }
@@ -496,7 +496,22 @@ export class Engine {
     const text = await fetchText(this.http, url, { maxBytes: MAX_CHANNEL_BYTES });
     const ch = validateChannel(await unseal(text, this.ring!, url), url, this.env.me.channel, new Date(this.env.clock.now()));
     if (!decideOffer(ch, { machineId: this.env.machineId, version: this.env.me.version, board: this.env.me.board }).offer) return { status: 'noupdate' };
-    return { status: 'ok', offer: offerFromChannel(ch, b) };
+    return { status: 'ok', offer: (await this.staticDelta(ch, b)) ?? offerFromChannel(ch, b) };
+  }
+
+  /** Static mode's delta: the release's delta from this machine's version, when the repository has one that verifies. */
+  private async staticDelta(ch: ChannelMeta, base: string): Promise<UpdateOffer | undefined> {
+    const from = this.env.me.version;
+    const url = new URL(`${deltaDir(from)}/manifest.json`, offerFromChannel(ch, base).codebases[0]).toString();
+    try {
+      const m = validateManifest(await unseal(await fetchText(this.http, url, { maxBytes: MAX_MANIFEST_BYTES }), this.ring!, url), url);
+      if (m.formatVersion !== 2 || m.delta?.from !== from || m.version !== ch.version) return undefined;
+      return deltaOfferFromChannel(ch, base, from, m.payload);
+    } catch (e) {
+      // None published (404) or not usable: the full release.
+      this.env.log.debug(`${url}: no delta (${(e as Error).message})`);
+      return undefined;
+    }
   }
 
   /** Resumable state present (for `status --json`). */

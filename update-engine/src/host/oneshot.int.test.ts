@@ -37,11 +37,11 @@ beforeAll(async () => {
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
   m2 = (await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
-  const payload = await readFile(join(repo, 'payloads/2.0.0/usr.img.xz'));
+  const payload = await readFile(join(repo, 'payloads/2.0.0', m2.payload.file));
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (badMirrorFirst && req.method === 'POST') {
       const good = `${srv!.url}payloads/2.0.0/`;
-      const offer = { version: '2.0.0', codebases: [`${srv!.url}bad/`, good], packageName: 'usr.img.xz', size: m2.payload.size, sha1Base64: '', sha256Hex: m2.payload.sha256, sha256Base64: Buffer.from(m2.payload.sha256, 'hex').toString('base64'), manifestName: 'manifest.json' };
+      const offer = { version: '2.0.0', codebases: [`${srv!.url}bad/`, good], packageName: m2.payload.file, size: m2.payload.size, sha1Base64: '', sha256Hex: m2.payload.sha256, sha256Base64: Buffer.from(m2.payload.sha256, 'hex').toString('base64'), manifestName: 'manifest.json' };
       req.resume();
       req.on('end', () => res.writeHead(200, { 'content-type': 'text/xml' }).end(buildResponse([{ appId: APP_ID, status: 'ok', ping: true, events: 0, updateCheck: { status: 'ok', offer } }], 0)));
       return;
@@ -54,7 +54,7 @@ beforeAll(async () => {
       bad[10] = bad[10]! ^ 0xff;
       return void res.writeHead(200, { 'content-length': bad.length }).end(bad);
     }
-    if (req.method === 'GET' && req.url?.endsWith('/usr.img.xz')) {
+    if (req.method === 'GET' && req.url?.endsWith(`/${m2.payload.file}`)) {
       payloadRequests++;
       const f = faults.shift();
       if (f === '503') return void res.writeHead(503).end('busy\n');
@@ -115,7 +115,7 @@ describe('a one-shot apply through a failing server', () => {
       const r = await apply(disk);
       expect(r.exitCode).toBe(0);
       expect(r.stdout).toMatch(/^updated USR-B to 2\.0\.0; reboot to use it$/m);
-      expect(r.stderr).toMatch(/bad\/usr\.img\.xz: chunk 0 .* does not match the signed manifest.*; trying the next mirror/);
+      expect(r.stderr).toMatch(/bad\/usr\.img\.payload: chunk 0 .* does not match the signed manifest.*; trying the next mirror/);
       expect(badMirrorRequests).toBeGreaterThanOrEqual(1);
     } finally {
       badMirrorFirst = false;

@@ -6,20 +6,33 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, rename, mkdir, rm, stat, writeFile, readdir, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { promisify } from 'node:util';
+import { constants as zc, zstdCompress, zstdDecompressSync } from 'node:zlib';
 import { join, dirname, basename } from 'node:path';
 import type * as openpgp from 'openpgp';
-import { BasaltError, fsError } from '../../../common/src/errors.js';
+import { BasaltError, COMMON_ERRORS, fsError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { syncDir, writeFileAtomic } from '../../../common/src/fsutil.js';
-import { BOARD_RE, checkChannel, DEFAULT_CHUNK, PAYLOAD_FILE, peekEnvelope, unseal, validateChannel, validateManifest, type ChannelMeta, type Envelope, type PayloadChunk, type PayloadManifest } from '../format/metadata.js';
+import { MAX_PIECE, planDelta, seedIndex } from './delta.js';
+import { BOARD_RE, chunkCompression, checkChannel, deltaDir, DEFAULT_CHUNK, MAX_CHUNK_BYTES, PAYLOAD_FILES, PAYLOAD_FORMAT, peekEnvelope, unseal, validateChannel, validateManifest, type ChannelMeta, type ChunkCompression, type Envelope, type PayloadChunk, type PayloadChunkV2, type PayloadFormat, type PayloadManifest, type PayloadManifestV2 } from '../format/metadata.js';
 import type { Keyring } from '../format/signature.js';
 import { checkVersion, compareVersions } from '../format/version.js';
 import { signDetached, signFileDetached } from './keys.js';
 import { UE_ERRORS } from '../errors.js';
 import { CONTRACT_ERRORS, DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../../../common/src/contracts.js';
 
-/** Upper bound of parallel xz jobs in `release` (each holds two chunks in memory). */
-export const MAX_XZ_JOBS = 8;
+/** Upper bound of chunks compressed at once in `release` (each holds two chunks in memory). */
+export const MAX_JOBS = 8;
+/** zstd level `release` tries each chunk with (format 2): fast, and the USR image is mostly compressed already. */
+export const DEFAULT_ZSTD_LEVEL = 3;
+/**
+ * A format 2 chunk is stored as zstd only when that saves at least this
+ * fraction of its bytes; below it the client's decompression buys next to
+ * nothing (a squashfs compressed with zstd or xz does not compress again).
+ */
+export const MIN_ZSTD_SAVING = 0.05;
+
+const zstdCompressAsync = promisify(zstdCompress);
 
 /** Wraps a JSON document in a signed envelope. */
 export async function seal(doc: unknown, key: openpgp.PrivateKey): Promise<string> {
@@ -68,9 +81,16 @@ export interface ReleaseOptions {
   now: Date;
   expiresMs: number;
   chunkSize?: number;
+  /** Payload format to write (default PAYLOAD_FORMAT, 2; 1 is xz for update-engines that read only format 1). */
+  payloadFormat?: PayloadFormat;
+  /** zstd level tried on each chunk (format 2). */
+  zstdLevel?: number;
+  /** xz preset (format 1). */
   xzLevel?: number;
-  /** xz processes compressing chunks at once (default: one per CPU, at most 8). */
+  /** Chunks compressed at once (default: one per CPU, at most 8); the payload's bytes do not depend on it. */
   jobs?: number;
+  /** Also publish a delta from each of these released versions (format 2), in payloads/<version>/delta-from-<from>/. */
+  deltaFrom?: string[] | undefined;
   rollout?: number;
   allowOlder?: boolean;
 }
@@ -98,6 +118,13 @@ async function planRelease(o: ReleaseOptions): Promise<ReleasePlan> {
   }
   const dest = join(o.repo, 'payloads', o.version);
   if (await exists(dest)) throw new BasaltError(UE_ERRORS.E_RELEASE_EXISTS, `${dest}: version ${o.version} is already released`, { hint: 'releases are immutable; use a new version' });
+  for (const from of o.deltaFrom ?? []) {
+    checkVersion(from, '--delta-from');
+    if ((o.payloadFormat ?? PAYLOAD_FORMAT) !== 2) throw new BasaltError(COMMON_ERRORS.E_INVALID_VALUE, '--delta-from: deltas are format 2 payloads; drop --payload-format 1', { hint: 'release the full payload in format 2 with the delta' });
+    if (!(await exists(join(o.repo, 'payloads', from, 'manifest.json')))) {
+      throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `--delta-from: version ${from} is not released in ${o.repo}`, { hint: 'a delta is made from a release of the same repository' });
+    }
+  }
   const current = await currentChannel(o.repo, o.channel);
   if (current && compareVersions(o.version, current.version) <= 0 && !o.allowOlder) {
     throw new BasaltError(UE_ERRORS.E_VERSION_NOT_NEWER, `channel ${o.channel} is at ${current.version}; ${o.version} is not newer`);
@@ -105,28 +132,43 @@ async function planRelease(o: ReleaseOptions): Promise<ReleasePlan> {
   return { side, board, dest, current };
 }
 
-/** One chunk of the image after xz. */
-interface CompressedChunk {
+/** One chunk of the image as the payload stores it. */
+interface StoredChunk {
   uncompressedSize: number;
-  comp: Buffer;
+  /** SHA-256 of the image bytes (format 2's hash list). */
+  imageSha256: string;
+  compression: ChunkCompression | 'xz';
+  stored: Buffer;
+  /** 'seed' only: where its bytes are in the base image. */
+  seedOffset?: number;
 }
 
 /** What the payload file and the image it was made from are, as the manifest records them. */
 interface WrittenPayload {
-  payload: PayloadManifest['payload'];
+  format: PayloadFormat;
+  file: string;
+  size: number;
+  sha256: string;
+  sha1: string;
+  chunks: ChunkRecord[];
   image: PayloadManifest['image'];
 }
 
-/** How `release` compresses: chunk size, xz level and parallel xz processes. */
-interface XzSettings {
+/** A chunk as the writer records it, before the manifest's format shapes it. */
+type ChunkRecord = PayloadChunk & Pick<StoredChunk, 'compression' | 'imageSha256' | 'seedOffset'>;
+
+/** How `release` encodes: payload format, chunk size, levels and chunks encoded at once. */
+interface EncodeSettings {
+  format: PayloadFormat;
   chunkSize: number;
-  level: number;
+  zstdLevel: number;
+  xzLevel: number;
   jobs: number;
 }
 
 /** Reads up to `chunkSize` bytes of the image at `position` (fewer only at its end). */
 async function readChunk(src: FileHandle, chunkSize: number, position: number): Promise<Buffer> {
-  const buf = Buffer.alloc(chunkSize);
+  const buf = Buffer.allocUnsafe(chunkSize);
   let got = 0;
   while (got < chunkSize) {
     const { bytesRead } = await src.read(buf, got, chunkSize - got, position + got);
@@ -136,90 +178,118 @@ async function readChunk(src: FileHandle, chunkSize: number, position: number): 
   return buf.subarray(0, got);
 }
 
-/** Compresses one chunk into an xz stream of its own. */
-async function xzChunk(raw: Buffer, level: number): Promise<CompressedChunk> {
-  const r = await run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' });
-  return { uncompressedSize: raw.length, comp: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) };
+/** Format 2's choice for one chunk, from its size and its size as zstd. Pure. */
+export function chooseCompression(rawBytes: number, zstdBytes: number): ChunkCompression {
+  return zstdBytes <= rawBytes * (1 - MIN_ZSTD_SAVING) ? 'zstd' : 'none';
 }
 
-/** Appends compressed chunks to the payload file, hashing the payload and recording each chunk. */
+/** Format 2: one zstd frame when that pays (chooseCompression), else the bytes as they are. zstd runs on libuv's thread pool. */
+async function zstdOrRaw(raw: Buffer, imageSha256: string, level: number): Promise<StoredChunk> {
+  const z = await zstdCompressAsync(raw, { params: { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_checksumFlag]: 0 } });
+  const compression = chooseCompression(raw.length, z.length);
+  return { uncompressedSize: raw.length, imageSha256, compression, stored: compression === 'zstd' ? z : raw };
+}
+
+/** Format 1: one chunk as an xz stream of its own. */
+async function xzChunk(raw: Buffer, imageSha256: string, level: number): Promise<StoredChunk> {
+  const r = await run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' });
+  return { uncompressedSize: raw.length, imageSha256, compression: 'xz', stored: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) };
+}
+
+/** Appends stored chunks to the payload file, hashing the payload and recording each chunk. */
 class PayloadWriter {
-  readonly chunks: PayloadChunk[] = [];
+  readonly chunks: ChunkRecord[] = [];
   private offset = 0;
   private readonly sha256 = createHash('sha256');
   private readonly sha1 = createHash('sha1');
 
   constructor(private readonly out: FileHandle) {}
 
-  async write({ uncompressedSize, comp }: CompressedChunk): Promise<void> {
-    await this.out.write(comp);
-    this.sha256.update(comp);
-    this.sha1.update(comp);
-    this.chunks.push({ offset: this.offset, size: comp.length, sha256: createHash('sha256').update(comp).digest('hex'), uncompressedSize });
-    this.offset += comp.length;
+  async write({ uncompressedSize, imageSha256, compression, stored, seedOffset }: StoredChunk): Promise<void> {
+    if (stored.length > 0) await this.out.write(stored);
+    this.sha256.update(stored);
+    this.sha1.update(stored);
+    const sha256 = compression === 'none' || compression === 'seed' ? imageSha256 : createHash('sha256').update(stored).digest('hex');
+    this.chunks.push({ offset: this.offset, size: stored.length, sha256, uncompressedSize, imageSha256, compression, ...(seedOffset !== undefined ? { seedOffset } : {}) });
+    this.offset += stored.length;
   }
 
-  /** The manifest's payload entry (once every chunk is written). */
-  finish(): PayloadManifest['payload'] {
-    return { file: PAYLOAD_FILE, size: this.offset, sha256: this.sha256.digest('hex'), sha1: this.sha1.digest('base64'), compression: 'xz', chunks: this.chunks };
+  /** The payload's size and digests (once every chunk is written). */
+  finish(): { size: number; sha256: string; sha1: string } {
+    return { size: this.offset, sha256: this.sha256.digest('hex'), sha1: this.sha1.digest('base64') };
   }
 }
 
 /**
- * Chunks are independent xz streams: up to `jobs` xz processes compress at
- * once, and the results are written (and hashed) in image order, so the
- * payload is the same bytes whatever the number of jobs. Returns the image's
- * size and hash.
+ * Chunks are encoded independently: up to `jobs` at once (zstd on the thread
+ * pool, or one xz process each), and the results are written (and hashed) in
+ * image order, so the payload is the same bytes whatever the number of jobs.
+ * Returns the image's size and hash.
  */
-async function compressChunks(src: FileHandle, writer: PayloadWriter, xz: XzSettings): Promise<PayloadManifest['image']> {
+async function encodeChunks(src: FileHandle, writer: PayloadWriter, enc: EncodeSettings): Promise<PayloadManifest['image']> {
   const imgHash = createHash('sha256');
   let imageSize = 0;
-  const inFlight: Promise<CompressedChunk>[] = [];
+  const inFlight: Promise<StoredChunk>[] = [];
   const writeNext = async (): Promise<void> => writer.write(await inFlight.shift()!);
   for (;;) {
-    const raw = await readChunk(src, xz.chunkSize, imageSize);
+    const raw = await readChunk(src, enc.chunkSize, imageSize);
     if (raw.length === 0) break;
     imgHash.update(raw);
     imageSize += raw.length;
-    const job = xzChunk(raw, xz.level);
+    const rawSha256 = createHash('sha256').update(raw).digest('hex');
+    const job = enc.format === 1 ? xzChunk(raw, rawSha256, enc.xzLevel) : zstdOrRaw(raw, rawSha256, enc.zstdLevel);
     // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
     job.catch(() => {});
     inFlight.push(job);
-    if (inFlight.length >= xz.jobs) await writeNext();
-    if (raw.length < xz.chunkSize) break;
+    if (inFlight.length >= enc.jobs) await writeNext();
+    if (raw.length < enc.chunkSize) break;
   }
   while (inFlight.length > 0) await writeNext();
   return { size: imageSize, sha256: imgHash.digest('hex') };
 }
 
-/** Compresses the USR image into tmp/PAYLOAD_FILE (synced). */
+/** Checks and completes the encoding settings. */
+function encodeSettings(o: ReleaseOptions): EncodeSettings {
+  const chunkSize = o.chunkSize ?? DEFAULT_CHUNK;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 4096 || chunkSize > MAX_CHUNK_BYTES) {
+    throw new BasaltError(COMMON_ERRORS.E_INVALID_VALUE, `--chunk-size: ${chunkSize} bytes is not from 4 KiB to ${MAX_CHUNK_BYTES / 1048576} MiB`, { hint: 'the client holds one chunk in memory; 4M is the default' });
+  }
+  return { format: o.payloadFormat ?? PAYLOAD_FORMAT, chunkSize, zstdLevel: o.zstdLevel ?? DEFAULT_ZSTD_LEVEL, xzLevel: o.xzLevel ?? 6, jobs: o.jobs ?? Math.min(availableParallelism(), MAX_JOBS) };
+}
+
+/** Encodes the USR image into tmp/<payload file> (synced). */
 async function writePayload(o: ReleaseOptions, tmp: string): Promise<WrittenPayload> {
-  const xz: XzSettings = { chunkSize: o.chunkSize ?? DEFAULT_CHUNK, level: o.xzLevel ?? 6, jobs: o.jobs ?? Math.min(availableParallelism(), MAX_XZ_JOBS) };
+  const enc = encodeSettings(o);
+  const file = PAYLOAD_FILES[enc.format];
   const src = await open(o.usr, 'r').catch((e: unknown) => {
     throw fsError(e, o.usr, 'read');
   });
-  const out = await open(join(tmp, PAYLOAD_FILE), 'w');
+  const out = await open(join(tmp, file), 'w');
   try {
     const writer = new PayloadWriter(out);
-    const image = await compressChunks(src, writer, xz);
+    const image = await encodeChunks(src, writer, enc);
     await out.sync();
-    return { payload: writer.finish(), image };
+    return { format: enc.format, file, ...writer.finish(), chunks: writer.chunks, image };
   } finally {
     await src.close();
     await out.close();
   }
 }
 
+/** A recorded chunk as a format 2 manifest lists it. */
+function v2Chunk(c: ChunkRecord): PayloadChunkV2 {
+  const compression = c.compression === 'xz' ? 'none' : c.compression;
+  return { offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize, compression, imageSha256: c.imageSha256, ...(c.seedOffset !== undefined ? { seedOffset: c.seedOffset } : {}) };
+}
+
 function releaseManifest(o: ReleaseOptions, plan: ReleasePlan, written: WrittenPayload): PayloadManifest {
   const { side } = plan;
-  return {
-    formatVersion: 1,
-    kind: 'basalt-payload',
+  const common = {
+    kind: 'basalt-payload' as const,
     version: o.version,
     channels: [o.channel],
     board: plan.board,
     created: o.now.toISOString(),
-    payload: written.payload,
     image: written.image,
     usr: {
       fsType: side?.fsType ?? 'squashfs',
@@ -231,12 +301,20 @@ function releaseManifest(o: ReleaseOptions, plan: ReleasePlan, written: WrittenP
       initrd: side?.initrd ?? '/lib/basalt/boot/initrd',
     },
   };
+  const { file, size, sha256, sha1 } = written;
+  if (written.format === 2) {
+    const chunks = written.chunks.map(v2Chunk);
+    return { formatVersion: 2, ...common, payload: { file, size, sha256, sha1, chunks } };
+  }
+  const chunks = written.chunks.map((c): PayloadChunk => ({ offset: c.offset, size: c.size, sha256: c.sha256, uncompressedSize: c.uncompressedSize }));
+  return { formatVersion: 1, ...common, payload: { file, size, sha256, sha1, compression: 'xz', chunks } };
 }
 
 /** Writes the signed manifest and the payload's detached signature beside the payload, then syncs the directory. */
 async function signRelease(tmp: string, manifest: PayloadManifest, key: openpgp.PrivateKey): Promise<void> {
+  const file = manifest.payload.file;
   await writeFile(join(tmp, 'manifest.json'), await seal(manifest, key));
-  await writeFile(join(tmp, `${PAYLOAD_FILE}.sig`), await signFileDetached(join(tmp, PAYLOAD_FILE), key));
+  await writeFile(join(tmp, `${file}.sig`), await signFileDetached(join(tmp, file), key));
   await syncDir(tmp);
 }
 
@@ -249,11 +327,12 @@ async function publishPayloadDir(tmp: string, dest: string): Promise<void> {
 }
 
 /**
- * Compresses a USR image into a chunked xz payload, writes the signed
+ * Encodes a USR image into a chunked payload (format 2: each chunk stored as
+ * it is or as zstd, whichever its content calls for; format 1: xz), writes the signed
  * manifest and detached payload signature into payloads/<version>/ (published
  * by one directory rename), then points channels/<channel>.json at it.
  */
-export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta }> {
+export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta; deltas: PayloadManifestV2[] }> {
   const plan = await planRelease(o);
   const tmp = join(o.repo, 'payloads', `.tmp-${o.version}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
@@ -262,13 +341,84 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
     if (written.image.size === 0) throw new BasaltError(UE_ERRORS.E_USR_EMPTY, `${o.usr}: image is empty`);
     const manifest = releaseManifest(o, plan, written);
     await signRelease(tmp, manifest, o.key);
+    const deltas: PayloadManifestV2[] = [];
+    for (const from of new Set(o.deltaFrom ?? [])) deltas.push(await writeDelta(o, manifest, from, join(tmp, deltaDir(from))));
     await publishPayloadDir(tmp, plan.dest);
     const { current } = plan;
     const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1);
-    return { manifest, channel };
+    return { manifest, channel, deltas };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The image of a released version, rebuilt from its payload in the
+ * repository (format 2: its stored and zstd chunks; format 1: xz, one chunk
+ * at a time) and checked against its manifest's image hash.
+ */
+export async function releasedImage(repo: string, version: string): Promise<{ manifest: PayloadManifest; image: Buffer }> {
+  const manifest = await readRepoManifest(repo, version);
+  const path = join(repo, 'payloads', version, manifest.payload.file);
+  const payload = await readFile(path).catch((e: unknown) => {
+    throw fsError(e, path, 'read');
+  });
+  const parts: Buffer[] = [];
+  for (const [k, c] of manifest.payload.chunks.entries()) {
+    const stored = payload.subarray(c.offset, c.offset + c.size);
+    const how = chunkCompression(manifest, k);
+    if (how === 'none') parts.push(stored);
+    else if (how === 'zstd') parts.push(zstdDecompressSync(stored, { maxOutputLength: c.uncompressedSize }));
+    else if (how === 'xz') parts.push(Buffer.from((await run('xz', ['-dc'], { input: stored, encoding: 'buffer' })).stdoutBuffer ?? new Uint8Array()));
+    else throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `${path}: version ${version} is itself a delta`);
+  }
+  const image = Buffer.concat(parts);
+  if (createHash('sha256').update(image).digest('hex') !== manifest.image.sha256) {
+    throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `${path}: the payload of ${version} does not rebuild its signed image`, { hint: 'the repository is damaged: republish that version' });
+  }
+  return { manifest, image };
+}
+
+/**
+ * Writes a delta from `from` to the release `full` into `dir`: the image's
+ * content-defined chunks found in `from`'s image are 'seed' chunks (no
+ * payload bytes), the rest data chunks stored as the full payload's are; a
+ * signed manifest naming the full release for the fallback; the payload's
+ * signature.
+ */
+async function writeDelta(o: ReleaseOptions, full: PayloadManifest, from: string, dir: string): Promise<PayloadManifestV2> {
+  const base = await releasedImage(o.repo, from);
+  if (base.manifest.board !== full.board) throw new BasaltError(UE_ERRORS.E_DELTA_BASE, `--delta-from: ${from} is for board ${base.manifest.board}, not ${full.board}`);
+  const image = await readFile(o.usr).catch((e: unknown) => {
+    throw fsError(e, o.usr, 'read');
+  });
+  const pieces = planDelta(image, seedIndex(base.image), Math.min(MAX_PIECE, encodeSettings(o).chunkSize));
+  await mkdir(dir);
+  const file = PAYLOAD_FILES[2];
+  const out = await open(join(dir, file), 'w');
+  let written: { size: number; sha256: string; sha1: string };
+  const writer = new PayloadWriter(out);
+  try {
+    for (const p of pieces) {
+      const raw = image.subarray(p.at, p.at + p.length);
+      const imageSha256 = createHash('sha256').update(raw).digest('hex');
+      if (p.kind === 'seed') await writer.write({ uncompressedSize: p.length, imageSha256, compression: 'seed', stored: Buffer.alloc(0), seedOffset: p.seedOffset });
+      else await writer.write(await zstdOrRaw(Buffer.from(raw), imageSha256, o.zstdLevel ?? DEFAULT_ZSTD_LEVEL));
+    }
+    await out.sync();
+    written = writer.finish();
+  } finally {
+    await out.close();
+  }
+  const { payload: fp } = full;
+  const manifest: PayloadManifestV2 = {
+    ...full,
+    formatVersion: 2,
+    payload: { file, ...written, chunks: writer.chunks.map(v2Chunk) },
+    delta: { from, seedSize: base.image.length, seedSha256: base.manifest.image.sha256, full: { manifest: '../manifest.json', payload: `../${fp.file}`, size: fp.size, sha256: fp.sha256 } },
+  };
+  await signRelease(dir, manifest, o.key);
+  return manifest;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -336,6 +486,12 @@ export async function promote(repo: string, version: string, from: string, to: s
   if (!m.channels.includes(to)) {
     m.channels = [...m.channels, to];
     await writeFileAtomic(join(repo, 'payloads', version, 'manifest.json'), await seal(m, key));
+    // The release's deltas are offered on the new channel too: their manifests name it as well.
+    for (const dir of (await readdir(join(repo, 'payloads', version))).filter((f) => f.startsWith('delta-from-'))) {
+      const p = join(repo, 'payloads', version, dir, 'manifest.json');
+      const dm = validateManifest(peekEnvelope(await readFile(p, 'utf8'), p), p);
+      if (!dm.channels.includes(to)) await writeFileAtomic(p, await seal({ ...dm, channels: [...dm.channels, to] }, key));
+    }
   }
   return publishChannel(repo, to, m, key, now, expiresMs, rollout ?? cur?.rollout.percent ?? 100, (cur?.serial ?? 0) + 1);
 }

@@ -77,9 +77,9 @@ describe('basalt serve (Omaha v3)', () => {
     const man = kid(uc, 'manifest')!;
     expect(man.attrs['version']).toBe('2.0.0');
     const pkg = kid(kid(man, 'packages'), 'package')!;
-    expect(pkg.attrs).toMatchObject({ name: 'usr.img.xz', size: String(payloadSize), hash_sha256: payloadSha, required: 'true' });
+    expect(pkg.attrs).toMatchObject({ name: 'usr.img.payload', size: String(payloadSize), hash_sha256: payloadSha, required: 'true' });
     // package@hash as update_engine fills it: base64 SHA-1 of the payload.
-    expect(pkg.attrs['hash']).toBe(createHash('sha1').update(await readFile(join(repo, 'payloads/2.0.0/usr.img.xz'))).digest('base64'));
+    expect(pkg.attrs['hash']).toBe(createHash('sha1').update(await readFile(join(repo, 'payloads/2.0.0/usr.img.payload'))).digest('base64'));
     const act = kid(kid(man, 'actions'), 'action')!;
     expect(act.attrs['event']).toBe('postinstall');
     expect(Buffer.from(act.attrs['sha256']!, 'base64').toString('hex')).toBe(payloadSha);
@@ -156,7 +156,7 @@ describe('basalt serve (Omaha v3)', () => {
     }
   });
   it('serves payloads with HTTP Range and refuses paths outside the repository', async () => {
-    const url = `${srv!.url}payloads/2.0.0/usr.img.xz`;
+    const url = `${srv!.url}payloads/2.0.0/usr.img.payload`;
     const full = await got(url).buffer();
     const part = await got(url, { headers: { range: 'bytes=100-199' } });
     expect(part.statusCode).toBe(206);
