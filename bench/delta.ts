@@ -9,29 +9,21 @@
  * Without --old/--new a pair is made: a squashfs (zstd) of 48 files of 1-3 MiB
  * and some text, and the same tree with one file of it replaced.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { haveTool, run } from '../common/src/exec.js';
-import { DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../common/src/contracts.js';
+import { parseUsrImageInfo } from '../common/src/contracts.js';
 import { generateKey, readPrivateKeyFile } from '../update-engine/src/publish/keys.js';
 import { release } from '../update-engine/src/publish/repo.js';
-import { applyOnce, benchDisk, median, serveInWorker } from './harness.js';
+import { applyOnce, sealUsr, benchDisk, median, serveInWorker } from './harness.js';
 
 /** A USR image of `tree` (squashfs, zstd, dm-verity appended) with its usr.img.json. */
 async function usrOf(tree: string, img: string, version: string): Promise<string> {
   await run('mksquashfs', [tree, img, '-comp', 'zstd', '-all-root', '-noappend', '-quiet', '-no-progress']);
-  const fsBytes = (await stat(img)).size;
-  const hashOffset = Math.ceil(fsBytes / 4096) * 4096;
-  await truncate(img, hashOffset);
-  const v = await run('veritysetup', ['format', img, img, `--hash-offset=${hashOffset}`]);
-  const rootHash = /Root hash:\s*([0-9a-f]{64})/.exec(v.stdout)![1]!;
-  const salt = /Salt:\s*([0-9a-f]+)/.exec(v.stdout)?.[1] ?? '';
-  const info: UsrImageInfo = { formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, salt, version, board: DEFAULT_BOARD, kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd', imageBytes: (await stat(img)).size, sha256: createHash('sha256').update(await readFile(img)).digest('hex') };
-  await writeFile(`${img}.json`, JSON.stringify(info));
-  return img;
+  return sealUsr(img, version);
 }
 
 /** A synthetic pair: 48 "packages" and some text; the new tree has one package replaced. */

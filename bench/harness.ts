@@ -4,7 +4,8 @@
  * update by the engine, medians. Imported by bench/update-apply.ts and
  * bench/delta.ts; as a worker's entry it runs the server.
  */
-import { open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { run } from '../common/src/exec.js';
@@ -12,7 +13,7 @@ import { createLogger, silentLogger } from '../common/src/log.js';
 import { createDisk, findPartition, partitionRange } from '../common/src/gpt/index.js';
 import { renderEntry, entryFileName, LOADER_CONF } from '../common/src/boot.js';
 import { startServer } from '../update-engine/src/serve/server.js';
-import { APP_ID, DEFAULT_BOARD } from '../common/src/contracts.js';
+import { APP_ID, DEFAULT_BOARD, type UsrImageInfo } from '../common/src/contracts.js';
 import { MtoolsEsp } from '../update-engine/src/host/esp.js';
 import { buildEnv } from '../update-engine/src/host/hostenv.js';
 import { Engine } from '../update-engine/src/host/engine.js';
@@ -89,4 +90,20 @@ export function serveInWorker(repo: string, eventsFile: string): Promise<{ url: 
 if (!isMainThread) {
   const { repo, eventsFile } = workerData as { repo: string; eventsFile: string };
   void startServer({ repo, eventsFile, appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0).then((srv) => parentPort!.postMessage(srv.url));
+}
+
+/** Appends dm-verity to the squashfs image `img` (as the builder lays out USR) and writes its usr.img.json for `version`. */
+export async function sealUsr(img: string, version: string): Promise<string> {
+  const fsBytes = (await stat(img)).size;
+  const hashOffset = Math.ceil(fsBytes / 4096) * 4096;
+  const fh = await open(img, 'r+');
+  await fh.truncate(hashOffset);
+  await fh.close();
+  const v = await run('veritysetup', ['format', img, img, `--hash-offset=${hashOffset}`]);
+  const rootHash = /Root hash:\s*([0-9a-f]{64})/.exec(v.stdout)?.[1];
+  if (!rootHash) throw new Error(`veritysetup format ${img}: no root hash in its output`);
+  const salt = /Salt:\s*([0-9a-f]+)/.exec(v.stdout)?.[1] ?? '';
+  const info: UsrImageInfo = { formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, salt, version, board: DEFAULT_BOARD, kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd', imageBytes: (await stat(img)).size, sha256: createHash('sha256').update(await readFile(img)).digest('hex') };
+  await writeFile(`${img}.json`, JSON.stringify(info));
+  return img;
 }

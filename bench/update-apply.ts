@@ -13,17 +13,17 @@
  * --usr takes a built USR image (out/usr.img, with its usr.img.json), the
  * default image's payload; without it a synthetic squashfs of --mib MiB is made.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { run } from '../common/src/exec.js';
 import { generateKey, readPrivateKeyFile } from '../update-engine/src/publish/keys.js';
 import { release } from '../update-engine/src/publish/repo.js';
-import { DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../common/src/contracts.js';
-import { applyOnce, benchDisk, median, serveInWorker } from './harness.js';
+import { parseUsrImageInfo } from '../common/src/contracts.js';
+import { applyOnce, sealUsr, benchDisk, median, serveInWorker } from './harness.js';
 import type { PayloadFormat } from '../update-engine/src/format/metadata.js';
 
 /** A synthetic USR image: squashfs (gzip) of some incompressible and mostly compressible files, dm-verity appended. */
@@ -37,17 +37,7 @@ async function syntheticUsr(dir: string, version: string, mib: number): Promise<
   await writeFile(join(tree, 'text'), words.repeat(Math.ceil(((mib << 20) * 0.7) / words.length)));
   const img = join(dir, `usr-${version}.img`);
   await run('mksquashfs', [tree, img, '-comp', 'gzip', '-all-root', '-noappend', '-quiet', '-no-progress', '-processors', '1']);
-  const fsBytes = (await stat(img)).size;
-  const hashOffset = Math.ceil(fsBytes / 4096) * 4096;
-  const fh = await open(img, 'r+');
-  await fh.truncate(hashOffset);
-  await fh.close();
-  const v = await run('veritysetup', ['format', img, img, `--hash-offset=${hashOffset}`]);
-  const rootHash = /Root hash:\s*([0-9a-f]{64})/.exec(v.stdout)![1]!;
-  const salt = /Salt:\s*([0-9a-f]+)/.exec(v.stdout)?.[1] ?? '';
-  const info: UsrImageInfo = { formatVersion: 1, fsType: 'squashfs', fsBytes, hashOffset, rootHash, salt, version, board: DEFAULT_BOARD, kernel: '/lib/basalt/boot/vmlinuz', initrd: '/lib/basalt/boot/initrd', imageBytes: (await stat(img)).size, sha256: createHash('sha256').update(await readFile(img)).digest('hex') };
-  await writeFile(`${img}.json`, JSON.stringify(info));
-  return img;
+  return sealUsr(img, version);
 }
 
 /** A copy of a built USR image (and its usr.img.json, version set to 2.0.0 so a 1.0.0 machine takes it). */
