@@ -408,15 +408,6 @@ export const ROOT_COMPILE_CACHE = '/var/cache/basalt/node-compile-cache';
  * another user could write would be code run by root. No forks (the wrapper's
  * cost counts at every start).
  */
-/**
- * Programs that start, read a little and exit: they run with V8's JIT off
- * (--jitless), which under emulation (TCG) saves translating freshly
- * generated machine code at every start (validate: ~15 % of its time) and
- * costs nothing noticeable on cloud-configs of the sizes datasources allow.
- * Never the daemons or `basalt` (the payload decoder needs WebAssembly).
- */
-export const JITLESS_PROGRAMS: readonly string[] = ['coreos-cloudinit'];
-
 export function wrapperScript(name: string): string {
   return [
     '#!/bin/sh',
@@ -425,7 +416,7 @@ export function wrapperScript(name: string): string {
     '  elif [ -n "${HOME-}" ] && [ -d "$HOME" ] && [ -w "$HOME" ]; then NODE_COMPILE_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/basalt/node-compile-cache"; export NODE_COMPILE_CACHE',
     '  fi',
     'fi',
-    `exec /usr/lib/basalt/node/bin/node ${JITLESS_PROGRAMS.includes(name) ? '--jitless ' : ''}/${BUNDLE_DIR}/${name}.mjs "$@"`,
+    `exec /usr/lib/basalt/node/bin/node /${BUNDLE_DIR}/${name}.mjs "$@"`,
     '',
   ].join('\n');
 }
