@@ -23,6 +23,10 @@ export const BUILD_ERRORS = defineErrors('builder', {
     meaning: 'the installed tree does not hold exactly one kernel under /usr/lib/modules',
     hint: "list exactly one kernel package (linux-image-amd64) in the profile's packages",
   },
+  E_TRIM_LINKS: {
+    meaning: "the profile's trim rules removed a shared library that a program left in the image needs",
+    hint: "keep the library (narrow the trim: remove rule), or remove the programs that need it too",
+  },
   E_VERITY: {
     meaning: 'veritysetup format did not print the root hash of the USR image',
     hint: 'check that cryptsetup-bin (veritysetup) on the build host works: veritysetup --version',

@@ -194,7 +194,7 @@ describe('stage results read back from the cache', () => {
 
 describe('error codes', () => {
   it('keep the strings scripts match, each with a meaning and a default hint', () => {
-    expect(Object.keys(BUILD_ERRORS).sort()).toEqual(['E_DISK_TOO_SMALL', 'E_INTERRUPTED', 'E_KERNEL', 'E_NEED_ROOT', 'E_NODE_RUNTIME', 'E_OVERLAY', 'E_PROFILE_PRIVATE_KEY', 'E_PROFILE_UNIT', 'E_STAGE_CACHE_INVALID', 'E_VERITY']);
+    expect(Object.keys(BUILD_ERRORS).sort()).toEqual(['E_DISK_TOO_SMALL', 'E_INTERRUPTED', 'E_KERNEL', 'E_NEED_ROOT', 'E_NODE_RUNTIME', 'E_OVERLAY', 'E_PROFILE_PRIVATE_KEY', 'E_PROFILE_UNIT', 'E_STAGE_CACHE_INVALID', 'E_TRIM_LINKS', 'E_VERITY']);
     for (const [code, def] of Object.entries(BUILD_ERRORS)) {
       expect(def.code).toBe(code);
       expect(def.meaning).not.toBe('');

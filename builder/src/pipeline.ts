@@ -347,6 +347,7 @@ export const HOST_TOOLS: Record<string, string> = {
   'mkfs.ext4': 'e2fsprogs',
   'qemu-img': 'qemu-utils',
   chroot: 'coreutils',
+  strip: 'binutils',
   npm: 'npm (or Node.js from nodesource)',
 };
 

@@ -70,7 +70,7 @@ export interface Profile {
     docs: boolean;
     /** Locales kept under /usr/share/locale (all others are removed). */
     locales: string[];
-    /** Extra paths relative to /usr removed by the trim stage. */
+    /** Extra paths relative to /usr removed by the trim stage; globs (`*`, `{a,b}`, `!(x|y)`) are expanded in the tree. */
     remove: string[];
   };
   usr: {
@@ -164,7 +164,7 @@ export const profileSpec: Spec = {
         fields: {
           docs: { spec: { kind: 'bool' }, default: true },
           locales: { spec: strList, default: [] },
-          remove: { spec: { kind: 'list', of: { kind: 'string', pattern: /^[^/.][^\0]*$/, what: 'a path relative to /usr without ..' } }, default: [] },
+          remove: { spec: { kind: 'list', of: { kind: 'string', pattern: /^(?!.*(?:^|\/)\.\.(?:\/|$))[^/.][^\0]*$/, what: 'a path or glob relative to /usr, without .. segments' } }, default: [] },
         },
       },
       default: { docs: true, locales: [], remove: [] },

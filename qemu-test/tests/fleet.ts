@@ -77,6 +77,10 @@ export interface OmahaEvent {
   eventResult?: number;
   errorCode?: number | null;
   previousVersion?: string | null;
+  /** updatecheck: 'ok' or 'noupdate'. */
+  answer?: string;
+  /** updatecheck: the version a delta was offered from. */
+  delta?: string;
 }
 
 /** `basalt serve` on 127.0.0.1 (the guest reaches it at 10.0.2.2). */
@@ -155,8 +159,9 @@ export class UpdateServer {
   }
 }
 
-export async function release(usrImg: string, version: string, keys: { key: string }, repo: string, channel = 'stable'): Promise<void> {
-  await basalt(['release', '--usr', usrImg, '--version', version, '--channel', channel, '--key', keys.key, '--repo', repo]);
+/** Publishes usrImg as `version` on `channel`; with deltaFrom, also a delta from each of those released versions. */
+export async function release(usrImg: string, version: string, keys: { key: string }, repo: string, channel = 'stable', deltaFrom: string[] = []): Promise<void> {
+  await basalt(['release', '--usr', usrImg, '--version', version, '--channel', channel, '--key', keys.key, '--repo', repo, ...deltaFrom.flatMap((v) => ['--delta-from', v])]);
 }
 
 /** ssh into the guest through the forwarded port. */

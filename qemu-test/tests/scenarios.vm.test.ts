@@ -4,9 +4,9 @@
  *   1. first boot with a cloud-config (user + ssh key, a unit, a file, the
  *      hostname), ROOT grown, /usr read-only from dm-verity, etcd and docker (socket-activated)
  *      active, slot A marked good and its boot entry blessed;
- *   4. a power cut in the middle of writing an update: the old slot boots and
- *      the update resumes and completes;
- *   2. the update A → B from `basalt serve` on the host, rebooted by the
+ *   4. a power cut in the middle of writing an update (a delta from the running
+ *      release): the old slot boots and the delta's apply resumes and completes;
+ *   2. the update A → B (through that delta) from `basalt serve` on the host, rebooted by the
  *      reboot strategy, B healthy and marked good, A's bytes unchanged;
  *   5. manual rollback: `basalt update rollback`, reboot, the other slot runs
  *      (and back again);
@@ -249,8 +249,12 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
   });
 
   it('4. power cut while the update is being written: the old slot boots, the update resumes and completes', async () => {
-    await release(join(outs[V2]!, 'usr.img'), V2, keys, server.repo);
+    // v2 is published with a delta from v1 (v1's release first: a delta is made from a released version);
+    // the machine, running v1, takes the delta: the cut falls in the middle of a delta's apply.
+    await release(join(outs[V1]!, 'usr.img'), V1, keys, server.repo);
+    await release(join(outs[V2]!, 'usr.img'), V2, keys, server.repo, 'stable', [V1]);
     await ssh.exec('update_engine_client -check_for_update');
+    await server.waitForEvent((e) => e.kind === 'updatecheck' && e.delta === V1, 5 * 60_000, 'the delta from v1 to be offered');
     const st = await waitForStatus((s) => s['CURRENT_OP'] === 'UPDATE_STATUS_DOWNLOADING' && Number(s['PROGRESS']) >= 0.15, 20 * 60_000, 'the download to reach 15 %');
     process.stderr.write(`[scenario] power cut at progress ${st['PROGRESS']}\n`);
     await vm!.powerCut();
@@ -265,6 +269,11 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     expect(done['NEW_VERSION']).toBe(V2);
     const journal = await ssh.exec('journalctl -b -u update-engine.service --no-pager -o cat');
     expect(journal).toMatch(/resum/i);
+    // Resumed through the same delta: no fallback to the full payload was needed.
+    expect(journal).not.toMatch(/taking the full payload/);
+    const offers = (await server.events()).filter((e) => e.kind === 'updatecheck' && e.answer === 'ok').map((e) => e.delta);
+    expect(offers.length).toBeGreaterThanOrEqual(2);
+    expect(offers.every((d) => d === V1), `every offer a delta from ${V1}: ${offers.join(' ')}`).toBe(true);
     parts = await partitions(disk);
     expect(part(parts, 'USR-B').slot).toMatchObject({ tries: 1, successful: false });
   });

@@ -378,6 +378,9 @@ async function installTools(ctx: BuildContext, root: string): Promise<number> {
   const nodeDir = join(root, 'usr/lib/basalt/node');
   await mkdir(nodeDir, { recursive: true });
   await run('tar', ['-xzf', tgz, '-C', nodeDir, '--strip-components=1', '--no-same-owner', 'package/bin/node', 'package/LICENSE']);
+  // The release binary carries its symbol table (18 MB, 2.8 MB after squashfs); stack traces and
+  // native addons use the dynamic symbols, which strip keeps.
+  await run('strip', ['--strip-all', join(nodeDir, 'bin/node')], { signal: ctx.signal });
   const nodeBytes = (await stat(join(nodeDir, 'bin/node'))).size;
   const app = join(root, 'usr/lib/basalt/app');
   await mkdir(join(app, 'configs'), { recursive: true });
@@ -476,7 +479,7 @@ async function removePackageManager(root: string): Promise<number> {
 export const customizeStage: Stage<'customize'> = {
   name: 'customize',
   title: 'Customize (users, units, Basalt tools, factory /etc)',
-  version: 4,
+  version: 5,
   async inputs(ctx) {
     const p = ctx.profile;
     const files = await hashTree(join(ctx.repoRoot, 'builder/files'));

@@ -4,7 +4,7 @@
  * their dependencies resolved by modprobe inside the tree), and the profile's
  * extra paths; runs depmod. Records what was removed (trim.json).
  */
-import { readdir, writeFile, rm, lstat } from 'node:fs/promises';
+import { glob, readdir, writeFile, rm, lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
@@ -13,6 +13,7 @@ import type { Removed } from './stage-facts.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
 import { copyTree, removeIfExists } from '../fsutil.js';
+import { libCandidates, missingLibs, scanTree } from '../elf.js';
 
 /** Pure: the .ko paths (relative to /) from `modprobe --show-depends` output, and the built-ins. */
 export function parseShowDepends(text: string): { files: string[]; builtin: string[] } {
@@ -68,7 +69,53 @@ async function trimFiles(usr: string, t: BuildContext['profile']['trim'], note: 
   for (const l of await readdir(join(usr, 'share/locale')).catch(() => [] as string[])) {
     if (!keepLocales.has(l) && l !== 'locale.alias') note('locales', await removeIfExists(join(usr, 'share/locale', l)));
   }
-  for (const x of t.remove) note('profile', await removeIfExists(join(usr, x)));
+  for (const x of t.remove) {
+    if (!isGlob(x)) {
+      note('profile', await removeIfExists(join(usr, x)));
+      continue;
+    }
+    const paths: string[] = [];
+    for await (const path of glob(x, { cwd: usr })) paths.push(path);
+    for (const path of paths) note('profile', await removeIfExists(join(usr, path)));
+  }
+}
+
+/** Pure: whether a trim rule is a glob (expanded in the tree) rather than one path. */
+export function isGlob(rule: string): boolean {
+  return /[*?[{]|[!@+]\(/.test(rule);
+}
+
+/** Whether `abs` (a path in the image) is a file in the tree at `root`, following links inside the tree. */
+async function existsInTree(root: string, abs: string): Promise<boolean> {
+  let p = abs;
+  for (let hops = 0; hops < 40; hops++) {
+    const st = await lstat(join(root, p)).catch(() => undefined);
+    if (!st) return false;
+    if (!st.isSymbolicLink()) return st.isFile();
+    const target = await readlink(join(root, p));
+    p = target.startsWith('/') ? target : join(p, '..', target);
+  }
+  return false;
+}
+
+/**
+ * After the trim rules: every shared library a program of the image needs is
+ * still in it (a rule that removes a library some program links is an error,
+ * not a machine that fails at run time).
+ */
+async function checkLinks(root: string): Promise<number> {
+  const files = await scanTree(root);
+  const found = new Map<string, boolean>();
+  for (const [file, d] of files) {
+    for (const paths of libCandidates(file, d).values()) for (const p of paths) if (!found.has(p)) found.set(p, await existsInTree(root, p));
+  }
+  const exists = (abs: string) => found.get(abs) ?? false;
+  const missing = missingLibs(files, exists);
+  if (missing.length) {
+    const list = missing.slice(0, 12).map((m) => `${m.file} needs ${m.lib}`).join('; ');
+    throw new BasaltError(BUILD_ERRORS.E_TRIM_LINKS, `after trim: ${missing.length} shared librar${missing.length === 1 ? 'y is' : 'ies are'} missing: ${list}${missing.length > 12 ? '; …' : ''}`);
+  }
+  return files.size;
 }
 
 /** The module files to keep (paths relative to the tree), with their dependencies, as modprobe inside the tree resolves them. */
@@ -114,7 +161,7 @@ async function removeOtherModules(root: string, modDir: string, keep: Set<string
 export const trimStage: Stage<'trim'> = {
   name: 'trim',
   title: 'Trim (docs, locales, kernel modules)',
-  version: 1,
+  version: 2,
   async inputs(ctx) {
     const p = ctx.profile;
     return { trim: p.trim, modules: p.kernel.modules, initrdDrivers: p.initrd.drivers };
@@ -127,6 +174,8 @@ export const trimStage: Stage<'trim'> = {
     const note = noteIn(removed);
     const usr = join(root, 'usr');
     await trimFiles(usr, p.trim, note);
+    const elfFiles = await checkLinks(root);
+    ctx.log.debug(`trim: the ${elfFiles} ELF files of /usr find every library they need`);
 
     // Kernel modules: keep the profile's list and the initrd drivers, with dependencies.
     const kver = await kernelVersion(root);

@@ -714,7 +714,8 @@ async function recordChunk(w: ChunkWriter, k: number, raw: Buffer): Promise<void
     // Awaited at the next checkpoint or at the end; this only keeps a failure meanwhile from being reported as unhandled.
     w.syncing.catch(() => {});
   }
-  d.onProgress((c.offset + c.size) / m.payload.size);
+  // Format 2 counts the image written (a delta's seed chunks are work too); format 1 the payload fetched.
+  d.onProgress(m.formatVersion === 2 ? (w.imageOff[k]! + c.uncompressedSize) / m.image.size : (c.offset + c.size) / m.payload.size);
 }
 
 /** Writes all of `buf` at `position` (a write may take part of it). */
