@@ -26,6 +26,8 @@ export interface BuildContext {
   signal: AbortSignal;
   /** What the stages run so far produced (read with stageFacts and stageDir). */
   done: DoneStages;
+  /** A stage's sub-step for a person watching (one short line: what, how far, how much); may be rate-limited. */
+  progress?: (text: string) => void;
 }
 
 /** The facts each stage reports, by stage name (the result.json of its cache folder). */

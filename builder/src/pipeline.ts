@@ -326,10 +326,15 @@ async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestIn
   const names = outputNames(profile.os.id);
   await copyStageOutputs(ctx, tmpOut);
   if (profile.outputs.includes('qcow2')) {
+    ctx.progress?.(`qcow2: converting ${names.raw}`);
     await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(tmpOut, names.raw), join(tmpOut, names.qcow2)], { signal: ctx.signal });
   }
-  if (profile.outputs.includes('pxe')) await makePxe(ctx, tmpOut);
+  if (profile.outputs.includes('pxe')) {
+    ctx.progress?.('PXE: packing the initramfs with the USR image');
+    await makePxe(ctx, tmpOut);
+  }
   if (!profile.outputs.includes('raw')) await rm(join(tmpOut, names.raw));
+  ctx.progress?.('hashing the artifacts (sparse files by their data)');
   const artifacts = await collectArtifacts(tmpOut, profile.os.id);
   const sizes = await componentSizes(ctx);
   await writeManifest(ctx, tmpOut, { ...m, artifacts, sizes });
@@ -388,16 +393,37 @@ function taskTitle(title: string, sum: StageSummary): string {
   return `${title} ${sum.cached ? '(cached)' : `(${sum.seconds.toFixed(1)} s)`}`;
 }
 
-/** The cached stages in order, each keyed on the one before. */
-function stageTasks(ctx: BuildContext, stages: StageSummary[], noCache: boolean): Task[] {
+/**
+ * Pure: a progress sink that passes a line on at most every `everyMs` (0: every
+ * line; a terminal redraws in place, a log gets one line now and then).
+ */
+export function throttled(say: (text: string) => void, everyMs: number, now: () => number = Date.now): (text: string) => void {
+  let last = -Infinity;
+  return (text) => {
+    const t = now();
+    if (everyMs > 0 && t - last < everyMs) return;
+    last = t;
+    say(text);
+  };
+}
+
+/** The cached stages in order, each keyed on the one before; a stage's sub-steps go to its task's output. */
+function stageTasks(ctx: BuildContext, stages: StageSummary[], noCache: boolean, progressEveryMs: number): Task[] {
   let previous = '';
   return STAGES.map((stage) => ({
     title: stage.title,
     task: async (_, task) => {
-      const sum = await runStage(ctx, stage, previous, noCache);
-      previous = sum.key;
-      stages.push(sum);
-      task.title = taskTitle(stage.title, sum);
+      ctx.progress = throttled((text) => {
+        task.output = text;
+      }, progressEveryMs);
+      try {
+        const sum = await runStage(ctx, stage, previous, noCache);
+        previous = sum.key;
+        stages.push(sum);
+        task.title = taskTitle(stage.title, sum);
+      } finally {
+        ctx.progress = undefined;
+      }
     },
   }));
 }
@@ -430,7 +456,8 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
   let hit: CachedOutputs | undefined;
   const tasks = new Listr(
     [
-      ...stageTasks(ctx, stages, !!o.noCache),
+      // On a terminal every sub-step redraws the task's line; in a log (CI) one line every 10 s at most.
+      ...stageTasks(ctx, stages, !!o.noCache, o.renderer === 'default' ? 0 : 10_000),
       {
         title: diskTitle,
         task: async (_, task) => {
@@ -447,6 +474,9 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
         title: outputsTitle,
         task: async (_, task) => {
           const t = Date.now();
+          ctx.progress = (text) => {
+            task.output = text;
+          };
           if (hit) {
             disk = hit.disk;
             artifacts = hit.artifacts;
@@ -464,7 +494,7 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
         },
       },
     ],
-    { renderer: o.renderer, exitOnError: true, registerSignalListeners: false, rendererOptions: {} as never },
+    { renderer: o.renderer, exitOnError: true, registerSignalListeners: false, rendererOptions: (o.renderer === 'default' ? { outputBar: 1, persistentOutput: false } : {}) as never },
   );
   try {
     await tasks.run();

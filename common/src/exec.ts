@@ -22,6 +22,8 @@ export interface RunOptions {
   /** Encoding of stdout: 'utf8' (default) or 'buffer'. */
   encoding?: 'utf8' | 'buffer';
   signal?: AbortSignal;
+  /** Called with the tool's output as it arrives (progress); the whole output is still returned. */
+  onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
 }
 
 export interface RunResult {
@@ -64,7 +66,13 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     ...(opts.inherit ? { stdio: 'inherit' as const } : {}),
     ...(opts.encoding === 'buffer' ? { encoding: 'buffer' as const } : {}),
   };
-  const r = await execa(file, [...args], eo);
+  const sub = execa(file, [...args], eo);
+  const onOutput = opts.onOutput;
+  if (onOutput) {
+    sub.stdout?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stdout'));
+    sub.stderr?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stderr'));
+  }
+  const r = await sub;
   const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled);
   if (failedToStart) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_MISSING, `cannot run ${file}: not installed or not on PATH`, {

@@ -4,7 +4,7 @@
  * Records every package's exact version and installed size in packages.json.
  * Needs root (mmdebstrap --mode=root); nothing outside out/ and the cache is written.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
@@ -66,6 +66,45 @@ export function mmdebstrapArgs(p: BuildContext['profile'], debCache: string, tar
   ];
 }
 
+/** Pure: the last phase mmdebstrap announced in `text` ("I: downloading packages with apt..." → "downloading packages with apt"). */
+export function mmdebstrapPhase(text: string): string | undefined {
+  const all = [...text.matchAll(/^I: (.+?)(?:\.\.\.)?$/gm)];
+  return all.at(-1)?.[1];
+}
+
+/**
+ * Reports mmdebstrap's phase with the packages in the tree's apt archive
+ * (cached and fetched .debs, counted every 2 s while mmdebstrap runs).
+ */
+function watchArchives(dir: string, progress: ((text: string) => void) | undefined): { phase(text: string): void; stop(): void } {
+  if (!progress) return { phase: () => {}, stop: () => {} };
+  let phase = 'starting mmdebstrap';
+  let debs = '';
+  const say = () => progress(`${phase}${debs}`);
+  let busy = false;
+  const count = async () => {
+    if (busy) return;
+    busy = true;
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.deb'));
+    let bytes = 0;
+    for (const n of names) bytes += (await stat(join(dir, n)).catch(() => ({ size: 0 }))).size;
+    debs = names.length ? ` · ${names.length} packages, ${(bytes / 1e6).toFixed(1)} MB` : '';
+    busy = false;
+    say();
+  };
+  const timer = setInterval(() => void count(), 2000);
+  return {
+    phase(text) {
+      const p = mmdebstrapPhase(text);
+      if (p) {
+        phase = p;
+        say();
+      }
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
 export function parseDpkgQuery(text: string): PackageInfo[] {
   return text
     .split('\n')
@@ -114,10 +153,16 @@ export const packagesStage: Stage<'packages'> = {
       await writeFile(file, key, { mode: 0o644 });
       extra.push(aptSourceLine(r, file));
     }
-    await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debs, root, extra), {
-      signal: ctx.signal,
-      env: { SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch), LC_ALL: 'C.UTF-8' },
-    });
+    const watch = watchArchives(join(root, 'var/cache/apt/archives'), ctx.progress);
+    try {
+      await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debs, root, extra), {
+        signal: ctx.signal,
+        env: { SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch), LC_ALL: 'C.UTF-8' },
+        onOutput: (text) => watch.phase(text),
+      });
+    } finally {
+      watch.stop();
+    }
     const q = await run('chroot', [root, 'dpkg-query', '-W', '-f', '${Package}\t${Version}\t${Installed-Size}\n'], { signal: ctx.signal });
     const packages = parseDpkgQuery(q.stdout);
     await writeFile(join(out, 'packages.json'), JSON.stringify(packages, null, 1) + '\n');

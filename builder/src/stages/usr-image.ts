@@ -23,7 +23,15 @@ export function mksquashfsArgs(src: string, dest: string, u: BuildContext['profi
   if (u.compression === 'zstd' && u.level) comp.push('-Xcompression-level', String(u.level));
   if (u.compression === 'gzip' && u.level) comp.push('-Xcompression-level', String(Math.min(9, u.level)));
   if (u.compression === 'xz') comp.push('-Xbcj', 'x86');
-  return [src, dest, '-noappend', ...comp, '-b', String(u.blockSize), '-mkfs-time', String(epoch), '-all-time', String(epoch), '-no-progress', '-quiet'];
+  // -quiet keeps the progress bar alone on stdout (squashfsProgress reads it).
+  return [src, dest, '-noappend', ...comp, '-b', String(u.blockSize), '-mkfs-time', String(epoch), '-all-time', String(epoch), '-quiet'];
+}
+
+/** Pure: the last state of mksquashfs's progress bar in `text` ("[===|  ] 1234/5678  21%"). */
+export function squashfsProgress(text: string): { done: number; total: number; percent: number } | undefined {
+  const all = [...text.matchAll(/\]\s+(\d+)\/(\d+)\s+(\d+)%/g)];
+  const m = all.at(-1);
+  return m ? { done: Number(m[1]), total: Number(m[2]), percent: Number(m[3]) } : undefined;
 }
 
 export function mkerofsArgs(src: string, dest: string, u: BuildContext['profile']['usr'], epoch: number, uuid: string): string[] {
@@ -79,13 +87,24 @@ export const usrImageStage: Stage<'usr-image'> = {
     const src = join(stageDir(ctx, 'initrd'), 'root/usr');
     const img = join(out, 'usr.img');
     if (p.usr.fs === 'squashfs') {
-      await run('mksquashfs', mksquashfsArgs(src, img, p.usr, p.sourceDateEpoch), { signal: ctx.signal });
+      let last = -1;
+      await run('mksquashfs', mksquashfsArgs(src, img, p.usr, p.sourceDateEpoch), {
+        signal: ctx.signal,
+        onOutput: (text, stream) => {
+          const at = stream === 'stdout' ? squashfsProgress(text) : undefined;
+          if (at && at.percent !== last) {
+            last = at.percent;
+            ctx.progress?.(`squashfs ${p.usr.compression}${p.usr.level ? ` level ${p.usr.level}` : ''}: ${at.percent} % (${at.done}/${at.total} blocks)`);
+          }
+        },
+      });
     } else {
       await run('mkfs.erofs', mkerofsArgs(src, img, p.usr, p.sourceDateEpoch, uuidFrom(sha256(`${p.os.id}:${p.os.version}:usr`))), { signal: ctx.signal });
     }
     const fsBytes = (await stat(img)).size;
     const hashOffset = hashOffsetFor(fsBytes);
     await truncate(img, hashOffset);
+    ctx.progress?.(`${p.usr.verity ? 'dm-verity hash tree and ' : ''}SHA-256 of ${(hashOffset / 1e6).toFixed(1)} MB`);
     const { rootHash, salt } = p.usr.verity ? await appendVerity(img, hashOffset, ctx.signal) : { rootHash: '', salt: '' };
     const info: UsrImageInfo = {
       formatVersion: USR_INFO_FORMAT,
