@@ -8,6 +8,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import type { Got } from 'got';
 import { fetchText, httpClient, httpStatusOf, isTransferFailure } from '../../../common/src/http.js';
 import { BasaltError, isBasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
@@ -85,15 +86,23 @@ export class Engine {
   private offer: UpdateOffer | undefined;
   private manifest: PayloadManifest | undefined;
   private ring: Keyring | undefined;
-  /** The client of the check and of static channel files: 60 s per request at most. */
-  private readonly http = httpClient({ connectMs: 30_000, stallMs: 60_000, totalMs: 60_000 });
+  /** The client of the check, events and static channel files: each a small document, within http.documentMs as a whole. */
+  private docClient: Got | undefined;
   private work: Promise<void> = Promise.resolve();
   private listeners = new Set<(s: Status) => void>();
   private stopped = false;
   /** Last error of a finished run (for one-shot `apply`). */
   lastFailure: BasaltError | undefined;
+  /** What the last check found: no update, an update (then installed or failed), or no answer. */
+  lastCheck: 'noupdate' | 'offered' | 'failed' | undefined;
 
   constructor(readonly env: EngineEnv) {}
+
+  private get http(): Got {
+    const h = this.env.http;
+    this.docClient ??= httpClient({ connectMs: Math.min(h.connectMs, h.documentMs), stallMs: Math.min(h.stallMs, h.documentMs), totalMs: h.documentMs });
+    return this.docClient;
+  }
 
   get statePath() {
     return join(this.env.stateDir, 'engine.json');
@@ -470,9 +479,11 @@ export class Engine {
       const msg = isBasaltError(e) ? e.message : `${srv}: ${(e as Error).message}`;
       this.env.log.warn(`update check failed: ${msg}`);
       this.lastFailure = isBasaltError(e) && !transfer ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`);
+      this.lastCheck = 'failed';
       this.send({ type: 'CHECK_FAILED', now, httpStatus: status, message: msg });
       return;
     }
+    this.lastCheck = result.status === 'noupdate' || !result.offer ? 'noupdate' : 'offered';
     if (result.status === 'noupdate' || !result.offer) {
       this.send({ type: 'NO_UPDATE', now, pollInterval: result.pollInterval });
       return;
