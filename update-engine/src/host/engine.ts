@@ -477,8 +477,15 @@ export class Engine {
       const status = httpStatusOf(e);
       const transfer = isTransferFailure(e);
       const msg = isBasaltError(e) ? e.message : `${srv}: ${(e as Error).message}`;
-      this.env.log.warn(`update check failed: ${msg}`);
-      this.lastFailure = isBasaltError(e) && !transfer ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`);
+      // An error of the run (a one-shot apply prints it as its one error line instead); the daemon checks again later.
+      this.env.log.error(`update check failed: ${msg}`);
+      const hint =
+        status !== undefined && status >= 500
+          ? `the server ${srv} is failing or overloaded: try again later`
+          : status !== undefined
+            ? `the server ${srv} refused the check: is SERVER the right URL?`
+            : `check the network and that ${srv} is up`;
+      this.lastFailure = isBasaltError(e) && !transfer ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`, { hint, details: { errorCode: status ? ErrorCode.HttpBase + status : ErrorCode.OmahaRequestError } });
       this.lastCheck = 'failed';
       this.send({ type: 'CHECK_FAILED', now, httpStatus: status, message: msg });
       return;
