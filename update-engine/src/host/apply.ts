@@ -136,16 +136,15 @@ export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http
       if (kind === 'fatal') throw e;
       if (kind === 'refused' && e instanceof BasaltError) refusal = e;
       const next = afterFailure(s, kind, limits);
-      const msg = (e as Error).message;
       if (next.action === 'give-up') {
         // A mirror that sent something the keyring refuses says more than the network failures of the others.
         if (refusal) throw withCode(refusal, ErrorCode.DownloadPayloadPubKeyVerificationError);
         const status = httpStatusOf(e);
         const tried = n > 1 ? ` (tried ${n} mirrors)` : '';
-        throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest ${url}${tried}: ${msg}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
+        throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest${tried}: ${failureText(url, e, undefined)}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
       }
       const to = new URL(offer.manifestName, offer.codebases[next.mirror]).toString();
-      d.log.warn(`${url}: ${msg}; trying ${to === url ? 'again' : to}${next.waitMs ? ` in ${next.waitMs} ms` : ''}`);
+      d.log.warn(`${failureText(url, e, undefined)}; trying ${to === url ? 'again' : to}${next.waitMs ? ` in ${next.waitMs} ms` : ''}`);
       if (next.waitMs > 0) await d.sleep(next.waitMs);
       s = next.state;
     }
