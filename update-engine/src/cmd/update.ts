@@ -6,7 +6,7 @@
  */
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
-import { UsageError, BasaltError } from '../../../common/src/errors.js';
+import { UsageError, BasaltError, describeCode } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
 import { loadConf } from '../host/config.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv } from '../host/hostenv.js';
@@ -147,8 +147,8 @@ async function watchUntilDone(sock: string): Promise<Status | undefined> {
 async function applyRemote(inv: Invocation): Promise<number> {
   await request(inv.sock, 'check');
   const last = await watchUntilDone(inv.sock);
-  if (last?.lastError) throw new BasaltError(last.lastError.code, last.lastError.message);
-  inv.print(last, last?.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' ? `updated to ${last.newVersion}; reboot to use it\n` : 'no update\n');
+  if (last?.lastError) throw new BasaltError(last.lastError.code, last.lastError.message, { hint: describeCode(last.lastError.code)?.hint });
+  inv.print(last, last?.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' ? `updated to ${last.newVersion}; reboot to use it\n` : `up to date: no update for ${last?.currentVersion ?? 'this version'} on ${last?.channel ?? 'its channel'}\n`);
   return 0;
 }
 

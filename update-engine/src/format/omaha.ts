@@ -263,6 +263,30 @@ export function parseResponse(body: string, appId: string): CheckResult {
 }
 
 /**
+ * The Omaha error an error answer carries (go-omaha and basalt serve answer an
+ * unknown app with HTTP 400 and the response as body): "app ID: STATUS" or
+ * "updatecheck: STATUS", for the first status that is not ok; undefined when
+ * the body says none (or is not Omaha XML). Bounded: the body was capped. Pure.
+ */
+export function omahaErrorOf(body: string): string | undefined {
+  let root: XmlElement;
+  try {
+    root = parseXml(body);
+  } catch {
+    return undefined;
+  }
+  if (root.name !== 'response') return undefined;
+  const clean = (v: string) => v.replace(/[^\w.{}:-]/g, '').slice(0, 64);
+  for (const a of kids(root, 'app')) {
+    const st = a.attrs['status'];
+    if (st && st !== 'ok') return `app ${clean(a.attrs['appid'] ?? '?')}: ${clean(st)}`;
+    const uc = kid(a, 'updatecheck')?.attrs['status'];
+    if (uc && uc !== 'ok' && uc !== 'noupdate') return `updatecheck: ${clean(uc)}`;
+  }
+  return undefined;
+}
+
+/**
  * A SHA-256 as Omaha servers write it: hex (Basalt, update_engine's hash_sha256) or base64
  * (go-omaha and Nebraska's hash_sha256, every server's postinstall sha256). Undefined when neither.
  */
@@ -270,7 +294,8 @@ export function sha256ToHex(text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
   const t = text.trim();
   if (/^[0-9a-fA-F]{64}$/.test(t)) return t.toLowerCase();
-  if (/^[A-Za-z0-9+/]{43}=$/.test(t)) return Buffer.from(t, 'base64').toString('hex');
+  // Base64 of 32 bytes: 43 characters and one '=' (or none), standard or URL-safe alphabet.
+  if (/^[A-Za-z0-9+/_-]{43}=?$/.test(t)) return Buffer.from(t, 'base64').toString('hex');
   return undefined;
 }
 

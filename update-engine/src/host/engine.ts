@@ -9,14 +9,14 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Got } from 'got';
-import { fetchText, httpClient, httpStatusOf, isTransferFailure } from '../../../common/src/http.js';
+import { fetchText, httpClient, httpStatusOf, isTransferFailure, requestText, HTTP_ERRORS } from '../../../common/src/http.js';
 import { BasaltError, isBasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
 import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
 import { parseEntryFileName } from '../../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
-import { buildRequest, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
+import { buildRequest, ErrorCode, EventResult, EventType, omahaErrorOf, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
 import { defaultXmlLimits } from '../format/xml.js';
 import { APP_ID, SLOT_PARTLABEL, STATIC_SERVER_PREFIX, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
 import { deltaDir, unseal, validateChannel, validateManifest, type ChannelMeta, type PayloadManifest } from '../format/metadata.js';
@@ -414,9 +414,13 @@ export class Engine {
     });
   }
 
+  /** Posts an Omaha request; a non-2xx answer is E_HTTP_STATUS, naming the Omaha error its body gives (go-omaha: 400 with the answer). */
   private async post(body: string): Promise<string> {
     const url = this.env.server!;
-    return fetchText(this.http, url, { method: 'POST', body, headers: { 'content-type': 'text/xml' }, maxBytes: defaultXmlLimits.maxBytes });
+    const r = await requestText(this.http, url, { method: 'POST', body, headers: { 'content-type': 'text/xml' }, maxBytes: defaultXmlLimits.maxBytes });
+    if (r.status >= 200 && r.status <= 299) return r.text;
+    const why = omahaErrorOf(r.text);
+    throw new BasaltError(HTTP_ERRORS.E_HTTP_STATUS, `${url}: HTTP ${r.status}${why ? ` (${why})` : ''}`, { details: { status: r.status } });
   }
 
   /**
@@ -482,7 +486,9 @@ export class Engine {
       const hint =
         status !== undefined && status >= 500
           ? `the server ${srv} is failing or overloaded: try again later`
-          : status !== undefined
+          : status !== undefined && msg.includes('error-unknownApplication')
+            ? `the server ${srv} does not serve this machine's app id: is SERVER the right URL for this OS?`
+            : status !== undefined
             ? `the server ${srv} refused the check: is SERVER the right URL?`
             : `check the network and that ${srv} is up`;
       this.lastFailure = isBasaltError(e) && !transfer ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`, { hint, details: { errorCode: status ? ErrorCode.HttpBase + status : ErrorCode.OmahaRequestError } });

@@ -356,6 +356,23 @@ describe('Omaha as go-omaha and Nebraska write it', () => {
   });
 });
 
+describe('an Omaha server that does not serve this app', () => {
+  it('basalt serve with another app id answers 400; the check fails naming the Omaha status', async () => {
+    const other = await startServer({ repo, eventsFile: join(t.dir, 'other-events.jsonl'), appIds: ['{00000000-0000-0000-0000-000000000000}'], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+    try {
+      const disk = await makeDisk(t.dir, usr1, '1.0.0');
+      const { e } = await apply(disk, { server: `${other.url}v1/update/` });
+      expect(e.lastFailure).toMatchObject({
+        code: 'E_CHECK',
+        message: `update check failed: ${other.url}v1/update/: HTTP 400 (app ${APP_ID}: error-unknownApplication)`,
+        hint: expect.stringMatching(/does not serve this machine's app id/) as unknown,
+      });
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 /** A clock whose time moves only when the test says; timers fire in order, each after the engine settled. */
 function fakeClock() {
   let now = Date.parse('2026-01-01T00:00:00Z');
