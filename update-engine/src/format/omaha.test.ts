@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { APP_ID } from '../../../common/src/contracts.js';
-import { buildResponse, omahaErrorOf, parseResponse, sha256ToHex } from './omaha.js';
+import { buildResponse, omahaErrorOf, omahaHttpStatus, parseResponse, sha256ToHex } from './omaha.js';
 
 const payload = Buffer.from('a payload');
 const hex = createHash('sha256').update(payload).digest('hex');
@@ -84,5 +84,13 @@ describe('omahaErrorOf', () => {
     expect(omahaErrorOf('busy\n')).toBeUndefined();
     // What a server puts in it is cut and cleaned before it reaches a message.
     expect(omahaErrorOf(`<response protocol="3.0"><app appid="x" status="${'&lt;'.repeat(50)}evil line"/></response>`)).toBe('app x: evilline');
+  });
+});
+
+describe('omahaHttpStatus (as go-omaha: omaha/handler.go)', () => {
+  it('200 when any app is ok, else 400 (the first error), 400 for no app', () => {
+    expect(omahaHttpStatus([{ status: 'error-unknownApplication' }, { status: 'ok' }])).toBe(200);
+    expect(omahaHttpStatus([{ status: 'error-unknownApplication' }])).toBe(400);
+    expect(omahaHttpStatus([])).toBe(400);
   });
 });

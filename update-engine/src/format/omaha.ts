@@ -171,6 +171,17 @@ export interface AppResponse {
   updateCheck?: { status: 'noupdate' | 'ok' | 'error-internal'; offer?: UpdateOffer; pollInterval?: number };
 }
 
+/**
+ * The HTTP status of an answer, as go-omaha's handler picks it: 200 when any
+ * app is ok; otherwise from the first app's error (400, or 500 for an internal
+ * error); 400 for a request without apps. Pure.
+ */
+export function omahaHttpStatus(apps: Pick<AppResponse, 'status'>[]): 200 | 400 | 500 {
+  if (apps.some((a) => a.status === 'ok')) return 200;
+  const first = apps[0];
+  return first && (first.status as string) === 'error-internal' ? 500 : 400;
+}
+
 /** Builds a response body as go-omaha / Nebraska shape it. */
 export function buildResponse(apps: AppResponse[], elapsedSeconds: number): string {
   const appEls = apps.map((a) => {

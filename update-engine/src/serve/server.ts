@@ -9,7 +9,7 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import { BasaltError, isBasaltError } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
-import { buildResponse, parseRequest, type AppRequest, type AppResponse } from '../format/omaha.js';
+import { buildResponse, omahaHttpStatus, parseRequest, type AppRequest, type AppResponse } from '../format/omaha.js';
 import { APP_ID } from '../../../common/src/contracts.js';
 import { decideOffer, deltaOfferFromChannel, offerFromChannel, type DeltaPayload, type OfferDecision } from '../format/offer.js';
 import { checkChannel, deltaDir, peekEnvelope, unseal, validateChannel, type ChannelMeta } from '../format/metadata.js';
@@ -239,9 +239,8 @@ export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: Serve
         const budget: RecordBudget = { left: limits.perRequest };
         for (const a of parsed.apps) apps.push(await answerApp(o, events, a, req, parsed.installSource, budget));
         const xml = buildResponse(apps, Math.floor((Date.now() - started) / 1000));
-        // As go-omaha: an app this server does not serve is a bad request, with the answer as its body.
-        const unknown = apps.some((a) => a.status === 'error-unknownApplication');
-        res.writeHead(unknown ? 400 : 200, { 'content-type': 'text/xml; charset=utf-8', 'content-length': Buffer.byteLength(xml) }).end(xml);
+        // As go-omaha: 200 when any app is served; an app this server does not serve (and no other) is a bad request, with the answer as its body.
+        res.writeHead(omahaHttpStatus(apps), { 'content-type': 'text/xml; charset=utf-8', 'content-length': Buffer.byteLength(xml) }).end(xml);
         return;
       }
       if (req.method === 'GET' || req.method === 'HEAD') {
