@@ -257,7 +257,7 @@ describe('slow retrieval: a whole deadline for documents, a minimum rate for pay
       expect(e.lastFailure).toBeUndefined();
       expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
       expect(Date.now() - t0).toBeLessThan(10_000);
-      expect(lines.join('\n')).toMatch(/slow\/manifest\.json: Timeout awaiting 'request' for 1500ms; trying .*payloads\/2\.0\.0\/manifest\.json/);
+      expect(lines.join('\n')).toMatch(/slow\/manifest\.json: no complete answer within 1\.5 s \(whole-request deadline\); trying .*payloads\/2\.0\.0\/manifest\.json/);
     } finally {
       fault = undefined;
     }

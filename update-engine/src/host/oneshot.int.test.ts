@@ -174,7 +174,7 @@ describe('a one-shot apply through a failing server', () => {
       expect(r.exitCode).toBe(1);
       const lines = r.stderr.trim().split('\n');
       expect(lines, r.stderr).toHaveLength(1);
-      expect(lines[0]).toMatch(/^basalt: error: update check failed: .*v1\/update\/: Timeout awaiting 'request' for 2000ms \(hint: check the network and that .* is up\)$/);
+      expect(lines[0]).toMatch(/^basalt: error: update check failed: .*v1\/update\/: no complete answer within 2 s \(whole-request deadline\) \(hint: check the network and that .* is up\)$/);
     } finally {
       checkFault = undefined;
     }
