@@ -30,7 +30,26 @@ let badMirrorRequests = 0;
 let m2: PayloadManifest;
 let usr2: string;
 /** What the server does to every update check while set: answer 503, or send its answer a byte a second. */
-let checkFault: '503' | 'dribble' | undefined;
+let checkFault: '503' | 'dribble' | 'endless' | undefined;
+/** When set, every manifest is sent as an endless stream. */
+let endlessManifest = false;
+/** Bytes the endless answers wrote before the client hung up. */
+let endlessSent = 0;
+/** Writes spaces without end (with back-pressure) until the client goes; 2 GiB at most. */
+function endless(res: import('node:http').ServerResponse): void {
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  const pump = (): void => {
+    while (!res.destroyed && endlessSent < 2 ** 31) {
+      endlessSent += chunk.length;
+      if (!res.write(chunk)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}
 
 beforeAll(async () => {
   await ensureDist();
@@ -44,6 +63,14 @@ beforeAll(async () => {
   const payload = await readFile(join(repo, 'payloads/2.0.0', m2.payload.file));
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (checkFault === '503' && req.method === 'POST') return void res.writeHead(503).end('busy\n');
+    if (checkFault === 'endless' && req.method === 'POST') {
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      return endless(res);
+    }
+    if (endlessManifest && req.method === 'GET' && req.url?.endsWith('/manifest.json')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return endless(res);
+    }
     if (checkFault === 'dribble' && req.method === 'POST') {
       res.writeHead(200, { 'content-type': 'text/xml' });
       const tick = setInterval(() => res.write(' '), 1000);
@@ -104,16 +131,27 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
-function apply(disk: string, extra: string[] = []): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+/** Runs the one-shot apply as its own process; `peakRssMiB` is the highest VmHWM (peak RSS) read from /proc while it ran. */
+function apply(disk: string, extra: string[] = []): Promise<{ exitCode: number; stdout: string; stderr: string; peakRssMiB: number }> {
   const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s', ...extra] });
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let peakKiB = 0;
+    const sample = setInterval(() => {
+      void readFile(`/proc/${c.pid}/status`, 'utf8').then(
+        (st) => (peakKiB = Math.max(peakKiB, Number(/^VmHWM:\s+(\d+) kB/m.exec(st)?.[1] ?? 0))),
+        () => undefined,
+      );
+    }, 20);
     c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     c.on('error', reject);
-    c.on('close', (code) => resolve({ exitCode: code ?? -1, stdout, stderr }));
+    c.on('close', (code) => {
+      clearInterval(sample);
+      resolve({ exitCode: code ?? -1, stdout, stderr, peakRssMiB: peakKiB / 1024 });
+    });
   });
 }
 
@@ -205,5 +243,32 @@ describe('a one-shot apply through a failing server', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toBe('up to date: no update for 2.0.0 on stable\n');
     expect(r.stderr).toBe('');
+  });
+
+  it('an endless Omaha answer or manifest: exits 1 with one line at the cap; the process stays small (peak RSS)', async () => {
+    const disk = await makeDisk(t!.dir, usr1, '1.0.0');
+    const runs: [string, () => void, RegExp, number][] = [
+      ['answer', () => (checkFault = 'endless'), /^basalt: error: .*v1\/update\/: the reply is larger than 262144 bytes \(hint: .*\)$/, 160],
+      ['manifest', () => (endlessManifest = true), /^basalt: error: .*payloads\/2\.0\.0\/manifest\.json: the reply is larger than 33554432 bytes \(hint: .*\)$/, 256],
+    ];
+    for (const [what, arm, line, maxMiB] of runs) {
+      endlessSent = 0;
+      arm();
+      try {
+        const r = await apply(disk);
+        expect(r.exitCode, what).toBe(1);
+        const lines = r.stderr.trim().split('\n');
+        expect(lines, r.stderr).toHaveLength(1);
+        expect(lines[0]).toMatch(line);
+        // Before: a 300 MB answer took the client to 1.3 GB.
+        expect(r.peakRssMiB, what).toBeGreaterThan(0);
+        expect(r.peakRssMiB, what).toBeLessThan(maxMiB);
+        expect(endlessSent).toBeLessThan(64 * 2 ** 20);
+        console.log(`[oneshot] endless ${what}: cut after ${(endlessSent / 2 ** 20).toFixed(1)} MiB sent; the apply's peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
+      } finally {
+        checkFault = undefined;
+        endlessManifest = false;
+      }
+    }
   });
 });
