@@ -462,6 +462,7 @@ export class Engine {
   private async doCheck(interactive: boolean): Promise<void> {
     const srv = this.env.server!;
     const now = this.env.clock.now();
+    this.lastCheck = undefined;
     this.ring ??= await loadKeyring(this.env.keyringPath);
     let result: { status: 'noupdate' | 'ok'; offer?: UpdateOffer; pollInterval?: number };
     try {
