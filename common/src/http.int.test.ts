@@ -80,7 +80,7 @@ describe('httpClient + requestText/fetchText', () => {
     const quick = httpClient({ connectMs: 500, stallMs: 300, totalMs: 400 });
     const hang = await fetchText(quick, `${base}/hang`, { maxBytes: 100 }).catch((x: unknown) => x);
     expect(hang).toMatchObject({ code: 'E_HTTP_TRANSPORT' });
-    expect((hang as Error).message).toMatch(/\/hang: Timeout/);
+    expect((hang as Error).message).toMatch(/\/hang: (no complete answer within 0\.4 s \(whole-request deadline\)|nothing received for 0\.3 s \(stall timeout\))$/);
     const refused = await fetchText(quick, 'http://127.0.0.1:1/', { maxBytes: 100 }).catch((x: unknown) => x);
     expect(refused).toMatchObject({ code: 'E_HTTP_TRANSPORT' });
     expect((refused as Error).message).toMatch(/ECONNREFUSED/);

@@ -98,7 +98,7 @@ export function requestBytes(client: Got, url: string, r: TextRequest): Promise<
       else chunks.push(c);
     });
     stream.on('end', () => settle(undefined));
-    stream.on('error', (e: Error) => settle(e instanceof BasaltError ? e : new BasaltError(HTTP_ERRORS.E_HTTP_TRANSPORT, `${url}: ${e.message}`, { cause: e })));
+    stream.on('error', (e: Error) => settle(e instanceof BasaltError ? e : new BasaltError(HTTP_ERRORS.E_HTTP_TRANSPORT, `${url}: ${transportText(e)}`, { cause: e })));
   });
 }
 
@@ -129,4 +129,27 @@ export function httpStatusOf(e: unknown): number | undefined {
 
 function tooLarge(url: string, max: number): BasaltError {
   return new BasaltError(HTTP_ERRORS.E_HTTP_TOO_LARGE, `${url}: the reply is larger than ${max} bytes`);
+}
+
+/**
+ * A transport failure in words: got's timeouts say which limit passed
+ * ("Timeout awaiting 'request' for 2000ms" becomes "no complete answer within
+ * 2 s (whole-request deadline)"); other errors keep their message. Pure.
+ */
+export function transportText(e: Error): string {
+  const m = /^Timeout awaiting '(\w+)' for (\d+)ms$/.exec(e.message);
+  if (!m) return e.message;
+  const s = `${Number(m[2]) / 1000} s`;
+  switch (m[1]) {
+    case 'request':
+      return `no complete answer within ${s} (whole-request deadline)`;
+    case 'socket':
+      return `nothing received for ${s} (stall timeout)`;
+    case 'connect':
+    case 'lookup':
+    case 'secureConnect':
+      return `could not connect within ${s}`;
+    default:
+      return `timed out after ${s} (${m[1]})`;
+  }
 }

@@ -1,7 +1,9 @@
 /** `basalt serve`: Omaha v3 update server over a release repository. */
 import { join, resolve } from 'node:path';
 import type { CommandContext } from '../../../common/src/cli/types.js';
-import { parse, parseSize } from '../../../common/src/cli/args.js';
+import { intOpt, parse, parseSize } from '../../../common/src/cli/args.js';
+import { parseDuration } from '../format/duration.js';
+import { DEFAULT_EVENT_LIMITS } from '../serve/events.js';
 import { UsageError } from '../../../common/src/errors.js';
 import { loadKeyring } from '../format/signature.js';
 import { defaultAppIds, startServer } from '../serve/server.js';
@@ -20,13 +22,18 @@ Options:
   --keyring PATH      verify channel metadata with these public keys before offering it
   --events FILE       events log (default DIR/../basalt-serve-events.jsonl)
   --appid ID          answer this Omaha app id (repeatable; default CoreOS's)
-  --max-body SIZE     largest request body accepted (default 64K)
+  --max-body SIZE     largest request body accepted (default 64K; more is answered 413)
+  --request-timeout DUR  time a client has to send its whole request, headers and body (default 30s; 408)
+  --events-max SIZE   rotate the events log at this size (default 16M)
+  --events-keep N     rotated event logs kept (default 3: the log takes at most 4 x --events-max)
+
+An app id it does not answer gets HTTP 400 with status="error-unknownApplication" (as go-omaha).
 `;
 
 export async function run(ctx: CommandContext): Promise<number> {
   const { values } = parse(
     ctx.args,
-    { repo: { type: 'string' }, listen: { type: 'string' }, 'base-url': { type: 'string' }, keyring: { type: 'string' }, events: { type: 'string' }, appid: { type: 'string', multiple: true }, 'max-body': { type: 'string' } },
+    { repo: { type: 'string' }, listen: { type: 'string' }, 'base-url': { type: 'string' }, keyring: { type: 'string' }, events: { type: 'string' }, appid: { type: 'string', multiple: true }, 'max-body': { type: 'string' }, 'request-timeout': { type: 'string' }, 'events-max': { type: 'string' }, 'events-keep': { type: 'string' } },
     'serve',
   );
   if (!values.repo) throw new UsageError('serve: --repo DIR is required');
@@ -34,6 +41,16 @@ export async function run(ctx: CommandContext): Promise<number> {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
   if (!m) throw new UsageError(`--listen: '${listen}' is not HOST:PORT`);
   const repo = resolve(values.repo);
+  let requestTimeoutMs: number | undefined;
+  if (values['request-timeout'] !== undefined) {
+    requestTimeoutMs = parseDuration(values['request-timeout']);
+    if (requestTimeoutMs === undefined || requestTimeoutMs <= 0) throw new UsageError(`--request-timeout: '${values['request-timeout']}' is not a duration (e.g. 30s)`);
+  }
+  const eventLimits = {
+    ...DEFAULT_EVENT_LIMITS,
+    ...(values['events-max'] !== undefined ? { maxFileBytes: parseSize(values['events-max'], 'events-max') } : {}),
+    ...(values['events-keep'] !== undefined ? { keepFiles: intOpt(values['events-keep'], 'events-keep', 0, 100)! } : {}),
+  };
   const srv = await startServer(
     {
       repo,
@@ -42,6 +59,8 @@ export async function run(ctx: CommandContext): Promise<number> {
       baseUrl: values['base-url'],
       keyring: values.keyring ? await loadKeyring(values.keyring) : undefined,
       maxBodyBytes: values['max-body'] ? parseSize(values['max-body'], 'max-body') : 64 * 1024,
+      requestTimeoutMs,
+      eventLimits,
       now: () => new Date(),
       log: ctx.log,
     },

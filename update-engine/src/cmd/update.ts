@@ -6,7 +6,7 @@
  */
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
-import { UsageError, BasaltError } from '../../../common/src/errors.js';
+import { UsageError, BasaltError, describeCode } from '../../../common/src/errors.js';
 import { readGpt, slotAttrs, findPartition } from '../../../common/src/gpt/index.js';
 import { loadConf } from '../host/config.js';
 import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv } from '../host/hostenv.js';
@@ -147,27 +147,62 @@ async function watchUntilDone(sock: string): Promise<Status | undefined> {
 async function applyRemote(inv: Invocation): Promise<number> {
   await request(inv.sock, 'check');
   const last = await watchUntilDone(inv.sock);
-  if (last?.lastError) throw new BasaltError(last.lastError.code, last.lastError.message);
-  inv.print(last, last?.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' ? `updated to ${last.newVersion}; reboot to use it\n` : 'no update\n');
+  if (last?.lastError) throw new BasaltError(last.lastError.code, last.lastError.message, { hint: describeCode(last.lastError.code)?.hint });
+  inv.print(last, last?.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' ? `updated to ${last.newVersion}; reboot to use it\n` : `up to date: no update for ${last?.currentVersion ?? 'this version'} on ${last?.channel ?? 'its channel'}\n`);
   return 0;
+}
+
+/** How a one-shot apply ended, for its exit code and its one line. */
+export interface OneShotEnd {
+  status: Status['status'];
+  newVersion: string;
+  /** The slot that was (or would be) written. */
+  target: string;
+  lastCheck: Engine['lastCheck'];
+  failure: BasaltError | undefined;
+  running: string;
+  channel: string;
+}
+
+/**
+ * The result of a one-shot apply: installed, or up to date (no update offered:
+ * not an error), or an error saying why nothing was installed. Never success
+ * with nothing installed and no answer from the server. Pure.
+ */
+export function oneShotResult(x: OneShotEnd): { ok: true; line: string } | { ok: false; error: BasaltError } {
+  if (x.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') return { ok: true, line: `updated ${x.target} to ${x.newVersion}; reboot to use it` };
+  if (x.failure) return { ok: false, error: x.failure };
+  if (x.lastCheck === 'noupdate') return { ok: true, line: `up to date: no update for ${x.running} on ${x.channel}` };
+  return {
+    ok: false,
+    error: new BasaltError(UE_ERRORS.E_CHECK, `nothing was installed: the update ended in ${x.status.replace('UPDATE_STATUS_', '')} without an answer saying there is no update`, {
+      hint: 'run again with BASALT_LOG=debug to see the check and the transfers',
+    }),
+  };
+}
+
+/**
+ * A one-shot run prints its failure once, as the command's error line: the
+ * engine's own error-level log of it would say the same thing twice.
+ */
+function oneShotLogger(log: CommandContext['log']): CommandContext['log'] {
+  return { ...log, error: (m: string) => log.debug(m) };
 }
 
 /** check and apply on an image file: both check, download and install in-process. */
 async function applyLocal(inv: Invocation): Promise<number> {
-  const { env, e } = await startedEngine(inv, failpointFromEnv(process.env['BASALT_FAILPOINT']));
+  const { env, e } = await startedEngine({ ...inv, ctx: { ...inv.ctx, log: oneShotLogger(inv.ctx.log) } }, failpointFromEnv(process.env['BASALT_FAILPOINT']));
   if (e.state.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
     inv.print(e.status(), `already updated to ${e.state.newVersion}; reboot to use it\n`);
     return 0;
   }
+  e.lastFailure = undefined;
   e.check(true);
   await e.idle();
   const s = e.status();
-  if (s.status === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
-    inv.print(s, `updated ${SLOT_PARTLABEL[env.booted === 'A' ? 'B' : 'A']} to ${s.newVersion}; reboot to use it\n`);
-    return 0;
-  }
-  if (e.lastFailure) throw e.lastFailure;
-  inv.print(s, `no update (running ${env.me.version} on ${env.me.channel})\n`);
+  const r = oneShotResult({ status: s.status, newVersion: s.newVersion, target: SLOT_PARTLABEL[env.booted === 'A' ? 'B' : 'A'], lastCheck: e.lastCheck, failure: e.lastFailure, running: env.me.version, channel: env.me.channel });
+  if (!r.ok) throw r.error;
+  inv.print(s, r.line + '\n');
   return 0;
 }
 

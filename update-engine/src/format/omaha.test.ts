@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { APP_ID } from '../../../common/src/contracts.js';
-import { parseResponse, sha256ToHex } from './omaha.js';
+import { buildResponse, omahaErrorOf, omahaHttpStatus, parseResponse, sha256ToHex } from './omaha.js';
 
 const payload = Buffer.from('a payload');
 const hex = createHash('sha256').update(payload).digest('hex');
@@ -54,6 +54,10 @@ describe('Omaha answers as CoreOS-dialect servers write them', () => {
   });
   it('sha256ToHex', () => {
     expect(sha256ToHex(b64)).toBe(hex);
+    // Decided by length and alphabet: base64 without its '=' or URL-safe is base64 still.
+    expect(sha256ToHex(b64.replace(/=$/, ''))).toBe(hex);
+    expect(sha256ToHex(b64.replace(/\+/g, '-').replace(/\//g, '_'))).toBe(hex);
+    expect(sha256ToHex('g'.repeat(64))).toBeUndefined();
     expect(sha256ToHex(` ${hex} `)).toBe(hex);
     expect(sha256ToHex(createHash('sha1').update('x').digest('base64'))).toBeUndefined();
   });
@@ -69,5 +73,24 @@ describe('delta_okay', () => {
     const no = buildRequest({ installSource: 'scheduler', app });
     expect(no).toContain('delta_okay="false"');
     expect(parseRequest(no).apps[0]!.deltaOkay).toBe(false);
+  });
+});
+
+describe('omahaErrorOf', () => {
+  it("names the first status that is not ok in an error answer's body", () => {
+    expect(omahaErrorOf(buildResponse([{ appId: '{abc}', status: 'error-unknownApplication', ping: false, events: 0 }], 0))).toBe('app {abc}: error-unknownApplication');
+    expect(omahaErrorOf(buildResponse([{ appId: APP_ID, status: 'ok', ping: false, events: 0, updateCheck: { status: 'error-internal' } }], 0))).toBe('updatecheck: error-internal');
+    expect(omahaErrorOf(buildResponse([{ appId: APP_ID, status: 'ok', ping: false, events: 0, updateCheck: { status: 'noupdate' } }], 0))).toBeUndefined();
+    expect(omahaErrorOf('busy\n')).toBeUndefined();
+    // What a server puts in it is cut and cleaned before it reaches a message.
+    expect(omahaErrorOf(`<response protocol="3.0"><app appid="x" status="${'&lt;'.repeat(50)}evil line"/></response>`)).toBe('app x: evilline');
+  });
+});
+
+describe('omahaHttpStatus (as go-omaha: omaha/handler.go)', () => {
+  it('200 when any app is ok, else 400 (the first error), 400 for no app', () => {
+    expect(omahaHttpStatus([{ status: 'error-unknownApplication' }, { status: 'ok' }])).toBe(200);
+    expect(omahaHttpStatus([{ status: 'error-unknownApplication' }])).toBe(400);
+    expect(omahaHttpStatus([])).toBe(400);
   });
 });

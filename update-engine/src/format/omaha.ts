@@ -171,6 +171,17 @@ export interface AppResponse {
   updateCheck?: { status: 'noupdate' | 'ok' | 'error-internal'; offer?: UpdateOffer; pollInterval?: number };
 }
 
+/**
+ * The HTTP status of an answer, as go-omaha's handler picks it: 200 when any
+ * app is ok; otherwise from the first app's error (400, or 500 for an internal
+ * error); 400 for a request without apps. Pure.
+ */
+export function omahaHttpStatus(apps: Pick<AppResponse, 'status'>[]): 200 | 400 | 500 {
+  if (apps.some((a) => a.status === 'ok')) return 200;
+  const first = apps[0];
+  return first && (first.status as string) === 'error-internal' ? 500 : 400;
+}
+
 /** Builds a response body as go-omaha / Nebraska shape it. */
 export function buildResponse(apps: AppResponse[], elapsedSeconds: number): string {
   const appEls = apps.map((a) => {
@@ -263,6 +274,30 @@ export function parseResponse(body: string, appId: string): CheckResult {
 }
 
 /**
+ * The Omaha error an error answer carries (go-omaha and basalt serve answer an
+ * unknown app with HTTP 400 and the response as body): "app ID: STATUS" or
+ * "updatecheck: STATUS", for the first status that is not ok; undefined when
+ * the body says none (or is not Omaha XML). Bounded: the body was capped. Pure.
+ */
+export function omahaErrorOf(body: string): string | undefined {
+  let root: XmlElement;
+  try {
+    root = parseXml(body);
+  } catch {
+    return undefined;
+  }
+  if (root.name !== 'response') return undefined;
+  const clean = (v: string) => v.replace(/[^\w.{}:-]/g, '').slice(0, 64);
+  for (const a of kids(root, 'app')) {
+    const st = a.attrs['status'];
+    if (st && st !== 'ok') return `app ${clean(a.attrs['appid'] ?? '?')}: ${clean(st)}`;
+    const uc = kid(a, 'updatecheck')?.attrs['status'];
+    if (uc && uc !== 'ok' && uc !== 'noupdate') return `updatecheck: ${clean(uc)}`;
+  }
+  return undefined;
+}
+
+/**
  * A SHA-256 as Omaha servers write it: hex (Basalt, update_engine's hash_sha256) or base64
  * (go-omaha and Nebraska's hash_sha256, every server's postinstall sha256). Undefined when neither.
  */
@@ -270,7 +305,8 @@ export function sha256ToHex(text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
   const t = text.trim();
   if (/^[0-9a-fA-F]{64}$/.test(t)) return t.toLowerCase();
-  if (/^[A-Za-z0-9+/]{43}=$/.test(t)) return Buffer.from(t, 'base64').toString('hex');
+  // Base64 of 32 bytes: 43 characters and one '=' (or none), standard or URL-safe alphabet.
+  if (/^[A-Za-z0-9+/_-]{43}=?$/.test(t)) return Buffer.from(t, 'base64').toString('hex');
   return undefined;
 }
 

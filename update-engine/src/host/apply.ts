@@ -29,7 +29,7 @@ import { promisify } from 'node:util';
 import { zstdDecompress } from 'node:zlib';
 import { join } from 'node:path';
 import { HTTPError, type Got } from 'got';
-import { fetchText, httpClient, httpStatusOf, isTransferFailure } from '../../../common/src/http.js';
+import { fetchText, httpClient, httpStatusOf } from '../../../common/src/http.js';
 import { createRequire } from 'node:module';
 import { BasaltError, InternalError, fsError, type ErrorDef } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
@@ -45,7 +45,7 @@ import { compareVersions } from '../format/version.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
 import { hashFileRange, hexToBase64 } from '../format/digest.js';
 
-import type { HttpOptions } from './http.js';
+import { afterFailure, classifyFailure, tooSlow, type FailureKind, type HttpOptions, type MirrorState } from './http.js';
 import { HashThread, sharedBuffer } from './hash-thread.js';
 import { UE_ERRORS } from '../errors.js';
 import { slotKey } from '../../../common/src/contracts.js';
@@ -113,44 +113,47 @@ async function saveProgress(stateDir: string, p: Progress): Promise<void> {
 /** The largest signed payload manifest accepted (a 100 GiB image in 1 MiB chunks is about 20 MiB of JSON). */
 export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
 
-/** Fetches and verifies the signed payload manifest named by the offer. */
+/**
+ * Fetches and verifies the signed payload manifest named by the offer, from
+ * its codebases in turn: one that sends a manifest that does not verify, is
+ * over MAX_MANIFEST_BYTES, or answers 4xx is dropped; a stall, a 5xx or one
+ * slower than the document deadline moves on to the next after a back-off.
+ */
 export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'ring' | 'sleep' | 'log'>): Promise<PayloadManifest> {
-  const http = httpClient({ connectMs: d.http.connectMs, stallMs: d.http.stallMs, totalMs: d.http.stallMs });
+  const http = httpClient({ connectMs: Math.min(d.http.connectMs, d.http.documentMs), stallMs: Math.min(d.http.stallMs, d.http.documentMs), totalMs: d.http.documentMs });
   const n = offer.codebases.length;
-  /** Codebases out of this fetch: they answered 4xx or sent a manifest that does not verify. */
-  const out = new Map<number, unknown>();
-  let last: unknown;
-  for (let attempt = 0; attempt <= Math.min(d.http.maxRetries, 5) + n && out.size < n; attempt++) {
-    const i = attempt % n;
-    if (out.has(i)) continue;
-    const url = new URL(offer.manifestName, offer.codebases[i]).toString();
+  // A manifest is small: a few tries per mirror, not the payload's twenty.
+  const limits = { ...d.http, maxRetries: Math.min(d.http.maxRetries, 5 + n) };
+  let s: MirrorState = { n, current: 0, out: new Set(), retries: 0 };
+  let refusal: BasaltError | undefined;
+  for (;;) {
+    const url = new URL(offer.manifestName, offer.codebases[s.current]).toString();
     try {
       const text = await fetchText(http, url, { maxBytes: MAX_MANIFEST_BYTES });
       return validateManifest(await unseal(text, d.ring, url), url);
     } catch (e) {
-      last = e;
-      const st = httpStatusOf(e);
-      if (!isTransferFailure(e) || (st !== undefined && st < 500)) {
-        // A refusal of what this mirror sent, or a mirror without the file: the next mirror may do.
-        out.set(i, e);
-        if (out.size < n) d.log.warn(`${url}: ${(e as Error).message}; trying the next mirror`);
-        continue;
+      const kind = classifyFailure(e);
+      if (kind === 'fatal') throw e;
+      if (kind === 'refused' && e instanceof BasaltError) refusal = e;
+      const next = afterFailure(s, kind, limits);
+      if (next.action === 'give-up') {
+        // A mirror that sent something the keyring refuses says more than the network failures of the others.
+        if (refusal) throw withCode(refusal, ErrorCode.DownloadPayloadPubKeyVerificationError);
+        const status = httpStatusOf(e);
+        const tried = n > 1 ? ` (tried ${n} mirrors)` : '';
+        throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest${tried}: ${failureText(url, e, undefined)}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
       }
-      await d.sleep(backoff(d.http, attempt));
+      const to = new URL(offer.manifestName, offer.codebases[next.mirror]).toString();
+      d.log.warn(`${failureText(url, e, undefined)}; trying ${to === url ? 'again' : to}${next.waitMs ? ` in ${next.waitMs} ms` : ''}`);
+      if (next.waitMs > 0) await d.sleep(next.waitMs);
+      s = next.state;
     }
   }
-  const refusal = [...out.values()].find((e) => e instanceof BasaltError && !isTransferFailure(e));
-  if (refusal instanceof BasaltError) throw withCode(refusal, ErrorCode.DownloadPayloadPubKeyVerificationError);
-  throw fail(UE_ERRORS.E_DOWNLOAD, `cannot fetch the payload manifest: ${String((last as Error | undefined)?.message)}`, ErrorCode.DownloadTransferError);
 }
 
 function withCode(e: BasaltError, errorCode: number): BasaltError {
   if (typeof e.details['errorCode'] !== 'number') e.details['errorCode'] = errorCode;
   return e;
-}
-
-function backoff(h: HttpOptions, attempt: number): number {
-  return Math.min(h.maxRetryMs, h.retryBaseMs * 2 ** attempt);
 }
 
 /** Refuses an offer that is not for this machine. Pure apart from the arguments. */
@@ -449,7 +452,7 @@ interface Transfer {
   busy: boolean[];
   attempt: number;
   urlIndex: number;
-  /** Codebases that sent bytes the signed manifest refuses: not asked again in this download. */
+  /** Codebases out of this download (they sent bytes the signed manifest refuses, or answered 4xx): not asked again. */
   refused: Set<number>;
 }
 
@@ -470,7 +473,7 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
   };
   const n = offer.codebases.length;
   while (w.next < chunks.length) {
-    const url = new URL(offer.packageName, offer.codebases[t.urlIndex % n]).toString();
+    const url = new URL(offer.packageName, offer.codebases[t.urlIndex]).toString();
     try {
       // A delta's seed chunks at this point come from the running slot, not the network.
       await takeData(w, t, url, chunks[t.k]?.offset ?? w.m.payload.size, NOTHING, undefined);
@@ -478,18 +481,37 @@ async function fetchChunks(w: ChunkWriter, offer: UpdateOffer): Promise<void> {
       else await transferOnce(w, http, url, t);
     } catch (caught) {
       const e = await settleWriter(w, t, caught);
-      if (isMirrorFault(e) && t.refused.size + 1 < n) {
-        // A mirror that sends bad bytes is dropped for this download; the next one starts at the same chunk.
-        t.refused.add(t.urlIndex % n);
-        w.d.log.warn(`${url}: ${(e as Error).message}; trying the next mirror`);
-        t.filled = 0;
-        t.urlIndex = nextMirror(t, n);
-        continue;
-      }
-      await retryOrGiveUp(w, url, t, e);
-      t.urlIndex = nextMirror(t, n);
+      const status = e instanceof HTTPError ? e.response.statusCode : httpStatusOf(e);
+      const kind = classifyFailure(e, status);
+      if (kind === 'fatal') throw e;
+      const next = afterFailure({ n, current: t.urlIndex, out: t.refused, retries: t.attempt }, kind, w.d.http);
+      if (next.action === 'give-up') throw payloadFailure(w, url, e, kind, status, next.why === 'retries-exhausted');
+      // Bytes a mirror sent that the manifest refused are not kept; a partly received chunk resumes with Range elsewhere.
+      if (kind === 'refused') t.filled = 0;
+      t.urlIndex = next.mirror;
+      t.refused = new Set(next.state.out);
+      t.attempt = next.state.retries;
+      const to = new URL(offer.packageName, offer.codebases[next.mirror]).toString();
+      w.d.log.warn(`download of ${w.m.version} interrupted at chunk ${w.next}/${chunks.length}: ${failureText(url, e, status)}; ${kind === 'transient' ? 'retrying' : 'trying the next mirror'}${to === url ? '' : ` from ${to}`}${next.waitMs ? ` in ${next.waitMs} ms` : ''} with Range`);
+      if (kind === 'transient') w.prog.resumes++;
+      if (next.waitMs > 0) await w.d.sleep(next.waitMs);
     }
   }
+}
+
+/** The error a download ends with: the mirror's refusal as it is; a missing file or a transfer that kept failing as E_DOWNLOAD naming the URL. */
+function payloadFailure(w: ChunkWriter, url: string, e: unknown, kind: FailureKind, status: number | undefined, exhausted: boolean): BasaltError {
+  if (kind === 'refused' && e instanceof BasaltError) return e;
+  const code = status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError;
+  const why = failureText(url, e, status);
+  return fail(UE_ERRORS.E_DOWNLOAD, exhausted ? `giving up after ${w.d.http.maxRetries} retries: ${why}` : why, code);
+}
+
+/** A failed request as one phrase that names its URL once. */
+function failureText(url: string, e: unknown, status: number | undefined): string {
+  if (status) return `${url}: HTTP ${status}`;
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.includes(url) ? msg : `${url}: ${msg}`;
 }
 
 /**
@@ -582,13 +604,12 @@ async function transferOnce(w: ChunkWriter, http: Got, url: string, t: Transfer)
  * server that dribbles bytes can delay an update no longer than one window per try.
  */
 function slowRetrievalGuard(stream: { destroy(e: Error): void }, h: HttpOptions): { bytes: number; stop(): void } {
-  const floor = Math.ceil((h.minBytesPerSec * h.stallMs) / 1000);
   const g = {
     bytes: 0,
     stop: () => clearInterval(timer),
   };
   const timer = setInterval(() => {
-    if (g.bytes < floor) stream.destroy(new Error(`slower than ${h.minBytesPerSec} bytes/s (${g.bytes} bytes in ${h.stallMs / 1000} s)`));
+    if (tooSlow(g.bytes, h.stallMs, h.minBytesPerSec)) stream.destroy(new Error(`slower than ${h.minBytesPerSec} bytes/s (${g.bytes} bytes in ${h.stallMs / 1000} s)`));
     g.bytes = 0;
   }, h.stallMs);
   return g;
@@ -724,34 +745,6 @@ async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<
     const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
     done += bytesWritten;
   }
-}
-
-/** After a failed attempt: a refusal or a client error ends the download; a transfer failure waits and retries. */
-async function retryOrGiveUp(w: ChunkWriter, url: string, t: Transfer, e: unknown): Promise<void> {
-  const { d } = w;
-  if (e instanceof BasaltError) throw e;
-  const status = e instanceof HTTPError ? e.response.statusCode : undefined;
-  if (status !== undefined && status < 500 && status !== 408 && status !== 429) {
-    throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: HTTP ${status}`, ErrorCode.HttpBase + status);
-  }
-  if (++t.attempt > d.http.maxRetries) {
-    throw fail(UE_ERRORS.E_DOWNLOAD, `${url}: giving up after ${d.http.maxRetries} retries: ${(e as Error).message}`, status ? ErrorCode.HttpBase + status : ErrorCode.DownloadTransferError);
-  }
-  const wait = backoff(d.http, t.attempt - 1);
-  d.log.warn(`download of ${w.m.version} interrupted at chunk ${w.next}/${w.m.payload.chunks.length} (${status ? `HTTP ${status}` : (e as Error).message}); retrying in ${wait} ms with Range`);
-  w.prog.resumes++;
-  await d.sleep(wait);
-}
-
-/** Errors that say a mirror's bytes are wrong (not that the network failed): another mirror may be right. */
-function isMirrorFault(e: unknown): boolean {
-  return e instanceof BasaltError && [UE_ERRORS.E_PAYLOAD_HASH, UE_ERRORS.E_PAYLOAD_DECOMPRESS, UE_ERRORS.E_PAYLOAD_SIZE, UE_ERRORS.E_PAYLOAD_TOO_LARGE, UE_ERRORS.E_NO_RANGE].some((d) => d.code === e.code);
-}
-
-/** The next codebase after the current one that has not sent refused bytes. */
-function nextMirror(t: Transfer, n: number): number {
-  for (let i = 1; i <= n; i++) if (!t.refused.has((t.urlIndex + i) % n)) return t.urlIndex + i;
-  return t.urlIndex + 1;
 }
 
 /**

@@ -422,7 +422,7 @@ describe('update path on an image file (acceptance)', () => {
       const { e, lines } = await apply(disk);
       fault = undefined;
       expect(e.state.status).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
-      const waits = lines.filter((l) => /HTTP 500\); retrying in (\d+) ms/.test(l)).map((l) => Number(/in (\d+) ms/.exec(l)![1]));
+      const waits = lines.filter((l) => /: HTTP 500; retrying in (\d+) ms/.test(l)).map((l) => Number(/in (\d+) ms/.exec(l)![1]));
       expect(waits).toEqual([5, 10]);
     });
 

@@ -8,14 +8,15 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { fetchText, httpClient, httpStatusOf, isTransferFailure } from '../../../common/src/http.js';
+import type { Got } from 'got';
+import { fetchText, httpClient, httpStatusOf, isTransferFailure, requestText, HTTP_ERRORS } from '../../../common/src/http.js';
 import { BasaltError, isBasaltError, COMMON_ERRORS } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
 import { readGpt, writeGpt, setSlotAttrs, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
 import { parseEntryFileName } from '../../../common/src/boot.js';
 import { step, initialState, isBusy, type Effect, type Event, type MachineState } from './machine.js';
 import { afterCheck, nextDelay, type Clock, type SchedulerState, type SchedulerTimings } from './scheduler.js';
-import { buildRequest, ErrorCode, EventResult, EventType, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
+import { buildRequest, ErrorCode, EventResult, EventType, omahaErrorOf, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
 import { defaultXmlLimits } from '../format/xml.js';
 import { APP_ID, SLOT_PARTLABEL, STATIC_SERVER_PREFIX, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
 import { deltaDir, unseal, validateChannel, validateManifest, type ChannelMeta, type PayloadManifest } from '../format/metadata.js';
@@ -85,15 +86,23 @@ export class Engine {
   private offer: UpdateOffer | undefined;
   private manifest: PayloadManifest | undefined;
   private ring: Keyring | undefined;
-  /** The client of the check and of static channel files: 60 s per request at most. */
-  private readonly http = httpClient({ connectMs: 30_000, stallMs: 60_000, totalMs: 60_000 });
+  /** The client of the check, events and static channel files: each a small document, within http.documentMs as a whole. */
+  private docClient: Got | undefined;
   private work: Promise<void> = Promise.resolve();
   private listeners = new Set<(s: Status) => void>();
   private stopped = false;
   /** Last error of a finished run (for one-shot `apply`). */
   lastFailure: BasaltError | undefined;
+  /** What the last check found: no update, an update (then installed or failed), or no answer. */
+  lastCheck: 'noupdate' | 'offered' | 'failed' | undefined;
 
   constructor(readonly env: EngineEnv) {}
+
+  private get http(): Got {
+    const h = this.env.http;
+    this.docClient ??= httpClient({ connectMs: Math.min(h.connectMs, h.documentMs), stallMs: Math.min(h.stallMs, h.documentMs), totalMs: h.documentMs });
+    return this.docClient;
+  }
 
   get statePath() {
     return join(this.env.stateDir, 'engine.json');
@@ -405,9 +414,13 @@ export class Engine {
     });
   }
 
+  /** Posts an Omaha request; a non-2xx answer is E_HTTP_STATUS, naming the Omaha error its body gives (go-omaha: 400 with the answer). */
   private async post(body: string): Promise<string> {
     const url = this.env.server!;
-    return fetchText(this.http, url, { method: 'POST', body, headers: { 'content-type': 'text/xml' }, maxBytes: defaultXmlLimits.maxBytes });
+    const r = await requestText(this.http, url, { method: 'POST', body, headers: { 'content-type': 'text/xml' }, maxBytes: defaultXmlLimits.maxBytes });
+    if (r.status >= 200 && r.status <= 299) return r.text;
+    const why = omahaErrorOf(r.text);
+    throw new BasaltError(HTTP_ERRORS.E_HTTP_STATUS, `${url}: HTTP ${r.status}${why ? ` (${why})` : ''}`, { details: { status: r.status } });
   }
 
   /**
@@ -449,6 +462,7 @@ export class Engine {
   private async doCheck(interactive: boolean): Promise<void> {
     const srv = this.env.server!;
     const now = this.env.clock.now();
+    this.lastCheck = undefined;
     this.ring ??= await loadKeyring(this.env.keyringPath);
     let result: { status: 'noupdate' | 'ok'; offer?: UpdateOffer; pollInterval?: number };
     try {
@@ -468,11 +482,22 @@ export class Engine {
       const status = httpStatusOf(e);
       const transfer = isTransferFailure(e);
       const msg = isBasaltError(e) ? e.message : `${srv}: ${(e as Error).message}`;
-      this.env.log.warn(`update check failed: ${msg}`);
-      this.lastFailure = isBasaltError(e) && !transfer ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`);
+      // An error of the run (a one-shot apply prints it as its one error line instead); the daemon checks again later.
+      this.env.log.error(`update check failed: ${msg}`);
+      const hint =
+        status !== undefined && status >= 500
+          ? `the server ${srv} is failing or overloaded: try again later`
+          : status !== undefined && msg.includes('error-unknownApplication')
+            ? `the server ${srv} does not serve this machine's app id: is SERVER the right URL for this OS?`
+            : status !== undefined
+            ? `the server ${srv} refused the check: is SERVER the right URL?`
+            : `check the network and that ${srv} is up`;
+      this.lastFailure = isBasaltError(e) && !transfer ? e : new BasaltError(UE_ERRORS.E_CHECK, `update check failed: ${msg}`, { hint, details: { errorCode: status ? ErrorCode.HttpBase + status : ErrorCode.OmahaRequestError } });
+      this.lastCheck = 'failed';
       this.send({ type: 'CHECK_FAILED', now, httpStatus: status, message: msg });
       return;
     }
+    this.lastCheck = result.status === 'noupdate' || !result.offer ? 'noupdate' : 'offered';
     if (result.status === 'noupdate' || !result.offer) {
       this.send({ type: 'NO_UPDATE', now, pollInterval: result.pollInterval });
       return;

@@ -16,6 +16,7 @@ import { DEFAULT_BOARD, SLOT_PARTLABEL, type SlotName } from '../../../common/sr
 import { randomUUID } from 'node:crypto';
 import { defaultHttp, type HttpOptions } from './http.js';
 import { parseDuration } from '../format/duration.js';
+import { intOpt, parseSize } from '../../../common/src/cli/args.js';
 import { UE_ERRORS } from '../errors.js';
 
 export interface EnvFlags {
@@ -33,6 +34,9 @@ export interface EnvFlags {
   'boot-id'?: string | undefined;
   'retry-base'?: string | undefined;
   'stall-timeout'?: string | undefined;
+  'document-timeout'?: string | undefined;
+  'min-rate'?: string | undefined;
+  retries?: string | undefined;
   'first-check'?: string | undefined;
   interval?: string | undefined;
 }
@@ -52,6 +56,9 @@ export const envFlagSpec = {
   'boot-id': { type: 'string' },
   'retry-base': { type: 'string' },
   'stall-timeout': { type: 'string' },
+  'document-timeout': { type: 'string' },
+  'min-rate': { type: 'string' },
+  retries: { type: 'string' },
   'first-check': { type: 'string' },
   interval: { type: 'string' },
 } as const;
@@ -66,6 +73,9 @@ export const envFlagHelp = `Target (an image file needs no VM):
   --server URL          override SERVER (Omaha URL, or static+URL of a repository)
   --channel C, --board B, --current-version V, --machine-id ID, --boot-id ID
   --retry-base DUR, --stall-timeout DUR, --first-check DUR, --interval DUR   timing overrides
+  --document-timeout DUR  whole deadline of the Omaha answer, a channel file, a manifest (default 60s)
+  --min-rate SIZE       slowest payload transfer kept, per second over each stall window (default 1K)
+  --retries N           transfer retries before a download gives up (default 20)
 `;
 
 function dur(v: string | undefined, name: string): number | undefined {
@@ -143,6 +153,11 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
   if (rb !== undefined) http.retryBaseMs = rb;
   const st = dur(f['stall-timeout'], 'stall-timeout');
   if (st !== undefined) http.stallMs = st;
+  const dt = dur(f['document-timeout'], 'document-timeout');
+  if (dt !== undefined) http.documentMs = dt;
+  if (f['min-rate'] !== undefined) http.minBytesPerSec = parseSize(f['min-rate'], 'min-rate');
+  const retries = intOpt(f.retries, 'retries', 0, 1000);
+  if (retries !== undefined) http.maxRetries = retries;
   const timings: SchedulerTimings = { ...coreosTimings };
   const fc = dur(f['first-check'], 'first-check');
   if (fc !== undefined) timings.firstMs = fc;

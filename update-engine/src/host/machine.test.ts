@@ -118,6 +118,29 @@ describe('check scheduler (update_check_scheduler.cc timings)', () => {
     for (const bad of [0, -5, Number.NaN, Infinity]) expect(nextDelay(afterCheck(s, 'ok', bad), coreosTimings, 0.5)).toBe(45 * min);
     expect(clampPollInterval(3600)).toBe(3600);
   });
+  it('never lets the fuzz bring checks closer than 3/4 of the shortest PollInterval, whatever rand is', () => {
+    const s = afterCheck({ checks: 1, serverErrors: 0 }, 'ok', 1);
+    for (const r of [0, 0.25, 0.999999, -1, 2, Number.NaN]) {
+      const d = nextDelay(s, coreosTimings, r);
+      expect(d, `rand ${r}`).toBeGreaterThanOrEqual(3.75 * min);
+      expect(d, `rand ${r}`).toBeLessThanOrEqual(6.25 * min);
+    }
+    // A state holding an out-of-range PollInterval (an older engine.json, a bug) is clamped again.
+    expect(nextDelay({ checks: 1, serverErrors: 0, pollInterval: 99_999_999 }, coreosTimings, 0.5)).toBe(24 * 60 * min);
+    expect(nextDelay({ checks: 1, serverErrors: 999, pollInterval: 99_999_999 }, coreosTimings, 0.5)).toBe(4 * 60 * min);
+  });
+  it('arms a real timer of at most 2^31-1 ms, for a wait too long or not a number', () => {
+    vi.useFakeTimers();
+    try {
+      const spy = vi.spyOn(globalThis, 'setTimeout');
+      for (const ms of [99_999_999_000, Number.NaN, Infinity]) realClock.setTimeout(() => undefined, ms).cancel();
+      for (const call of spy.mock.calls) expect(call[1]).toBeLessThanOrEqual(2 ** 31 - 1);
+      for (const call of spy.mock.calls) expect(call[1]).toBeGreaterThan(1000);
+      spy.mockRestore();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
   it('runs a wait longer than Node\'s timer limit in steps, not at once', async () => {
     vi.useFakeTimers();
     try {

@@ -28,6 +28,28 @@ let payloadRequests = 0;
 let badMirrorFirst = false;
 let badMirrorRequests = 0;
 let m2: PayloadManifest;
+let usr2: string;
+/** What the server does to every update check while set: answer 503, or send its answer a byte a second. */
+let checkFault: '503' | 'dribble' | 'endless' | undefined;
+/** When set, every manifest is sent as an endless stream. */
+let endlessManifest = false;
+/** Bytes the endless answers wrote before the client hung up. */
+let endlessSent = 0;
+/** Writes spaces without end (with back-pressure) until the client goes; 2 GiB at most. */
+function endless(res: import('node:http').ServerResponse): void {
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  const pump = (): void => {
+    while (!res.destroyed && endlessSent < 2 ** 31) {
+      endlessSent += chunk.length;
+      if (!res.write(chunk)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}
 
 beforeAll(async () => {
   await ensureDist();
@@ -36,9 +58,25 @@ beforeAll(async () => {
   const key = await readPrivateKeyFile(keys.priv);
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
-  m2 = (await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
+  usr2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 256 });
+  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
   const payload = await readFile(join(repo, 'payloads/2.0.0', m2.payload.file));
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
+    if (checkFault === '503' && req.method === 'POST') return void res.writeHead(503).end('busy\n');
+    if (checkFault === 'endless' && req.method === 'POST') {
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      return endless(res);
+    }
+    if (endlessManifest && req.method === 'GET' && req.url?.endsWith('/manifest.json')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return endless(res);
+    }
+    if (checkFault === 'dribble' && req.method === 'POST') {
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      const tick = setInterval(() => res.write(' '), 1000);
+      res.on('close', () => clearInterval(tick));
+      return;
+    }
     if (badMirrorFirst && req.method === 'POST') {
       const good = `${srv!.url}payloads/2.0.0/`;
       const offer = { version: '2.0.0', codebases: [`${srv!.url}bad/`, good], packageName: m2.payload.file, size: m2.payload.size, sha1Base64: '', sha256Hex: m2.payload.sha256, sha256Base64: Buffer.from(m2.payload.sha256, 'hex').toString('base64'), manifestName: 'manifest.json' };
@@ -93,16 +131,27 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
-function apply(disk: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s'] });
+/** Runs the one-shot apply as its own process; `peakRssMiB` is the highest VmHWM (peak RSS) read from /proc while it ran. */
+function apply(disk: string, extra: string[] = []): Promise<{ exitCode: number; stdout: string; stderr: string; peakRssMiB: number }> {
+  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s', ...extra] });
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let peakKiB = 0;
+    const sample = setInterval(() => {
+      void readFile(`/proc/${c.pid}/status`, 'utf8').then(
+        (st) => (peakKiB = Math.max(peakKiB, Number(/^VmHWM:\s+(\d+) kB/m.exec(st)?.[1] ?? 0))),
+        () => undefined,
+      );
+    }, 20);
     c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     c.on('error', reject);
-    c.on('close', (code) => resolve({ exitCode: code ?? -1, stdout, stderr }));
+    c.on('close', (code) => {
+      clearInterval(sample);
+      resolve({ exitCode: code ?? -1, stdout, stderr, peakRssMiB: peakKiB / 1024 });
+    });
   });
 }
 
@@ -134,5 +183,92 @@ describe('a one-shot apply through a failing server', () => {
     expect(r.stderr).toMatch(/slower than 1024 bytes\/s/);
     const gpt = await readGpt(disk);
     expect(slotAttrs(findPartition(gpt, 'USR-B')).tries).toBe(1);
+  });
+
+  it('exits 1 with one error line naming the server when the check answers 503, and installs nothing', async () => {
+    const disk = await makeDisk(t!.dir, usr1, '1.0.0');
+    const before = (await readGpt(disk)).partitions;
+    checkFault = '503';
+    try {
+      const r = await apply(disk);
+      expect(r.exitCode).toBe(1);
+      expect(r.stdout).toBe('');
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^basalt: error: update check failed: ${srv!.url}v1/update/: HTTP 503 \\(hint: the server .* is failing or overloaded: try again later\\)$`));
+      expect((await readGpt(disk)).partitions).toEqual(before);
+    } finally {
+      checkFault = undefined;
+    }
+  });
+
+  it('exits 1 with one error line when the check is sent a byte a second (the document deadline, not only the idle timeout)', async () => {
+    const disk = await makeDisk(t!.dir, usr1, '1.0.0');
+    checkFault = 'dribble';
+    const t0 = Date.now();
+    try {
+      const r = await apply(disk, ['--document-timeout', '2s', '--stall-timeout', '5s']);
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(r.exitCode).toBe(1);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/^basalt: error: update check failed: .*v1\/update\/: no complete answer within 2 s \(whole-request deadline\) \(hint: check the network and that .* is up\)$/);
+    } finally {
+      checkFault = undefined;
+    }
+  });
+
+  it('exits 1 with one line after a payload that keeps failing (503 past its retries); the slot stays unbootable, A first', async () => {
+    const disk = await makeDisk(t!.dir, usr1, '1.0.0');
+    faults.push('503', '503', '503', '503');
+    try {
+      const r = await apply(disk, ['--retries', '2']);
+      expect(r.exitCode).toBe(1);
+      expect(r.stdout).toBe('');
+      const errors = r.stderr.trim().split('\n').filter((l) => l.includes('error'));
+      expect(errors, r.stderr).toHaveLength(1);
+      expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^basalt: error: giving up after 2 retries: .*usr\.img\.payload: HTTP 503 \(hint: .*\)$/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      const gpt = await readGpt(disk);
+      expect(slotAttrs(findPartition(gpt, 'USR-B')).priority).toBe(0);
+      expect(slotAttrs(findPartition(gpt, 'USR-A')).priority).toBe(1);
+    } finally {
+      faults.length = 0;
+    }
+  });
+
+  it('exits 0 with one line when it is already up to date', async () => {
+    const disk = await makeDisk(t!.dir, usr2, '2.0.0');
+    const r = await apply(disk);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toBe('up to date: no update for 2.0.0 on stable\n');
+    expect(r.stderr).toBe('');
+  });
+
+  it('an endless Omaha answer or manifest: exits 1 with one line at the cap; the process stays small (peak RSS)', async () => {
+    const disk = await makeDisk(t!.dir, usr1, '1.0.0');
+    const runs: [string, () => void, RegExp, number][] = [
+      ['answer', () => (checkFault = 'endless'), /^basalt: error: .*v1\/update\/: the reply is larger than 262144 bytes \(hint: .*\)$/, 160],
+      ['manifest', () => (endlessManifest = true), /^basalt: error: .*payloads\/2\.0\.0\/manifest\.json: the reply is larger than 33554432 bytes \(hint: .*\)$/, 256],
+    ];
+    for (const [what, arm, line, maxMiB] of runs) {
+      endlessSent = 0;
+      arm();
+      try {
+        const r = await apply(disk);
+        expect(r.exitCode, what).toBe(1);
+        const lines = r.stderr.trim().split('\n');
+        expect(lines, r.stderr).toHaveLength(1);
+        expect(lines[0]).toMatch(line);
+        // Before: a 300 MB answer took the client to 1.3 GB.
+        expect(r.peakRssMiB, what).toBeGreaterThan(0);
+        expect(r.peakRssMiB, what).toBeLessThan(maxMiB);
+        expect(endlessSent).toBeLessThan(64 * 2 ** 20);
+        console.log(`[oneshot] endless ${what}: cut after ${(endlessSent / 2 ** 20).toFixed(1)} MiB sent; the apply's peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
+      } finally {
+        checkFault = undefined;
+        endlessManifest = false;
+      }
+    }
   });
 });

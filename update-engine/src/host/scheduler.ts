@@ -35,17 +35,27 @@ export interface SchedulerState {
   pollInterval?: number | undefined;
 }
 
-const fuzz = (base: number, fuzzMs: number, rand: number) => Math.max(0, Math.round(base - fuzzMs / 2 + rand * fuzzMs));
+const fuzz = (base: number, fuzzMs: number, rand: number) => {
+  const r = Number.isFinite(rand) ? Math.min(1, Math.max(0, rand)) : 0.5;
+  return Math.max(0, Math.round(base - fuzzMs / 2 + r * fuzzMs));
+};
 
-/** Delay before the next check. */
+/**
+ * Delay before the next check. After the first, the fuzz is at most half the
+ * base either way, so the shortest PollInterval a server may set (5 min)
+ * still leaves at least 3.75 min between checks, whatever `rand` is; and a
+ * state that holds a PollInterval out of range (an older state, a bug) is
+ * clamped again here.
+ */
 export function nextDelay(s: SchedulerState, t: SchedulerTimings, rand: number): number {
   if (s.checks === 0) return fuzz(t.firstMs, t.fuzzMs, rand);
-  const base = s.pollInterval ? s.pollInterval * 1000 : t.intervalMs;
+  const poll = clampPollInterval(s.pollInterval);
+  const base = poll ? poll * 1000 : t.intervalMs;
   if (s.serverErrors > 0) {
-    const backoff = Math.min(t.maxBackoffMs, base * 2 ** s.serverErrors);
+    const backoff = Math.min(t.maxBackoffMs, base * 2 ** Math.min(s.serverErrors, 30));
     return fuzz(backoff, Math.min(t.fuzzMs, backoff / 2), rand);
   }
-  return fuzz(base, t.fuzzMs, rand);
+  return fuzz(base, Math.min(t.fuzzMs, base / 2), rand);
 }
 
 /** The scheduler state after a check ended with `outcome`. */
@@ -68,7 +78,8 @@ export const realClock: Clock = {
   setTimeout(fn, ms) {
     // A wait past Node's timer limit is run in steps, never as an immediate timer.
     let t: NodeJS.Timeout;
-    const due = Date.now() + ms;
+    // Not a number (never from the scheduler, which clamps): the longest single wait, not Node's 1 ms.
+    const due = Date.now() + (Number.isFinite(ms) ? Math.max(0, ms) : MAX_TIMER_MS);
     const arm = () => {
       const left = due - Date.now();
       t = setTimeout(left > MAX_TIMER_MS ? arm : fn, Math.min(Math.max(0, left), MAX_TIMER_MS));

@@ -170,4 +170,89 @@ describe('basalt serve (Omaha v3)', () => {
     expect((await got(`${srv!.url}..%2F..%2Fetc%2Fpasswd`, { throwHttpErrors: false })).statusCode).toBe(404);
     expect((await got(`${srv!.url}payloads/.tmp-x/`, { throwHttpErrors: false })).statusCode).toBe(404);
   });
+
+  describe('a hostile client', () => {
+    /** Sends raw bytes on a fresh connection; resolves with what came back when the server closes it (or after `waitMs`). */
+    const raw = (port: number, parts: string[], waitMs = 5000) =>
+      new Promise<{ reply: string; ms: number }>((resolve) => {
+        const t0 = Date.now();
+        let reply = '';
+        const s = connect(port, '127.0.0.1', () => {
+          for (const p of parts) s.write(p);
+        });
+        const done = () => {
+          clearTimeout(guard);
+          resolve({ reply, ms: Date.now() - t0 });
+        };
+        const guard = setTimeout(() => s.destroy(), waitMs);
+        s.on('data', (d: Buffer) => (reply += d.toString()));
+        s.on('close', done);
+        s.on('error', () => undefined);
+      });
+
+    it('a body over the cap is refused with 413, announced or chunked, without reading it all', async () => {
+      const port = Number(new URL(srv!.url).port);
+      const announced = await raw(port, ['POST /v1/update/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n<request']);
+      expect(announced.reply).toMatch(/^HTTP\/1\.1 413 /);
+      expect(announced.reply).toMatch(/request body of 1000000000 bytes exceeds 65536/);
+      const chunk = 'x'.repeat(8192);
+      const chunks = Array.from({ length: 12 }, () => `${(8192).toString(16)}\r\n${chunk}\r\n`);
+      const chunked = await raw(port, ['POST /v1/update/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', ...chunks]);
+      expect(chunked.reply).toMatch(/^HTTP\/1\.1 413 /);
+      expect(chunked.reply).toMatch(/request body exceeds 65536 bytes/);
+    });
+
+    it('headers sent too slowly are cut off at the request deadline', async () => {
+      const slow = await startServer({ repo, eventsFile: join(t.dir, 'slow-headers.jsonl'), appIds: [APP_ID], maxBodyBytes: 64 * 1024, requestTimeoutMs: 500, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+      try {
+        const r = await raw(Number(new URL(slow.url).port), ['POST /v1/update/ HTTP/1.1\r\nHost: x\r\n'], 10_000);
+        expect(r.ms).toBeLessThan(5000);
+        expect(r.reply).toMatch(/^HTTP\/1\.1 408|^$/);
+      } finally {
+        await slow.close();
+      }
+    });
+
+    it('200 requests of 64 KB grow the event log by a bounded amount, with bounded strings and known fields only', async () => {
+      const file = join(t.dir, 'flood-events.jsonl');
+      const flood = await startServer({ repo, eventsFile: file, appIds: [APP_ID], maxBodyBytes: 64 * 1024, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+      try {
+        const long = (c: string, n = 600) => c.repeat(n);
+        let body = '<request protocol="3.0" installsource="scheduler">';
+        for (let a = 0; body.length < 60_000; a++) {
+          const evs = Array.from({ length: 8 }, () => `<event eventtype="3" eventresult="0" errorcode="44" previousversion="${long('p')}" junk="${long('j')}"/>`).join('');
+          body += `<app appid="${APP_ID}" version="${long('v')}" track="${long('t', 100)}" board="${long('b')}" machineid="m${a}-${long('m')}" extra="${long('e')}"><ping/>${evs}</app>`;
+        }
+        body += '</request>';
+        expect(body.length).toBeGreaterThan(60_000);
+        expect(body.length).toBeLessThan(64 * 1024);
+        const flooded = await postMany(flood.url, body, 200);
+        expect(flooded.every((c) => c === 200)).toBe(true);
+        const size = (await readFile(file)).length;
+        // Before: 180 MB. Now: at most 16 records a request, each of bounded size.
+        expect(size).toBeLessThan(200 * 16 * 2048);
+        console.log(`[serve] 200 requests of ${body.length} bytes added ${(size / 2 ** 20).toFixed(2)} MiB to the event log`);
+        for (const l of (await readFile(file, 'utf8')).trim().split('\n')) {
+          const rec = JSON.parse(l) as Record<string, unknown>;
+          expect(Object.keys(rec)).not.toContain('junk');
+          expect(Object.keys(rec)).not.toContain('extra');
+          for (const v of Object.values(rec)) if (typeof v === 'string') expect(v.length).toBeLessThanOrEqual(128);
+        }
+      } finally {
+        await flood.close();
+      }
+    });
+  });
 });
+
+/** Posts `body` `n` times, ten at a time; the statuses. */
+async function postMany(url: string, body: string, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i += 10) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(10, n - i) }, () => got.post(`${url}v1/update/`, { body, headers: { 'content-type': 'text/xml' }, throwHttpErrors: false, retry: { limit: 0 } }).then((r) => r.statusCode)),
+    );
+    out.push(...batch);
+  }
+  return out;
+}

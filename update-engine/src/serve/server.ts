@@ -9,7 +9,7 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import { BasaltError, isBasaltError } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/log.js';
-import { buildResponse, parseRequest, type AppRequest, type AppResponse } from '../format/omaha.js';
+import { buildResponse, omahaHttpStatus, parseRequest, type AppRequest, type AppResponse } from '../format/omaha.js';
 import { APP_ID } from '../../../common/src/contracts.js';
 import { decideOffer, deltaOfferFromChannel, offerFromChannel, type DeltaPayload, type OfferDecision } from '../format/offer.js';
 import { checkChannel, deltaDir, peekEnvelope, unseal, validateChannel, type ChannelMeta } from '../format/metadata.js';
@@ -67,9 +67,18 @@ async function loadChannel(o: ServeOptions, track: string): Promise<Served> {
   }
 }
 
-async function answerApp(o: ServeOptions, events: EventLog, a: AppRequest, req: IncomingMessage, installSource: string): Promise<AppResponse> {
+/** Records one request may still add to the event log (EventLimits.perRequest). */
+interface RecordBudget {
+  left: number;
+}
+
+async function answerApp(o: ServeOptions, events: EventLog, a: AppRequest, req: IncomingMessage, installSource: string, budget: RecordBudget): Promise<AppResponse> {
   const t = o.now().toISOString();
-  const rec = (x: Record<string, unknown>) => events.append(a.machineId, { time: t, machineId: a.machineId, appId: a.appId, version: a.version, track: a.track, board: a.board, ...x });
+  const rec = async (x: Record<string, unknown>) => {
+    if (budget.left <= 0) return;
+    budget.left--;
+    await events.append(a.machineId, { time: t, machineId: a.machineId, appId: a.appId, version: a.version, track: a.track, board: a.board, ...x });
+  };
   if (!o.appIds.includes(a.appId)) {
     await rec({ kind: 'unknown-app' });
     return { appId: a.appId, status: 'error-unknownApplication', ping: false, events: 0 };
@@ -200,7 +209,8 @@ async function serveFile(o: ServeOptions, req: IncomingMessage, res: ServerRespo
 /** The request handler of `basalt serve` (tests wrap it to inject faults). */
 export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const started = Date.now();
-  const events = new EventLog(o.eventsFile, o.eventLimits ?? DEFAULT_EVENT_LIMITS);
+  const limits = o.eventLimits ?? DEFAULT_EVENT_LIMITS;
+  const events = new EventLog(o.eventsFile, limits);
   return (req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -226,11 +236,11 @@ export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: Serve
           return;
         }
         const apps: AppResponse[] = [];
-        for (const a of parsed.apps) apps.push(await answerApp(o, events, a, req, parsed.installSource));
+        const budget: RecordBudget = { left: limits.perRequest };
+        for (const a of parsed.apps) apps.push(await answerApp(o, events, a, req, parsed.installSource, budget));
         const xml = buildResponse(apps, Math.floor((Date.now() - started) / 1000));
-        // As go-omaha: an app this server does not serve is a bad request, with the answer as its body.
-        const unknown = apps.some((a) => a.status === 'error-unknownApplication');
-        res.writeHead(unknown ? 400 : 200, { 'content-type': 'text/xml; charset=utf-8', 'content-length': Buffer.byteLength(xml) }).end(xml);
+        // As go-omaha: 200 when any app is served; an app this server does not serve (and no other) is a bad request, with the answer as its body.
+        res.writeHead(omahaHttpStatus(apps), { 'content-type': 'text/xml; charset=utf-8', 'content-length': Buffer.byteLength(xml) }).end(xml);
         return;
       }
       if (req.method === 'GET' || req.method === 'HEAD') {
