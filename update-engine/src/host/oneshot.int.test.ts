@@ -36,7 +36,7 @@ beforeAll(async () => {
   const key = await readPrivateKeyFile(keys.priv);
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
-  m2 = (await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
+  m2 = (await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
   const payload = await readFile(join(repo, 'payloads/2.0.0', m2.payload.file));
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (badMirrorFirst && req.method === 'POST') {
@@ -94,7 +94,7 @@ afterAll(async () => {
 });
 
 function apply(disk: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s'] });
+  const argv = applyArgv({ disk, keyring: keys.pub, tufRoot: keys.tuf.root, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s'] });
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
