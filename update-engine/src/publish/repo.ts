@@ -19,7 +19,7 @@ import type { Keyring } from '../format/signature.js';
 import { checkVersion, compareVersions } from '../format/version.js';
 import { signDetached, signFileDetached } from './keys.js';
 import { UE_ERRORS } from '../errors.js';
-import { DEFAULT_EXPIRY, initRepository, METADATA_DIR, publishTargets, type Expiries, type Published } from '../trust/publish.js';
+import { checkSigners, DEFAULT_EXPIRY, initRepository, METADATA_DIR, publishTargets, type Expiries, type Published } from '../trust/publish.js';
 import type { TufSigner } from '../trust/keys.js';
 import { CONTRACT_ERRORS, DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../../../common/src/contracts.js';
 
@@ -357,6 +357,7 @@ async function publishPayloadDir(tmp: string, dest: string): Promise<void> {
  */
 export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta; deltas: PayloadManifestV2[]; tuf?: Published | undefined }> {
   const plan = await planRelease(o);
+  if (o.tuf) await checkSigners(o.repo, o.tuf.signers, o.tuf.initRoot ? await readFile(o.tuf.initRoot, 'utf8') : undefined);
   const tmp = join(o.repo, 'payloads', `.tmp-${o.version}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
   try {

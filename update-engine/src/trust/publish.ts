@@ -153,6 +153,30 @@ export async function initRepository(repo: string, rootText: string, rootPath: s
   return md;
 }
 
+/**
+ * Checks, before anything is written, that `signers` meet the thresholds of
+ * targets, snapshot and timestamp under the repository's root (or `rootText`
+ * for a repository that has none yet).
+ */
+export async function checkSigners(repo: string, signers: TufSigner[], rootText?: string): Promise<void> {
+  let root: Root;
+  try {
+    root = (await readRepoRoot(repo)).signed;
+  } catch (e) {
+    if (!(e instanceof BasaltError && e.code === 'E_TUF_NOT_INITIALISED' && rootText)) throw e;
+    root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(rootText) as JSONObject).signed;
+  }
+  for (const role of ['targets', 'snapshot', 'timestamp'] as const) {
+    const r = root.roles[role]!;
+    const have = new Set(signers.filter((s) => r.keyIDs.includes(s.keyid)).map((s) => s.keyid)).size;
+    if (have < r.threshold) {
+      throw new BasaltError(UE_ERRORS.E_TUF_THRESHOLD, `${role} needs ${r.threshold} signature(s) of root v${root.version}'s ${r.keyIDs.length} ${role} key(s); ${have} of them are at hand`, {
+        hint: `pass the ${role} keys with --tuf-key (key ids: ${r.keyIDs.map((k) => k.slice(0, 12)).join(', ')})`,
+      });
+    }
+  }
+}
+
 /** Lifetimes of the online roles when publishing. */
 export interface Expiries {
   targets: number;
