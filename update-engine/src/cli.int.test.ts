@@ -66,7 +66,7 @@ describe('basalt keys, release, serve, update (CLI)', () => {
     const url = await waitFor(() => /serving .* on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(log)?.[1], 20_000, 'basalt serve');
 
     const disk = await makeDisk(t.dir, u1, '1.0.0');
-    const common = ['--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', join(kd, 'release.pub.asc'), '--root', join(t.dir, 'none'), '--channel', 'stable'];
+    const common = ['--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', join(kd, 'release.pub.asc'), '--tuf-root', join(kd, 'root.json'), '--root', join(t.dir, 'none'), '--channel', 'stable'];
     const ap = await basalt(['update', 'apply', ...common, '--server', `${url}v1/update/`]);
     expect(ap.code, ap.err).toBe(0);
     expect(ap.out).toBe('updated USR-B to 2.0.0; reboot to use it\n');

@@ -76,7 +76,7 @@ export interface TestTuf {
 /** One key for all four roles, threshold 1, root v1 signed by it. Written into `kd`. */
 export async function makeTuf(kd: string, key: TufKeyFile = generateTufKey(), spec?: RoleSpec): Promise<TestTuf> {
   await mkdir(kd, { recursive: true });
-  const keyFile = join(kd, `tuf-${key.keyid.slice(0, 8)}.json`);
+  const keyFile = join(kd, `tuf-${key.keyid.slice(0, 8)}.key.json`);
   await writeFile(keyFile, JSON.stringify(key), { mode: 0o600 });
   const signer = parseTufKey(JSON.stringify(key), keyFile).signer!;
   const one = { keys: [key.public], threshold: 1 };

@@ -78,14 +78,17 @@ export function parseTufKey(text: string, source: string): { file: TufKeyFile; s
   return { file, signer: { keyid: file.keyid, publicHex: j.public, privateKey, source } };
 }
 
-/** Reads key files (or every *.json in a directory); returns the public keys and the signers among them. */
+/** A TUF key file's name ends so (public exports: .pub.json); a directory given as keys is searched for them. */
+export const TUF_KEY_SUFFIX = '.key.json';
+
+/** Reads key files (or every *.key.json / *.pub.json in a directory); returns the public keys and the signers among them. */
 export async function readTufKeys(paths: string[]): Promise<{ keys: TufKeyFile[]; signers: TufSigner[] }> {
   const files: string[] = [];
   for (const p of paths) {
     const st = await stat(p).catch((e: unknown) => {
       throw fsError(e, p, 'read the TUF key');
     });
-    if (st.isDirectory()) files.push(...(await readdir(p)).filter((f) => f.endsWith('.json')).sort().map((f) => join(p, f)));
+    if (st.isDirectory()) files.push(...(await readdir(p)).filter((f) => f.endsWith(TUF_KEY_SUFFIX) || f.endsWith('.pub.json')).sort().map((f) => join(p, f)));
     else files.push(p);
   }
   const keys: TufKeyFile[] = [];
