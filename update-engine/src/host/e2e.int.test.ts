@@ -11,7 +11,7 @@ import { run } from '../../../common/src/exec.js';
 import { silentLogger, createLogger } from '../../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../../common/src/gpt/index.js';
 import { tempDir, makeUsr, makeKeys, makeDisk } from '../../test/helpers.js';
-import { release } from '../publish/repo.js';
+import { refreshChannel, release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
 import { buildResponse } from '../format/omaha.js';
@@ -513,6 +513,36 @@ describe('update path on an image file (acceptance)', () => {
       expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
       expect(await run('cgpt', ['show', '-i', '3', '-P', disk]).then((x) => x.stdout.trim())).toBe('1');
       expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+    });
+
+    it('refuses a replayed older repository (static mode) once a newer one was seen, also after a restart', async () => {
+      // The repository as published (stable at 2.0.0 for everyone), kept by a hostile mirror …
+      const old = join(t.dir, 'repo-replay-old');
+      await run('cp', ['-a', repo, old]);
+      // … and the publisher's newer state: 2.0.0 held back (rollout 0 %), timestamp one version up.
+      const now = join(t.dir, 'repo-replay-new');
+      await run('cp', ['-a', repo, now]);
+      await refreshChannel(now, 'stable', await readPrivateKeyFile(keys.priv), new Date(), 86_400_000, 0, keys.tuf.publish);
+      const sNew = await startServer({ repo: now, eventsFile: join(t.dir, 'ev-new.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+      const sOld = await startServer({ repo: old, eventsFile: join(t.dir, 'ev-old.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+      try {
+        const disk = await makeDisk(t.dir, usr1, '1.0.0');
+        const aBefore = await slotHash(disk, 'USR-A', 64 * 1024 * 1024);
+        const first = await apply(disk, { server: `static+${sNew.url}` });
+        expect(first.e.lastFailure).toBeUndefined();
+        expect(first.e.state.status).toBe('UPDATE_STATUS_IDLE');
+        // A new Engine on the same state dir: a restart.
+        const { e } = await apply(disk, { server: `static+${sOld.url}` });
+        expect(e.lastFailure?.code).toBe('E_TUF_REFRESH');
+        expect(e.lastFailure?.message).toMatch(/TUF metadata refused \(BadVersionError: New timestamp version \d+ is less than current version \d+\)/);
+        expect(e.state.status).toBe('UPDATE_STATUS_IDLE');
+        expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
+        expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+        console.log(`[e2e] replayed older repository: ${e.lastFailure!.code}: ${e.lastFailure!.message}`);
+      } finally {
+        await sNew.close();
+        await sOld.close();
+      }
     });
   });
 });
