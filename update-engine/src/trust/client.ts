@@ -7,7 +7,7 @@
  * tuf-js works on a copy in a scratch folder (it writes with writeFileSync);
  * the verified files are then copied back with writeFileAtomic, root first.
  */
-import { mkdtemp, readFile, rm, copyFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Updater } from 'tuf-js';
 import { Metadata, MetadataKind, Root } from '@tufjs/models';
@@ -29,6 +29,8 @@ export const TUF_LIMITS = {
 };
 
 const FILES = ['root', 'timestamp', 'snapshot', 'targets'] as const;
+/** The prefix of tuf-js's scratch folder in the state dir. */
+const SCRATCH = '.tuf-';
 
 export interface TrustOptions {
   stateDir: string;
@@ -71,7 +73,9 @@ async function seed(dir: string, initialRoot: string): Promise<void> {
 export async function refreshTrust(o: TrustOptions): Promise<TrustedTargets> {
   const dir = trustDir(o.stateDir);
   await seed(dir, o.initialRoot);
-  const work = await mkdtemp(join(o.stateDir, '.tuf-'));
+  // Scratch folders of a run that was killed mid-refresh (their content was never trusted).
+  for (const f of await readdir(o.stateDir)) if (f.startsWith(SCRATCH)) await rm(join(o.stateDir, f), { recursive: true, force: true });
+  const work = await mkdtemp(join(o.stateDir, SCRATCH));
   try {
     for (const f of FILES) {
       if (await readOr(join(dir, `${f}.json`))) await copyFile(join(dir, `${f}.json`), join(work, `${f}.json`));
