@@ -73,6 +73,8 @@ describe('basalt keys, release, serve, update (CLI)', () => {
     const st = await basalt(['update', 'status', '--json', ...common]);
     const sj = JSON.parse(st.out) as { slots?: unknown };
     expect(sj).toMatchObject({ status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '2.0.0', loaderNext: 'B', gptNext: 'B' });
+    // What the machine trusts now: the repository's TUF versions, kept in its state dir.
+    expect(sj).toMatchObject({ trusted: { root: { version: 1 }, timestamp: { version: 3 }, snapshot: { version: 3 }, targets: { version: 3 } } });
     expect(sj.slots).toEqual([
       { slot: 'A', partition: 3, priority: 1, tries: 0, successful: true },
       { slot: 'B', partition: 4, priority: 2, tries: 1, successful: false },

@@ -114,3 +114,19 @@ export async function refreshTrust(o: TrustOptions): Promise<TrustedTargets> {
     await rm(work, { recursive: true, force: true });
   }
 }
+
+/** What a machine trusts now (STATE_DIR/tuf): each role's version and expiry, for `basalt update status`. */
+export async function trustedVersions(stateDir: string): Promise<Partial<Record<(typeof FILES)[number], { version: number; expires: string }>>> {
+  const out: Partial<Record<(typeof FILES)[number], { version: number; expires: string }>> = {};
+  for (const f of FILES) {
+    const b = await readOr(join(trustDir(stateDir), `${f}.json`));
+    if (!b) continue;
+    try {
+      const j = JSON.parse(b.toString('utf8')) as { signed?: { version?: unknown; expires?: unknown } };
+      if (typeof j.signed?.version === 'number' && typeof j.signed.expires === 'string') out[f] = { version: j.signed.version, expires: j.signed.expires };
+    } catch {
+      /* not JSON: the next refresh replaces it */
+    }
+  }
+  return out;
+}
