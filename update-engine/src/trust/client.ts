@@ -9,7 +9,12 @@
  */
 import { mkdtemp, readFile, readdir, rm, copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Updater } from 'tuf-js';
+import { Updater, type Fetcher } from 'tuf-js';
+// tuf-js tells "no newer root" from a failure by these classes (instanceof); its index does not export them.
+import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
+import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { httpClient, HTTP_ERRORS, requestBytes } from '../../../common/src/http.js';
 import { Metadata, MetadataKind, Root } from '@tufjs/models';
 import { BasaltError } from '../../../common/src/errors.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
@@ -40,6 +45,40 @@ export interface TrustOptions {
   metadataUrl: string;
   limits?: Partial<typeof TUF_LIMITS>;
   log: Logger;
+}
+
+/**
+ * tuf-js fetches through Basalt's one HTTP client (common/src/http.ts):
+ * no retries, connect/idle/total limits, the body capped at tuf-js's
+ * maxLength before it is buffered. An HTTP error status becomes tuf-js's
+ * DownloadHTTPError (a 404 for the next root ends the rotation walk).
+ */
+export function basaltFetcher(totalMs: number): Fetcher {
+  const http = httpClient({ connectMs: Math.min(totalMs, 30_000), stallMs: Math.min(totalMs, 30_000), totalMs });
+  const downloadBytes = async (url: string, maxLength: number): Promise<Buffer> => {
+    let reply;
+    try {
+      reply = await requestBytes(http, url, { maxBytes: maxLength });
+    } catch (e) {
+      if (e instanceof BasaltError && e.code === HTTP_ERRORS.E_HTTP_TOO_LARGE.code) throw new DownloadLengthMismatchError(`${url}: more than ${maxLength} bytes`);
+      throw e;
+    }
+    if (reply.status < 200 || reply.status > 299) throw new DownloadHTTPError(`${url}: HTTP ${reply.status}`, reply.status);
+    return reply.body;
+  };
+  return {
+    downloadBytes,
+    async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
+      const dir = await mkdtemp(join(tmpdir(), 'basalt-tuf-target-'));
+      try {
+        const file = join(dir, 'target');
+        await writeFile(file, await downloadBytes(url, maxLength));
+        return await handler(file);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  };
 }
 
 /** Where the trusted metadata lives in the state dir. */
@@ -83,7 +122,8 @@ export async function refreshTrust(o: TrustOptions): Promise<TrustedTargets> {
     const metadataBaseUrl = o.metadataUrl.endsWith('/') ? o.metadataUrl : o.metadataUrl + '/';
     let failure: unknown;
     try {
-      const up = new Updater({ metadataDir: work, metadataBaseUrl, config: { ...TUF_LIMITS, ...o.limits, fetchRetries: 0, prefixTargetsWithHash: false, userAgent: 'basalt-update-engine' } });
+      const config = { ...TUF_LIMITS, ...o.limits, fetchRetries: 0, prefixTargetsWithHash: false };
+      const up = new Updater({ metadataDir: work, metadataBaseUrl, fetcher: basaltFetcher(config.fetchTimeout), config });
       await up.refresh();
     } catch (e) {
       failure = e;
