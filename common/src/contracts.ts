@@ -172,6 +172,14 @@ export const UPDATE_CONF_DEFAULTS = {
 /** The units a machine's health gate checks by default (each only when the machine is meant to run it). */
 export const DEFAULT_HEALTH_UNITS = ['etcd.service', 'docker.socket'];
 
+/**
+ * The TUF root metadata an image ships (the update-engine's trust anchor,
+ * from the profile's update.root). The engine copies it into its state dir
+ * once (…/tuf/root.json) and from then on trusts only what that root and its
+ * signed successors say.
+ */
+export const TUF_ROOT_PATH = '/usr/share/basalt/root.json';
+
 /** SERVER's prefix for a static release repository (SERVER=static+https://...); without it SERVER is an Omaha URL. */
 export const STATIC_SERVER_PREFIX = 'static+';
 

@@ -39,6 +39,12 @@ export interface UpdateSettings {
    * profile file that names them). Private keys never go into an image.
    */
   keys: string[];
+  /**
+   * The release repository's TUF root metadata (root.json, made by `basalt
+   * keys generate` or `basalt keys root`), installed as /usr/share/basalt/root.json:
+   * the update-engine's trust anchor. Without it the image cannot take updates.
+   */
+  root?: string;
 }
 
 /** An extra apt repository (one `deb [signed-by=KEY] url suite components` line). */
@@ -223,6 +229,7 @@ export const profileSpec: Spec = {
           },
           healthUnits: { spec: { kind: 'list', of: unitName, unique: true }, default: DEFAULT_HEALTH_UNITS },
           keys: { spec: keyList, default: [] },
+          root: { spec: { kind: 'string', pattern: /\.json$/, what: "a TUF root metadata file (root.json), relative to this file" } },
         },
       },
       default: { rebootStrategy: 'reboot', healthUnits: DEFAULT_HEALTH_UNITS, keys: [] },
@@ -362,7 +369,7 @@ function nodeOrigin(layers: readonly ProfileLayer[], node: Node): Origin | undef
 }
 
 /** The fields whose values are paths (relative to the file that writes them). */
-const PATH_FIELDS: { path: string[]; item?: string }[] = [{ path: ['keys'] }, { path: ['update', 'keys'] }, { path: ['overlay'] }, { path: ['apt', 'repositories'], item: 'key' }];
+const PATH_FIELDS: { path: string[]; item?: string }[] = [{ path: ['keys'] }, { path: ['update', 'keys'] }, { path: ['update', 'root'] }, { path: ['overlay'] }, { path: ['apt', 'repositories'], item: 'key' }];
 
 /** Makes the paths a layer writes absolute (relative to its file's folder), in lists and in add: lists. */
 function absolutePaths(layer: ProfileLayer): void {
@@ -431,6 +438,7 @@ function profilePaths(p: Profile, root: Node | null): ProfilePath[] {
   const out: ProfilePath[] = [];
   // update.keys holds the deprecated keys: too; their node is wherever they are.
   p.update.keys.forEach((k, i) => out.push({ path: k, kind: 'file', field: `update.keys[${i}]`, node: seqItem(['update', 'keys'], i) ?? nodeAt(root, ['keys']) }));
+  if (p.update.root) out.push({ path: p.update.root, kind: 'file', field: 'update.root', node: nodeAt(root, ['update', 'root']) });
   p.overlay.forEach((d, i) => out.push({ path: d, kind: 'dir', field: `overlay[${i}]`, node: seqItem(['overlay'], i) }));
   p.apt.repositories.forEach((r, i) => {
     const item = seqItem(['apt', 'repositories'], i);

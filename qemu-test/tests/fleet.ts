@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { freePort } from '../../common/test/helpers.js';
 export { freePort };
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { run, spawnTool, type Spawned } from '../../common/src/exec.js';
 import { projectRoot } from '../../common/src/paths.js';
@@ -19,6 +19,8 @@ export interface Variant {
   version: string;
   /** Public keys the image trusts. */
   keys: string[];
+  /** The TUF root.json the image trusts (default: root.json beside the first key, as 'basalt keys generate' writes it). */
+  root?: string;
   /** Extra files written into the image (path -> content). */
   files?: Record<string, string>;
   /** Artifacts to build besides usr.img (default: the profile's). */
@@ -37,7 +39,8 @@ export async function variantProfile(dir: string, v: Variant): Promise<string> {
   const base = parseYaml(await readFile(join(projectRoot(), 'configs/profiles/default.yaml'), 'utf8')) as Record<string, unknown>;
   const os = { ...(base['os'] as Record<string, unknown>), version: v.version };
   const usr = { ...(base['usr'] as Record<string, unknown>), level: VARIANT_USR_LEVEL };
-  const profile: Record<string, unknown> = { ...base, os, usr, update: { keys: v.keys } };
+  const root = v.root ?? (v.keys[0] ? join(dirname(v.keys[0]), 'root.json') : undefined);
+  const profile: Record<string, unknown> = { ...base, os, usr, update: { keys: v.keys, ...(root && existsSync(root) ? { root } : {}) } };
   if (v.outputs) profile['outputs'] = v.outputs;
   if (v.files) profile['files'] = Object.entries(v.files).map(([path, content]) => ({ path, content }));
   await mkdir(dir, { recursive: true });
@@ -51,7 +54,8 @@ export async function releaseKeys(cacheDir: string): Promise<{ key: string; pub:
   const dir = join(cacheDir, 'test-release-keys');
   const key = join(dir, 'release.key');
   const pub = join(dir, 'release.pub.asc');
-  if (!existsSync(key) || !existsSync(pub)) await basalt(['keys', 'generate', '--out', dir, '--name', 'Basalt VM tests', '--force']);
+  // Keys cached from before the TUF trust model have no root.json: made again.
+  if (!existsSync(key) || !existsSync(pub) || !existsSync(join(dir, 'root.json'))) await basalt(['keys', 'generate', '--out', dir, '--name', 'Basalt VM tests', '--force']);
   return { key, pub };
 }
 

@@ -66,13 +66,15 @@ describe('basalt keys, release, serve, update (CLI)', () => {
     const url = await waitFor(() => /serving .* on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(log)?.[1], 20_000, 'basalt serve');
 
     const disk = await makeDisk(t.dir, u1, '1.0.0');
-    const common = ['--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', join(kd, 'release.pub.asc'), '--root', join(t.dir, 'none'), '--channel', 'stable'];
+    const common = ['--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', join(kd, 'release.pub.asc'), '--tuf-root', join(kd, 'root.json'), '--root', join(t.dir, 'none'), '--channel', 'stable'];
     const ap = await basalt(['update', 'apply', ...common, '--server', `${url}v1/update/`]);
     expect(ap.code, ap.err).toBe(0);
     expect(ap.out).toBe('updated USR-B to 2.0.0; reboot to use it\n');
     const st = await basalt(['update', 'status', '--json', ...common]);
     const sj = JSON.parse(st.out) as { slots?: unknown };
     expect(sj).toMatchObject({ status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '2.0.0', loaderNext: 'B', gptNext: 'B' });
+    // What the machine trusts now: the repository's TUF versions, kept in its state dir.
+    expect(sj).toMatchObject({ trusted: { root: { version: 1 }, timestamp: { version: 3 }, snapshot: { version: 3 }, targets: { version: 3 } } });
     expect(sj.slots).toEqual([
       { slot: 'A', partition: 3, priority: 1, tries: 0, successful: true },
       { slot: 'B', partition: 4, priority: 2, tries: 1, successful: false },

@@ -79,4 +79,12 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_LOCK_CONTENDED: { meaning: 'too many concurrent writers of the semaphore: the compare-and-swap kept failing', hint: 'try again' },
   E_WINDOW_INVALID: { meaning: 'the reboot window (LOCKSMITHD_REBOOT_WINDOW_START/_LENGTH) cannot be parsed', hint: "e.g. 'Thu 23:00' or '04:00' and a duration such as 1h30m" },
   E_NO_MACHINE_ID: { meaning: '/etc/machine-id is missing, and the reboot lock needs the machine id', hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' },
+  // trust: TUF metadata (trust/)
+  E_TUF_KEY_INVALID: { meaning: 'a TUF key file is not a Basalt ed25519 key file', hint: "create one with 'basalt keys generate --tuf'" },
+  E_TUF_THRESHOLD: { meaning: 'fewer keys of a role are at hand than its threshold asks for', hint: 'pass the missing keys with --tuf-key (offline root keys are needed only to rotate)' },
+  E_TUF_NOT_INITIALISED: { meaning: 'the repository has no TUF metadata (metadata/root.json)', hint: "create it once with 'basalt release init --root ROOT.json'" },
+  E_TUF_ROOT: { meaning: 'the trusted root metadata is missing or unreadable', hint: 'the image ships it in /usr/share/basalt/root.json; --tuf-root names another' },
+  E_TUF_REFRESH: { meaning: 'the TUF metadata did not verify (expired, rolled back, under threshold, too large, or not matching the snapshot)', hint: 'the mirror or server may be stale or hostile; the machine keeps its trusted metadata and installs nothing' },
+  E_TUF_NOT_TARGET: { meaning: "a file or offer is not what the repository's signed TUF targets name", hint: 'the server or mirror offered something the publisher did not sign for this channel; nothing is installed' },
+  E_TUF_URL: { meaning: 'the TUF repository URL is not configured and cannot be derived from the offer', hint: 'set TUF_URL in update.conf or pass --tuf-url' },
 });

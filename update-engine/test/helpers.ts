@@ -7,6 +7,9 @@ import { DEFAULT_BOARD, type UsrImageInfo } from '../../common/src/contracts.js'
 import { projectRoot } from '../../common/src/paths.js';
 import { run } from '../../common/src/exec.js';
 import { generateKey } from '../src/publish/keys.js';
+import { generateTufKey, parseTufKey, type TufKeyFile } from '../src/trust/keys.js';
+import { createRoot, type RoleSpec } from '../src/trust/publish.js';
+import type { TufPublish } from '../src/publish/repo.js';
 import { freePort } from '../../common/test/helpers.js';
 export { freePort };
 
@@ -57,16 +60,45 @@ export async function makeUsr(dir: string, version: string, opts: { randomKiB?: 
 }
 
 let cachedKey: Awaited<ReturnType<typeof generateKey>> | undefined;
-/** Writes a release key pair into dir/keys (generated once per test file). */
-export async function makeKeys(dir: string, fresh = false): Promise<{ priv: string; pub: string; fingerprint: string }> {
+let cachedTuf: TufKeyFile | undefined;
+
+/** TUF keys of a test repository: one ed25519 key for every role (threshold 1), its root v1 and what release() signs with. */
+export interface TestTuf {
+  key: TufKeyFile;
+  /** Its key file (private). */
+  keyFile: string;
+  /** root v1 (signed), what a machine is given as --tuf-root. */
+  root: string;
+  /** For release/promote/refresh: the signer, and the root installed in a new repository. */
+  publish: TufPublish;
+}
+
+/** One key for all four roles, threshold 1, root v1 signed by it. Written into `kd`. */
+export async function makeTuf(kd: string, key: TufKeyFile = generateTufKey(), spec?: RoleSpec): Promise<TestTuf> {
+  await mkdir(kd, { recursive: true });
+  const keyFile = join(kd, `tuf-${key.keyid.slice(0, 8)}.key.json`);
+  await writeFile(keyFile, JSON.stringify(key), { mode: 0o600 });
+  const signer = parseTufKey(JSON.stringify(key), keyFile).signer!;
+  const one = { keys: [key.public], threshold: 1 };
+  const root = createRoot(spec ?? { root: one, targets: one, snapshot: one, timestamp: one }, [signer], Date.now());
+  const rootFile = join(kd, 'root.json');
+  await writeFile(rootFile, JSON.stringify(root.toJSON(), null, 1) + '\n');
+  return { key, keyFile, root: rootFile, publish: { signers: [signer], initRoot: rootFile } };
+}
+
+/** Writes a release key pair into dir/keys (generated once per test file), with TUF keys and root (`tuf`). */
+export async function makeKeys(dir: string, fresh = false): Promise<{ priv: string; pub: string; fingerprint: string; tuf: TestTuf }> {
   const k = fresh || !cachedKey ? await generateKey('Basalt test', 'test@basalt.invalid') : cachedKey;
   if (!fresh) cachedKey = k;
+  const tk = fresh || !cachedTuf ? generateTufKey() : cachedTuf;
+  if (!fresh) cachedTuf = tk;
   const kd = join(dir, fresh ? `keys-${randomBytes(3).toString('hex')}` : 'keys');
   await mkdir(kd, { recursive: true });
   await writeFile(join(kd, 'release.key'), k.privateArmored, { mode: 0o600 });
   await mkdir(join(kd, 'ring'), { recursive: true });
   await writeFile(join(kd, 'ring', 'release.pub.asc'), k.publicArmored);
-  return { priv: join(kd, 'release.key'), pub: join(kd, 'ring'), fingerprint: k.fingerprint };
+  const tuf = await makeTuf(join(kd, 'tuf'), tk);
+  return { priv: join(kd, 'release.key'), pub: join(kd, 'ring'), fingerprint: k.fingerprint, tuf };
 }
 
 /** Waits until `cond()` is truthy or the deadline passes (no fixed sleeps). */
@@ -168,6 +200,6 @@ export async function ensureDist(probe = 'dist/update-engine/src/host/engine.js'
 }
 
 /** argv (after node) of `basalt update apply` on an image file booted from A, against an Omaha server, for tests that run it as its own process. */
-export function applyArgv(o: { disk: string; keyring: string; serverUrl: string; dir: string; extra?: string[] }): string[] {
-  return [join(projectRoot(), 'bin/basalt.js'), 'update', 'apply', '--disk', o.disk, '--booted-slot', 'A', '--state-dir', `${o.disk}.state`, '--keyring', o.keyring, '--server', `${o.serverUrl}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(o.dir, 'none'), ...(o.extra ?? [])];
+export function applyArgv(o: { disk: string; keyring: string; tufRoot: string; serverUrl: string; dir: string; extra?: string[] }): string[] {
+  return [join(projectRoot(), 'bin/basalt.js'), 'update', 'apply', '--disk', o.disk, '--booted-slot', 'A', '--state-dir', `${o.disk}.state`, '--keyring', o.keyring, '--tuf-root', o.tufRoot, '--server', `${o.serverUrl}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(o.dir, 'none'), ...(o.extra ?? [])];
 }

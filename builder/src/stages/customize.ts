@@ -12,7 +12,7 @@
  */
 import { readdir, mkdir, readFile, rm, stat, symlink, writeFile, rename, chmod } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
-import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, STATIC_SERVER_PREFIX, UPDATE_GROUP } from '../../../common/src/contracts.js';
+import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, STATIC_SERVER_PREFIX, TUF_ROOT_PATH, UPDATE_GROUP } from '../../../common/src/contracts.js';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run, type RunResult } from '../../../common/src/exec.js';
 import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
@@ -361,8 +361,19 @@ async function writeReleaseFiles(p: BuildContext['profile'], root: string): Prom
   await writeFile(join(root, IMAGE_UPDATE_CONF), imageUpdateConf(p));
 }
 
-/** The keyring the update-engine verifies releases with (public keys only). */
+/**
+ * What the update-engine trusts: the release repository's TUF root metadata
+ * (update.root, as /usr/share/basalt/root.json) and the OpenPGP public keys
+ * (update.keys, for gpg --verify of payloads; public keys only).
+ */
 async function installKeys(ctx: BuildContext, root: string): Promise<void> {
+  const tufRoot = ctx.profile.update.root;
+  if (tufRoot) {
+    const text = await readFile(profileRelative(ctx, tufRoot), 'utf8');
+    if (/"private"\s*:/.test(text) || !/"_type"\s*:\s*"root"/.test(text)) throw new BasaltError(BUILD_ERRORS.E_PROFILE_PRIVATE_KEY, `${tufRoot}: update.root must be TUF root metadata (root.json), never a key file`);
+    await mkdir(join(root, dirname(TUF_ROOT_PATH.slice(1))), { recursive: true });
+    await writeFile(join(root, TUF_ROOT_PATH.slice(1)), text);
+  }
   const keyDir = join(root, 'usr/share/basalt/keys');
   await mkdir(keyDir, { recursive: true });
   for (const [i, k] of ctx.profile.update.keys.entries()) {

@@ -3,13 +3,20 @@ import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse, intOpt, parseSize } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
-import { promote, refreshChannel, release } from '../publish/repo.js';
+import { promote, refreshChannel, release, type TufPublish } from '../publish/repo.js';
 import { parseDuration } from '../format/duration.js';
 import type { PayloadFormat, PayloadManifest } from '../format/metadata.js';
+import { publishingKeys } from './keys.js';
+import { DEFAULT_EXPIRY, initRepository, refreshTimestamp } from '../trust/publish.js';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fsError } from '../../../common/src/errors.js';
 
 export const help = `Usage: basalt release --usr USR.img --version V --channel C --key KEY --repo DIR [options]
        basalt release promote V --from C1 --to C2 --key KEY --repo DIR [--expires 30d] [--rollout PCT]
        basalt release refresh --channel C --key KEY --repo DIR [--expires 30d] [--rollout PCT]
+       basalt release init --repo DIR --tuf-root ROOT.json
+       basalt release timestamp --repo DIR [--tuf-key KEY] [--timestamp-expires 1d] [--snapshot-expires 30d]
 
 Makes a payload of the USR image (format 2: 4 MiB chunks, each stored as it is or as zstd,
 whichever its content calls for; a squashfs compressed already is stored as it is), a signed
@@ -19,7 +26,21 @@ usr.img.json), a detached
 OpenPGP signature of the payload (gpg --verify accepts it), and publishes them atomically into
 DIR/payloads/V/, then re-signs DIR/channels/C.json (with an expiry) to point at V.
 
+ Every command that changes the repository then publishes its TUF metadata (metadata/: targets
+listing every payload, manifest and channel file with length and sha256, snapshot, timestamp),
+signed with the TUF keys (--tuf-key; default: the *.key.json beside --key except root.key.json).
+'init' installs root v1 (made by 'basalt keys generate' or 'basalt keys root') into a new
+repository; the first release does it too, from --tuf-root or the root.json beside --key.
+'timestamp' re-signs snapshot and timestamp with a fresh expiry using only the online keys:
+run it more often than --timestamp-expires (e.g. from a timer), or machines refuse the
+repository as frozen.
+
 Options:
+  --tuf-key PATH     (repeatable) TUF key file, or a folder of NAME.key.json
+  --tuf-root FILE    root v1 for a repository that has none yet
+  --targets-expires DUR    targets metadata lifetime (default 30d)
+  --snapshot-expires DUR   snapshot metadata lifetime (default 30d)
+  --timestamp-expires DUR  timestamp metadata lifetime (default 1d)
   --board B          board name (default: usr.img.json's board, else amd64-usr)
   --expires DUR      channel metadata lifetime (default 30d)
   --rollout PCT      phased rollout percentage for the channel (default: unchanged, else 100)
@@ -49,7 +70,7 @@ function payloadFormatOpt(v: string | undefined): PayloadFormat | undefined {
 }
 
 export async function run(ctx: CommandContext): Promise<number> {
-  const sub = ctx.args[0] === 'promote' || ctx.args[0] === 'refresh' ? ctx.args[0] : undefined;
+  const sub = ['promote', 'refresh', 'init', 'timestamp'].includes(ctx.args[0] ?? '') ? ctx.args[0] : undefined;
   const { values, positionals } = parse(
     sub ? ctx.args.slice(1) : ctx.args,
     {
@@ -69,6 +90,11 @@ export async function run(ctx: CommandContext): Promise<number> {
       jobs: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
+      'tuf-key': { type: 'string', multiple: true },
+      'tuf-root': { type: 'string' },
+      'targets-expires': { type: 'string' },
+      'snapshot-expires': { type: 'string' },
+      'timestamp-expires': { type: 'string' },
     },
     sub ? `release ${sub}` : 'release',
   );
@@ -80,18 +106,46 @@ export async function run(ctx: CommandContext): Promise<number> {
   const expiresMs = values.expires === undefined ? 30 * 86_400_000 : parseDuration(values.expires);
   if (expiresMs === undefined) throw new UsageError(`--expires: '${values.expires}' is not a duration (e.g. 30d, 12h)`);
   const rollout = intOpt(values.rollout, 'rollout', 0, 100);
-  const key = await readPrivateKeyFile(need('key'));
+  const dur = (k: 'targets-expires' | 'snapshot-expires' | 'timestamp-expires', dflt: number): number => {
+    const v = values[k];
+    if (v === undefined) return dflt;
+    const ms = parseDuration(v);
+    if (ms === undefined) throw new UsageError(`--${k}: '${v}' is not a duration (e.g. 1d, 12h)`);
+    return ms;
+  };
+  const expiries = { targets: dur('targets-expires', DEFAULT_EXPIRY.targets), snapshot: dur('snapshot-expires', DEFAULT_EXPIRY.snapshot), timestamp: dur('timestamp-expires', DEFAULT_EXPIRY.timestamp) };
   const repo = need('repo');
   const now = new Date();
+  if (sub === 'init') {
+    const rootFile = need('tuf-root');
+    const md = await initRepository(repo, await readFile(rootFile, 'utf8').catch((e: unknown) => {
+      throw fsError(e, rootFile, 'read the TUF root');
+    }), rootFile);
+    ctx.out(ctx.json ? JSON.stringify({ root: md.signed.version }) + '\n' : `${join(repo, 'metadata')}: root v${md.signed.version} installed\n`);
+    return 0;
+  }
+  if (sub === 'timestamp') {
+    const signers = await publishingKeys(values['tuf-key'], values.key);
+    const r = await refreshTimestamp(repo, signers, now.getTime(), expiries);
+    ctx.out(ctx.json ? JSON.stringify(r) + '\n' : `snapshot v${r.snapshot} and timestamp v${r.timestamp} signed (targets v${r.targets}), timestamp expires in ${Math.round(expiries.timestamp / 3_600_000)} h\n`);
+    return 0;
+  }
+  const key = await readPrivateKeyFile(need('key'));
+  const besideRoot = join(dirname(need('key')), 'root.json');
+  const tuf: TufPublish = {
+    signers: await publishingKeys(values['tuf-key'], values.key),
+    expiries,
+    initRoot: values['tuf-root'] ?? ((await stat(besideRoot).then(() => true, () => false)) ? besideRoot : undefined),
+  };
   if (sub === 'promote') {
     const v = positionals[0];
     if (!v) throw new UsageError('release promote: the version is required');
-    const meta = await promote(repo, v, need('from'), need('to'), key, now, expiresMs, rollout);
+    const meta = await promote(repo, v, need('from'), need('to'), key, now, expiresMs, rollout, tuf);
     ctx.out(ctx.json ? JSON.stringify(meta) + '\n' : `promoted ${v} from ${values.from} to ${values.to} (expires ${meta.expires})\n`);
     return 0;
   }
   if (sub === 'refresh') {
-    const meta = await refreshChannel(repo, need('channel'), key, now, expiresMs, rollout);
+    const meta = await refreshChannel(repo, need('channel'), key, now, expiresMs, rollout, tuf);
     ctx.out(ctx.json ? JSON.stringify(meta) + '\n' : `channel ${meta.channel} at ${meta.version} re-signed, expires ${meta.expires}, rollout ${meta.rollout.percent}%\n`);
     return 0;
   }
@@ -102,6 +156,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     channel: need('channel'),
     board: values.board,
     key,
+    tuf,
     repo,
     now,
     expiresMs,

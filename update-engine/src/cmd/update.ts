@@ -13,6 +13,7 @@ import { buildEnv, envFlagHelp, envFlagSpec, failpointFromEnv } from '../host/ho
 import type { Engine, EngineEnv, Status } from '../host/engine.js';
 import { entriesOf } from '../host/esp.js';
 import { DEFAULT_SOCKET, describeStatus, request, statusLines } from '../host/control.js';
+import { trustedVersions } from '../trust/client.js';
 import { healthGate, markGood, rollback, type GateOptions } from '../host/health.js';
 import { parseDuration } from '../format/duration.js';
 import { gptChoice, loaderChoice } from '../host/slots.js';
@@ -122,7 +123,11 @@ async function statusLocal(inv: Invocation): Promise<number> {
   const rep = await slotReport(env.disk, env.esp);
   const prog = await e.progressInfo();
   const slotLines = rep.slots.map((x) => `${SLOT_PARTLABEL[x.slot]}: priority=${x.priority} tries=${x.tries} successful=${x.successful ? 1 : 0}`).join('\n');
-  inv.print({ ...s, ...rep, progress: prog ?? null }, statusLines(s) + slotLines + `\nNEXT_BOOT=${rep.loaderNext ?? 'none'}\n`);
+  const trusted = await trustedVersions(env.stateDir);
+  const trustLine = Object.entries(trusted)
+    .map(([r, v]) => `${r} v${v.version} (expires ${v.expires})`)
+    .join(', ');
+  inv.print({ ...s, ...rep, progress: prog ?? null, trusted }, statusLines(s) + slotLines + `\nNEXT_BOOT=${rep.loaderNext ?? 'none'}\nTRUSTED=${trustLine || 'nothing yet (no check since the install)'}\n`);
   return 0;
 }
 

@@ -11,8 +11,11 @@
  *   payloads/<version>/manifest.json       signed envelope around the payload manifest
  *   channels/<channel>.json                signed envelope around the channel metadata (with expiry)
  *
+ *   metadata/                              TUF metadata (trust/publish.ts): every file above is a signed target
+ *
  * Envelopes are {formatVersion:1, signed:"<json text>", signature:"<armored detached sig over signed>"},
- * so each is published with a single atomic rename.
+ * so each is published with a single atomic rename. The engine trusts a manifest
+ * or channel file only as a TUF target (trust/decide.ts), not by its envelope's signature.
  */
 import { createHash } from 'node:crypto';
 import { BasaltError } from '../../../common/src/errors.js';

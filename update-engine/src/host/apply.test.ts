@@ -12,7 +12,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../common/src/log.js';
 import { createDisk, readGpt } from '../../../common/src/gpt/index.js';
 import type { PayloadManifest } from '../format/metadata.js';
-import type { Keyring } from '../format/signature.js';
 import { CHECKPOINT_BYTES, CHECKPOINTS, checkpointChunks, finalize, progressPath, readProgress, verifySlot, type ApplyDeps, type Progress } from './apply.js';
 import { DirEsp } from './esp.js';
 import { defaultHttp } from './http.js';
@@ -44,7 +43,9 @@ beforeEach(async () => {
     plan: planSlots(gpt, 'A'),
     esp: new DirEsp(join(dir, 'esp')),
     stateDir: join(dir, 'state'),
-    ring: { keys: [], source: 'none' } satisfies Keyring,
+    trustManifest: () => {
+      throw new Error('no manifest in this test');
+    },
     http: defaultHttp,
     me: { version: '1.0.0', channel: 'stable', board: 'amd64-usr' },
     blocked: [],

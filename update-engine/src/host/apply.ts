@@ -37,9 +37,8 @@ import type { Logger } from '../../../common/src/log.js';
 import { readGpt, writeGpt } from '../../../common/src/gpt/index.js';
 import { renderEntry, kernelCmdline, entryFileName, parseEntryFileName } from '../../../common/src/boot.js';
 import type { Esp } from './esp.js';
-import type { Keyring } from '../format/signature.js';
 import { ErrorCode, type UpdateOffer } from '../format/omaha.js';
-import { chunkCompression, unseal, validateManifest, type PayloadChunk, type PayloadChunkV2, type PayloadManifest } from '../format/metadata.js';
+import { chunkCompression, type PayloadChunk, type PayloadChunkV2, type PayloadManifest } from '../format/metadata.js';
 import { assertInactiveWrite, invalidateTarget, postinstAttrs, type SlotPlan } from './slots.js';
 import { compareVersions } from '../format/version.js';
 import { writeFileAtomic } from '../../../common/src/fsutil.js';
@@ -61,7 +60,12 @@ export interface ApplyDeps {
   plan: SlotPlan;
   esp: Esp;
   stateDir: string;
-  ring: Keyring;
+  /**
+   * Turns a fetched manifest into a trusted one: its bytes must be a manifest
+   * target of the repository's verified TUF targets (the engine's check made
+   * them), else it throws.
+   */
+  trustManifest(url: string, text: string): PayloadManifest;
   http: HttpOptions;
   me: Identity;
   /** Versions that failed (rollback or bad payload) and must not be retried. */
@@ -115,11 +119,11 @@ export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
 
 /**
  * Fetches and verifies the signed payload manifest named by the offer, from
- * its codebases in turn: one that sends a manifest that does not verify, is
+ * its codebases in turn: one that sends a manifest its TUF target refuses, is
  * over MAX_MANIFEST_BYTES, or answers 4xx is dropped; a stall, a 5xx or one
  * slower than the document deadline moves on to the next after a back-off.
  */
-export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'ring' | 'sleep' | 'log'>): Promise<PayloadManifest> {
+export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'trustManifest' | 'sleep' | 'log'>): Promise<PayloadManifest> {
   const http = httpClient({ connectMs: Math.min(d.http.connectMs, d.http.documentMs), stallMs: Math.min(d.http.stallMs, d.http.documentMs), totalMs: d.http.documentMs });
   const n = offer.codebases.length;
   // A manifest is small: a few tries per mirror, not the payload's twenty.
@@ -130,7 +134,7 @@ export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http
     const url = new URL(offer.manifestName, offer.codebases[s.current]).toString();
     try {
       const text = await fetchText(http, url, { maxBytes: MAX_MANIFEST_BYTES });
-      return validateManifest(await unseal(text, d.ring, url), url);
+      return d.trustManifest(url, text);
     } catch (e) {
       const kind = classifyFailure(e);
       if (kind === 'fatal') throw e;
@@ -165,7 +169,7 @@ export function checkApplicable(m: PayloadManifest, offer: UpdateOffer, me: Iden
   if (compareVersions(m.version, me.version) <= 0) {
     throw fail(UE_ERRORS.E_UPDATE_NOT_NEWER, `refusing ${m.version}: it is not newer than the running ${me.version}`, policy, 'a downgrade needs a rollback, not an update');
   }
-  if (!m.channels.includes(me.channel)) throw fail(UE_ERRORS.E_UPDATE_CHANNEL, `refusing ${m.version}: it is released to ${m.channels.join(', ')}, not to this machine's channel ${me.channel}`, policy);
+  // The channel is bound by the TUF targets (trust/decide.ts): the engine took the offer only as its channel's signed release.
   if (m.board !== me.board) throw fail(UE_ERRORS.E_UPDATE_BOARD, `refusing ${m.version}: it is for board ${m.board}, this machine is ${me.board}`, policy);
   if (blocked.includes(m.version)) throw fail(UE_ERRORS.E_UPDATE_BLOCKED, `refusing ${m.version}: it failed on this machine before (rolled back or rejected)`, policy, "a newer release will be taken; 'basalt update unblock' allows it again");
   if (m.image.size > slotBytes) throw fail(UE_ERRORS.E_SLOT_TOO_SMALL, `the ${m.image.size}-byte image does not fit the ${slotBytes}-byte slot`, ErrorCode.InstallDeviceOpenError);

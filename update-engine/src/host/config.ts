@@ -11,6 +11,8 @@ export interface UpdateConf {
   group: string;
   /** Omaha URL, 'static+URL' for a static repository, or undefined when updates are disabled. */
   server: string | undefined;
+  /** TUF_URL: the release repository's root URL for the TUF metadata (metadata/ under it); unset: SERVER's (static) or derived from the Omaha codebase. */
+  tufUrl?: string | undefined;
   disabledReason?: string | undefined;
   rebootStrategy: RebootStrategy;
   rebootWindowStart?: string | undefined;
@@ -75,6 +77,7 @@ export function resolveConf(files: [string, string | undefined][], releaseFiles:
   return {
     group: vals['GROUP']?.trim() || UPDATE_CONF_DEFAULTS.group,
     server,
+    tufUrl: vals['TUF_URL']?.trim() || undefined,
     disabledReason,
     rebootStrategy,
     rebootWindowStart: ws !== undefined && wl !== undefined ? ws : undefined,

@@ -39,7 +39,7 @@ beforeAll(async () => {
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 512 });
   const usr2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 1024 });
-  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, xzLevel: 0 })).manifest;
+  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, xzLevel: 0 })).manifest;
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
 });
 afterAll(async () => {
@@ -52,7 +52,7 @@ afterAll(async () => {
  * exec.run: run() reports a SIGKILLed child as a missing tool.)
  */
 function engine(disk: string, failpoint?: string, serverUrl = srv!.url): Promise<{ exitCode: number; signal: string | null; stderr: string }> {
-  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl, dir: t.dir, extra: ['--retry-base', '5ms'] });
+  const argv = applyArgv({ disk, keyring: keys.pub, tufRoot: keys.tuf.root, serverUrl, dir: t.dir, extra: ['--retry-base', '5ms'] });
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     if (failpoint) env['BASALT_FAILPOINT'] = failpoint;
@@ -149,8 +149,8 @@ describe('kill -9 during an update (acceptance)', () => {
     const key = await readPrivateKeyFile(keys.priv);
     const repoD = join(t.dir, 'repo-delta');
     const usrD = await makeUsr(t.dir, '2.1.0', { like: '1.0.0' });
-    await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024 });
-    const d = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, deltaFrom: ['1.0.0'] })).deltas[0]!;
+    await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024 });
+    const d = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, tuf: keys.tuf.publish, repo: repoD, now: new Date(), expiresMs: 86_400_000, chunkSize: 48 * 1024, deltaFrom: ['1.0.0'] })).deltas[0]!;
     const asked: string[] = [];
     const srvD = await startServer({ repo: repoD, eventsFile: join(t.dir, 'events-delta.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
       if (req.method === 'GET') asked.push(req.url ?? '');

@@ -38,7 +38,7 @@ beforeAll(async () => {
   const key = await readPrivateKeyFile(keys.priv);
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
-  await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 });
+  await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 });
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (fail500 && req.method === 'POST') {
       res.writeHead(500).end();
@@ -68,7 +68,7 @@ function node(args: string[], bin = 'basalt.js'): Promise<{ code: number; out: s
 function daemon(disk: string, sock: string, extra: string[] = []): ChildProcess {
   const c = spawn(
     process.execPath,
-    [join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--socket', sock, ...extra],
+    [join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--tuf-root', keys.tuf.root, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--socket', sock, ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   procs.push(c);
@@ -158,7 +158,7 @@ describe('update-engine daemon and clients', () => {
     // The status socket is named first: the daemon must go by the names, not the order.
     const c = spawn(
       'systemd-socket-activate',
-      ['-l', statusSocketFor(sock), '-l', sock, '--fdname=status:action', process.execPath, join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--first-check', '1h'],
+      ['-l', statusSocketFor(sock), '-l', sock, '--fdname=status:action', process.execPath, join(root, 'bin/basalt.js'), 'update-engine', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--keyring', keys.pub, '--tuf-root', keys.tuf.root, '--server', `${srv!.url}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--first-check', '1h'],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     procs.push(c);
@@ -195,7 +195,7 @@ describe('update-engine daemon and clients', () => {
       },
     };
     const { env } = await buildEnv(
-      { disk, 'booted-slot': 'A', 'state-dir': `${disk}.state`, keyring: keys.pub, server: `${srv!.url}v1/update/`, channel: 'stable', root: join(t.dir, 'none') },
+      { disk, 'booted-slot': 'A', 'state-dir': `${disk}.state`, keyring: keys.pub, 'tuf-root': keys.tuf.root, server: `${srv!.url}v1/update/`, channel: 'stable', root: join(t.dir, 'none') },
       createLogger({ level: 'error', write: () => {} }),
       () => {},
       clock,

@@ -11,7 +11,7 @@ import { run } from '../../../common/src/exec.js';
 import { silentLogger, createLogger } from '../../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../../common/src/gpt/index.js';
 import { tempDir, makeUsr, makeKeys, makeDisk } from '../../test/helpers.js';
-import { release } from '../publish/repo.js';
+import { refreshChannel, release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
 import { buildResponse } from '../format/omaha.js';
@@ -43,8 +43,8 @@ beforeAll(async () => {
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 2048 });
   usr2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 2048 });
   const now = new Date();
-  m1 = (await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
-  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
+  m1 = (await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
+  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now, expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 1 })).manifest;
   events = join(t.dir, 'events.jsonl');
   srv = await startServer({ repo, eventsFile: events, appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (fault?.(req, res)) return;
@@ -61,7 +61,7 @@ async function engine(disk: string, extra: Partial<EnvFlags> = {}, booted: 'A' |
     disk,
     'booted-slot': booted,
     'state-dir': `${disk}.state`,
-    keyring: keys.pub,
+    keyring: keys.pub, 'tuf-root': keys.tuf.root,
     server: `${srv!.url}v1/update/`,
     channel: 'stable',
     board: 'amd64-usr',
@@ -156,7 +156,7 @@ describe('update path on an image file (acceptance)', () => {
   it('applies a format 1 (xz) payload as well, from a repository released before format 2', async () => {
     const key = await readPrivateKeyFile(keys.priv);
     const old = join(t.dir, 'repo-format-1');
-    const r = await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo: old, now: new Date(), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0, payloadFormat: 1 });
+    const r = await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo: old, now: new Date(), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0, payloadFormat: 1 });
     expect(r.manifest).toMatchObject({ formatVersion: 1, payload: { file: 'usr.img.xz', compression: 'xz' } });
     const srv1 = await startServer({ repo: old, eventsFile: join(t.dir, 'events-f1.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
     try {
@@ -182,8 +182,8 @@ describe('update path on an image file (acceptance)', () => {
       const repoD = join(t.dir, 'repo-delta');
       // 2.1.0 is 1.0.0's tree with one file changed.
       usrD = await makeUsr(t.dir, '2.1.0', { like: '1.0.0' });
-      await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000 });
-      delta = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, repo: repoD, now: new Date(), expiresMs: 86_400_000, deltaFrom: ['1.0.0'] })).deltas[0]!;
+      await release({ usr: usr1, version: '1.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo: repoD, now: new Date(), expiresMs: 86_400_000 });
+      delta = (await release({ usr: usrD, version: '2.1.0', channel: 'stable', key, tuf: keys.tuf.publish, repo: repoD, now: new Date(), expiresMs: 86_400_000, deltaFrom: ['1.0.0'] })).deltas[0]!;
       srvD = await startServer({ repo: repoD, eventsFile: join(t.dir, 'events-delta.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
         if (req.method === 'GET') asked.push(`${req.url ?? ''}${req.headers.range ? ` ${req.headers.range}` : ''}`);
         if (cutDelta && req.url === '/payloads/2.1.0/delta-from-1.0.0/usr.img.payload') {
@@ -465,27 +465,28 @@ describe('update path on an image file (acceptance)', () => {
           });
           return true;
         },
-        /not newer than the running 1\.5\.0/,
+        // The Omaha server is not trusted: the channel's signed TUF targets are at 2.0.0 (a replay of an older release).
+        /server offered 1\.0\.0, but channel stable's signed targets \(v\d+\) are at 2\.0\.0/,
       ],
       [
-        'a signature by an unknown key',
+        'metadata signed by a key the machine does not trust',
         async () => {
           const other = await makeKeys(t.dir, true);
-          return { keyring: other.pub };
+          return { 'tuf-root': other.tuf.root };
         },
-        /not in the keyring/,
+        /TUF metadata refused \(UnsignedMetadataError: timestamp was signed by 0\/1 keys\)/,
       ],
       [
         'expired channel metadata (static mode)',
         async () => {
           const key = await readPrivateKeyFile(keys.priv);
           const old = join(t.dir, 'repo-expired');
-          await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo: old, now: new Date(Date.now() - 3 * 86_400_000), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0 });
+          await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo: old, now: new Date(Date.now() - 3 * 86_400_000), expiresMs: 86_400_000, chunkSize: 256 * 1024, xzLevel: 0 });
           const s2 = await startServer({ repo: old, eventsFile: join(t.dir, 'ev2.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
           closers.push(() => s2.close());
           return { server: `static+${s2.url}` };
         },
-        /expired at/,
+        /TUF metadata refused \(ExpiredMetadataError: Final timestamp\.json is expired\)/,
       ],
     ];
     const closers: (() => Promise<void>)[] = [];
@@ -512,6 +513,36 @@ describe('update path on an image file (acceptance)', () => {
       expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
       expect(await run('cgpt', ['show', '-i', '3', '-P', disk]).then((x) => x.stdout.trim())).toBe('1');
       expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+    });
+
+    it('refuses a replayed older repository (static mode) once a newer one was seen, also after a restart', async () => {
+      // The repository as published (stable at 2.0.0 for everyone), kept by a hostile mirror …
+      const old = join(t.dir, 'repo-replay-old');
+      await run('cp', ['-a', repo, old]);
+      // … and the publisher's newer state: 2.0.0 held back (rollout 0 %), timestamp one version up.
+      const now = join(t.dir, 'repo-replay-new');
+      await run('cp', ['-a', repo, now]);
+      await refreshChannel(now, 'stable', await readPrivateKeyFile(keys.priv), new Date(), 86_400_000, 0, keys.tuf.publish);
+      const sNew = await startServer({ repo: now, eventsFile: join(t.dir, 'ev-new.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+      const sOld = await startServer({ repo: old, eventsFile: join(t.dir, 'ev-old.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0);
+      try {
+        const disk = await makeDisk(t.dir, usr1, '1.0.0');
+        const aBefore = await slotHash(disk, 'USR-A', 64 * 1024 * 1024);
+        const first = await apply(disk, { server: `static+${sNew.url}` });
+        expect(first.e.lastFailure).toBeUndefined();
+        expect(first.e.state.status).toBe('UPDATE_STATUS_IDLE');
+        // A new Engine on the same state dir: a restart.
+        const { e } = await apply(disk, { server: `static+${sOld.url}` });
+        expect(e.lastFailure?.code).toBe('E_TUF_REFRESH');
+        expect(e.lastFailure?.message).toMatch(/TUF metadata refused \(BadVersionError: New timestamp version \d+ is less than current version \d+\)/);
+        expect(e.state.status).toBe('UPDATE_STATUS_IDLE');
+        expect(await selection(disk)).toEqual({ gpt: 'A', loader: 'A' });
+        expect(await slotHash(disk, 'USR-A', 64 * 1024 * 1024)).toBe(aBefore);
+        console.log(`[e2e] replayed older repository: ${e.lastFailure!.code}: ${e.lastFailure!.message}`);
+      } finally {
+        await sNew.close();
+        await sOld.close();
+      }
     });
   });
 });

@@ -19,9 +19,10 @@ import { afterCheck, nextDelay, type Clock, type SchedulerState, type SchedulerT
 import { buildRequest, ErrorCode, EventResult, EventType, omahaErrorOf, parseResponse, type OmahaEvent, type UpdateOffer } from '../format/omaha.js';
 import { defaultXmlLimits } from '../format/xml.js';
 import { APP_ID, SLOT_PARTLABEL, STATIC_SERVER_PREFIX, otherSlot, slotKey, type SlotName } from '../../../common/src/contracts.js';
-import { deltaDir, unseal, validateChannel, validateManifest, type ChannelMeta, type PayloadManifest } from '../format/metadata.js';
+import { deltaDir, peekEnvelope, validateChannel, validateManifest, type ChannelMeta, type PayloadManifest } from '../format/metadata.js';
 import { decideOffer, deltaOfferFromChannel, offerFromChannel } from '../format/offer.js';
-import { loadKeyring, type Keyring } from '../format/signature.js';
+import { refreshTrust } from '../trust/client.js';
+import { channelRelease, checkBytes, checkChannelFile, checkManifestPayload, checkOffer, manifestTargetFor, repoUrlFromCodebase, type ChannelRelease, type TrustedTargets } from '../trust/decide.js';
 import { downloadOffer, finalize, MAX_MANIFEST_BYTES, readProgress, verifySlot, progressPath, type ApplyDeps, type Identity } from './apply.js';
 import type { HttpOptions } from './http.js';
 import type { Esp } from './esp.js';
@@ -34,7 +35,12 @@ export interface EngineEnv {
   booted: SlotName;
   esp: Esp;
   stateDir: string;
+  /** Unused since the TUF trust model (kept for old command lines). */
   keyringPath: string;
+  /** The image's TUF root.json, copied into stateDir/tuf once. */
+  tufRoot: string;
+  /** The repository's root URL for TUF metadata; undefined: SERVER's (static) or derived from the Omaha codebase. */
+  tufUrl?: string | undefined;
   /** Omaha URL, or static+URL for a static repository; undefined = updates disabled. */
   server: string | undefined;
   me: Identity;
@@ -85,9 +91,10 @@ export class Engine {
   private ps: PersistedState = { formatVersion: 1, blocked: [], rollbacks: [] };
   private offer: UpdateOffer | undefined;
   private manifest: PayloadManifest | undefined;
-  private ring: Keyring | undefined;
   /** The client of the check, events and static channel files: each a small document, within http.documentMs as a whole. */
   private docClient: Got | undefined;
+  /** The TUF targets verified by the last check, and the channel's release in them. */
+  private trusted: { targets: TrustedTargets; release: ChannelRelease } | undefined;
   private work: Promise<void> = Promise.resolve();
   private listeners = new Set<(s: Status) => void>();
   private stopped = false;
@@ -291,7 +298,7 @@ export class Engine {
       plan: undefined as never,
       esp: this.env.esp,
       stateDir: this.env.stateDir,
-      ring: this.ring!,
+      trustManifest: (url, text) => this.trustManifest(url, text),
       http: this.env.http,
       me: this.env.me,
       blocked: this.ps.blocked,
@@ -322,7 +329,6 @@ export class Engine {
         await this.sendEvents(eff.type === 0 ? [] : [{ type: eff.type, result: eff.result, errorCode: eff.errorCode }], eff.type === 0);
         return;
       case 'download': {
-        this.ring ??= await loadKeyring(this.env.keyringPath);
         const d = { ...this.deps(), plan: await this.plan() };
         this.manifest = await downloadOffer(this.offer!, d);
         this.send({ type: 'DOWNLOADED' });
@@ -463,7 +469,7 @@ export class Engine {
     const srv = this.env.server!;
     const now = this.env.clock.now();
     this.lastCheck = undefined;
-    this.ring ??= await loadKeyring(this.env.keyringPath);
+    this.trusted = undefined;
     let result: { status: 'noupdate' | 'ok'; offer?: UpdateOffer; pollInterval?: number };
     try {
       if (srv.startsWith(STATIC_SERVER_PREFIX)) result = await this.staticCheck(srv.slice(STATIC_SERVER_PREFIX.length));
@@ -477,6 +483,8 @@ export class Engine {
           this.ps.reportPrevious = undefined;
           await this.save();
         }
+        // The Omaha server is not trusted: its offer must be the channel's release in the signed TUF targets.
+        if (result.status === 'ok' && result.offer) await this.trustOffer(result.offer, this.omahaRepoUrl(result.offer));
       }
     } catch (e) {
       const status = httpStatusOf(e);
@@ -514,14 +522,62 @@ export class Engine {
     this.send({ type: 'UPDATE_FOUND', now, offer: { version: result.offer.version, size: result.offer.size } });
   }
 
-  /** Static mode: read and verify channels/<GROUP>.json (expiry included) over plain HTTP. */
+  /** The repository's root URL over Omaha: TUF_URL, else the repository of the first codebase that is one's payloads/<version>/. */
+  private omahaRepoUrl(offer: UpdateOffer): string {
+    if (this.env.tufUrl) return this.env.tufUrl;
+    for (const c of offer.codebases) {
+      const derived = repoUrlFromCodebase(c, offer.version);
+      if (derived) return derived;
+    }
+    throw new BasaltError(UE_ERRORS.E_TUF_URL, `no codebase of the offer (${offer.codebases.join(' ') || 'none'}) is a repository's payloads/${offer.version}/, and no TUF_URL is set`);
+  }
+
+  /** Refreshes the TUF metadata from `repoUrl` and takes the channel's release in the verified targets. */
+  private async refreshChannel(repoUrl: string): Promise<{ targets: TrustedTargets; release: ChannelRelease }> {
+    const base = repoUrl.endsWith('/') ? repoUrl : repoUrl + '/';
+    const targets = await refreshTrust({ stateDir: this.env.stateDir, initialRoot: this.env.tufRoot, metadataUrl: new URL('metadata/', base).toString(), log: this.env.log });
+    return { targets, release: channelRelease(targets, this.env.me.channel) };
+  }
+
+  /** Takes an offer only when it is the channel's signed release (version and payload target). */
+  private async trustOffer(offer: UpdateOffer, repoUrl: string): Promise<void> {
+    const t = await this.refreshChannel(repoUrl);
+    checkOffer(offer, t.release, t.targets);
+    this.trusted = t;
+  }
+
+  /** A fetched manifest, taken when its bytes are a signed manifest target of the release and its payload the signed payload target. */
+  private trustManifest(url: string, text: string): PayloadManifest {
+    const t = this.trusted;
+    if (!t) throw new BasaltError(UE_ERRORS.E_TUF_NOT_TARGET, `${url}: no verified TUF targets for this offer`);
+    const bytes = Buffer.from(text, 'utf8');
+    const target = manifestTargetFor(url, bytes, t.release.version, t.targets);
+    checkBytes(bytes, target, url);
+    const m = validateManifest(peekEnvelope(text, url), url);
+    checkManifestPayload(m, target, t.targets);
+    return m;
+  }
+
+  /**
+   * Static mode: refresh the TUF metadata (metadata/ of the repository), take
+   * channels/<GROUP>.json's signed target, fetch that file (capped at its
+   * signed length) and check its bytes, version and manifest binding.
+   * Freshness is TUF's (timestamp, snapshot and targets expiry); the channel
+   * file's own expiry is not consulted.
+   */
   private async staticCheck(base: string): Promise<{ status: 'noupdate' | 'ok'; offer?: UpdateOffer }> {
     const b = base.endsWith('/') ? base : base + '/';
-    const url = new URL(`channels/${this.env.me.channel}.json`, b).toString();
-    const text = await fetchText(this.http, url, { maxBytes: MAX_CHANNEL_BYTES });
-    const ch = validateChannel(await unseal(text, this.ring!, url), url, this.env.me.channel, new Date(this.env.clock.now()));
+    const t = await this.refreshChannel(this.env.tufUrl ?? b);
+    const url = new URL(t.release.channelFile.path, b).toString();
+    const text = await fetchText(this.http, url, { maxBytes: Math.min(MAX_CHANNEL_BYTES, t.release.channelFile.length) });
+    checkBytes(Buffer.from(text, 'utf8'), t.release.channelFile, url);
+    const ch = validateChannel(peekEnvelope(text, url), url, this.env.me.channel, new Date(0));
+    checkChannelFile(ch, t.release);
     if (!decideOffer(ch, { machineId: this.env.machineId, version: this.env.me.version, board: this.env.me.board }).offer) return { status: 'noupdate' };
-    return { status: 'ok', offer: (await this.staticDelta(ch, b)) ?? offerFromChannel(ch, b) };
+    this.trusted = t;
+    const offer = (await this.staticDelta(ch, b)) ?? offerFromChannel(ch, b);
+    checkOffer(offer, t.release, t.targets);
+    return { status: 'ok', offer };
   }
 
   /** Static mode's delta: the release's delta from this machine's version, when the repository has one that verifies. */
@@ -529,11 +585,11 @@ export class Engine {
     const from = this.env.me.version;
     const url = new URL(`${deltaDir(from)}/manifest.json`, offerFromChannel(ch, base).codebases[0]).toString();
     try {
-      const m = validateManifest(await unseal(await fetchText(this.http, url, { maxBytes: MAX_MANIFEST_BYTES }), this.ring!, url), url);
+      const m = this.trustManifest(url, await fetchText(this.http, url, { maxBytes: MAX_MANIFEST_BYTES }));
       if (m.formatVersion !== 2 || m.delta?.from !== from || m.version !== ch.version) return undefined;
       return deltaOfferFromChannel(ch, base, from, m.payload);
     } catch (e) {
-      // None published (404) or not usable: the full release.
+      // None published (404) or not a signed target: the full release.
       this.env.log.debug(`${url}: no delta (${(e as Error).message})`);
       return undefined;
     }

@@ -12,7 +12,7 @@ import { loadConf, type UpdateConf } from './config.js';
 import { DirEsp, MtoolsEsp, entriesOf, type Esp } from './esp.js';
 import { coreosTimings, realClock, type Clock, type SchedulerTimings } from './scheduler.js';
 import type { EngineEnv } from './engine.js';
-import { DEFAULT_BOARD, SLOT_PARTLABEL, type SlotName } from '../../../common/src/contracts.js';
+import { DEFAULT_BOARD, SLOT_PARTLABEL, TUF_ROOT_PATH, type SlotName } from '../../../common/src/contracts.js';
 import { randomUUID } from 'node:crypto';
 import { defaultHttp, type HttpOptions } from './http.js';
 import { parseDuration } from '../format/duration.js';
@@ -26,6 +26,8 @@ export interface EnvFlags {
   root?: string | undefined;
   'state-dir'?: string | undefined;
   keyring?: string | undefined;
+  'tuf-root'?: string | undefined;
+  'tuf-url'?: string | undefined;
   server?: string | undefined;
   channel?: string | undefined;
   board?: string | undefined;
@@ -48,6 +50,8 @@ export const envFlagSpec = {
   root: { type: 'string' },
   'state-dir': { type: 'string' },
   keyring: { type: 'string' },
+  'tuf-root': { type: 'string' },
+  'tuf-url': { type: 'string' },
   server: { type: 'string' },
   channel: { type: 'string' },
   board: { type: 'string' },
@@ -69,7 +73,10 @@ export const envFlagHelp = `Target (an image file needs no VM):
   --esp DIR             mounted ESP (default: /efi or /boot on a host; mtools inside --disk)
   --root DIR            where /etc/coreos/update.conf, /usr/share/... are read (default /)
   --state-dir DIR       engine state (default ROOT/var/lib/basalt/update-engine)
-  --keyring PATH        trusted public keys (default ROOT/usr/share/basalt/keys)
+  --keyring PATH        (unused since the TUF trust model; accepted for old scripts)
+  --tuf-root PATH       the trusted TUF root.json the state dir starts from (default ROOT/usr/share/basalt/root.json)
+  --tuf-url URL         the release repository (its metadata/ holds the TUF metadata); default: TUF_URL
+                        of update.conf, else SERVER's repository (static) or the one the Omaha codebase is in
   --server URL          override SERVER (Omaha URL, or static+URL of a repository)
   --channel C, --board B, --current-version V, --machine-id ID, --boot-id ID
   --retry-base DUR, --stall-timeout DUR, --first-check DUR, --interval DUR   timing overrides
@@ -174,6 +181,8 @@ export async function buildEnv(f: EnvFlags, log: Logger, failpoint: (n: string) 
       esp,
       stateDir,
       keyringPath: f.keyring ?? join(root, 'usr/share/basalt/keys'),
+      tufRoot: f['tuf-root'] ?? join(root, TUF_ROOT_PATH.slice(1)),
+      tufUrl: f['tuf-url'] ?? conf.tufUrl,
       server: server === 'disabled' ? undefined : server,
       me: { version, channel: f.channel ?? conf.group, board: f.board ?? conf.board ?? DEFAULT_BOARD },
       machineId,

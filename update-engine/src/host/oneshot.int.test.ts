@@ -59,7 +59,7 @@ beforeAll(async () => {
   const repo = join(t.dir, 'repo');
   usr1 = await makeUsr(t.dir, '1.0.0', { randomKiB: 256 });
   usr2 = await makeUsr(t.dir, '2.0.0', { randomKiB: 256 });
-  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
+  m2 = (await release({ usr: usr2, version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now: new Date(), expiresMs: 86_400_000, xzLevel: 0 })).manifest;
   const payload = await readFile(join(repo, 'payloads/2.0.0', m2.payload.file));
   srv = await startServer({ repo, eventsFile: join(t.dir, 'events.jsonl'), appIds: [APP_ID], maxBodyBytes: 65536, now: () => new Date(), log: silentLogger }, '127.0.0.1', 0, (h) => (req, res) => {
     if (checkFault === '503' && req.method === 'POST') return void res.writeHead(503).end('busy\n');
@@ -133,7 +133,7 @@ afterAll(async () => {
 
 /** Runs the one-shot apply as its own process; `peakRssMiB` is the highest VmHWM (peak RSS) read from /proc while it ran. */
 function apply(disk: string, extra: string[] = []): Promise<{ exitCode: number; stdout: string; stderr: string; peakRssMiB: number }> {
-  const argv = applyArgv({ disk, keyring: keys.pub, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s', ...extra] });
+  const argv = applyArgv({ disk, keyring: keys.pub, tufRoot: keys.tuf.root, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s', ...extra] });
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -63,12 +63,15 @@ describe('basalt release', () => {
     await expect(release({ usr, version: '1.0.0', channel: 'beta', key, repo, now, expiresMs: 1000 })).rejects.toMatchObject({ code: 'E_RELEASE_EXISTS' });
     const usrOld = await makeUsr(t.dir, '0.9.0');
     await expect(release({ usr: usrOld, version: '0.9.0', channel: 'beta', key, repo, now, expiresMs: 1000 })).rejects.toMatchObject({ code: 'E_VERSION_NOT_NEWER' });
-    // Promote to stable re-signs the manifest with both channels.
+    // Promote to stable leaves the manifest's bytes alone: both channel files name the same manifest hash.
+    const before = await readFile(join(repo, 'payloads/1.0.0/manifest.json'));
     const st = await promote(repo, '1.0.0', 'beta', 'stable', key, now, 86_400_000, 50);
     expect(st.rollout.percent).toBe(50);
     const ch2 = await readChannelFile(repo, 'stable', ring, now);
+    expect(await readFile(join(repo, ch2.manifest))).toEqual(before);
+    expect(ch2.manifestSha256).toBe((await readChannelFile(repo, 'beta', ring, now)).manifestSha256);
     const m2 = validateManifest(await unseal(await readFile(join(repo, ch2.manifest), 'utf8'), ring, 'manifest'), 'manifest');
-    expect(m2.channels).toEqual(['beta', 'stable']);
+    expect(m2.channels).toEqual(['beta']);
     await expect(promote(repo, '1.0.0', 'alpha', 'stable', key, now, 1000)).rejects.toMatchObject({ code: 'E_PROMOTE_SOURCE' });
     const rf = await refreshChannel(repo, 'stable', key, now, 5 * 86_400_000, 100);
     expect(rf.serial).toBe(2);
@@ -218,12 +221,14 @@ describe('basalt release', () => {
     // Deltas from several releases at once, each in its folder.
     const r3 = await release({ usr: usr3, version: '7.2.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000, deltaFrom: ['7.0.0', '7.1.0'] });
     expect(r3.deltas.map((x) => x.delta?.from)).toEqual(['7.0.0', '7.1.0']);
-    // Promoting the release re-signs its deltas with the new channel as well (a machine on it is offered them).
+    // Promoting the release leaves its deltas' manifests as they are (their hashes stay the signed ones); a machine on the new channel is offered them through the channel's release.
+    const deltaBefore = await readFile(join(repo, 'payloads/7.2.0/delta-from-7.0.0/manifest.json'));
     await promote(repo, '7.2.0', 'beta', 'stable', key, new Date(), 86_400_000);
     for (const from of ['7.0.0', '7.1.0']) {
       const p = join(repo, `payloads/7.2.0/delta-from-${from}/manifest.json`);
-      expect(validateManifest(await unseal(await readFile(p, 'utf8'), await loadKeyring(keys.pub), p), p).channels).toEqual(['beta', 'stable']);
+      expect(validateManifest(await unseal(await readFile(p, 'utf8'), await loadKeyring(keys.pub), p), p).channels).toEqual(['beta']);
     }
+    expect(await readFile(join(repo, 'payloads/7.2.0/delta-from-7.0.0/manifest.json'))).toEqual(deltaBefore);
     expect((await readdir(join(repo, 'payloads/7.2.0'))).sort()).toEqual(['delta-from-7.0.0', 'delta-from-7.1.0', 'manifest.json', 'usr.img.payload', 'usr.img.payload.sig']);
   });
 });

@@ -19,6 +19,8 @@ import type { Keyring } from '../format/signature.js';
 import { checkVersion, compareVersions } from '../format/version.js';
 import { signDetached, signFileDetached } from './keys.js';
 import { UE_ERRORS } from '../errors.js';
+import { checkSigners, DEFAULT_EXPIRY, initRepository, METADATA_DIR, publishTargets, type Expiries, type Published } from '../trust/publish.js';
+import type { TufSigner } from '../trust/keys.js';
 import { CONTRACT_ERRORS, DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../../../common/src/contracts.js';
 
 /** Upper bound of chunks compressed at once in `release` (each holds two chunks in memory). */
@@ -93,6 +95,27 @@ export interface ReleaseOptions {
   deltaFrom?: string[] | undefined;
   rollout?: number;
   allowOlder?: boolean;
+  /** TUF keys at hand: targets, snapshot and timestamp metadata are re-published after the release. */
+  tuf?: TufPublish | undefined;
+}
+
+/** The TUF keys and lifetimes a publishing command signs with. */
+export interface TufPublish {
+  signers: TufSigner[];
+  expiries?: Partial<Expiries>;
+  /** A signed root.json installed as the repository's first root when it has none (a new repository). */
+  initRoot?: string | undefined;
+}
+
+/** Re-publishes the repository's TUF metadata, when keys are given. */
+export async function publishTuf(repo: string, tuf: TufPublish | undefined, now: Date): Promise<Published | undefined> {
+  if (!tuf) return undefined;
+  if (tuf.initRoot && !(await exists(join(repo, METADATA_DIR, 'root.json')))) {
+    await initRepository(repo, await readFile(tuf.initRoot, 'utf8').catch((e: unknown) => {
+      throw fsError(e, tuf.initRoot!, 'read the TUF root');
+    }), tuf.initRoot);
+  }
+  return publishTargets(repo, tuf.signers, now.getTime(), { ...DEFAULT_EXPIRY, ...tuf.expiries });
 }
 
 /** What `release` found out before writing anything. */
@@ -332,8 +355,9 @@ async function publishPayloadDir(tmp: string, dest: string): Promise<void> {
  * manifest and detached payload signature into payloads/<version>/ (published
  * by one directory rename), then points channels/<channel>.json at it.
  */
-export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta; deltas: PayloadManifestV2[] }> {
+export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadManifest; channel: ChannelMeta; deltas: PayloadManifestV2[]; tuf?: Published | undefined }> {
   const plan = await planRelease(o);
+  if (o.tuf) await checkSigners(o.repo, o.tuf.signers, o.tuf.initRoot ? await readFile(o.tuf.initRoot, 'utf8') : undefined);
   const tmp = join(o.repo, 'payloads', `.tmp-${o.version}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
   try {
@@ -346,7 +370,7 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
     await publishPayloadDir(tmp, plan.dest);
     const { current } = plan;
     const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1);
-    return { manifest, channel, deltas };
+    return { manifest, channel, deltas, tuf: await publishTuf(o.repo, o.tuf, o.now) };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
@@ -473,35 +497,34 @@ export async function readRepoManifest(repo: string, version: string): Promise<P
 }
 
 /**
- * Adds `to` to a released version's channels (re-signing its manifest) and
- * points channels/<to>.json at it. The payload bytes are not touched.
+ * Points channels/<to>.json at a version released to `from`, then
+ * re-publishes the TUF targets. The release's manifest and payload are not
+ * touched: a manifest's bytes never change after its release, so every
+ * channel file's manifestSha256 (and its TUF target) stays true. The
+ * manifest's `channels` lists where it was first released; which channels
+ * carry it is what the signed channel files and their targets say.
  */
-export async function promote(repo: string, version: string, from: string, to: string, key: openpgp.PrivateKey, now: Date, expiresMs: number, rollout?: number): Promise<ChannelMeta> {
+export async function promote(repo: string, version: string, from: string, to: string, key: openpgp.PrivateKey, now: Date, expiresMs: number, rollout?: number, tuf?: TufPublish): Promise<ChannelMeta> {
   checkChannel(from, '--from');
   checkChannel(to, '--to');
   const m = await readRepoManifest(repo, version);
-  if (!m.channels.includes(from)) throw new BasaltError(UE_ERRORS.E_PROMOTE_SOURCE, `version ${version} was not released to channel ${from} (it is in: ${m.channels.join(', ')})`);
+  const src = await currentChannel(repo, from);
+  if (!m.channels.includes(from) && src?.version !== version) throw new BasaltError(UE_ERRORS.E_PROMOTE_SOURCE, `version ${version} was not released to channel ${from} (it is in: ${m.channels.join(', ')})`);
   const cur = await currentChannel(repo, to);
   if (cur && compareVersions(version, cur.version) <= 0) throw new BasaltError(UE_ERRORS.E_VERSION_NOT_NEWER, `channel ${to} is at ${cur.version}; ${version} is not newer`);
-  if (!m.channels.includes(to)) {
-    m.channels = [...m.channels, to];
-    await writeFileAtomic(join(repo, 'payloads', version, 'manifest.json'), await seal(m, key));
-    // The release's deltas are offered on the new channel too: their manifests name it as well.
-    for (const dir of (await readdir(join(repo, 'payloads', version))).filter((f) => f.startsWith('delta-from-'))) {
-      const p = join(repo, 'payloads', version, dir, 'manifest.json');
-      const dm = validateManifest(peekEnvelope(await readFile(p, 'utf8'), p), p);
-      if (!dm.channels.includes(to)) await writeFileAtomic(p, await seal({ ...dm, channels: [...dm.channels, to] }, key));
-    }
-  }
-  return publishChannel(repo, to, m, key, now, expiresMs, rollout ?? cur?.rollout.percent ?? 100, (cur?.serial ?? 0) + 1);
+  const meta = await publishChannel(repo, to, m, key, now, expiresMs, rollout ?? cur?.rollout.percent ?? 100, (cur?.serial ?? 0) + 1);
+  await publishTuf(repo, tuf, now);
+  return meta;
 }
 
 /** Re-signs a channel's metadata with a new expiry and/or rollout percentage. */
-export async function refreshChannel(repo: string, channel: string, key: openpgp.PrivateKey, now: Date, expiresMs: number, rollout?: number): Promise<ChannelMeta> {
+export async function refreshChannel(repo: string, channel: string, key: openpgp.PrivateKey, now: Date, expiresMs: number, rollout?: number, tuf?: TufPublish): Promise<ChannelMeta> {
   const cur = await currentChannel(repo, checkChannel(channel));
   if (!cur) throw new BasaltError(UE_ERRORS.E_CHANNEL_UNKNOWN, `channel ${channel} has no release in ${repo}`);
   const m = await readRepoManifest(repo, cur.version);
-  return publishChannel(repo, channel, m, key, now, expiresMs, rollout ?? cur.rollout.percent, cur.serial + 1);
+  const meta = await publishChannel(repo, channel, m, key, now, expiresMs, rollout ?? cur.rollout.percent, cur.serial + 1);
+  await publishTuf(repo, tuf, now);
+  return meta;
 }
 
 /** Lists channel names present in a repository. */

@@ -48,10 +48,10 @@ beforeAll(async () => {
   const key = await readPrivateKeyFile(keys.priv);
   repo = join(t.dir, 'repo');
   const now = new Date();
-  await release({ usr: await makeUsr(t.dir, '1.0.0', { randomKiB: 256 }), version: '1.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, xzLevel: 0 });
-  const r2 = await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, xzLevel: 0 });
-  await release({ usr: await makeUsr(t.dir, '3.0.0', { randomKiB: 64 }), version: '3.0.0', channel: 'beta', key, repo, now, expiresMs: 86_400_000, xzLevel: 0, rollout: 30 });
-  await release({ usr: await makeUsr(t.dir, '4.0.0', { randomKiB: 64 }), version: '4.0.0', channel: 'old', key, repo, now: new Date(now.getTime() - 10 * 86_400_000), expiresMs: 86_400_000, xzLevel: 0 });
+  await release({ usr: await makeUsr(t.dir, '1.0.0', { randomKiB: 256 }), version: '1.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now, expiresMs: 86_400_000, xzLevel: 0 });
+  const r2 = await release({ usr: await makeUsr(t.dir, '2.0.0', { randomKiB: 256 }), version: '2.0.0', channel: 'stable', key, tuf: keys.tuf.publish, repo, now, expiresMs: 86_400_000, xzLevel: 0 });
+  await release({ usr: await makeUsr(t.dir, '3.0.0', { randomKiB: 64 }), version: '3.0.0', channel: 'beta', key, tuf: keys.tuf.publish, repo, now, expiresMs: 86_400_000, xzLevel: 0, rollout: 30 });
+  await release({ usr: await makeUsr(t.dir, '4.0.0', { randomKiB: 64 }), version: '4.0.0', channel: 'old', key, tuf: keys.tuf.publish, repo, now: new Date(now.getTime() - 10 * 86_400_000), expiresMs: 86_400_000, xzLevel: 0 });
   payloadSha = r2.manifest.payload.sha256;
   payloadSize = r2.manifest.payload.size;
   events = join(t.dir, 'events.jsonl');
