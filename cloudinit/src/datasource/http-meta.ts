@@ -42,7 +42,8 @@ export async function metaRequest(url: string, r: MetaRequest, o: HttpOptions = 
       const res = await requestBytes(client, url, {
         method: r.method ?? 'GET',
         headers: { ...(o.headers ?? {}), ...(r.headers ?? {}) },
-        ...(r.body !== undefined ? { body: r.body } : {}),
+        // A PUT or POST through got's stream waits for its body to end: send an empty one.
+        ...(r.body !== undefined ? { body: r.body } : (r.method ?? 'GET') !== 'GET' ? { body: '' } : {}),
         maxBytes: MAX_METADATA_BYTES,
       });
       if (res.status < 500) return { status: res.status, headers: res.headers, body: res.body };
