@@ -115,6 +115,26 @@ describe.skipIf(!tools)('basalt install onto an image file (skipped without dosf
     expect(readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 
+  it('through the basalt command: one line and exit 1 on bad input; a summary line on success', async () => {
+    const { main } = await import('../../../cli/main.js');
+    const cli = async (argv: string[]) => {
+      let out = '';
+      let err = '';
+      const code = await main(argv, 'basalt', { out: (t) => (out += t), err: (t) => (err += t) });
+      return { code, out, err };
+    };
+    const target = join(dir, 'cli.bin');
+    const bad = await cli(['install', '-d', target, '-f', image, '-o', 'nimbus']);
+    expect(bad.code).toBe(1);
+    expect(bad.err.trim().split('\n').filter((l) => !l.startsWith('hint:') && !/^\s/.test(l))).toHaveLength(1);
+    expect(bad.err).toContain('-o nimbus: not a platform Basalt knows');
+    expect(existsSync(target)).toBe(false);
+    expect((await cli(['install', '-f', image])).code).toBe(2);
+    const ok = await cli(['install', '-d', target, '-f', image, '-o', 'gce']);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/^installed .*basalt_test_image\.bin \(sha256 [0-9a-f]{12}…\) to .*cli\.bin, platform gce\n$/);
+  });
+
   it('refuses to write the image onto itself, and a folder that does not exist', async () => {
     await expect(install({ target: image, image })).rejects.toMatchObject({ code: 'E_INSTALL_TARGET' });
     await expect(install({ target: join(dir, 'no/such/dir/x.bin'), image })).rejects.toMatchObject({ code: 'E_INSTALL_TARGET' });
