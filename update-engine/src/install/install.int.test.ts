@@ -68,7 +68,7 @@ describe.skipIf(!tools)('basalt install onto an image file (skipped without dosf
     expect(r).toMatchObject({ kind: 'file', platform: 'aws' });
     // The partition table as `basalt disk show` reads it.
     const gpt = await readGpt(target);
-    expect(gpt.status.primaryOk && gpt.status.backupOk).toBe(true);
+    expect(gpt.status?.primaryOk && gpt.status.backupOk).toBe(true);
     expect(gpt.partitions.map((p) => p.label)).toEqual(['EFI-SYSTEM', 'BIOS-BOOT', 'USR-A', 'USR-B', 'OEM', 'OEM-CONFIG', 'ROOT']);
     // The boot entry carries the platform id; the rest of the line as it was.
     const esp = new MtoolsEsp(target, partitionRange(gpt, gpt.partitions.find((p) => p.label === 'EFI-SYSTEM')!).offset);
