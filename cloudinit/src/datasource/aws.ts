@@ -47,9 +47,11 @@ export function awsImds(rootUrl: string = AWS_IMDS_URL, o: HttpOptions = {}, log
   /** undefined: not asked yet; null: IMDSv1 (the service has no token endpoint). */
   let token: string | null | undefined;
 
-  const fetchToken = async (): Promise<string | null> => {
+  /** isAvailable's requests: one attempt each (selectDatasource polls again). */
+  const probe: HttpOptions = { ...o, attempts: 1 };
+  const fetchToken = async (oo: HttpOptions): Promise<string | null> => {
     const url = root + 'api/token';
-    const res = await metaRequest(url, { method: 'PUT', headers: { [TOKEN_TTL_HEADER]: String(TOKEN_TTL_SECONDS) } }, o);
+    const res = await metaRequest(url, { method: 'PUT', headers: { [TOKEN_TTL_HEADER]: String(TOKEN_TTL_SECONDS) } }, oo);
     if (res.status === 200) {
       const t = res.body.toString('utf8').trim();
       if (t === '') throw new BasaltError(CLOUDINIT_ERRORS.E_IMDS_TOKEN, `${url}: the token is empty`);
@@ -62,19 +64,19 @@ export function awsImds(rootUrl: string = AWS_IMDS_URL, o: HttpOptions = {}, log
     throw new BasaltError(CLOUDINIT_ERRORS.E_IMDS_TOKEN, `${url}: HTTP ${res.status} for the IMDSv2 token request`, { details: { status: res.status } });
   };
 
-  const getOnce = async (url: string): Promise<MetaReply> => {
-    token ??= await fetchToken();
-    return metaRequest(url, { headers: token === null ? {} : { [TOKEN_HEADER]: token } }, o);
+  const getOnce = async (url: string, oo: HttpOptions): Promise<MetaReply> => {
+    token ??= await fetchToken(oo);
+    return metaRequest(url, { headers: token === null ? {} : { [TOKEN_HEADER]: token } }, oo);
   };
 
   /** The body of `path` under latest/, or null on 404. */
-  const get = async (path: string): Promise<Buffer | null> => {
+  const get = async (path: string, oo: HttpOptions = o): Promise<Buffer | null> => {
     const url = root + path;
-    let res = await getOnce(url);
+    let res = await getOnce(url, oo);
     if (res.status === 401 && token !== null) {
       log(`${url}: IMDSv2 token not accepted (HTTP 401), asking for a new one`);
       token = undefined;
-      res = await getOnce(url);
+      res = await getOnce(url, oo);
     }
     if (res.status === 200) return res.body;
     if (res.status === 404) return null;
@@ -92,7 +94,7 @@ export function awsImds(rootUrl: string = AWS_IMDS_URL, o: HttpOptions = {}, log
     configRoot: root,
     async isAvailable() {
       try {
-        return (await get('meta-data/instance-id')) !== null;
+        return (await get('meta-data/instance-id', probe)) !== null;
       } catch {
         token = undefined;
         return false;

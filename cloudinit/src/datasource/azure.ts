@@ -138,9 +138,9 @@ export interface AzureDatasource extends Datasource {
 export function azureImds(rootUrl: string = AZURE_IMDS_URL, a: AzureOptions = {}, o: HttpOptions = {}, log: Log = () => {}): AzureDatasource {
   const root = withSlash(rootUrl) + 'metadata/';
   const wire = withSlash(a.wireserver ?? AZURE_WIRESERVER_URL) + 'machine/';
-  const imds = async (path: string, what: string): Promise<string | null> => {
+  const imds = async (path: string, what: string, oo: HttpOptions = o): Promise<string | null> => {
     const url = root + path;
-    const res = await metaRequest(url, { headers: { Metadata: 'true' } }, o);
+    const res = await metaRequest(url, { headers: { Metadata: 'true' } }, oo);
     if (res.status === 200) return res.body.toString('utf8');
     if (res.status === 404) return null;
     throw statusError(url, res, what);
@@ -169,7 +169,7 @@ export function azureImds(rootUrl: string = AZURE_IMDS_URL, a: AzureOptions = {}
     configRoot: root,
     async isAvailable() {
       try {
-        return (await imds(`instance?api-version=${IMDS_API_VERSION}`, 'the instance metadata')) !== null;
+        return (await imds(`instance?api-version=${IMDS_API_VERSION}`, 'the instance metadata', { ...o, attempts: 1 })) !== null;
       } catch {
         return false;
       }

@@ -55,8 +55,8 @@ export function parseDigitalOcean(text: string, url: string): DigitalOceanDoc {
 export function digitalOceanMetadata(rootUrl: string = DIGITALOCEAN_METADATA_URL, o: HttpOptions = {}): Datasource {
   const url = withSlash(rootUrl) + 'metadata/v1.json';
   let doc: Promise<DigitalOceanDoc> | undefined;
-  const load = (): Promise<DigitalOceanDoc> =>
-    (doc ??= metaRequest(url, {}, o).then((res) => {
+  const load = (oo: HttpOptions = o): Promise<DigitalOceanDoc> =>
+    (doc ??= metaRequest(url, {}, oo).then((res) => {
       if (res.status !== 200) throw statusError(url, res, 'the droplet metadata');
       return parseDigitalOcean(res.body.toString('utf8'), url);
     })).catch((e: unknown) => {
@@ -69,7 +69,7 @@ export function digitalOceanMetadata(rootUrl: string = DIGITALOCEAN_METADATA_URL
     configRoot: withSlash(rootUrl) + 'metadata/',
     async isAvailable() {
       try {
-        await load();
+        await load({ ...o, attempts: 1 });
         return true;
       } catch {
         return false;

@@ -41,9 +41,9 @@ export function parseGceSshKeys(text: string): [string, string][] {
 export function gceMetadata(rootUrl: string = GCE_METADATA_URL, o: HttpOptions = {}, log: Log = () => {}): Datasource {
   const root = withSlash(rootUrl) + 'computeMetadata/v1/';
   /** The text of `path`, or null on 404. */
-  const get = async (path: string): Promise<string | null> => {
+  const get = async (path: string, oo: HttpOptions = o): Promise<string | null> => {
     const url = root + path;
-    const res = await metaRequest(url, { headers: { 'Metadata-Flavor': 'Google' } }, o);
+    const res = await metaRequest(url, { headers: { 'Metadata-Flavor': 'Google' } }, oo);
     if (res.headers[FLAVOR_HEADER] !== 'Google') {
       throw new BasaltError(CLOUDINIT_ERRORS.E_METADATA_FLAVOR, `${url}: HTTP ${res.status} without the header Metadata-Flavor: Google`);
     }
@@ -57,7 +57,7 @@ export function gceMetadata(rootUrl: string = GCE_METADATA_URL, o: HttpOptions =
     configRoot: root,
     async isAvailable() {
       try {
-        return (await get('instance/id')) !== null;
+        return (await get('instance/id', { ...o, attempts: 1 })) !== null;
       } catch {
         return false;
       }

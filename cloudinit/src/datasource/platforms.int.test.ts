@@ -161,6 +161,17 @@ describe('aws: EC2 IMDS with IMDSv2 tokens', () => {
     expect(reqs.filter((r) => r.method === 'PUT')).toHaveLength(2);
   });
 
+  it('a 5xx is retried when reading, probed once when polling for availability', async () => {
+    let fails = 1;
+    const flaky = await serve((r, res) => (fails-- > 0 ? res.writeHead(503).end() : imds({})(r, res)));
+    expect(text(await awsImds(flaky.base, fast).fetchUserdata())).toBe(USERDATA);
+    expect(flaky.reqs[0]!.method).toBe('PUT');
+    expect(flaky.reqs[1]!.method).toBe('PUT');
+    const down = await serve((_r, res) => res.writeHead(503).end());
+    expect(await awsImds(down.base, fast).isAvailable()).toBe(false);
+    expect(down.reqs).toHaveLength(1);
+  });
+
   it('no user-data (404) is empty; a user-data over the byte bound is refused', async () => {
     const none = await serve((r, res) => (r.method === 'PUT' ? res.writeHead(200).end('t') : res.writeHead(404).end()));
     expect((await awsImds(none.base, fast).fetchUserdata()).length).toBe(0);
