@@ -163,7 +163,8 @@ describe('aws: EC2 IMDS with IMDSv2 tokens', () => {
 
   it('a 5xx is retried when reading, probed once when polling for availability', async () => {
     let fails = 1;
-    const flaky = await serve((r, res) => (fails-- > 0 ? res.writeHead(503).end() : imds({})(r, res)));
+    const service = imds({});
+    const flaky = await serve((r, res) => (fails-- > 0 ? res.writeHead(503).end() : service(r, res)));
     expect(text(await awsImds(flaky.base, fast).fetchUserdata())).toBe(USERDATA);
     expect(flaky.reqs[0]!.method).toBe('PUT');
     expect(flaky.reqs[1]!.method).toBe('PUT');
