@@ -9,7 +9,7 @@
  * plan.test.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,6 +133,12 @@ describe.skipIf(!tools)('basalt install onto an image file (skipped without dosf
     const ok = await cli(['install', '-d', target, '-f', image, '-o', 'gce']);
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^installed .*basalt_test_image\.bin \(sha256 [0-9a-f]{12}…\) to .*cli\.bin, platform gce\n$/);
+  });
+
+  const rootDev = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[1] === '/')?.[0];
+  const rootIsBlock = rootDev !== undefined && rootDev.startsWith('/dev/') && existsSync(rootDev) && statSync(rootDev).isBlockDevice();
+  it.skipIf(!rootIsBlock)('refuses the block device that holds the running system, before reading the image (skipped when / is not on a block device, as in a container)', async () => {
+    await expect(install({ target: rootDev!, image })).rejects.toMatchObject({ code: 'E_INSTALL_TARGET_BUSY', message: `${rootDev!}: ${rootDev!} is mounted at /: it holds the running system; nothing written` });
   });
 
   it('refuses to write the image onto itself, and a folder that does not exist', async () => {

@@ -69,7 +69,7 @@ interface Checked {
 
 async function checkPlatform(p: string | undefined): Promise<void> {
   if (p === undefined) return;
-  if (!(PLATFORM_IDS as readonly string[]).includes(p)) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_PLATFORM, `-o ${p}: not a platform Basalt knows (${PLATFORM_IDS.join(', ')})`);
+  if (!(PLATFORM_IDS as readonly string[]).includes(p)) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_PLATFORM, `-o ${p}: not a platform Basalt knows`);
 }
 
 async function checkCloudConfig(path: string | undefined): Promise<Buffer | null> {
