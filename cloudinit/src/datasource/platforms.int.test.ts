@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../cli/coreos-cloudinit.js';
 import { awsImds } from './aws.js';
 import { azureImds } from './azure.js';
@@ -251,6 +251,35 @@ describe('digitalocean: metadata/v1.json', () => {
     expect(await ds.fetchMetadata()).toEqual({ instanceId: '42', hostname: 'droplet', publicIPv4: '192.0.2.10', privateIPv4: '10.10.0.5', sshPublicKeys: [['0', 'ssh-ed25519 AAAAd me']] });
     expect(reqs).toHaveLength(1);
   });
+  it('basalt cloudinit apply --platform digitalocean --dry-run plans from the droplet metadata', async () => {
+    const doc = { droplet_id: 7, hostname: 'droplet-7', user_data: USERDATA, public_keys: ['ssh-ed25519 AAAAd me'] };
+    const { base } = await serve((r, res) => (r.url === '/metadata/v1.json' ? res.writeHead(200).end(JSON.stringify(doc)) : res.writeHead(404).end()));
+    const root = mkdtempSync(join(tmpdir(), 'basalt-do-root-'));
+    vi.stubEnv('BASALT_METADATA_URL_DIGITALOCEAN', base);
+    try {
+      const { main: basalt } = await import('../../../cli/main.js');
+      let err = '';
+      // The plan is logged on the process's stderr (Go's log), as coreos-cloudinit logs.
+      const logged: string[] = [];
+      const spy = vi.spyOn(process.stderr, 'write').mockImplementation((t: string | Uint8Array) => logged.push(String(t)) > 0);
+      let code: number;
+      try {
+        code = await basalt(['cloudinit', 'apply', '--dry-run', '--root', root, '--platform', 'digitalocean'], 'basalt', { out: () => {}, err: (t) => (err += t) });
+      } finally {
+        spy.mockRestore();
+      }
+      expect(err).toBe('');
+      expect(code).toBe(0);
+      expect(logged.join('')).toContain('would set hostname from-platform');
+      const bad = await basalt(['cloudinit', 'apply', '--dry-run', '--root', root, '--platform', 'nimbus'], 'basalt', { out: () => {}, err: (t) => (err += t) });
+      expect(bad).toBe(1);
+      expect(err).toContain('--platform nimbus: not a platform Basalt knows');
+    } finally {
+      vi.unstubAllEnvs();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('a server without the document is not available; a broken document is E_METADATA_FORMAT', async () => {
     const nothing = await serve((_r, res) => res.writeHead(404).end());
     expect(await digitalOceanMetadata(nothing.base, fast).isAvailable()).toBe(false);
