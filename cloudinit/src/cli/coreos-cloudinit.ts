@@ -166,16 +166,21 @@ async function datasources(f: Flags, env: Env, cmdline: string | null, log: (lin
   if (f.get('from-openstack-metadata')) dss.push(openstackMetadata(f.get('from-openstack-metadata')!, http));
   // With -oem-from-cmdline the unit runs on a platform id alone: cloud-config-url= is read only when it is there.
   if (f.get('from-proc-cmdline') === 'true' && (cmdline === null || findCloudConfigURL(cmdline) !== null)) dss.push(procCmdline(cmdlinePath, http, log));
-  // The platforms' services: loaded only when asked for.
+  // The platforms' services: each module loaded only when asked for.
+  const specs: DatasourceSpec[] = [];
   const aws = f.get('from-aws-imds');
-  if (aws) dss.push((await import('../datasource/aws.js')).awsImds(aws, http, log));
+  if (aws) specs.push({ kind: 'aws', url: aws });
   const gce = f.get('from-gce-metadata');
-  if (gce) dss.push((await import('../datasource/gce.js')).gceMetadata(gce, http, log));
+  if (gce) specs.push({ kind: 'gce', url: gce });
   const dO = f.get('from-digitalocean-metadata');
-  if (dO) dss.push((await import('../datasource/digitalocean.js')).digitalOceanMetadata(dO, http));
+  if (dO) specs.push({ kind: 'digitalocean', url: dO });
   const azure = f.get('from-azure-imds');
-  if (azure) dss.push((await import('../datasource/azure.js')).azureImds(azure, { wireserver: f.get('azure-wireserver') ?? 'http://168.63.129.16/' }, http, log));
-  if (f.get('from-vmware-guestinfo') === 'true') dss.push((await import('../datasource/vmware.js')).vmwareGuestinfo({ http }));
+  if (azure) specs.push({ kind: 'azure', url: azure, wireserver: f.get('azure-wireserver') ?? 'http://168.63.129.16/' });
+  if (f.get('from-vmware-guestinfo') === 'true') specs.push({ kind: 'vmware' });
+  if (specs.length > 0) {
+    const { openDatasource } = await import('../datasource/open.js');
+    for (const d of specs) dss.push(await openDatasource(d, http, log));
+  }
   return dss;
 }
 
