@@ -29,6 +29,7 @@ export const commands: CommandEntry[] = [
   { name: 'update', summary: 'update status, check, apply, mark-good, rollback (talks to update-engine, or works on --disk IMAGE)', load: () => import('../update-engine/src/cmd/update.js') },
   { name: 'update-engine', summary: 'the update daemon: scheduled checks, A/B install, rollback reporting', load: () => import('../update-engine/src/cmd/update-engine.js') },
   { name: 'locksmith', summary: 'reboot after an update per REBOOT_STRATEGY (reboot, etcd-lock, off) and window', load: () => import('../update-engine/src/cmd/locksmith.js') },
+  { name: 'install', summary: 'write a verified image to a disk or an image file, with a cloud-config and a platform id', load: () => import('../update-engine/src/cmd/install.js') },
   { name: 'cloudinit', summary: 'validate cloud-configs as coreos-cloudinit v1.14.0, plan and apply them', load: () => import('../cloudinit/src/cli/basalt-cloudinit.js') },
 ];
 

@@ -1,7 +1,7 @@
 /** File helpers for the builder (tree copies, sizes, hashes, mounts). Atomic writes: common/src/fsutil.ts. */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, open, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 
@@ -102,67 +102,5 @@ export async function treeDigest(dir: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** The block size of the sparse digest: a block that is all zeros (a hole, or zeros written) is left out. */
-export const SPARSE_BLOCK = 1024 * 1024;
-
-/** Pure: the byte ranges [start, end) of a file's data from `filefrag -v -b1` (FIEMAP: what SEEK_DATA/SEEK_HOLE report). */
-export function parseFilefrag(text: string): [number, number][] {
-  const ranges: [number, number][] = [];
-  for (const line of text.split('\n')) {
-    const m = /^\s*\d+:\s+(\d+)\.\.\s*(\d+):/.exec(line);
-    if (m) ranges.push([Number(m[1]), Number(m[2]) + 1]);
-  }
-  return ranges;
-}
-
-/** Pure: the indexes of the `block`-sized blocks the byte ranges [start, end) touch, ascending, each once. */
-export function blocksTouched(ranges: readonly [number, number][], block: number): number[] {
-  const out = new Set<number>();
-  for (const [start, end] of ranges) for (let b = Math.floor(start / block); b * block < end; b++) out.add(b);
-  return [...out].sort((a, b) => a - b);
-}
-
-/** Where a file's data is (byte ranges), or undefined when the file system does not say (then every block is read). */
-async function dataRanges(path: string): Promise<[number, number][] | undefined> {
-  const r = await run('filefrag', ['-v', '-b1', path], { reject: false }).catch(() => undefined);
-  if (r?.exitCode !== 0 || !/ extents? found/.test(r.stdout)) return undefined;
-  return parseFilefrag(r.stdout);
-}
-
-/**
- * The digest of a sparse file by its data, not its holes: SHA-256 over a
- * header (format, block size, file size) and, for each 1 MiB block that is
- * not all zeros, its offset (8 bytes, big-endian) and its bytes. Only the
- * blocks holding data (filefrag: the file's extents) are read, so an 8 GiB
- * disk with 600 MB in it reads 600 MB. The digest depends on the bytes only:
- * a hole and written zeros give the same one.
- */
-export async function sparseSha256(path: string): Promise<string> {
-  const size = (await stat(path)).size;
-  const blocks = blocksTouched((await dataRanges(path)) ?? [[0, size]], SPARSE_BLOCK);
-  const h = createHash('sha256').update(`basalt-sparse-sha256 1 ${SPARSE_BLOCK} ${size}\n`);
-  const buf = Buffer.alloc(SPARSE_BLOCK);
-  const zero = Buffer.alloc(SPARSE_BLOCK);
-  const fh = await open(path, 'r');
-  try {
-    for (const b of blocks) {
-      const at = b * SPARSE_BLOCK;
-      if (at >= size) break;
-      const want = Math.min(SPARSE_BLOCK, size - at);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, at + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      const chunk = buf.subarray(0, got);
-      if (chunk.equals(zero.subarray(0, got))) continue;
-      const off = Buffer.alloc(8);
-      off.writeBigUInt64BE(BigInt(at));
-      h.update(off).update(chunk);
-    }
-  } finally {
-    await fh.close();
-  }
-  return h.digest('hex');
-}
+// The sparse digest moved to common/ so that `basalt install` (not a builder command) checks it too.
+export { SPARSE_BLOCK, blocksTouched, parseFilefrag, sparseSha256 } from '../../common/src/sparse.js';

@@ -22,4 +22,12 @@ export const CLOUDINIT_ERRORS = defineErrors('cloudinit', {
   // The config drive datasource.
   E_CONFIGDRIVE_LABEL: { meaning: 'a config drive image is not labelled config-2' },
   E_CONFIGDRIVE_IMAGE: { meaning: 'a config drive image is neither vfat nor iso9660', hint: 'pass a config drive directory or an image labelled config-2' },
+  // The platforms' metadata services (datasource/aws.ts, gce.ts, digitalocean.ts, azure.ts, vmware.ts).
+  E_METADATA_STATUS: { meaning: 'a metadata service answered with an error status', hint: 'check that the machine runs on the platform its platform id names (basalt.oem.id=)' },
+  E_METADATA_FORMAT: { meaning: 'a metadata document is not in the form the platform documents (JSON, XML, listing)', hint: 'the metadata service or a proxy in between is misbehaving' },
+  E_IMDS_TOKEN: { meaning: 'the EC2 instance metadata service refused the IMDSv2 session token', hint: 'check the instance metadata options (http-tokens, http-put-response-hop-limit)' },
+  E_METADATA_FLAVOR: { meaning: 'an answer from the GCE metadata server lacks the header Metadata-Flavor: Google', hint: 'something other than the GCE metadata server answered; check the network and proxies' },
+  E_AZURE_READY: { meaning: "the Azure wireserver refused the goal state request or the ready report", hint: 'check that 168.63.129.16 is reachable from the machine' },
+  E_GUESTINFO: { meaning: 'VMware guestinfo has a value Basalt cannot use (unknown encoding, undecodable data)', hint: 'set guestinfo.coreos.config.data.encoding to base64, gzip+base64 or leave it empty' },
+  E_PLATFORM_ID: { meaning: 'the platform id on the kernel command line (basalt.oem.id=) is not one Basalt knows', hint: 'use one of qemu, metal, pxe, iso, aws, gce, azure, openstack, vmware, digitalocean' },
 });

@@ -59,6 +59,8 @@ export interface TextReply {
 export interface BytesReply {
   status: number;
   body: Buffer;
+  /** The reply's headers, names in lower case. */
+  headers: Record<string, string | string[] | undefined>;
 }
 
 /**
@@ -78,6 +80,7 @@ export function requestBytes(client: Got, url: string, r: TextRequest): Promise<
     const chunks: Buffer[] = [];
     let n = 0;
     let status = 0;
+    let headers: Record<string, string | string[] | undefined> = {};
     let settled = false;
     const settle = (e: Error | undefined) => {
       if (settled) return;
@@ -85,10 +88,11 @@ export function requestBytes(client: Got, url: string, r: TextRequest): Promise<
       if (e) {
         stream.destroy();
         reject(e);
-      } else resolve({ status, body: Buffer.concat(chunks) });
+      } else resolve({ status, body: Buffer.concat(chunks), headers });
     };
     stream.on('response', (res: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
       status = res.statusCode;
+      headers = res.headers;
       const announced = Number(res.headers['content-length'] ?? NaN);
       if (announced > r.maxBytes) settle(tooLarge(url, r.maxBytes));
     });

@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
-import { UsageError, fsError } from '../../../common/src/errors.js';
+import { BasaltError, UsageError, fsError } from '../../../common/src/errors.js';
+import { CLOUDINIT_ERRORS } from '../errors.js';
 import { configDrive, ec2Metadata, localFile, openstackMetadata, procCmdline, urlSource, type Datasource } from '../datasource/index.js';
 import { decompressIfGzip, formatEntry, validateUserData, type Entry } from '../validate/validate.js';
 import { strictChecks } from '../validate/strict.js';
@@ -26,7 +27,9 @@ apply      Plan and apply user-data. --root DIR writes into a directory tree
            --dry-run prints the plan. A config with a validation error is
            never applied.
 SOURCE     --from-file FILE | --from-configdrive DIR|IMAGE | --from-url URL |
-           --from-ec2-metadata URL | --from-openstack-metadata URL | --from-proc-cmdline
+           --from-ec2-metadata URL | --from-openstack-metadata URL | --from-proc-cmdline |
+           --platform ID (the datasource of a platform: aws, gce, azure, openstack,
+           vmware, digitalocean; root URL from BASALT_METADATA_URL_<PLATFORM>)
 `;
 
 async function validateCmd(ctx: CommandContext, args: string[]): Promise<number> {
@@ -71,6 +74,7 @@ async function applyCmd(ctx: CommandContext, args: string[]): Promise<number> {
       'from-ec2-metadata': { type: 'string' },
       'from-openstack-metadata': { type: 'string' },
       'from-proc-cmdline': { type: 'boolean' },
+      platform: { type: 'string' },
       'ssh-key-name': { type: 'string' },
       workspace: { type: 'string' },
     },
@@ -84,6 +88,15 @@ async function applyCmd(ctx: CommandContext, args: string[]): Promise<number> {
   if (values['from-ec2-metadata']) sources.push(ec2Metadata(values['from-ec2-metadata'], {}, log));
   if (values['from-openstack-metadata']) sources.push(openstackMetadata(values['from-openstack-metadata']));
   if (values['from-proc-cmdline']) sources.push(procCmdline(process.env['BASALT_PROC_CMDLINE'] ?? '/proc/cmdline', {}, log));
+  if (values.platform !== undefined) {
+    const { PLATFORM_IDS, platformDatasources } = await import('../datasource/platform.js');
+    const id = PLATFORM_IDS.find((p) => p === values.platform);
+    if (!id) throw new BasaltError(CLOUDINIT_ERRORS.E_PLATFORM_ID, `--platform ${values.platform}: not a platform Basalt knows`);
+    const specs = platformDatasources(id, process.env);
+    if (specs.length === 0) throw new UsageError(`cloudinit apply: platform ${id} has no datasource of its own`, 'use --from-configdrive, --from-url or --from-file');
+    const { openDatasource } = await import('../datasource/open.js');
+    for (const d of specs) sources.push(await openDatasource(d, {}, log));
+  }
   if (sources.length !== 1) throw new UsageError('cloudinit apply: give exactly one source', 'e.g. --from-file user_data');
   const ds = sources[0]!;
   if (!(await ds.isAvailable())) throw fsError(Object.assign(new Error('not available'), { code: 'ENOENT' }), ds.type, 'read');

@@ -4,7 +4,9 @@
  * program messages to stdout, as the original.
  */
 import { parseGoFlags, usage, FlagError, type FlagSpec } from './goflag.js';
-import { configDrive, ec2Metadata, localFile, openstackMetadata, procCmdline, selectDatasource, urlSource, type Datasource, type Metadata } from '../datasource/index.js';
+import { readFile } from 'node:fs/promises';
+import { configDrive, ec2Metadata, findCloudConfigURL, localFile, openstackMetadata, procCmdline, selectDatasource, urlSource, type Datasource, type Metadata } from '../datasource/index.js';
+import { PLATFORM_IDS, parsePlatformId, platformDatasources, type DatasourceSpec } from '../datasource/platform.js';
 import { decompressIfGzip, formatEntry, validateUserData } from '../validate/validate.js';
 
 export interface ProgramIO {
@@ -21,6 +23,10 @@ const FLAGS: FlagSpec[] = [
   { name: 'from-metadata-service', bool: true, usage: '[DEPRECATED - Use -from-ec2-metadata] Download data from metadata service' },
   { name: 'from-ec2-metadata', usage: 'Download EC2 data from the provided url' },
   { name: 'from-openstack-metadata', usage: '[Basalt] Download OpenStack data (openstack/latest/...) from the provided url' },
+  { name: 'from-aws-imds', usage: '[Basalt] Download EC2 data with IMDSv2 session tokens (latest/...) from the provided url' },
+  { name: 'from-azure-imds', usage: '[Basalt] Download Azure data from the IMDS at the provided url and report ready to the wireserver' },
+  { name: 'azure-wireserver', usage: '[Basalt] The Azure wireserver to report ready to', default: 'http://168.63.129.16/' },
+  { name: 'oem-from-cmdline', bool: true, usage: '[Basalt] Use the datasource of the platform named by basalt.oem.id= (or flatcar.oem.id=, coreos.oem.id=) in /proc/cmdline' },
   { name: 'from-gce-metadata', usage: 'Download GCE data from the provided url' },
   { name: 'from-cloudsigma-metadata', bool: true, usage: 'Download data from CloudSigma server context' },
   { name: 'from-digitalocean-metadata', usage: 'Download DigitalOcean data from the provided url' },
@@ -38,11 +44,13 @@ const FLAGS: FlagSpec[] = [
 ];
 
 const OEMS: Record<string, Record<string, string>> = {
+  aws: { 'from-aws-imds': 'http://169.254.169.254/' },
   digitalocean: { 'from-digitalocean-metadata': 'http://169.254.169.254/' },
   'ec2-compat': { 'from-ec2-metadata': 'http://169.254.169.254/', 'from-configdrive': '/media/configdrive' },
   gce: { 'from-gce-metadata': 'http://metadata.google.internal/' },
   'rackspace-onmetal': { 'from-configdrive': '/media/configdrive', 'convert-netconf': 'debian' },
-  azure: { 'from-waagent': '/var/lib/waagent' },
+  azure: { 'from-azure-imds': 'http://169.254.169.254/' },
+  openstack: { 'from-openstack-metadata': 'http://169.254.169.254/', 'from-configdrive': '/media/configdrive' },
   cloudsigma: { 'from-cloudsigma-metadata': 'true' },
   packet: { 'from-packet-metadata': 'https://metadata.packet.net/' },
   vmware: { 'from-vmware-guestinfo': 'true', 'convert-netconf': 'vmware' },
@@ -108,24 +116,78 @@ function settle(f: Flags, io: ProgramIO): number | undefined {
   return undefined;
 }
 
-/** The datasources the flags name, in v1.14.0's order. */
-function datasources(f: Flags, log: (line: string) => void): Datasource[] {
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * -oem-from-cmdline: sets the flags of the datasources the platform id names.
+ * Returns the platform id (null: none on the command line), or the exit code
+ * for an unknown one (one line naming the parameter and the known ids).
+ */
+function platformFlags(f: Flags, cmdline: string, env: Env, log: (line: string) => void): string | null | number {
+  const p = parsePlatformId(cmdline);
+  if (p.kind === 'none') return null;
+  if (p.kind === 'unknown') {
+    log(`E_PLATFORM_ID: ${p.param}=${p.value} on the kernel command line is not a platform Basalt knows (hint: use one of ${PLATFORM_IDS.join(', ')})`);
+    return 1;
+  }
+  const set = (d: DatasourceSpec) => {
+    switch (d.kind) {
+      case 'aws':
+        return f.set('from-aws-imds', d.url);
+      case 'gce':
+        return f.set('from-gce-metadata', d.url);
+      case 'digitalocean':
+        return f.set('from-digitalocean-metadata', d.url);
+      case 'openstack':
+        return f.set('from-openstack-metadata', d.url);
+      case 'azure':
+        f.set('from-azure-imds', d.url);
+        return f.set('azure-wireserver', d.wireserver);
+      case 'vmware':
+        return f.set('from-vmware-guestinfo', 'true');
+    }
+  };
+  const specs = platformDatasources(p.id, env);
+  for (const d of specs) set(d);
+  log(`Platform "${p.id}" (${p.param}=${p.value}): ${specs.length === 0 ? 'no metadata service' : specs.map((d) => d.kind).join(', ')}`);
+  return p.id;
+}
+
+/** The datasources the flags name, in v1.14.0's order (Basalt's platforms after them). */
+async function datasources(f: Flags, env: Env, cmdline: string | null, log: (line: string) => void): Promise<Datasource[]> {
   const dss: Datasource[] = [];
   const http = {};
+  const cmdlinePath = env['BASALT_PROC_CMDLINE'] ?? '/proc/cmdline';
   if (f.get('from-file')) dss.push(localFile(f.get('from-file')!));
   if (f.get('from-url')) dss.push(urlSource(f.get('from-url')!, http));
   if (f.get('from-configdrive')) dss.push(configDrive(f.get('from-configdrive')!, log));
   if (f.get('from-metadata-service') === 'true') dss.push(ec2Metadata('http://169.254.169.254/', http, log));
   if (f.get('from-ec2-metadata')) dss.push(ec2Metadata(f.get('from-ec2-metadata')!, http, log));
   if (f.get('from-openstack-metadata')) dss.push(openstackMetadata(f.get('from-openstack-metadata')!, http));
-  if (f.get('from-proc-cmdline') === 'true') dss.push(procCmdline(process.env['BASALT_PROC_CMDLINE'] ?? '/proc/cmdline', http, log));
+  // With -oem-from-cmdline the unit runs on a platform id alone: cloud-config-url= is read only when it is there.
+  if (f.get('from-proc-cmdline') === 'true' && (cmdline === null || findCloudConfigURL(cmdline) !== null)) dss.push(procCmdline(cmdlinePath, http, log));
+  // The platforms' services: each module loaded only when asked for.
+  const specs: DatasourceSpec[] = [];
+  const aws = f.get('from-aws-imds');
+  if (aws) specs.push({ kind: 'aws', url: aws });
+  const gce = f.get('from-gce-metadata');
+  if (gce) specs.push({ kind: 'gce', url: gce });
+  const dO = f.get('from-digitalocean-metadata');
+  if (dO) specs.push({ kind: 'digitalocean', url: dO });
+  const azure = f.get('from-azure-imds');
+  if (azure) specs.push({ kind: 'azure', url: azure, wireserver: f.get('azure-wireserver') ?? 'http://168.63.129.16/' });
+  if (f.get('from-vmware-guestinfo') === 'true') specs.push({ kind: 'vmware' });
+  if (specs.length > 0) {
+    const { openDatasource } = await import('../datasource/open.js');
+    for (const d of specs) dss.push(await openDatasource(d, http, log));
+  }
   return dss;
 }
 
 /** Exit 2 when no datasource is given: naming the v1.14.0 ones Basalt does not implement, or v1.14.0's message. */
 function noDatasource(f: Flags, io: ProgramIO): number {
-  const unsupported = ['from-waagent', 'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'from-vmware-ovf-env'].filter((k) => (f.get(k) ?? '') !== '');
-  for (const k of ['from-cloudsigma-metadata', 'from-vmware-guestinfo']) if (f.get(k) === 'true') unsupported.push(k);
+  const unsupported = ['from-waagent', 'from-packet-metadata', 'from-vmware-ovf-env'].filter((k) => (f.get(k) ?? '') !== '');
+  for (const k of ['from-cloudsigma-metadata']) if (f.get(k) === 'true') unsupported.push(k);
   if (unsupported.length > 0) {
     io.out(`Basalt's coreos-cloudinit does not implement ${unsupported.map((u) => '-' + u).join(', ')}\n`);
     return 2;
@@ -155,15 +217,34 @@ async function fetchUserdata(ds: Datasource, log: (line: string) => void): Promi
   return { userdata: gz.data, failure };
 }
 
-export async function main(argv: string[], io: ProgramIO): Promise<number> {
+/** `env` is the process environment; tests pass their own. */
+export async function main(argv: string[], io: ProgramIO, env: Env = process.env): Promise<number> {
   const log = goLogger(io);
   const f = parseFlags(argv, io);
   if (typeof f === 'number') return f;
   const early = settle(f, io);
   if (early !== undefined) return early;
-  const dss = datasources(f, log);
+  let cmdline: string | null = null;
+  let platform: string | null = null;
+  if (f.get('oem-from-cmdline') === 'true') {
+    const path = env['BASALT_PROC_CMDLINE'] ?? '/proc/cmdline';
+    try {
+      cmdline = await readFile(path, 'utf8');
+    } catch (e) {
+      log(`Failed reading ${path}: ${(e as Error).message}`);
+      return 1;
+    }
+    const p = platformFlags(f, cmdline, env, log);
+    if (typeof p === 'number') return p;
+    platform = p;
+  }
+  const dss = await datasources(f, env, cmdline, log);
+  if (dss.length === 0 && cmdline !== null) {
+    log(platform === null ? 'No platform id and no cloud-config-url on the kernel command line: nothing to do' : `Platform "${platform}" has no datasource of its own: nothing to do`);
+    return 0;
+  }
   if (dss.length === 0) return noDatasource(f, io);
-  const timeout = Number(process.env['BASALT_CLOUDINIT_DATASOURCE_TIMEOUT_MS'] ?? 5 * 60_000);
+  const timeout = Number(env['BASALT_CLOUDINIT_DATASOURCE_TIMEOUT_MS'] ?? 5 * 60_000);
   const ds = await selectDatasource(dss, log, timeout);
   if (!ds) {
     log('No datasources available in time');
@@ -182,7 +263,7 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     return 1;
   }
   const { runApply } = await import('../apply/run.js');
-  return runApply({
+  const code = await runApply({
     userdata,
     metadata,
     report,
@@ -196,4 +277,19 @@ export async function main(argv: string[], io: ProgramIO): Promise<number> {
     out: (t) => io.out(t),
     configRoot: ds.configRoot,
   });
+  const ready = await reportReady(ds, log);
+  return ready || code !== 0 ? code : 1;
+}
+
+/** Azure counts a VM as provisioning until it reports ready: done once the config is applied, whatever its result. */
+async function reportReady(ds: Datasource, log: (line: string) => void): Promise<boolean> {
+  const r = (ds as Partial<{ reportReady: () => Promise<void> }>).reportReady;
+  if (!r) return true;
+  try {
+    await r.call(ds);
+    return true;
+  } catch (e) {
+    log(`Failed reporting ready: ${(e as Error).message}`);
+    return false;
+  }
 }

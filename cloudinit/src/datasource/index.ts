@@ -6,11 +6,18 @@
  * - cloud-drive (-from-configdrive DIR, or a vfat/iso9660 image labelled config-2)
  * - ec2-metadata-service (-from-ec2-metadata URL): URL/2009-04-04/{user-data,meta-data/...}
  * - openstack-metadata-service (Basalt: -from-openstack-metadata URL): URL/openstack/latest/{user_data,meta_data.json}
+ *
+ * The platforms' services, each in its own module, loaded when a flag or the
+ * platform id (platform.ts) asks for it: aws.ts (IMDSv2), gce.ts,
+ * digitalocean.ts, azure.ts (IMDS + wireserver ready report), vmware.ts
+ * (guestinfo through vmware-rpctool).
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface Metadata {
+  /** The platform's id of this machine (EC2 instance-id, GCE id, Azure vmId, DigitalOcean droplet_id). */
+  instanceId?: string;
   publicIPv4?: string;
   publicIPv6?: string;
   privateIPv4?: string;

@@ -1,0 +1,51 @@
+/** `basalt install`: write a Basalt image to a disk or an image file, as flatcar-install. */
+import type { CommandContext } from '../../../common/src/cli/types.js';
+import { parse } from '../../../common/src/cli/args.js';
+import { UsageError } from '../../../common/src/errors.js';
+
+export const help = `Usage: basalt install -d DEVICE|FILE -f IMAGE [-m MANIFEST] [-c CLOUD-CONFIG] [-o PLATFORM]
+
+Checks everything, then writes: the platform id, the cloud-config (as coreos-cloudinit
+-validate does: errors refuse it), the target (a block device that is mounted or holds the
+running system is refused) and the image against the manifest.json basalt build wrote beside
+it (size and digest). Nothing is written unless every check passes.
+
+  -d, --device DEVICE|FILE  block device, or an image file (written beside it, then renamed)
+  -f, --image IMAGE         the raw disk image (basalt_production_image.bin)
+  -m, --manifest FILE       its manifest.json (default: the one beside IMAGE)
+  -c, --cloud-config FILE   user data for the first boot: written to the OEM-CONFIG partition
+                            as a config drive (vfat, label config-2, openstack/latest/user_data)
+  -o, --platform ID         basalt.oem.id=ID on the boot entries: qemu, metal, pxe, iso, aws,
+                            gce, azure, openstack, vmware, digitalocean
+
+Not yet: -u URL and -C CHANNEL (download), a signature on the build's manifest.
+`;
+
+export async function run(ctx: CommandContext): Promise<number> {
+  const { values, positionals } = parse(
+    ctx.args,
+    {
+      device: { type: 'string', short: 'd' },
+      image: { type: 'string', short: 'f' },
+      manifest: { type: 'string', short: 'm' },
+      'cloud-config': { type: 'string', short: 'c' },
+      platform: { type: 'string', short: 'o' },
+    },
+    'install',
+  );
+  if (positionals.length > 0) throw new UsageError(`install: unexpected argument '${positionals[0]}'`, "see 'basalt install --help'");
+  if (!values.device) throw new UsageError('install: -d DEVICE|FILE is required', "see 'basalt install --help'");
+  if (!values.image) throw new UsageError('install: -f IMAGE is required (-u URL and -C CHANNEL are not implemented yet)', "see 'basalt install --help'");
+  const { install } = await import('../install/install.js');
+  const r = await install({
+    target: values.device,
+    image: values.image,
+    manifest: values.manifest,
+    cloudConfig: values['cloud-config'],
+    platform: values.platform,
+    progress: (l) => ctx.log.info(l),
+  });
+  if (ctx.json) ctx.out(JSON.stringify(r) + '\n');
+  else ctx.out(`installed ${values.image} (sha256 ${r.sha256.slice(0, 12)}…) to ${r.target}${r.platform ? `, platform ${r.platform}` : ''}${r.cloudConfig ? `, cloud-config ${r.cloudConfig}` : ''}\n`);
+  return 0;
+}

@@ -1,0 +1,246 @@
+/**
+ * `basalt install`, as flatcar-install: check everything first (platform id,
+ * cloud-config, target, the image against its manifest.json), then write.
+ * Nothing is written before every check passed.
+ *
+ * - Image file target: the image is copied (sparse) to TARGET.tmp-PID beside
+ *   it, edited there, fsynced and renamed over TARGET.
+ * - Block device target: refused when it or a partition of it is mounted, or
+ *   holds the running system; written in place with dd (conv=fsync), then
+ *   edited.
+ * - The cloud-config goes where the first boot finds it: the OEM-CONFIG
+ *   partition becomes a vfat file system labelled config-2 holding
+ *   openstack/latest/user_data, which udev starts
+ *   basalt-cloudinit-configdrive.service for (the config-drive path every
+ *   Basalt image has).
+ * - The platform id goes on the boot entries' options line on EFI-SYSTEM
+ *   (`basalt.oem.id=P`, edited with mtools); an update carries the booted
+ *   entry's extra words over, so it stays.
+ *
+ * Side effects: reads the image, writes the target, runs cp/dd, mkfs.vfat,
+ * mtools, lsblk; temporary files under os.tmpdir().
+ */
+import { constants } from 'node:fs';
+import { mkdtemp, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { BasaltError, fsError } from '../../../common/src/errors.js';
+import { run } from '../../../common/src/exec.js';
+import { syncDir } from '../../../common/src/fsutil.js';
+import { partitionRange, readGpt, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
+import { sparseSha256 } from '../../../common/src/sparse.js';
+import { PLATFORM_IDS } from '../../../cloudinit/src/datasource/platform.js';
+import { MtoolsEsp } from '../host/esp.js';
+import { INSTALL_ERRORS } from './errors.js';
+import { busyReason, entryWithPlatform, parseMounts, rawArtifact, type LsblkDevice } from './plan.js';
+
+export interface InstallOptions {
+  /** Block device or image file to write. */
+  target: string;
+  /** The raw disk image basalt build wrote. */
+  image: string;
+  /** Its manifest.json (default: beside the image). */
+  manifest?: string | undefined;
+  /** A cloud-config file for the first boot. */
+  cloudConfig?: string | undefined;
+  /** The platform id to put on the kernel command line. */
+  platform?: string | undefined;
+  /** /proc/self/mounts (tests pass another). */
+  mountsFile?: string;
+  progress?: (line: string) => void;
+}
+
+export interface InstallResult {
+  target: string;
+  kind: 'file' | 'device';
+  bytes: number;
+  sha256: string;
+  platform: string | null;
+  cloudConfig: string | null;
+}
+
+/** Everything checked, nothing written: what `write` needs. */
+interface Checked {
+  kind: 'file' | 'device';
+  bytes: number;
+  sha256: string;
+  userData: Buffer | null;
+}
+
+async function checkPlatform(p: string | undefined): Promise<void> {
+  if (p === undefined) return;
+  if (!(PLATFORM_IDS as readonly string[]).includes(p)) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_PLATFORM, `-o ${p}: not a platform Basalt knows`);
+}
+
+async function checkCloudConfig(path: string | undefined): Promise<Buffer | null> {
+  if (path === undefined) return null;
+  const data = await readFile(path).catch((e: unknown) => {
+    throw fsError(e, path, 'read the cloud-config');
+  });
+  const { validateUserData } = await import('../../../cloudinit/src/validate/validate.js');
+  const report = validateUserData(new Uint8Array(data));
+  const errors = report.entries.filter((e) => e.kind === 'error');
+  if (errors.length > 0) {
+    const e = errors[0]!;
+    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_CONFIG, `${path}: line ${e.line}: ${e.message}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`);
+  }
+  return data;
+}
+
+async function checkTarget(target: string, image: string, mountsFile: string): Promise<'file' | 'device'> {
+  const st = await stat(target).catch(() => null);
+  if (st === null) {
+    const dir = await stat(dirname(resolve(target))).catch(() => null);
+    if (!dir?.isDirectory()) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TARGET, `${target}: its folder ${dirname(resolve(target))} does not exist`);
+    return 'file';
+  }
+  if (st.isFile()) {
+    const same = (await realpath(target)) === (await realpath(image));
+    if (same) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TARGET, `${target}: is the image itself`);
+    return 'file';
+  }
+  if (!st.isBlockDevice()) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TARGET, `${target}: neither a block device nor a regular file`);
+  const real = await realpath(target);
+  const mounts = parseMounts(await readFile(mountsFile, 'utf8'));
+  let tree: LsblkDevice | undefined;
+  const l = await run('lsblk', ['--json', '--paths', '--output', 'NAME,PATH,MOUNTPOINTS', real], { reject: false }).catch(() => null);
+  if (l?.exitCode === 0) tree = (JSON.parse(l.stdout) as { blockdevices?: LsblkDevice[] }).blockdevices?.[0];
+  const why = busyReason([target, real], mounts, tree);
+  if (why) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TARGET_BUSY, `${target}: ${why}; nothing written`);
+  return 'device';
+}
+
+async function verifyImage(image: string, manifestPath: string): Promise<{ bytes: number; sha256: string }> {
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+  } catch (e) {
+    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_MANIFEST, `${manifestPath}: ${(e as Error).message}`);
+  }
+  const art = rawArtifact(manifest, basename(image), manifestPath);
+  const size = (await stat(image).catch((e: unknown) => {
+    throw fsError(e, image, 'read the image');
+  })).size;
+  if (size !== art.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: ${size} bytes, ${manifestPath} says ${art.bytes}; nothing written`);
+  if (art.digest !== undefined && art.digest !== 'sparse-sha256') throw new BasaltError(INSTALL_ERRORS.E_INSTALL_MANIFEST, `${manifestPath}: digest kind ${art.digest} is not one this installer checks`);
+  const got = art.digest === 'sparse-sha256' ? await sparseSha256(image) : await plainSha256(image);
+  if (got !== art.sha256) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: digest ${got} differs from ${art.sha256} in ${manifestPath}; nothing written`);
+  return { bytes: size, sha256: got };
+}
+
+async function plainSha256(path: string): Promise<string> {
+  const { createHash } = await import('node:crypto');
+  const { createReadStream } = await import('node:fs');
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+/** The checks, in order; throws the first failure. Reads only. */
+async function check(o: InstallOptions): Promise<Checked> {
+  await checkPlatform(o.platform);
+  const userData = await checkCloudConfig(o.cloudConfig);
+  const kind = await checkTarget(o.target, o.image, o.mountsFile ?? '/proc/self/mounts');
+  o.progress?.(`verifying ${o.image} against its manifest`);
+  const v = await verifyImage(o.image, o.manifest ?? join(dirname(o.image), 'manifest.json'));
+  await checkImageParts(o.image, o);
+  if (kind === 'device') {
+    const r = await run('blockdev', ['--getsize64', o.target]);
+    if (Number(r.stdout.trim()) < v.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TOO_SMALL, `${o.target}: ${r.stdout.trim()} bytes, the image needs ${v.bytes}`);
+  }
+  return { kind, ...v, userData };
+}
+
+/** The partition labelled `label` of `disk`; E_INSTALL_IMAGE naming the disk when it has none. */
+function partOf(gpt: Gpt, disk: string, label: string, what: string): Partition {
+  const p = gpt.partitions.find((x) => x.label === label);
+  if (!p) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_IMAGE, `${disk}: no ${label} partition for ${what}; nothing written`);
+  return p;
+}
+
+/** The image has the partitions (and boot entries) the edits need. Reads only. */
+async function checkImageParts(image: string, o: InstallOptions): Promise<void> {
+  const gpt = await readGpt(image);
+  if (o.cloudConfig !== undefined) partOf(gpt, image, 'OEM-CONFIG', 'the cloud-config');
+  if (o.platform !== undefined) {
+    const esp = new MtoolsEsp(image, partitionRange(gpt, partOf(gpt, image, 'EFI-SYSTEM', 'the platform id')).offset);
+    if ((await esp.list('/loader/entries')).filter((n) => n.endsWith('.conf')).length === 0) {
+      throw new BasaltError(INSTALL_ERRORS.E_INSTALL_IMAGE, `${image}: no boot entries in /loader/entries on EFI-SYSTEM for the platform id; nothing written`);
+    }
+  }
+}
+
+/** Writes `data` at byte `offset` of `path`, then fsyncs. */
+async function writeAt(path: string, offset: number, data: Buffer): Promise<void> {
+  const fh = await open(path, constants.O_WRONLY);
+  try {
+    let done = 0;
+    while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The OEM-CONFIG partition as a config drive (vfat, label config-2) holding the user data. */
+async function writeConfigDrive(disk: string, userData: Buffer): Promise<void> {
+  const gpt = await readGpt(disk);
+  const { offset, length } = partitionRange(gpt, partOf(gpt, disk, 'OEM-CONFIG', 'the cloud-config'));
+  const dir = await mkdtemp(join(tmpdir(), 'basalt-install-'));
+  try {
+    const img = join(dir, 'config-2.vfat');
+    const ud = join(dir, 'user_data');
+    await (await import('node:fs/promises')).writeFile(ud, userData);
+    await run('mkfs.vfat', ['-C', '-n', 'config-2', img, String(Math.floor(length / 1024))]);
+    const env = { MTOOLS_SKIP_CHECK: '1' };
+    await run('mmd', ['-i', img, '::/openstack', '::/openstack/latest'], { env });
+    await run('mcopy', ['-i', img, ud, '::/openstack/latest/user_data'], { env });
+    await writeAt(disk, offset, await readFile(img));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Puts basalt.oem.id=P on every boot entry of the disk's EFI-SYSTEM. */
+async function writePlatform(disk: string, id: string): Promise<void> {
+  const gpt = await readGpt(disk);
+  const esp = new MtoolsEsp(disk, partitionRange(gpt, partOf(gpt, disk, 'EFI-SYSTEM', 'the platform id')).offset);
+  const entries = (await esp.list('/loader/entries')).filter((n) => n.endsWith('.conf'));
+  if (entries.length === 0) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_IMAGE, `${disk}: no boot entries in /loader/entries on EFI-SYSTEM`);
+  for (const name of entries) {
+    const path = `/loader/entries/${name}`;
+    const text = await esp.read(path);
+    if (text !== undefined) await esp.write(path, entryWithPlatform(text, id));
+  }
+}
+
+/** Checks, then writes the image, the cloud-config and the platform id to the target. */
+export async function install(o: InstallOptions): Promise<InstallResult> {
+  const c = await check(o);
+  const out: InstallResult = { target: o.target, kind: c.kind, bytes: c.bytes, sha256: c.sha256, platform: o.platform ?? null, cloudConfig: o.cloudConfig ?? null };
+  const edit = async (disk: string) => {
+    if (c.userData) await writeConfigDrive(disk, c.userData);
+    if (o.platform) await writePlatform(disk, o.platform);
+  };
+  if (c.kind === 'device') {
+    o.progress?.(`writing ${o.image} to ${o.target}`);
+    await run('dd', [`if=${o.image}`, `of=${o.target}`, 'bs=4M', 'conv=fsync', 'status=none']);
+    await edit(o.target);
+    return out;
+  }
+  const tmp = `${resolve(o.target)}.tmp-${process.pid}`;
+  try {
+    o.progress?.(`copying ${o.image} to ${tmp}`);
+    await run('cp', ['--sparse=always', '--no-preserve=all', o.image, tmp]);
+    await edit(tmp);
+    const fh = await open(tmp, 'r+');
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, o.target);
+    await syncDir(dirname(resolve(o.target)));
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  return out;
+}
