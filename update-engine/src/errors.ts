@@ -79,4 +79,12 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_LOCK_CONTENDED: { meaning: 'too many concurrent writers of the semaphore: the compare-and-swap kept failing', hint: 'try again' },
   E_WINDOW_INVALID: { meaning: 'the reboot window (LOCKSMITHD_REBOOT_WINDOW_START/_LENGTH) cannot be parsed', hint: "e.g. 'Thu 23:00' or '04:00' and a duration such as 1h30m" },
   E_NO_MACHINE_ID: { meaning: '/etc/machine-id is missing, and the reboot lock needs the machine id', hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' },
+  // fleet: the fleet service (database, policies, admin API, FleetLock)
+  E_DB: { meaning: 'the fleet database failed or cannot be reached', hint: 'check --database (postgres://user@host/db) and that the server is up; the embedded SQLite file must be writable' },
+  E_DB_SCHEMA: { meaning: "the fleet database's schema is newer than this basalt knows", hint: 'run the newer basalt against it, or point --database at another database' },
+  E_FLEET_AUTH: { meaning: 'an admin request has no valid bearer token', hint: "send 'Authorization: Bearer TOKEN' with the token of the server's --admin-token-file (basalt fleet: --token-file or BASALT_FLEET_TOKEN)" },
+  E_FLEET_INVALID: { meaning: 'an admin request or rollout policy is malformed', hint: 'see the message for the field; durations such as 1h or 6d, percentages 0-100, versions such as 2079.3.2' },
+  E_FLEET_NOT_FOUND: { meaning: 'the fleet has no such group or machine', hint: "list them with 'basalt fleet groups' or 'basalt fleet machines'" },
+  E_FLEET_API: { meaning: 'the fleet admin API answered with an error or could not be reached', hint: 'check --server and that basalt serve runs with --admin-token-file' },
+  E_FLEETLOCK: { meaning: 'the FleetLock server refused or could not be reached', hint: 'check LOCKSMITHD_FLEETLOCK_URL; a refusal means another machine holds the reboot slot' },
 });
