@@ -7,6 +7,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { main as cliMain } from '../../../cli/main.js';
 import { tempDir } from '../../test/helpers.js';
 import { pgSkipReason, startPostgres, type TestPg } from '../../test/postgres.js';
 import { makeFleetRepo, startFleetServer, check, admin, TOKEN } from '../../test/fleet.js';
@@ -131,6 +133,36 @@ describe.each(backends)('fleet service on $name', ({ skip, db }) => {
       const m = await (await fetch(`${s.url}metrics`)).text();
       expect(m).toMatch(/basalt_fleet_rollbacks_total\{group="stable",version="3.0.0"\} 2\n/);
       expect(m).toMatch(/basalt_fleet_events_total\{result="0",type="3"\} 2\n/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it.skipIf(skip !== undefined)('basalt fleet: pause, resume, policy, machines through the admin API; refused without the token', async () => {
+    const s = await start();
+    const tokenFile = join(t!.dir, `token-${n}`);
+    const badFile = join(t!.dir, `bad-token-${n}`);
+    await writeFile(tokenFile, TOKEN + '\n');
+    await writeFile(badFile, 'not-the-admin-token-at-all\n');
+    const fleet = async (args: string[], file = tokenFile) => {
+      let out = '';
+      let err = '';
+      const code = await cliMain(['fleet', ...args, '--server', s.url, '--token-file', file], 'basalt', { out: (x) => void (out += x), err: (x) => void (err += x) });
+      return { code, out, err };
+    };
+    try {
+      expect(await check(s.url, '1.0.0', 'c-1')).toBe('3.0.0');
+      const refused = await fleet(['pause', 'stable'], badFile);
+      expect(refused.code).not.toBe(0);
+      expect(refused.err).toMatch(/missing or wrong bearer token/);
+      expect(await check(s.url, '1.0.0', 'c-1')).toBe('3.0.0');
+      expect((await fleet(['pause', 'stable', '--reason', 'from the CLI'])).out).toMatch(/stable +stable +3.0.0 +paused \(from the CLI\)/);
+      expect(await check(s.url, '1.0.0', 'c-1')).toBe('noupdate');
+      expect((await fleet(['resume', 'stable'])).code).toBe(0);
+      expect((await fleet(['policy', 'stable', '{"pinnedVersion":"2.0.0"}'])).out).toMatch(/"pinnedVersion":"2.0.0"/);
+      expect(await check(s.url, '1.0.0', 'c-1')).toBe('2.0.0');
+      expect((await fleet(['machines', '--group', 'stable'])).out).toMatch(/^MACHINE +GROUP +VERSION +LAST CHECK +ROLLBACKS\nc-1 +stable +1.0.0 /);
+      expect((await fleet(['groups', '--json'])).out).toMatch(/"id": "stable"/);
     } finally {
       await s.close();
     }
