@@ -26,6 +26,8 @@ describe('rollout waves', () => {
     const policy = { waves: [{ afterMs: H, percent: 50 }, { afterMs: 2 * H, percent: 100 }] };
     expect(decideUpdate(base({ policy, now: new Date(H / 2) }))).toEqual({ offer: false, why: 'outside the 0% rollout of 3.0.0' });
     expect(decideUpdate(base({ policy, now: new Date(2 * H) }))).toMatchObject({ offer: true, version: '3.0.0' });
+    // A start stamped by another replica a moment ahead of this clock counts as now.
+    expect(decideUpdate(base({ policy: { waves: [{ afterMs: 0, percent: 100 }] }, rolloutStartedMs: 10 * D + 5 }))).toMatchObject({ offer: true });
   });
 });
 

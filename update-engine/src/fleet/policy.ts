@@ -157,7 +157,8 @@ export function decideUpdate(i: DecideInput): Decision {
   // The floor and the pin are stops on the way: no wave holds a machine there, only the rate limit.
   const waved = target === i.channelVersion;
   if (waved) {
-    const elapsed = i.now.getTime() - (i.rolloutStartedMs ?? i.now.getTime());
+    // Another replica may have stamped the start a moment after this one's clock: never before 0.
+    const elapsed = Math.max(0, i.now.getTime() - (i.rolloutStartedMs ?? i.now.getTime()));
     const percent = p.waves && p.waves.length > 0 ? wavePercent(p.waves, elapsed) : i.channelPercent;
     if (!inPercent(i.machineId, target, percent)) return { offer: false, why: `outside the ${percent}% rollout of ${target}` };
   }

@@ -116,13 +116,25 @@ export class FleetService {
     const before = await store.machine(a.machineId);
     const groupId = before?.group ?? (GROUP_RE.test(a.track) ? a.track : 'default');
     await store.checkIn({ id: a.machineId, group: groupId, version: a.version, track: a.track, board: a.board }, now.getTime());
-    const g = (await store.group(groupId)) ?? (await store.putGroup(groupId, GROUP_RE.test(a.track) ? a.track : 'stable', now.getTime()));
-    this.metrics.inc(this.metrics.checks, { group: g.id });
+    let g = await store.group(groupId);
+    let s: { channel?: ChannelMeta; error?: string } | undefined;
+    if (!g) {
+      // A group is created on first sight only for a channel the repository has: tracks are the client's words.
+      s = await loadChannel(groupId);
+      if (!s.channel) {
+        this.metrics.inc(this.metrics.checks, { group: '(none)' });
+        this.metrics.inc(this.metrics.noupdate, { group: '(none)' });
+        return { decision: { offer: false, why: s.error ?? `no group or channel '${groupId}'` } };
+      }
+      g = await store.putGroup(groupId, groupId, now.getTime());
+    }
+    const gid = g.id;
+    this.metrics.inc(this.metrics.checks, { group: gid });
     const no = (why: string): FleetAnswer => {
-      this.metrics.inc(this.metrics.noupdate, { group: g.id });
+      this.metrics.inc(this.metrics.noupdate, { group: gid });
       return { decision: { offer: false, why } };
     };
-    const s = await loadChannel(g.channel);
+    if (!s || g.channel !== groupId) s = await loadChannel(g.channel);
     const ch = s.channel;
     if (!ch) return no(s.error ?? `no channel ${g.channel}`);
     if (a.board && ch.board && a.board !== ch.board) return no(`board ${a.board} != ${ch.board}`);
