@@ -49,6 +49,7 @@ Fleet service (rollout policies per group, admin API, dashboard, metrics, FleetL
                        (default DIR/../basalt-fleet.sqlite)
   --admin-token-file F bearer token of the admin API (/admin/v1/) and the dashboard
                        (/dashboard/); or BASALT_ADMIN_TOKEN. Without one the admin API is off.
+  --event-retention DUR keep the fleet's events this long (default 30d)
   --fleetlock-etcd URL serve FleetLock (POST /v1/pre-reboot, /v1/steady-state) from this etcd
   --fleetlock-max N    reboot slots per group (default 1)
   --fleetlock-ttl DUR  a slot's lease: a machine that does not report steady state within it
@@ -59,7 +60,7 @@ Prometheus metrics are at /metrics.
 export async function run(ctx: CommandContext): Promise<number> {
   const { values } = parse(
     ctx.args,
-    { repo: { type: 'string' }, listen: { type: 'string' }, 'base-url': { type: 'string' }, keyring: { type: 'string' }, events: { type: 'string' }, appid: { type: 'string', multiple: true }, 'max-body': { type: 'string' }, database: { type: 'string' }, 'admin-token-file': { type: 'string' }, 'fleetlock-etcd': { type: 'string' }, 'fleetlock-max': { type: 'string' }, 'fleetlock-ttl': { type: 'string' } },
+    { repo: { type: 'string' }, listen: { type: 'string' }, 'base-url': { type: 'string' }, keyring: { type: 'string' }, events: { type: 'string' }, appid: { type: 'string', multiple: true }, 'max-body': { type: 'string' }, database: { type: 'string' }, 'admin-token-file': { type: 'string' }, 'fleetlock-etcd': { type: 'string' }, 'fleetlock-max': { type: 'string' }, 'fleetlock-ttl': { type: 'string' }, 'event-retention': { type: 'string' } },
     'serve',
   );
   if (!values.repo) throw new UsageError('serve: --repo DIR is required');
@@ -76,6 +77,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     store,
     repo,
     adminToken,
+    eventRetentionMs: parsePolicyDuration(values['event-retention'] ?? '30d', '--event-retention'),
     fleetLock: values['fleetlock-etcd'] ? new FleetLock(new EtcdKv(values['fleetlock-etcd'].split(',')), { max, ttlSeconds: Math.max(5, ttl) }) : undefined,
     now: () => new Date(),
     log: ctx.log,

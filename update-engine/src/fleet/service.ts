@@ -29,6 +29,8 @@ export interface FleetOptions {
   /** The admin token; undefined = the admin API answers 401 to everything. */
   adminToken?: string | undefined;
   fleetLock?: FleetLock | undefined;
+  /** Events older than this are deleted (default 30 days; checked at most hourly). */
+  eventRetentionMs?: number | undefined;
   /** Largest admin or FleetLock request body (default 64 KiB). */
   maxBodyBytes?: number | undefined;
   now: () => Date;
@@ -88,6 +90,7 @@ function errorJson(res: ServerResponse, e: unknown): void {
 export class FleetService {
   readonly metrics = new FleetMetrics();
   private readonly releases = new Map<string, Promise<ChannelMeta | undefined>>();
+  private lastPrune = 0;
 
   constructor(readonly o: FleetOptions) {}
 
@@ -97,6 +100,11 @@ export class FleetService {
     const m = await this.o.store.machine(a.machineId);
     const group = m?.group ?? a.track;
     const at = this.o.now().getTime();
+    if (at - this.lastPrune > 3_600_000) {
+      this.lastPrune = at;
+      const gone = await this.o.store.pruneEvents(at - (this.o.eventRetentionMs ?? 30 * 86_400_000));
+      if (gone > 0) this.o.log.info(`fleet: deleted ${gone} events past their retention`);
+    }
     for (const e of a.events) {
       this.metrics.inc(this.metrics.events, { type: String(e.type), result: String(e.result) });
       const ev = { at, machineId: a.machineId, group, kind: 'event' as const, version: a.version, eventType: e.type, eventResult: e.result, errorCode: e.errorCode ?? null, previousVersion: e.previousVersion ?? null };

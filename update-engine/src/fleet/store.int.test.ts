@@ -69,6 +69,9 @@ describe.each(backends)('fleet store on $name', ({ name, skip, open }) => {
       expect(await s.versionHealth('stable', '3.0.0')).toEqual({ machines: 1, rollbacks: 1, errors: 1 });
       expect(await s.versions()).toEqual([{ group: 'stable', version: '2.0.0', machines: 1, rollbacks: 1, errors: 1 }]);
       expect((await s.events({ machine: 'm1' }))[0]).toMatchObject({ kind: 'event', errorCode: 44 });
+      expect(await s.pruneEvents(4000)).toBe(0);
+      expect(await s.pruneEvents(4001)).toBe(1);
+      expect(await s.events({ machine: 'm1' })).toEqual([]);
       expect((await s.machines({ notSeenSince: 3500 })).map((x) => x.id)).toEqual(['m1']);
       expect(await s.machines({ notSeenSince: 2500 })).toEqual([]);
     } finally {

@@ -260,6 +260,11 @@ export class FleetStore {
     }
   }
 
+  /** Deletes events older than `before`; returns how many. */
+  async pruneEvents(before: number): Promise<number> {
+    return (await this.db.query('DELETE FROM events WHERE at < ? RETURNING id', [before])).length;
+  }
+
   async events(o: { machine?: string | undefined; limit?: number | undefined } = {}): Promise<FleetEvent[]> {
     const rows = await this.db.query(`SELECT * FROM events${o.machine ? ' WHERE machine_id = ?' : ''} ORDER BY id DESC LIMIT ?`, [...(o.machine ? [o.machine] : []), Math.min(o.limit ?? 100, 10_000)]);
     return rows.map((r) => ({
