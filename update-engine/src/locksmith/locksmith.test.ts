@@ -334,6 +334,7 @@ describe('REBOOT_STRATEGY=fleetlock', () => {
     expect(locksmithSettings({ REBOOT_STRATEGY: 'fleetlock', LOCKSMITHD_FLEETLOCK_URL: 'http://fleet:8080/' }, {})).toMatchObject({ strategy: 'fleetlock', fleetLockUrl: 'http://fleet:8080/' });
     expect(locksmithSettings({}, { REBOOT_STRATEGY: 'fleetlock', LOCKSMITHD_FLEETLOCK_URL: 'https://fleet/', LOCKSMITHD_GROUP: 'workers' })).toMatchObject({ fleetLockUrl: 'https://fleet/', group: 'workers' });
     expect(() => locksmithSettings({ REBOOT_STRATEGY: 'fleetlock' }, {})).toThrow(/LOCKSMITHD_FLEETLOCK_URL/);
+    expect(locksmithSettings({ REBOOT_STRATEGY: 'fleet_lock', LOCKSMITHD_FLEETLOCK_URL: 'http://fleet/' }, {}).strategy).toBe('fleetlock');
     expect(() => locksmithSettings({ REBOOT_STRATEGY: 'fleetlock', LOCKSMITHD_FLEETLOCK_URL: 'fleet:8080' }, {})).toThrow(/not an http/);
   });
   it('asks pre-reboot until granted (backing off), then reboots; steady-state at start', async () => {

@@ -785,6 +785,8 @@ export function locksmithSettings(env: Env, fileVars: Record<string, string>, fl
   let strategy: Strategy = 'reboot';
   const st = pick('REBOOT_STRATEGY');
   if (st?.value === 'reboot' || st?.value === 'etcd-lock' || st?.value === 'fleetlock' || st?.value === 'off') strategy = st.value;
+  // Zincati's name for the same strategy (its [updates] strategy = "fleet_lock", base_url in [updates.fleet_lock]).
+  else if (st?.value === 'fleet_lock') strategy = 'fleetlock';
   else if (st?.value === 'best-effort') warnings.push("REBOOT_STRATEGY=best-effort was removed in locksmith 0.6.0; using 'reboot'");
   else if (st) warnings.push(`REBOOT_STRATEGY='${st.value}' is not reboot, etcd-lock, fleetlock or off; using 'reboot'`);
   // As locksmithd: with 'off' nothing else is read; etcd settings only matter to etcd-lock.
