@@ -26,6 +26,7 @@ export const commands: CommandEntry[] = [
   { name: 'keys', summary: 'generate or export OpenPGP release keys', load: () => import('../update-engine/src/cmd/keys.js') },
   { name: 'release', summary: 'publish a USR image as a signed payload; promote between channels', load: () => import('../update-engine/src/cmd/release.js') },
   { name: 'serve', summary: 'Omaha v3 update server over a release repository', load: () => import('../update-engine/src/cmd/serve.js') },
+  { name: 'fleet', summary: 'the fleet service: groups, rollout policies, machines, pause and resume (admin API of basalt serve)', load: () => import('../update-engine/src/cmd/fleet.js') },
   { name: 'update', summary: 'update status, check, apply, mark-good, rollback (talks to update-engine, or works on --disk IMAGE)', load: () => import('../update-engine/src/cmd/update.js') },
   { name: 'update-engine', summary: 'the update daemon: scheduled checks, A/B install, rollback reporting', load: () => import('../update-engine/src/cmd/update-engine.js') },
   { name: 'locksmith', summary: 'reboot after an update per REBOOT_STRATEGY (reboot, etcd-lock, off) and window', load: () => import('../update-engine/src/cmd/locksmith.js') },

@@ -157,8 +157,8 @@ export const CONF_FILES = ['/etc/coreos/update.conf', '/usr/share/coreos/update.
 /** The image's copy, written by the builder. */
 export const IMAGE_UPDATE_CONF = '/usr/share/coreos/update.conf';
 
-export type RebootStrategy = 'reboot' | 'etcd-lock' | 'off';
-export const REBOOT_STRATEGIES: readonly RebootStrategy[] = ['reboot', 'etcd-lock', 'off'];
+export type RebootStrategy = 'reboot' | 'etcd-lock' | 'fleetlock' | 'off';
+export const REBOOT_STRATEGIES: readonly RebootStrategy[] = ['reboot', 'etcd-lock', 'fleetlock', 'off'];
 
 /** What a key that no file sets means. */
 export const UPDATE_CONF_DEFAULTS = {

@@ -87,4 +87,12 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_TUF_REFRESH: { meaning: 'the TUF metadata did not verify (expired, rolled back, under threshold, too large, or not matching the snapshot)', hint: 'the mirror or server may be stale or hostile; the machine keeps its trusted metadata and installs nothing' },
   E_TUF_NOT_TARGET: { meaning: "a file or offer is not what the repository's signed TUF targets name", hint: 'the server or mirror offered something the publisher did not sign for this channel; nothing is installed' },
   E_TUF_URL: { meaning: 'the TUF repository URL is not configured and cannot be derived from the offer', hint: 'set TUF_URL in update.conf or pass --tuf-url' },
+  // fleet: the fleet service (database, policies, admin API, FleetLock)
+  E_DB: { meaning: 'the fleet database failed or cannot be reached', hint: 'check --database (postgres://user@host/db) and that the server is up; the embedded SQLite file must be writable' },
+  E_DB_SCHEMA: { meaning: "the fleet database's schema is newer than this basalt knows", hint: 'run the newer basalt against it, or point --database at another database' },
+  E_FLEET_AUTH: { meaning: 'an admin request has no valid bearer token', hint: "send 'Authorization: Bearer TOKEN' with the token of the server's --admin-token-file (basalt fleet: --token-file or BASALT_FLEET_TOKEN)" },
+  E_FLEET_INVALID: { meaning: 'an admin request or rollout policy is malformed', hint: 'see the message for the field; durations such as 1h or 6d, percentages 0-100, versions such as 2079.3.2' },
+  E_FLEET_NOT_FOUND: { meaning: 'the fleet has no such group or machine', hint: "list them with 'basalt fleet groups' or 'basalt fleet machines'" },
+  E_FLEET_API: { meaning: 'the fleet admin API answered with an error or could not be reached', hint: 'check --server and that basalt serve runs with --admin-token-file' },
+  E_FLEETLOCK: { meaning: 'the FleetLock server refused or could not be reached', hint: 'check LOCKSMITHD_FLEETLOCK_URL; a refusal means another machine holds the reboot slot' },
 });

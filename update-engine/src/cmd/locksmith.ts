@@ -8,6 +8,7 @@ import { run as exec } from '../../../common/src/exec.js';
 import { loadConf } from '../host/config.js';
 import { DEFAULT_SOCKET, request } from '../host/control.js';
 import type { Status } from '../host/engine.js';
+import { fleetLockCall } from '../fleet/fleetlock.js';
 import { EtcdKv, EtcdWaiting, RebootLock, coordinateReboot, locksmithSettings, releaseOwnLock, type CoordinatorDeps } from '../locksmith/locksmith.js';
 import { UE_ERRORS } from '../errors.js';
 
@@ -27,6 +28,8 @@ from coreos.locksmith) over /etc/coreos/update.conf and /usr/share/coreos/update
   LOCKSMITHD_GROUP         the lock's group (--group wins)
   LOCKSMITHD_ETCD_CAFILE, LOCKSMITHD_ETCD_CERTFILE, LOCKSMITHD_ETCD_KEYFILE
   LOCKSMITHD_ETCD_USERNAME, LOCKSMITHD_ETCD_PASSWORD
+  LOCKSMITHD_FLEETLOCK_URL REBOOT_STRATEGY=fleetlock: the FleetLock server (Zincati's protocol,
+                           e.g. basalt serve --fleetlock-etcd); the group is LOCKSMITHD_GROUP or 'default'
 While it waits for the window or the lock it registers under the lock's waiting/ key,
 for 'locksmithctl status'.
 `;
@@ -42,16 +45,20 @@ export async function run(ctx: CommandContext): Promise<number> {
     return 0;
   }
   const id = (await readFile(join(root, 'etc/machine-id'), 'utf8').catch(() => '')).trim();
-  if (!id && s.strategy === 'etcd-lock') {
+  if (!id && (s.strategy === 'etcd-lock' || s.strategy === 'fleetlock')) {
     throw new BasaltError(UE_ERRORS.E_NO_MACHINE_ID, `${join(root, 'etc/machine-id')} is missing or empty`, { hint: 'the reboot lock is held by machine id: run systemd-machine-id-setup' });
   }
   const kv = s.strategy === 'etcd-lock' ? new EtcdKv(s.endpoints, s.etcd) : undefined;
   const lock = kv && new RebootLock(kv, s.group);
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+  const fl = () => ({ url: s.fleetLockUrl!, id, group: s.group ?? 'default' });
   const d: CoordinatorDeps = {
     strategy: s.strategy,
     window: s.window,
     lock,
+    ...(s.strategy === 'fleetlock' && s.fleetLockUrl
+      ? { fleetLock: { preReboot: () => fleetLockCall(fl(), 'pre-reboot'), steadyState: () => fleetLockCall(fl(), 'steady-state') } }
+      : {}),
     // A waiting machine goes as soon as a holder releases the lock, not at its next backoff step.
     ...(lock ? { waitForLock: (ms: number) => lock.waitForChange(ms, sleep) } : {}),
     waiting: kv && new EtcdWaiting(kv, id, s.group),
@@ -67,6 +74,7 @@ export async function run(ctx: CommandContext): Promise<number> {
   ctx.log.info(
     `REBOOT_STRATEGY=${s.strategy}` +
       (s.windowText ? `, reboot window ${s.windowText}` : '') +
+      (s.fleetLockUrl ? `, FleetLock ${s.fleetLockUrl}` : '') +
       (kv ? `, etcd ${s.endpoints.join(',')}${s.group ? `, group ${s.group}` : ''}` : ''),
   );
   await releaseOwnLock(d);

@@ -328,3 +328,26 @@ describe('coordinateReboot', () => {
     expect(await releaseOwnLock({ ...d, strategy: 'reboot' })).toBe(false);
   });
 });
+
+describe('REBOOT_STRATEGY=fleetlock', () => {
+  it('needs LOCKSMITHD_FLEETLOCK_URL, an http(s) URL', () => {
+    expect(locksmithSettings({ REBOOT_STRATEGY: 'fleetlock', LOCKSMITHD_FLEETLOCK_URL: 'http://fleet:8080/' }, {})).toMatchObject({ strategy: 'fleetlock', fleetLockUrl: 'http://fleet:8080/' });
+    expect(locksmithSettings({}, { REBOOT_STRATEGY: 'fleetlock', LOCKSMITHD_FLEETLOCK_URL: 'https://fleet/', LOCKSMITHD_GROUP: 'workers' })).toMatchObject({ fleetLockUrl: 'https://fleet/', group: 'workers' });
+    expect(() => locksmithSettings({ REBOOT_STRATEGY: 'fleetlock' }, {})).toThrow(/LOCKSMITHD_FLEETLOCK_URL/);
+    expect(locksmithSettings({ REBOOT_STRATEGY: 'fleet_lock', LOCKSMITHD_FLEETLOCK_URL: 'http://fleet/' }, {}).strategy).toBe('fleetlock');
+    expect(() => locksmithSettings({ REBOOT_STRATEGY: 'fleetlock', LOCKSMITHD_FLEETLOCK_URL: 'fleet:8080' }, {})).toThrow(/not an http/);
+  });
+  it('asks pre-reboot until granted (backing off), then reboots; steady-state at start', async () => {
+    const events: string[] = [];
+    let n = 0;
+    const fleetLock = {
+      preReboot: async () => (events.push('pre-reboot'), ++n >= 3),
+      steadyState: async () => (events.push('steady-state'), true),
+    };
+    const d = deps(T0, events, { strategy: 'fleetlock', fleetLock });
+    expect(await releaseOwnLock(d)).toBe(true);
+    expect(await coordinateReboot(d)).toBe('rebooted');
+    expect(events).toEqual(['steady-state', 'pre-reboot', 'pre-reboot', 'pre-reboot', 'reboot']);
+    expect(d.slept).toEqual([5000, 10000]);
+  });
+});

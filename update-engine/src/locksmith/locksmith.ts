@@ -753,6 +753,8 @@ export interface LocksmithSettings {
   endpoints: string[];
   group?: string | undefined;
   etcd: EtcdOptions;
+  /** REBOOT_STRATEGY=fleetlock: the FleetLock server (LOCKSMITHD_FLEETLOCK_URL). */
+  fleetLockUrl?: string | undefined;
   warnings: string[];
 }
 
@@ -782,9 +784,11 @@ export function locksmithSettings(env: Env, fileVars: Record<string, string>, fl
 
   let strategy: Strategy = 'reboot';
   const st = pick('REBOOT_STRATEGY');
-  if (st?.value === 'reboot' || st?.value === 'etcd-lock' || st?.value === 'off') strategy = st.value;
+  if (st?.value === 'reboot' || st?.value === 'etcd-lock' || st?.value === 'fleetlock' || st?.value === 'off') strategy = st.value;
+  // Zincati's name for the same strategy (its [updates] strategy = "fleet_lock", base_url in [updates.fleet_lock]).
+  else if (st?.value === 'fleet_lock') strategy = 'fleetlock';
   else if (st?.value === 'best-effort') warnings.push("REBOOT_STRATEGY=best-effort was removed in locksmith 0.6.0; using 'reboot'");
-  else if (st) warnings.push(`REBOOT_STRATEGY='${st.value}' is not reboot, etcd-lock or off; using 'reboot'`);
+  else if (st) warnings.push(`REBOOT_STRATEGY='${st.value}' is not reboot, etcd-lock, fleetlock or off; using 'reboot'`);
   // As locksmithd: with 'off' nothing else is read; etcd settings only matter to etcd-lock.
   if (strategy === 'off') return { strategy, endpoints: [], etcd: {}, warnings };
 
@@ -815,7 +819,14 @@ export function locksmithSettings(env: Env, fileVars: Record<string, string>, fl
   };
   if (etcdLock) checkEtcdOptions(etcd, 'LOCKSMITHD_ETCD_');
   const group = nonEmpty(flags.group) ?? pick('LOCKSMITHD_GROUP')?.value;
-  return { strategy, window, windowText, endpoints, group, etcd, warnings };
+  let fleetLockUrl: string | undefined;
+  if (strategy === 'fleetlock') {
+    const u = pick('LOCKSMITHD_FLEETLOCK_URL');
+    if (!u) throw new BasaltError(UE_ERRORS.E_ETCD_CONFIG, 'REBOOT_STRATEGY=fleetlock needs LOCKSMITHD_FLEETLOCK_URL', { hint: 'set LOCKSMITHD_FLEETLOCK_URL=http://fleet.example:8080/ in /etc/coreos/update.conf' });
+    checkEndpoint(u.value, u.name);
+    fleetLockUrl = u.value;
+  }
+  return { strategy, window, windowText, endpoints, group, etcd, ...(fleetLockUrl ? { fleetLockUrl } : {}), warnings };
 }
 
 /** An endpoint must be an http(s) URL. */
@@ -843,6 +854,8 @@ export interface CoordinatorDeps {
   strategy: Strategy;
   window?: RebootWindow | undefined;
   lock?: RebootLock | undefined;
+  /** REBOOT_STRATEGY=fleetlock: the FleetLock calls (pre-reboot: true = slot granted). */
+  fleetLock?: { preReboot(): Promise<boolean>; steadyState(): Promise<boolean> } | undefined;
   /** Where this machine registers while it waits (etcd-lock); none = not registered. */
   waiting?: WaitingRegistry | undefined;
   id: string;
@@ -877,6 +890,15 @@ async function retrying<T>(d: CoordinatorDeps, what: string, op: () => Promise<T
  * retries with the lock backoff until etcd answers.
  */
 export async function releaseOwnLock(d: CoordinatorDeps): Promise<boolean> {
+  if (d.strategy === 'fleetlock' && d.fleetLock) {
+    const fl = d.fleetLock;
+    // Zincati's steady-state report: the slot taken before the reboot is given back.
+    return retrying(d, 'report steady state to the FleetLock server', async () => {
+      if (!(await fl.steadyState())) throw new Error('the FleetLock server refused steady-state');
+      d.log.info('reported steady state to the FleetLock server');
+      return true;
+    });
+  }
   if (d.strategy !== 'etcd-lock' || !d.lock) return false;
   const lock = d.lock;
   return retrying(d, 'release the reboot lock', async () => {
@@ -925,6 +947,28 @@ export async function coordinateReboot(d: CoordinatorDeps): Promise<'rebooted' |
         continue;
       }
       windowLogged = false;
+    }
+    if (d.strategy === 'fleetlock' && d.fleetLock) {
+      let granted = false;
+      try {
+        granted = await d.fleetLock.preReboot();
+      } catch (e) {
+        d.log.warn(`cannot reach the FleetLock server (${(e as Error).message})`);
+      }
+      if (!granted) {
+        await waiting(REASON_FULL);
+        const wait = lockBackoff(Math.min(attempt++, 6));
+        d.log.info(`no reboot slot from the FleetLock server; retrying in ${wait / 1000} s`);
+        await d.sleep(wait);
+        continue;
+      }
+      if (d.window && untilWindow(d.window, d.now()) > 0) {
+        d.log.warn('the reboot window closed while taking the FleetLock slot: giving it back until the next window');
+        await retrying(d, 'give the FleetLock slot back', async () => {
+          await d.fleetLock!.steadyState();
+        });
+        continue;
+      }
     }
     if (d.strategy === 'etcd-lock') {
       const lock = d.lock!;

@@ -17,6 +17,7 @@ import { isVersion } from '../format/version.js';
 import type { Keyring } from '../format/signature.js';
 import { UE_ERRORS } from '../errors.js';
 import { DEFAULT_EVENT_LIMITS, EventLog, type EventLimits } from './events.js';
+import type { FleetService } from '../fleet/service.js';
 
 export interface ServeOptions {
   repo: string;
@@ -35,6 +36,8 @@ export interface ServeOptions {
   eventLimits?: EventLimits | undefined;
   now: () => Date;
   log: Logger;
+  /** The fleet service (fleet/service.ts): rollout policies, admin API, dashboard, metrics, FleetLock. */
+  fleet?: FleetService | undefined;
 }
 
 /** A client has this long to send its whole request (headers and body); slower ones are cut off. */
@@ -85,11 +88,18 @@ async function answerApp(o: ServeOptions, events: EventLog, a: AppRequest, req: 
   }
   for (const e of a.events) await rec({ kind: 'event', eventType: e.type, eventResult: e.result, errorCode: e.errorCode ?? null, previousVersion: e.previousVersion ?? null });
   if (a.ping) await rec({ kind: 'ping' });
+  if (o.fleet) await o.fleet.recordEvents(a);
   const res: AppResponse = { appId: a.appId, status: 'ok', ping: a.ping, events: a.events.length };
   if (!a.updateCheck) return res;
-  const s = await loadChannel(o, a.track);
-  const ch = s.channel;
-  const d: OfferDecision = ch ? decideOffer(ch, a) : { offer: false, why: s.error ?? 'no channel' };
+  let s = await loadChannel(o, a.track);
+  let ch = s.channel;
+  let d: OfferDecision = ch ? decideOffer(ch, a) : { offer: false, why: s.error ?? 'no channel' };
+  if (o.fleet) {
+    // The group's policy decides instead, over the group's channel.
+    const f = await o.fleet.check(a, async (track) => (s = await loadChannel(o, track)));
+    ch = f.channel;
+    d = f.decision;
+  }
   if (ch && d.offer) {
     const base = o.baseUrl ?? `http://${req.headers.host ?? '127.0.0.1'}/`;
     const delta = a.deltaOkay ? await deltaPayload(o, ch, a.version) : undefined;
@@ -214,6 +224,7 @@ export function omahaHandler(o: ServeOptions): (req: IncomingMessage, res: Serve
   return (req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://x');
+      if (o.fleet && (await o.fleet.route(req, res, url))) return;
       if (url.pathname === '/v1/update' || url.pathname === '/v1/update/') {
         if (req.method !== 'POST') {
           res.writeHead(405, { allow: 'POST' }).end();
