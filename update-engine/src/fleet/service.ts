@@ -17,6 +17,7 @@ import { peekEnvelope, type ChannelMeta } from '../format/metadata.js';
 import { isVersion } from '../format/version.js';
 import type { OfferDecision } from '../format/offer.js';
 import { UE_ERRORS } from '../errors.js';
+import { readBody } from '../serve/body.js';
 import { autoPauseReason, decideUpdate, parsePolicy, policyJson, policyPeriodMs, wavePercent, type Policy } from './policy.js';
 import { isRollbackEvent, type FleetStore, type Group } from './store.js';
 import { FleetMetrics } from './metrics.js';
@@ -58,19 +59,6 @@ export function tokenMatches(presented: string | undefined, expected: string | u
 export function bearer(h: string | undefined): string | undefined {
   const m = h ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
   return m ? m[1] : undefined;
-}
-
-async function readBody(req: IncomingMessage, max: number): Promise<string> {
-  const len = Number(req.headers['content-length'] ?? '0');
-  if (len > max) throw new BasaltError(UE_ERRORS.E_BODY_TOO_LARGE, `request body of ${len} bytes exceeds ${max}`);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const c of req) {
-    total += (c as Buffer).length;
-    if (total > max) throw new BasaltError(UE_ERRORS.E_BODY_TOO_LARGE, `request body exceeds ${max} bytes`);
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -16,6 +16,7 @@ import { checkChannel, deltaDir, peekEnvelope, unseal, validateChannel, type Cha
 import { isVersion } from '../format/version.js';
 import type { Keyring } from '../format/signature.js';
 import { UE_ERRORS } from '../errors.js';
+import { readBody } from './body.js';
 import { DEFAULT_EVENT_LIMITS, EventLog, type EventLimits } from './events.js';
 import type { FleetService } from '../fleet/service.js';
 
@@ -142,19 +143,6 @@ async function payloadSha1(o: ServeOptions, ch: ChannelMeta): Promise<string> {
   } catch {
     return '';
   }
-}
-
-async function readBody(req: IncomingMessage, max: number): Promise<string> {
-  const len = Number(req.headers['content-length'] ?? '0');
-  if (len > max) throw new BasaltError(UE_ERRORS.E_BODY_TOO_LARGE, `request body of ${len} bytes exceeds ${max}`);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const c of req) {
-    total += (c as Buffer).length;
-    if (total > max) throw new BasaltError(UE_ERRORS.E_BODY_TOO_LARGE, `request body exceeds ${max} bytes`);
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Bytes read from a repository file at a time when serving it. */
