@@ -45,6 +45,17 @@ describe.each(backends)('fleet store on $name', ({ name, skip, open }) => {
     expect((err as BasaltError).code).toBe('E_DB_SCHEMA');
   });
 
+  it.skipIf(skip !== undefined)(`four replicas migrating a fresh database at the same moment all reach schema ${SCHEMA_VERSION}${skip ? ` (skipped: ${skip})` : ''}`, async () => {
+    const where = await open();
+    const stores = await Promise.all([1, 2, 3, 4].map(() => openStore(where)));
+    try {
+      expect(await Promise.all(stores.map((s) => s.migrate()))).toEqual([SCHEMA_VERSION, SCHEMA_VERSION, SCHEMA_VERSION, SCHEMA_VERSION]);
+      expect((await stores[0]!.db.query('SELECT COUNT(*) AS n FROM schema_version'))[0]!['n']).toBe(name === 'postgres' ? String(SCHEMA_VERSION) : SCHEMA_VERSION);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
   it.skipIf(skip !== undefined)('keeps groups, policies, pauses, machines, events and version health', async () => {
     const s = await openStore(await open());
     try {

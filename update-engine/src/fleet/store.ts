@@ -141,16 +141,27 @@ export function isRollbackEvent(e: { eventType?: number | null | undefined; even
   return e.eventType === EVENT_UPDATE_COMPLETE && e.eventResult === EVENT_RESULT_ERROR && e.errorCode === ERROR_ROLLBACK;
 }
 
+/** The advisory lock key that serializes migrations on PostgreSQL ("basalt" in ASCII). */
+const MIGRATION_LOCK_ID = 0x626173616c74;
+
 /** The fleet store: groups and policies, machines, events, the per-period offer count. Every method is one statement or one transaction. */
 export class FleetStore {
   constructor(readonly db: Db) {}
 
   /** Applies the migrations this database lacks, in one transaction each; returns the schema version. */
   async migrate(): Promise<number> {
-    await this.db.query('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)');
+    // Replicas starting together on a fresh PostgreSQL: CREATE TABLE IF NOT EXISTS is not safe
+    // against itself there, so every migration step holds one advisory lock for its transaction.
+    const serialize = async (q: (sql: string) => Promise<unknown>) => {
+      if (this.db.kind === 'postgres') await q(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_ID})`);
+    };
+    await this.db.tx(async (q) => {
+      await serialize(q);
+      await q('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)');
+    });
     for (const m of MIGRATIONS) {
       await this.db.tx(async (q) => {
-        if (this.db.kind === 'postgres') await q('LOCK TABLE schema_version IN EXCLUSIVE MODE');
+        await serialize(q);
         const rows = await q('SELECT MAX(version) AS v FROM schema_version');
         const current = Number(rows[0]?.['v'] ?? 0);
         if (current > SCHEMA_VERSION) throw new BasaltError(UE_ERRORS.E_DB_SCHEMA, `the fleet database is at schema version ${current}; this basalt knows up to ${SCHEMA_VERSION}`);
