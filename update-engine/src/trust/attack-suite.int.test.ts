@@ -284,18 +284,21 @@ describe("TUF's attack list against `basalt update apply` (loopback, a process p
       expect(asked).not.toContain(`/payloads/2.0.0/${m2.payload.file}`);
     });
 
-    it(`endless data (${label(mode)}): an endless ${mode === 'static' ? 'timestamp.json' : 'Omaha answer'} and an endless manifest are cut at their caps; bytes and RSS bounded`, async () => {
+    it(`endless data (${label(mode)}): an endless ${mode === 'static' ? 'timestamp.json' : 'Omaha answer'}, manifest and payload are cut at their caps; bytes and RSS bounded`, async () => {
       const first: [string, Partial<Scene>] =
         mode === 'static'
           ? ['timestamp.json', { overrides: new Map([['/metadata/timestamp.json', endless]]) }]
           : ['answer', { omaha: undefined, overrides: new Map([['/v1/update/', endless]]) }];
       const second: [string, Partial<Scene>] = ['manifest', { overrides: new Map([['/payloads/2.0.0/manifest.json', endless]]), omaha: offerOf(m2) }];
-      for (const [what, s] of [first, second]) {
+      // The payload: cut at the size the signed manifest gives, then refused by its chunk hashes.
+      const third: [string, Partial<Scene>] = ['payload', { overrides: new Map([[`/payloads/2.0.0/${m2.payload.file}`, endless]]), omaha: offerOf(m2) }];
+      for (const [what, s] of [first, second, third]) {
         stage(s);
         const m = await machine();
         const r = await apply(m.disk, mode);
         log(`endless ${what} (${mode})`, r);
-        await refused(m, r, what === 'answer' ? /the reply is larger than 262144 bytes/ : /(more than \d+ bytes|larger than \d+ bytes|is not the signed target)/);
+        if (what === 'payload') await refused(m, r, /usr\.img\.payload: .*(signed manifest|more bytes|larger than)/, true);
+        else await refused(m, r, what === 'answer' ? /the reply is larger than 262144 bytes/ : /(more than \d+ bytes|larger than \d+ bytes)/);
         expect(r.ms).toBeLessThan(10_000);
         expect(sent).toBeLessThan(64 * 2 ** 20);
         expect(r.peakRssMiB).toBeGreaterThan(0);
@@ -405,20 +408,29 @@ describe("TUF's attack list against `basalt update apply` (loopback, a process p
       const r = await apply(m.disk, mode);
       log(`rollback (${mode})`, r);
       await refused(m, r, /BadVersionError: New timestamp version \d+ is less than current version \d+/);
+      // What the machine trusts is still the newer metadata.
+      const now = await readTimestamp(join(repo, 'metadata/timestamp.json'));
+      expect((await readTimestamp(join(trustDir(m.stateDir), 'timestamp.json'))).signed.version).toBe(now.signed.version);
     });
 
-    it(`slow retrieval (${label(mode)}): ${mode === 'static' ? 'timestamp.json' : 'the payload'} sent a byte a second is given up within its deadline`, async () => {
-      const overrides = new Map<string, Buffer | Handler>();
-      if (mode === 'static') overrides.set('/metadata/timestamp.json', crawl(await readFile(join(repo, 'metadata/timestamp.json'))));
-      else overrides.set(`/payloads/2.0.0/${m2.payload.file}`, crawl(await readFile(join(repo, 'payloads/2.0.0', m2.payload.file))));
-      stage({ overrides, omaha: offerOf(m2) });
-      const m = await machine();
-      const r = await apply(m.disk, mode);
-      log(`slow retrieval (${mode})`, r);
-      await refused(m, r, mode === 'static' ? /TUF metadata refused .*timestamp/i : /(slower than 1024 bytes\/s|giving up)/, true);
-      // --document-timeout 2s for metadata; --stall-timeout 1s windows under --min-rate for the payload, one retry.
-      expect(r.ms).toBeLessThan(8_000);
-      expect(sent).toBeLessThan(64 * 1024);
+    it(`slow retrieval (${label(mode)}): ${mode === 'static' ? 'timestamp.json' : 'the Omaha answer'} and the payload sent a byte a second are given up within their deadlines`, async () => {
+      const payload = await readFile(join(repo, 'payloads/2.0.0', m2.payload.file));
+      const first: [string, Partial<Scene>] =
+        mode === 'static'
+          ? ['timestamp.json', { overrides: new Map([['/metadata/timestamp.json', crawl(await readFile(join(repo, 'metadata/timestamp.json')))]]) }]
+          : ['answer', { omaha: undefined, overrides: new Map([['/v1/update/', crawl(Buffer.from(offerOf(m2)()))]]) }];
+      const second: [string, Partial<Scene>] = ['payload', { overrides: new Map([[`/payloads/2.0.0/${m2.payload.file}`, crawl(payload)]]), omaha: offerOf(m2) }];
+      for (const [what, s] of [first, second]) {
+        stage(s);
+        const m = await machine();
+        const r = await apply(m.disk, mode);
+        log(`slow retrieval of the ${what} (${mode})`, r);
+        if (what === 'payload') await refused(m, r, /usr\.img\.payload: slower than 1024 bytes\/s/, true);
+        else await refused(m, r, /no complete answer within 2 s \(whole-request deadline\)/);
+        // --document-timeout 2s for documents and metadata; --stall-timeout 1s windows under --min-rate (1 KiB/s) for the payload, one retry.
+        expect(r.ms).toBeLessThan(8_000);
+        expect(sent).toBeLessThan(64 * 1024);
+      }
     });
 
     it(`wrong software (${label(mode)}): beta's release (3.0.0) offered to a stable machine is refused`, async () => {
