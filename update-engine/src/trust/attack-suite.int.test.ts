@@ -388,6 +388,9 @@ describe("TUF's attack list against `basalt update apply` (loopback, a process p
       log(`malicious mirrors (${mode})`, r);
       await refused(m, r, /does not match the signed manifest/, true);
       expect(r.ms).toBeLessThan(10_000);
+      // A bad mirror is dropped, not asked again and again (--retries 1).
+      for (const p of [`/payloads/2.0.0/${m2.payload.file}`, `/mirror2/${m2.payload.file}`]) expect(asked.filter((a) => a === p).length).toBeLessThanOrEqual(2);
+      if (mode === 'omaha') expect(asked).toContain(`/mirror2/${m2.payload.file}`);
     });
 
     it(`mix-and-match (${label(mode)}): a snapshot for other targets (1.5.0's) under the version the timestamp names is refused`, async () => {
