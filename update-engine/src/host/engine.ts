@@ -437,7 +437,7 @@ export class Engine {
     const srv = this.env.server;
     const all = this.withOutbox(events);
     if (!srv || srv.startsWith(STATIC_SERVER_PREFIX)) {
-      for (const e of all) this.env.log.info(`event ${e.type}/${e.result}${e.errorCode !== undefined ? ` errorcode ${e.errorCode}` : ''} (static mode: not reported)`);
+      for (const e of all) this.env.log.debug(`event ${e.type}/${e.result}${e.errorCode !== undefined ? ` errorcode ${e.errorCode}` : ''} (static mode: not reported)`);
       await this.clearOutbox(all);
       return;
     }
@@ -535,7 +535,7 @@ export class Engine {
   /** Refreshes the TUF metadata from `repoUrl` and takes the channel's release in the verified targets. */
   private async refreshChannel(repoUrl: string): Promise<{ targets: TrustedTargets; release: ChannelRelease }> {
     const base = repoUrl.endsWith('/') ? repoUrl : repoUrl + '/';
-    const targets = await refreshTrust({ stateDir: this.env.stateDir, initialRoot: this.env.tufRoot, metadataUrl: new URL('metadata/', base).toString(), log: this.env.log });
+    const targets = await refreshTrust({ stateDir: this.env.stateDir, initialRoot: this.env.tufRoot, metadataUrl: new URL('metadata/', base).toString(), limits: { fetchTimeout: this.env.http.documentMs }, log: this.env.log });
     return { targets, release: channelRelease(targets, this.env.me.channel) };
   }
 
