@@ -46,6 +46,7 @@ beforeEach(async () => {
     trustManifest: () => {
       throw new Error('no manifest in this test');
     },
+    manifestMaxBytes: () => 0,
     http: defaultHttp,
     me: { version: '1.0.0', channel: 'stable', board: 'amd64-usr' },
     blocked: [],

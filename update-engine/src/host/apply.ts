@@ -66,6 +66,8 @@ export interface ApplyDeps {
    * them), else it throws.
    */
   trustManifest(url: string, text: string): PayloadManifest;
+  /** The most a manifest of the offered release may be: the longest of its signed manifest targets. */
+  manifestMaxBytes(): number;
   http: HttpOptions;
   me: Identity;
   /** Versions that failed (rollback or bad payload) and must not be retried. */
@@ -120,10 +122,10 @@ export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
 /**
  * Fetches and verifies the signed payload manifest named by the offer, from
  * its codebases in turn: one that sends a manifest its TUF target refuses, is
- * over MAX_MANIFEST_BYTES, or answers 4xx is dropped; a stall, a 5xx or one
+ * over its longest signed manifest target (MAX_MANIFEST_BYTES at most), or answers 4xx is dropped; a stall, a 5xx or one
  * slower than the document deadline moves on to the next after a back-off.
  */
-export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'trustManifest' | 'sleep' | 'log'>): Promise<PayloadManifest> {
+export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http' | 'trustManifest' | 'manifestMaxBytes' | 'sleep' | 'log'>): Promise<PayloadManifest> {
   const http = httpClient({ connectMs: Math.min(d.http.connectMs, d.http.documentMs), stallMs: Math.min(d.http.stallMs, d.http.documentMs), totalMs: d.http.documentMs });
   const n = offer.codebases.length;
   // A manifest is small: a few tries per mirror, not the payload's twenty.
@@ -133,7 +135,7 @@ export async function fetchManifest(offer: UpdateOffer, d: Pick<ApplyDeps, 'http
   for (;;) {
     const url = new URL(offer.manifestName, offer.codebases[s.current]).toString();
     try {
-      const text = await fetchText(http, url, { maxBytes: MAX_MANIFEST_BYTES });
+      const text = await fetchText(http, url, { maxBytes: Math.min(MAX_MANIFEST_BYTES, d.manifestMaxBytes()) });
       return d.trustManifest(url, text);
     } catch (e) {
       const kind = classifyFailure(e);

@@ -299,6 +299,7 @@ export class Engine {
       esp: this.env.esp,
       stateDir: this.env.stateDir,
       trustManifest: (url, text) => this.trustManifest(url, text),
+      manifestMaxBytes: () => this.manifestMaxBytes(),
       http: this.env.http,
       me: this.env.me,
       blocked: this.ps.blocked,
@@ -546,6 +547,15 @@ export class Engine {
     this.trusted = t;
   }
 
+  /** The cap of a manifest fetch: the longest signed manifest target of the release (a manifest over it cannot be one). */
+  private manifestMaxBytes(): number {
+    const t = this.trusted;
+    if (!t) return MAX_MANIFEST_BYTES;
+    let max = 0;
+    for (const tg of t.targets.targets.values()) if (tg.basalt['kind'] === 'manifest' && tg.basalt['version'] === t.release.version) max = Math.max(max, tg.length);
+    return max || MAX_MANIFEST_BYTES;
+  }
+
   /** A fetched manifest, taken when its bytes are a signed manifest target of the release and its payload the signed payload target. */
   private trustManifest(url: string, text: string): PayloadManifest {
     const t = this.trusted;
@@ -585,7 +595,7 @@ export class Engine {
     const from = this.env.me.version;
     const url = new URL(`${deltaDir(from)}/manifest.json`, offerFromChannel(ch, base).codebases[0]).toString();
     try {
-      const m = this.trustManifest(url, await fetchText(this.http, url, { maxBytes: MAX_MANIFEST_BYTES }));
+      const m = this.trustManifest(url, await fetchText(this.http, url, { maxBytes: Math.min(MAX_MANIFEST_BYTES, this.manifestMaxBytes()) }));
       if (m.formatVersion !== 2 || m.delta?.from !== from || m.version !== ch.version) return undefined;
       return deltaOfferFromChannel(ch, base, from, m.payload);
     } catch (e) {

@@ -8,7 +8,7 @@
  * malicious mirrors):
  * - small documents (the Omaha answer, a static channel file, a payload
  *   manifest) have a byte cap (the Omaha answer 256 KiB, a channel 1 MiB, a
- *   manifest 32 MiB) checked as the bytes arrive, before anything is
+ *   manifest its signed TUF length, 32 MiB at most) checked as the bytes arrive, before anything is
  *   buffered past it, and a whole deadline (documentMs, 60 s): a server that
  *   sends one byte a second never holds a check longer than that;
  * - a payload is capped at the size its signed manifest declares, and must
