@@ -67,6 +67,20 @@ describe.each(backends)('fleet service on $name', ({ skip, db }) => {
     }
   });
 
+  it.skipIf(skip !== undefined)(`a fresh server lists the repository's channels as groups, and a channel's policy can be set before any machine checks in${skip ? ` (skipped: ${skip})` : ''}`, async () => {
+    const s = await start();
+    try {
+      const groups = (await admin(s.url, 'GET', 'groups')).json['groups'] as { id: string; channel: string }[];
+      expect(groups.map((g) => g.id)).toContain('stable');
+      expect(groups.every((g) => /^[a-z0-9][a-z0-9_-]*$/.test(g.id))).toBe(true);
+      expect((await admin(s.url, 'POST', 'groups/stable/pause', { reason: 'before the first check' })).json).toMatchObject({ paused: true });
+      expect(await check(s.url, '1.0.0', 'fresh-1')).toBe('noupdate');
+      expect((await admin(s.url, 'POST', 'groups/no-such-channel/pause')).status).toBe(404);
+    } finally {
+      await s.close();
+    }
+  });
+
   it.skipIf(skip !== undefined)('pause answers noupdate, resume offers again; the admin API edits groups, policies and machines', async () => {
     const s = await start();
     try {

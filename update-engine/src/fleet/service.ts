@@ -7,7 +7,7 @@
  * The Omaha endpoint stays unauthenticated, as in CoreOS.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BasaltError, isBasaltError } from '../../../common/src/errors.js';
@@ -269,6 +269,25 @@ export class FleetService {
     }
   }
 
+  /**
+   * The group of a channel the repository has, created on first use: an
+   * operator sets a channel's policy before any machine of it has checked in
+   * (as a machine's first check would create it).
+   */
+  private async channelGroup(id: string, now: number): Promise<Group | undefined> {
+    const has = await readFile(join(this.o.repo, 'channels', `${id}.json`)).then(
+      () => true,
+      () => false,
+    );
+    return has ? this.o.store.putGroup(id, id, now) : undefined;
+  }
+
+  /** The channels the repository publishes (channels/<name>.json; TUF's hash-named copies aside). */
+  private async repoChannels(): Promise<string[]> {
+    const names = await readdir(join(this.o.repo, 'channels')).catch(() => [] as string[]);
+    return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)).filter((n) => GROUP_RE.test(n));
+  }
+
   /** The admin API: a small set of JSON resources. */
   private async admin(method: string, parts: string[], q: URLSearchParams, body: unknown): Promise<unknown> {
     const store = this.o.store;
@@ -279,12 +298,15 @@ export class FleetService {
       return id;
     };
     const known = async (id: string) => {
-      const g = await store.group(groupName(id));
-      if (!g) throw new BasaltError(UE_ERRORS.E_FLEET_NOT_FOUND, `no group '${id}'`);
+      const g = (await store.group(groupName(id))) ?? (await this.channelGroup(id, now));
+      if (!g) throw new BasaltError(UE_ERRORS.E_FLEET_NOT_FOUND, `no group '${id}' (and no channel of that name in ${this.o.repo})`);
       return g;
     };
     const [res, id, sub] = parts;
-    if (res === 'groups' && parts.length === 1 && method === 'GET') return { groups: (await store.groups()).map(groupView) };
+    if (res === 'groups' && parts.length === 1 && method === 'GET') {
+      for (const ch of await this.repoChannels()) if (!(await store.group(ch))) await this.channelGroup(ch, now);
+      return { groups: (await store.groups()).map(groupView) };
+    }
     if (res === 'groups' && id && parts.length === 2) {
       if (method === 'GET') return groupView(await known(id));
       if (method === 'PUT') {
