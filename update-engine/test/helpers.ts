@@ -1,4 +1,5 @@
 /** Test support for update-engine integration tests: temp dirs, small USR images, keys. */
+import { spawn } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, rm, writeFile, stat, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,10 @@ import { generateTufKey, parseTufKey, type TufKeyFile } from '../src/trust/keys.
 import { createRoot, type RoleSpec } from '../src/trust/publish.js';
 import type { TufPublish } from '../src/publish/repo.js';
 import { freePort } from '../../common/test/helpers.js';
+import { createLogger } from '../../common/src/log.js';
+import { Engine, type EngineEnv } from '../src/host/engine.js';
+import { buildEnv, type EnvFlags } from '../src/host/hostenv.js';
+import type { Clock } from '../src/host/scheduler.js';
 export { freePort };
 
 export async function tempDir(prefix = 'basalt-ue-'): Promise<{ dir: string; cleanup(): Promise<void> }> {
@@ -202,4 +207,61 @@ export async function ensureDist(probe = 'dist/update-engine/src/host/engine.js'
 /** argv (after node) of `basalt update apply` on an image file booted from A, against an Omaha server, for tests that run it as its own process. */
 export function applyArgv(o: { disk: string; keyring: string; tufRoot: string; serverUrl: string; dir: string; extra?: string[] }): string[] {
   return [join(projectRoot(), 'bin/basalt.js'), 'update', 'apply', '--disk', o.disk, '--booted-slot', 'A', '--state-dir', `${o.disk}.state`, '--keyring', o.keyring, '--tuf-root', o.tufRoot, '--server', `${o.serverUrl}v1/update/`, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(o.dir, 'none'), ...(o.extra ?? [])];
+}
+
+/** What a CLI process run by runMeasured did. */
+export interface MeasuredRun {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  /** The highest VmHWM (peak RSS) read from /proc every 20 ms while it ran. */
+  peakRssMiB: number;
+}
+
+/** Runs `node argv…` (this Node) as its own process and measures its time and peak RSS. */
+export function runMeasured(argv: readonly string[]): Promise<MeasuredRun> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let peakKiB = 0;
+    const sample = setInterval(() => {
+      void readFile(`/proc/${c.pid}/status`, 'utf8').then(
+        (st) => (peakKiB = Math.max(peakKiB, Number(/^VmHWM:\s+(\d+) kB/m.exec(st)?.[1] ?? 0))),
+        () => undefined,
+      );
+    }, 20);
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.on('error', (e) => {
+      clearInterval(sample);
+      reject(e);
+    });
+    c.on('close', (code) => {
+      clearInterval(sample);
+      resolve({ exitCode: code ?? -1, stdout, stderr, ms: Date.now() - t0, peakRssMiB: peakKiB / 1024 });
+    });
+  });
+}
+
+/**
+ * An update engine in this process on an image file, booted from A, with the
+ * flags a test's server needs (retries fast, short stall), logging at debug
+ * into `lines`. With a clock the engine's schedule runs on it.
+ */
+export async function startTestEngine(flags: EnvFlags & { disk: string }, clock?: Clock): Promise<{ e: Engine; env: EngineEnv; lines: string[] }> {
+  const lines: string[] = [];
+  const log = createLogger({ level: 'debug', write: (l) => lines.push(l) });
+  const { env } = await buildEnv({ 'booted-slot': 'A', 'state-dir': `${flags.disk}.state`, channel: 'stable', board: 'amd64-usr', 'retry-base': '5ms', ...flags }, log, () => {}, clock);
+  const e = new Engine(env);
+  await e.start(clock !== undefined);
+  return { e, env, lines };
+}
+
+/** One check with the engine and its download, to the end (installed or failed). */
+export async function checkOnce(x: { e: Engine }): Promise<void> {
+  x.e.check(true);
+  await x.e.idle();
 }

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
 import { BasaltError, UsageError } from '../../../common/src/errors.js';
+import { httpClient, requestText } from '../../../common/src/http.js';
 import { UE_ERRORS } from '../errors.js';
 import { parsePolicyDuration } from '../fleet/policy.js';
 
@@ -30,6 +31,9 @@ Options:
   --json             print the API's JSON
 `;
 
+/** The largest admin API answer read (a listing of many machines), bounded against a wrong or hostile server. */
+const MAX_API_REPLY_BYTES = 32 * 1024 * 1024;
+
 interface Api {
   call(method: string, path: string, body?: unknown): Promise<Record<string, unknown>>;
 }
@@ -38,18 +42,20 @@ function api(server: string, token: string): Api {
   return {
     async call(method, path, body) {
       const url = new URL(`admin/v1/${path}`, server.endsWith('/') ? server : server + '/');
-      let r: Response;
+      let r: { ok: boolean; status: number };
+      let text: string;
       try {
-        r = await fetch(url, {
-          method,
+        const reply = await requestText(httpClient({ connectMs: 30_000, stallMs: 30_000, totalMs: 30_000 }), url.toString(), {
+          method: method as 'GET' | 'PUT' | 'POST' | 'DELETE',
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
           ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-          signal: AbortSignal.timeout(30_000),
+          maxBytes: MAX_API_REPLY_BYTES,
         });
+        r = { ok: reply.status >= 200 && reply.status <= 299, status: reply.status };
+        text = reply.text;
       } catch (e) {
         throw new BasaltError(UE_ERRORS.E_FLEET_API, `${url.origin}: ${(e as Error).message}`, { cause: e });
       }
-      const text = await r.text();
       let json: Record<string, unknown>;
       try {
         json = JSON.parse(text) as Record<string, unknown>;

@@ -14,6 +14,7 @@
  * revision read with the holders, so two servers never admit past `max`.
  */
 import { BasaltError } from '../../../common/src/errors.js';
+import { httpClient, requestText } from '../../../common/src/http.js';
 import { UE_ERRORS } from '../errors.js';
 import type { EtcdKv } from '../locksmith/locksmith.js';
 
@@ -116,17 +117,17 @@ export interface FleetLockClientOptions {
 /** One FleetLock call: true when the server answers 200, false for any other status; throws E_FLEETLOCK when it cannot be reached. */
 export async function fleetLockCall(o: FleetLockClientOptions, op: 'pre-reboot' | 'steady-state'): Promise<boolean> {
   const url = new URL(`v1/${op}`, o.url.endsWith('/') ? o.url : o.url + '/');
-  let res: Response;
+  const ms = o.timeoutMs ?? 10_000;
   try {
-    res = await fetch(url, {
+    // The answer's body is only an error text: read 64 KiB of it at most.
+    const reply = await requestText(httpClient({ connectMs: ms, stallMs: ms, totalMs: ms }), url.toString(), {
       method: 'POST',
       headers: { 'fleet-lock-protocol': 'true', 'content-type': 'application/json' },
       body: JSON.stringify({ client_params: { id: o.id, group: o.group } }),
-      signal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
+      maxBytes: 64 * 1024,
     });
-    await res.arrayBuffer();
+    return reply.status === 200;
   } catch (e) {
     throw new BasaltError(UE_ERRORS.E_FLEETLOCK, `FleetLock ${url.toString()}: ${(e as Error).message}`, { cause: e });
   }
-  return res.status === 200;
 }

@@ -8,16 +8,16 @@ import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { run } from '../../../common/src/exec.js';
-import { silentLogger, createLogger } from '../../../common/src/log.js';
+import { silentLogger } from '../../../common/src/log.js';
 import { readGpt, findPartition, partitionRange } from '../../../common/src/gpt/index.js';
-import { tempDir, makeUsr, makeKeys, makeDisk } from '../../test/helpers.js';
+import { checkOnce, tempDir, makeUsr, makeKeys, makeDisk, startTestEngine } from '../../test/helpers.js';
 import { refreshChannel, release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
 import { buildResponse } from '../format/omaha.js';
 import { APP_ID } from '../../../common/src/contracts.js';
-import { buildEnv, type EnvFlags } from './hostenv.js';
-import { Engine, entriesOf } from './engine.js';
+import type { EnvFlags } from './hostenv.js';
+import { entriesOf } from './engine.js';
 import { gptChoice, loaderChoice } from './slots.js';
 import { markGood } from './health.js';
 import { hashFileRange, hexToBase64 } from '../format/digest.js';
@@ -56,33 +56,13 @@ afterAll(async () => {
   await t.cleanup();
 });
 
-async function engine(disk: string, extra: Partial<EnvFlags> = {}, booted: 'A' | 'B' = 'A') {
-  const flags: EnvFlags = {
-    disk,
-    'booted-slot': booted,
-    'state-dir': `${disk}.state`,
-    keyring: keys.pub, 'tuf-root': keys.tuf.root,
-    server: `${srv!.url}v1/update/`,
-    channel: 'stable',
-    board: 'amd64-usr',
-    'machine-id': 'e2e-machine',
-    'retry-base': '5ms',
-    'stall-timeout': '3s',
-    root: join(t.dir, 'no-root'),
-    ...extra,
-  };
-  const lines: string[] = [];
-  const log = createLogger({ level: 'debug', write: (l) => lines.push(l) });
-  const { env } = await buildEnv(flags, log, () => {});
-  const e = new Engine(env);
-  await e.start(false);
-  return { e, env, lines };
+function engine(disk: string, extra: EnvFlags = {}, booted: 'A' | 'B' = 'A') {
+  return startTestEngine({ disk, 'booted-slot': booted, keyring: keys.pub, 'tuf-root': keys.tuf.root, server: `${srv!.url}v1/update/`, 'machine-id': 'e2e-machine', 'stall-timeout': '3s', root: join(t.dir, 'no-root'), ...extra });
 }
 
-async function apply(disk: string, extra: Partial<EnvFlags> = {}) {
+async function apply(disk: string, extra: EnvFlags = {}) {
   const x = await engine(disk, extra);
-  x.e.check(true);
-  await x.e.idle();
+  await checkOnce(x);
   return x;
 }
 

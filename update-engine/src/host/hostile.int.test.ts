@@ -12,15 +12,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_ID } from '../../../common/src/contracts.js';
 import { findPartition, readGpt, slotAttrs } from '../../../common/src/gpt/index.js';
-import { createLogger, silentLogger } from '../../../common/src/log.js';
-import { makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
+import { silentLogger } from '../../../common/src/log.js';
+import { checkOnce, makeDisk, makeKeys, makeUsr, startTestEngine, tempDir } from '../../test/helpers.js';
 import { buildResponse, type UpdateOffer } from '../format/omaha.js';
 import type { PayloadManifest } from '../format/metadata.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { release } from '../publish/repo.js';
 import { startServer } from '../serve/server.js';
-import { Engine } from './engine.js';
-import { buildEnv, type EnvFlags } from './hostenv.js';
+import type { Engine } from './engine.js';
+import type { EnvFlags } from './hostenv.js';
 import { POLL_MAX_S, type Clock } from './scheduler.js';
 
 /** Answers a request instead of the real server when it returns true. */
@@ -57,36 +57,14 @@ afterAll(async () => {
   await t.cleanup();
 });
 
-async function engine(disk: string, extra: Partial<EnvFlags> = {}, clock?: Clock) {
-  const flags: EnvFlags = {
-    disk,
-    'booted-slot': 'A',
-    'state-dir': `${disk}.state`,
-    keyring: keys.pub,
-    'tuf-root': keys.tuf.root,
-    'tuf-url': srv!.url,
-    server: `${srv!.url}v1/update/`,
-    channel: 'stable',
-    board: 'amd64-usr',
-    'machine-id': 'hostile-machine',
-    'retry-base': '5ms',
-    'stall-timeout': '1s',
-    'document-timeout': '2s',
-    root: join(t.dir, 'no-root'),
-    ...extra,
-  };
-  const lines: string[] = [];
-  const log = createLogger({ level: 'debug', write: (l) => lines.push(l) });
-  const { env } = await buildEnv(flags, log, () => {}, clock);
-  const e = new Engine(env);
-  await e.start(clock !== undefined);
-  return { e, env, lines };
+function engine(disk: string, extra: EnvFlags = {}, clock?: Clock) {
+  const flags = { disk, keyring: keys.pub, 'tuf-root': keys.tuf.root, 'tuf-url': srv!.url, server: `${srv!.url}v1/update/`, 'machine-id': 'hostile-machine', 'stall-timeout': '1s', 'document-timeout': '2s', root: join(t.dir, 'no-root'), ...extra };
+  return startTestEngine(flags, clock);
 }
 
-async function apply(disk: string, extra: Partial<EnvFlags> = {}) {
+async function apply(disk: string, extra: EnvFlags = {}) {
   const x = await engine(disk, extra);
-  x.e.check(true);
-  await x.e.idle();
+  await checkOnce(x);
   return x;
 }
 

@@ -3,14 +3,13 @@
  * for a while (HTTP 503, a stalled transfer): it waits out its back-off and
  * installs, or exits non-zero with one line; never 0 with nothing installed.
  */
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_ID } from '../../../common/src/contracts.js';
 import { readGpt, findPartition, slotAttrs } from '../../../common/src/gpt/index.js';
 import { silentLogger } from '../../../common/src/log.js';
-import { applyArgv, ensureDist, makeDisk, makeKeys, makeUsr, tempDir } from '../../test/helpers.js';
+import { applyArgv, ensureDist, makeDisk, makeKeys, makeUsr, runMeasured, tempDir, type MeasuredRun } from '../../test/helpers.js';
 import { release } from '../publish/repo.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
 import { startServer } from '../serve/server.js';
@@ -131,28 +130,9 @@ afterAll(async () => {
   await t?.cleanup();
 });
 
-/** Runs the one-shot apply as its own process; `peakRssMiB` is the highest VmHWM (peak RSS) read from /proc while it ran. */
-function apply(disk: string, extra: string[] = []): Promise<{ exitCode: number; stdout: string; stderr: string; peakRssMiB: number }> {
-  const argv = applyArgv({ disk, keyring: keys.pub, tufRoot: keys.tuf.root, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s', ...extra] });
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let peakKiB = 0;
-    const sample = setInterval(() => {
-      void readFile(`/proc/${c.pid}/status`, 'utf8').then(
-        (st) => (peakKiB = Math.max(peakKiB, Number(/^VmHWM:\s+(\d+) kB/m.exec(st)?.[1] ?? 0))),
-        () => undefined,
-      );
-    }, 20);
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.on('error', reject);
-    c.on('close', (code) => {
-      clearInterval(sample);
-      resolve({ exitCode: code ?? -1, stdout, stderr, peakRssMiB: peakKiB / 1024 });
-    });
-  });
+/** Runs the one-shot apply as its own process, with its peak RSS. */
+function apply(disk: string, extra: string[] = []): Promise<MeasuredRun> {
+  return runMeasured(applyArgv({ disk, keyring: keys.pub, tufRoot: keys.tuf.root, serverUrl: srv!.url, dir: t!.dir, extra: ['--retry-base', '300ms', '--stall-timeout', '1s', ...extra] }));
 }
 
 describe('a one-shot apply through a failing server', () => {

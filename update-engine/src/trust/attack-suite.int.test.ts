@@ -9,7 +9,6 @@
  * slow retrieval) are judged by their bound: elapsed time, bytes the server
  * sent, and the peak RSS (VmHWM) of the process.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdir, open, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -20,7 +19,7 @@ import { APP_ID } from '../../../common/src/contracts.js';
 import { findPartition, partitionRange, readGpt, slotAttrs } from '../../../common/src/gpt/index.js';
 import { silentLogger } from '../../../common/src/log.js';
 import { projectRoot } from '../../../common/src/paths.js';
-import { ensureDist, makeDisk, makeKeys, makeTuf, makeUsr, tempDir, type TestTuf } from '../../test/helpers.js';
+import { ensureDist, makeDisk, makeKeys, makeTuf, makeUsr, runMeasured, tempDir, type MeasuredRun, type TestTuf } from '../../test/helpers.js';
 import { buildResponse, type UpdateOffer } from '../format/omaha.js';
 import { deltaDir, type PayloadManifest } from '../format/metadata.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
@@ -191,37 +190,10 @@ async function seen(stateDir: string, root = keys.tuf.root, at = base): Promise<
   await refreshTrust({ stateDir, initialRoot: root, metadataUrl: `${at}metadata/`, log: silentLogger });
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  peakRssMiB: number;
-}
-/** `basalt update apply --disk` as its own process, with the highest VmHWM read from /proc while it ran. */
-function apply(disk: string, mode: 'static' | 'omaha', o: { root?: string; extra?: string[] } = {}): Promise<Run> {
+/** `basalt update apply --disk` as its own process, with its time and peak RSS. */
+function apply(disk: string, mode: 'static' | 'omaha', o: { root?: string; extra?: string[] } = {}): Promise<MeasuredRun> {
   const server = mode === 'static' ? `static+${base}` : `${base}v1/update/`;
-  const argv = [join(projectRoot(), 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--tuf-root', o.root ?? keys.tuf.root, '--server', server, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--retry-base', '100ms', '--retries', '1', '--stall-timeout', '1s', '--document-timeout', '2s', ...(o.extra ?? [])];
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let peakKiB = 0;
-    const sample = setInterval(() => {
-      void readFile(`/proc/${c.pid}/status`, 'utf8').then(
-        (st) => (peakKiB = Math.max(peakKiB, Number(/^VmHWM:\s+(\d+) kB/m.exec(st)?.[1] ?? 0))),
-        () => undefined,
-      );
-    }, 20);
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.on('error', reject);
-    c.on('close', (code) => {
-      clearInterval(sample);
-      resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - t0, peakRssMiB: peakKiB / 1024 });
-    });
-  });
+  return runMeasured([join(projectRoot(), 'bin/basalt.js'), 'update', 'apply', '--disk', disk, '--booted-slot', 'A', '--state-dir', `${disk}.state`, '--tuf-root', o.root ?? keys.tuf.root, '--server', server, '--channel', 'stable', '--board', 'amd64-usr', '--root', join(t.dir, 'none'), '--retry-base', '100ms', '--retries', '1', '--stall-timeout', '1s', '--document-timeout', '2s', ...(o.extra ?? [])]);
 }
 
 /**
@@ -231,8 +203,8 @@ function apply(disk: string, mode: 'static' | 'omaha', o: { root?: string; extra
  * the lines before it are the transfer's `warn:` lines (a mirror dropped, a
  * retry), as `apply` reports them while it works.
  */
-async function refused(m: Awaited<ReturnType<typeof machine>>, r: Run, line: RegExp, warns = false): Promise<void> {
-  expect(r.code, r.stderr).toBe(1);
+async function refused(m: Awaited<ReturnType<typeof machine>>, r: MeasuredRun, line: RegExp, warns = false): Promise<void> {
+  expect(r.exitCode, r.stderr).toBe(1);
   expect(r.stdout).toBe('');
   expect(r.stderr).not.toMatch(/\n\s+at /);
   const all = r.stderr.trim().split('\n');
@@ -256,7 +228,7 @@ const readSnapshot = async (file: string) => Metadata.fromJSON(MetadataKind.Snap
 const readTargets = async (file: string) => Metadata.fromJSON(MetadataKind.Targets, await readJson(file));
 const modes = ['static', 'omaha'] as const;
 const label = (mode: (typeof modes)[number]) => (mode === 'static' ? 'static' : 'Omaha');
-const log = (what: string, r: Run) => console.log(`[attack] ${what}: exit ${r.code} in ${r.ms} ms, ${(sent / 1024).toFixed(0)} KiB sent, peak RSS ${r.peakRssMiB.toFixed(0)} MiB: ${r.stderr.trim()}`);
+const log = (what: string, r: MeasuredRun) => console.log(`[attack] ${what}: exit ${r.exitCode} in ${r.ms} ms, ${(sent / 1024).toFixed(0)} KiB sent, peak RSS ${r.peakRssMiB.toFixed(0)} MiB: ${r.stderr.trim()}`);
 
 describe("TUF's attack list against `basalt update apply` (loopback, a process per attack)", () => {
   it('the untampered repository installs in both modes (the baseline the attacks tamper with)', async () => {
@@ -264,7 +236,7 @@ describe("TUF's attack list against `basalt update apply` (loopback, a process p
       stage({ omaha: offerOf(m2) });
       const m = await machine();
       const r = await apply(m.disk, mode);
-      expect(r.code, r.stderr).toBe(0);
+      expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^updated USR-B to 2\.0\.0; reboot to use it$/m);
     }
   });
@@ -326,7 +298,7 @@ describe("TUF's attack list against `basalt update apply` (loopback, a process p
         expect(asked).not.toContain(`${dd}${mEvil.payload.file}`);
       } else {
         // Static mode looks for a delta itself: the unsigned one is dropped and the signed full release installed, nothing else.
-        expect(r.code, r.stderr).toBe(0);
+        expect(r.exitCode, r.stderr).toBe(0);
         expect(r.stdout).toMatch(/^updated USR-B to 2\.0\.0; reboot to use it$/m);
         expect(asked).toContain(`/payloads/2.0.0/${m2.payload.file}`);
         expect(asked).not.toContain(`${dd}${mEvil.payload.file}`);

@@ -4,24 +4,21 @@
  * online key only, rotation that revokes a key, and a machine following it.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { run } from '../../../common/src/exec.js';
 import { silentLogger } from '../../../common/src/log.js';
-import { tempDir, makeUsr } from '../../test/helpers.js';
+import { ensureDist, tempDir, makeUsr } from '../../test/helpers.js';
+import { cli } from '../../../common/test/helpers.js';
 import { refreshTrust, trustDir } from './client.js';
 import { channelRelease } from './decide.js';
 
-const root = fileURLToPath(new URL('../../..', import.meta.url));
 let t: Awaited<ReturnType<typeof tempDir>>;
 let srv: Server;
 let base: string;
 
 beforeAll(async () => {
-  if (!(await stat(join(root, 'dist/update-engine/src/cmd/keys.js')).then(() => true, () => false))) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false });
+  await ensureDist('dist/update-engine/src/cmd/keys.js');
   t = await tempDir('basalt-keyops-');
   srv = createServer((req, res) => {
     const file = normalize(join(t.dir, 'repo', decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
@@ -36,22 +33,12 @@ afterAll(async () => {
   await t.cleanup();
 });
 
-function basalt(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [join(root, 'bin/basalt.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
+const basalt = (args: string[]) => cli(args);
 
 async function ok(args: string[]): Promise<string> {
   const r = await basalt(args);
-  expect(r.code, `basalt ${args.join(' ')}\n${r.err}`).toBe(0);
-  return r.out;
+  expect(r.exitCode, `basalt ${args.join(' ')}\n${r.stderr}`).toBe(0);
+  return r.stdout;
 }
 
 describe('key operations of a release team (CLI)', () => {
@@ -60,23 +47,23 @@ describe('key operations of a release team (CLI)', () => {
     const repo = join(t.dir, 'repo');
     await ok(['keys', 'generate', '--out', k]);
     // The one-person set 'keys generate' wrote is not overwritten.
-    expect((await basalt(['keys', 'generate', '--tuf', '--out', k, '--name', 'online'])).err).toMatch(/online\.key\.json already exists/);
+    expect((await basalt(['keys', 'generate', '--tuf', '--out', k, '--name', 'online'])).stderr).toMatch(/online\.key\.json already exists/);
     const tk = join(t.dir, 'team');
     for (const n of ['alice', 'bob', 'carol', 'dave', 't1', 't2', 'online']) await ok(['keys', 'generate', '--tuf', '--out', tk, '--name', n]);
     const f = (n: string, kind: 'key' | 'pub') => join(tk, `${n}.${kind}.json`);
     const team = join(k, 'team-root.json');
     // One root signature is below the threshold of 2.
     const low = await basalt(['keys', 'root', '--out', team, '--sign', f('alice', 'key'), '--root-key', f('alice', 'pub'), '--root-key', f('bob', 'pub'), '--root-key', f('carol', 'pub'), '--root-threshold', '2', '--targets-key', f('t1', 'pub'), '--targets-key', f('t2', 'pub'), '--targets-threshold', '2', '--snapshot-key', f('online', 'pub'), '--timestamp-key', f('online', 'pub')]);
-    expect(low.code).toBe(1);
-    expect(low.err).toMatch(/root needs 2 signature\(s\) of root v1's 3 root key\(s\); 1 of them are at hand/);
+    expect(low.exitCode).toBe(1);
+    expect(low.stderr).toMatch(/root needs 2 signature\(s\) of root v1's 3 root key\(s\); 1 of them are at hand/);
     await ok(['keys', 'root', '--out', team, '--sign', f('alice', 'key'), '--sign', f('bob', 'key'), '--root-key', f('alice', 'pub'), '--root-key', f('bob', 'pub'), '--root-key', f('carol', 'pub'), '--root-threshold', '2', '--targets-key', f('t1', 'pub'), '--targets-key', f('t2', 'pub'), '--targets-threshold', '2', '--snapshot-key', f('online', 'pub'), '--timestamp-key', f('online', 'pub')]);
     expect(await ok(['release', 'init', '--repo', repo, '--tuf-root', team])).toMatch(/root v1 installed/);
     const usr = await makeUsr(t.dir, '1.0.0', { randomKiB: 64 });
     const rel = ['release', '--usr', usr, '--version', '1.0.0', '--channel', 'stable', '--key', join(k, 'release.key'), '--repo', repo, '--tuf-key', f('online', 'key'), '--tuf-key', f('t1', 'key')];
     // One targets key of two: refused before anything is written.
     const one = await basalt(rel);
-    expect(one.code).toBe(1);
-    expect(one.err).toMatch(/targets needs 2 signature\(s\)/);
+    expect(one.exitCode).toBe(1);
+    expect(one.stderr).toMatch(/targets needs 2 signature\(s\)/);
     await expect(stat(join(repo, 'payloads/1.0.0'))).rejects.toThrow(/ENOENT/);
     await ok([...rel, '--tuf-key', f('t2', 'key')]);
 
@@ -98,7 +85,7 @@ describe('key operations of a release team (CLI)', () => {
     expect(trusted.signed.roles.root.keyids).not.toContain(bobId);
     // bob alone (revoked) and alice cannot make root v3.
     const bad = await basalt(['keys', 'rotate', '--repo', repo, '--sign', f('bob', 'key'), '--sign', f('alice', 'key'), '--sign', f('t1', 'key'), '--sign', f('t2', 'key'), '--sign', f('online', 'key')]);
-    expect(bad.code).toBe(1);
-    expect(bad.err).toMatch(/root needs 2 signature\(s\) of root v2's 3 root key\(s\); 1 of them are at hand/);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/root needs 2 signature\(s\) of root v2's 3 root key\(s\); 1 of them are at hand/);
   });
 });
