@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { silentLogger } from '../../common/src/log.js';
 import { APP_ID } from '../../common/src/contracts.js';
 import { makeUsr, makeKeys } from './helpers.js';
-import { release } from '../src/publish/repo.js';
+import { release, setChannelStops } from '../src/publish/repo.js';
 import { readPrivateKeyFile } from '../src/publish/keys.js';
 import { startServer } from '../src/serve/server.js';
 import { openStore, type FleetStore } from '../src/fleet/store.js';
@@ -13,7 +13,7 @@ import { parseXml, kid } from '../src/format/xml.js';
 
 export const TOKEN = 'test-admin-token-0123456789abcdef';
 
-/** A repository whose stable channel is at 3.0.0, with 2.0.0 and 1.0.0 released before it. */
+/** A repository whose stable channel is at 3.0.0, with 2.0.0 and 1.0.0 released before it; 2.0.0 is a signed hold (a group may be pinned there). */
 export async function makeFleetRepo(dir: string): Promise<string> {
   const keys = await makeKeys(dir);
   const key = await readPrivateKeyFile(keys.priv);
@@ -22,6 +22,7 @@ export async function makeFleetRepo(dir: string): Promise<string> {
   for (const v of ['1.0.0', '2.0.0', '3.0.0']) {
     await release({ usr: await makeUsr(dir, v, { randomKiB: 16 }), version: v, channel: 'stable', key, repo, now, expiresMs: 86_400_000, xzLevel: 0 });
   }
+  await setChannelStops(repo, 'stable', { hold: ['2.0.0'] }, key, now, 86_400_000);
   return repo;
 }
 

@@ -139,6 +139,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     default:
       throw new UsageError(`fleet: unknown command '${cmd}'`, "see 'basalt fleet --help'");
   }
+  if (typeof r['warning'] === 'string') ctx.log.warn(`fleet: ${r['warning']}`);
   if (ctx.json) {
     ctx.out(JSON.stringify(r, null, 2) + '\n');
     return 0;

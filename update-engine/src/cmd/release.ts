@@ -3,7 +3,7 @@ import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse, intOpt, parseSize } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
 import { readPrivateKeyFile } from '../publish/keys.js';
-import { promote, refreshChannel, release, type TufPublish } from '../publish/repo.js';
+import { promote, refreshChannel, release, setChannelStops, type TufPublish } from '../publish/repo.js';
 import { parseDuration } from '../format/duration.js';
 import type { PayloadFormat, PayloadManifest } from '../format/metadata.js';
 import { publishingKeys } from './keys.js';
@@ -15,6 +15,7 @@ import { fsError } from '../../../common/src/errors.js';
 export const help = `Usage: basalt release --usr USR.img --version V --channel C --key KEY --repo DIR [options]
        basalt release promote V --from C1 --to C2 --key KEY --repo DIR [--expires 30d] [--rollout PCT]
        basalt release refresh --channel C --key KEY --repo DIR [--expires 30d] [--rollout PCT]
+       basalt release floor|hold|drop V --channel C --key KEY --repo DIR [--expires 30d]
        basalt release init --repo DIR --tuf-root ROOT.json
        basalt release timestamp --repo DIR [--tuf-key KEY] [--timestamp-expires 1d] [--snapshot-expires 30d]
 
@@ -29,6 +30,13 @@ DIR/payloads/V/, then re-signs DIR/channels/C.json (with an expiry) to point at 
  Every command that changes the repository then publishes its TUF metadata (metadata/: targets
 listing every payload, manifest and channel file with length and sha256, snapshot, timestamp),
 signed with the TUF keys (--tuf-key; default: the *.key.json beside --key except root.key.json).
+'floor V' makes the older release V a stop of channel C that every machine below V installs
+first (a multi-hop update: a machine at 1.0 goes to V, then to the channel's release). 'hold V'
+lets a fleet server keep a group at the older release V (a pin; 'basalt fleet policy --pin V').
+'drop V' removes either. Both are signed into the channel file and its TUF target: a machine
+takes an older release than the channel's only when it is a floor or hold signed this way, so a
+server cannot replay an old release. Releases and promotions keep the stops older than the new
+version.
 'init' installs root v1 (made by 'basalt keys generate' or 'basalt keys root') into a new
 repository; the first release does it too, from --tuf-root or the root.json beside --key.
 'timestamp' re-signs snapshot and timestamp with a fresh expiry using only the online keys:
@@ -70,7 +78,7 @@ function payloadFormatOpt(v: string | undefined): PayloadFormat | undefined {
 }
 
 export async function run(ctx: CommandContext): Promise<number> {
-  const sub = ['promote', 'refresh', 'init', 'timestamp'].includes(ctx.args[0] ?? '') ? ctx.args[0] : undefined;
+  const sub = ['promote', 'refresh', 'init', 'timestamp', 'floor', 'hold', 'drop'].includes(ctx.args[0] ?? '') ? ctx.args[0] : undefined;
   const { values, positionals } = parse(
     sub ? ctx.args.slice(1) : ctx.args,
     {
@@ -142,6 +150,14 @@ export async function run(ctx: CommandContext): Promise<number> {
     if (!v) throw new UsageError('release promote: the version is required');
     const meta = await promote(repo, v, need('from'), need('to'), key, now, expiresMs, rollout, tuf);
     ctx.out(ctx.json ? JSON.stringify(meta) + '\n' : `promoted ${v} from ${values.from} to ${values.to} (expires ${meta.expires})\n`);
+    return 0;
+  }
+  if (sub === 'floor' || sub === 'hold' || sub === 'drop') {
+    const v = positionals[0];
+    if (!v || positionals.length > 1) throw new UsageError(`release ${sub}: one version is required`);
+    const meta = await setChannelStops(repo, need('channel'), { [sub]: [v] }, key, now, expiresMs, tuf);
+    const list = (l: string[] | undefined) => (l?.length ? l.join(', ') : 'none');
+    ctx.out(ctx.json ? JSON.stringify(meta) + '\n' : `channel ${meta.channel} at ${meta.version} re-signed: floors ${list(meta.floors)}; holds ${list(meta.holds)}\n`);
     return 0;
   }
   if (sub === 'refresh') {

@@ -47,6 +47,21 @@ describe('decideUpdate', () => {
     expect(decideUpdate(base({ policy: { floorVersion: '2.5.0', waves: [{ afterMs: 100 * D, percent: 100 }] } }))).toMatchObject({ offer: true, version: '2.5.0', why: 'floor version 2.5.0 first' });
     expect(decideUpdate(base({ policy: { maxUpdates: 3 } }))).toMatchObject({ offer: true, counted: true });
   });
+  it("applies the channel's signed floors to every group, and offers a pin or floor only when the channel signed it", () => {
+    const signed = { channel: 'stable', floors: ['2.2.0'], holds: ['2.5.0'] };
+    const all = { waves: [{ afterMs: 0, percent: 100 }] };
+    expect(targetVersion({}, '3.0.0', '2.0.0', signed.floors)).toBe('2.2.0');
+    expect(decideUpdate(base({ policy: all, signed }))).toMatchObject({ offer: true, version: '2.2.0', why: 'floor version 2.2.0 first' });
+    expect(decideUpdate(base({ policy: all, machineVersion: '2.2.0', signed }))).toMatchObject({ offer: true, version: '3.0.0' });
+    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.5.0' }, machineVersion: '2.2.0', signed }))).toMatchObject({ offer: true, version: '2.5.0', why: 'pinned at 2.5.0' });
+    // Below a signed floor, the floor comes before the pin.
+    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.5.0' }, signed }))).toMatchObject({ offer: true, version: '2.2.0' });
+    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.4.0' }, signed }))).toEqual({ offer: false, why: "pinned version 2.4.0 is not a signed hold of channel stable: run 'basalt release hold 2.4.0 --channel stable'" });
+    expect(decideUpdate(base({ policy: { ...all, floorVersion: '2.1.0' }, signed }))).toMatchObject({ offer: false, why: expect.stringMatching(/basalt release floor 2\.1\.0 --channel stable/) });
+    // A pin at or past the channel's release needs no signature.
+    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '9.0.0' }, machineVersion: '2.2.0', signed }))).toMatchObject({ offer: true, version: '3.0.0' });
+  });
+
   it('counts the rate limit per period', () => {
     expect(underRateLimit({ maxUpdates: 2 }, 1)).toBe(true);
     expect(underRateLimit({ maxUpdates: 2 }, 2)).toBe(false);

@@ -128,18 +128,46 @@ export interface DecideInput {
   machineId: string;
   machineVersion: string;
   now: Date;
+  /**
+   * The channel's signed floors and holds (its channel file). Machines take an
+   * older release than the channel's only when it is one of these, so a pin or
+   * floor that is not gets noupdate with the command that signs it; the signed
+   * floors apply to every group. Absent = not checked (policy tests).
+   */
+  signed?: SignedStops | undefined;
 }
 
 export type Decision =
   | { offer: true; version: string; why: string; counted: boolean }
   | { offer: false; why: string };
 
-/** The version a machine should go to under the pin and floor (undefined = none is newer than what it runs). */
-export function targetVersion(p: Policy, channelVersion: string, machineVersion: string): string | undefined {
+/**
+ * The version a machine should go to under the pin and the floors (the
+ * policy's and the channel's signed ones): the lowest floor above it, else
+ * the pin or the channel's release (undefined = none is newer than what it runs).
+ */
+export function targetVersion(p: Policy, channelVersion: string, machineVersion: string, signedFloors: readonly string[] = []): string | undefined {
   let target = channelVersion;
   if (p.pinnedVersion && compareVersions(p.pinnedVersion, target) < 0) target = p.pinnedVersion;
-  if (p.floorVersion && compareVersions(machineVersion, p.floorVersion) < 0 && compareVersions(p.floorVersion, target) < 0) target = p.floorVersion;
+  for (const f of [...signedFloors, ...(p.floorVersion ? [p.floorVersion] : [])]) {
+    if (compareVersions(machineVersion, f) < 0 && compareVersions(f, target) < 0) target = f;
+  }
   return compareVersions(target, machineVersion) > 0 ? target : undefined;
+}
+
+/** A channel's signed floors and holds, as its channel file lists them. */
+export interface SignedStops {
+  channel: string;
+  floors: readonly string[];
+  holds: readonly string[];
+}
+
+/** Why a policy's pin or floor cannot reach a machine (not signed into the channel), with the command that signs it; undefined = signed. */
+export function unsignedStop(p: Policy, channelVersion: string, signed: SignedStops): string | undefined {
+  const ok = (v: string) => compareVersions(v, channelVersion) >= 0 || signed.floors.includes(v) || signed.holds.includes(v);
+  if (p.pinnedVersion && !ok(p.pinnedVersion)) return `pinned version ${p.pinnedVersion} is not a signed hold of channel ${signed.channel}: run 'basalt release hold ${p.pinnedVersion} --channel ${signed.channel}'`;
+  if (p.floorVersion && !ok(p.floorVersion)) return `floor version ${p.floorVersion} is not a signed floor of channel ${signed.channel}: run 'basalt release floor ${p.floorVersion} --channel ${signed.channel}'`;
+  return undefined;
 }
 
 /**
@@ -150,7 +178,12 @@ export function targetVersion(p: Policy, channelVersion: string, machineVersion:
 export function decideUpdate(i: DecideInput): Decision {
   const p = i.policy;
   if (!isVersion(i.machineVersion)) return { offer: false, why: `client version '${i.machineVersion}' is not a version` };
-  const target = targetVersion(p, i.channelVersion, i.machineVersion);
+  if (i.signed) {
+    const why = unsignedStop(p, i.channelVersion, i.signed);
+    if (why) return { offer: false, why };
+  }
+  const floors = i.signed?.floors ?? [];
+  const target = targetVersion(p, i.channelVersion, i.machineVersion, floors);
   if (!target) return { offer: false, why: `client is at ${i.machineVersion}, group's target is ${p.pinnedVersion && compareVersions(p.pinnedVersion, i.channelVersion) < 0 ? `${p.pinnedVersion} (pinned)` : i.channelVersion}` };
   if (p.paused) return { offer: false, why: 'the rollout is paused' };
   if (p.officeHours && !inOfficeHours(p.officeHours, i.now)) return { offer: false, why: 'outside office hours' };
@@ -163,7 +196,7 @@ export function decideUpdate(i: DecideInput): Decision {
     if (!inPercent(i.machineId, target, percent)) return { offer: false, why: `outside the ${percent}% rollout of ${target}` };
   }
   const counted = p.maxUpdates !== undefined;
-  return { offer: true, version: target, why: target === i.channelVersion ? 'in the rollout' : target === p.floorVersion ? `floor version ${target} first` : `pinned at ${target}`, counted };
+  return { offer: true, version: target, why: target === i.channelVersion ? 'in the rollout' : target === p.floorVersion || floors.includes(target) ? `floor version ${target} first` : `pinned at ${target}`, counted };
 }
 
 /** Whether one more update fits the period, given the updates already offered in it. */

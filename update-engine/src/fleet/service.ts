@@ -18,7 +18,7 @@ import { isVersion } from '../format/version.js';
 import type { OfferDecision } from '../format/offer.js';
 import { UE_ERRORS } from '../errors.js';
 import { readBody } from '../serve/body.js';
-import { autoPauseReason, decideUpdate, parsePolicy, policyJson, policyPeriodMs, wavePercent, type Policy } from './policy.js';
+import { autoPauseReason, decideUpdate, parsePolicy, policyJson, policyPeriodMs, unsignedStop, wavePercent, type Policy } from './policy.js';
 import { isRollbackEvent, type FleetStore, type Group } from './store.js';
 import { FleetMetrics } from './metrics.js';
 import { parseFleetLockBody, type FleetLock } from './fleetlock.js';
@@ -146,7 +146,7 @@ export class FleetService {
       }
     }
     const policy: Policy = { ...g.policy, paused };
-    const d = decideUpdate({ policy, channelVersion: ch.version, channelPercent: ch.rollout.percent, rolloutStartedMs: started, machineId: a.machineId, machineVersion: a.version, now });
+    const d = decideUpdate({ policy, channelVersion: ch.version, channelPercent: ch.rollout.percent, rolloutStartedMs: started, machineId: a.machineId, machineVersion: a.version, now, signed: { channel: ch.channel, floors: ch.floors ?? [], holds: ch.holds ?? [] } });
     if (!d.offer) return no(d.why);
     const target = d.version === ch.version ? ch : await this.release(ch, d.version);
     if (!target) return no(`release ${d.version} is not in the repository`);
@@ -288,6 +288,18 @@ export class FleetService {
     return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)).filter((n) => GROUP_RE.test(n));
   }
 
+  /**
+   * A group's view, with a warning when its pin or floor is not signed into
+   * its channel (machines would refuse it, so the server offers nothing then).
+   */
+  private async withWarning(g: Group): Promise<Record<string, unknown>> {
+    const v = groupView(g);
+    const p = join(this.o.repo, 'channels', `${g.channel}.json`);
+    const ch = await readFile(p, 'utf8').then((t) => peekEnvelope(t, p) as ChannelMeta, () => undefined);
+    const why = ch ? unsignedStop(g.policy, ch.version, { channel: ch.channel, floors: ch.floors ?? [], holds: ch.holds ?? [] }) : undefined;
+    return why ? { ...v, warning: `${why}; until then machines of group ${g.id} are offered nothing` } : v;
+  }
+
   /** The admin API: a small set of JSON resources. */
   private async admin(method: string, parts: string[], q: URLSearchParams, body: unknown): Promise<unknown> {
     const store = this.o.store;
@@ -313,7 +325,7 @@ export class FleetService {
         const channel = b['channel'];
         if (typeof channel !== 'string' || !GROUP_RE.test(channel)) throw new BasaltError(UE_ERRORS.E_FLEET_INVALID, `channel: '${String(channel)}' is not a channel name`);
         const g = await store.putGroup(groupName(id), channel, now);
-        return groupView(b['policy'] !== undefined ? await store.setPolicy(g.id, parsePolicy(b['policy'])) : g);
+        return this.withWarning(b['policy'] !== undefined ? await store.setPolicy(g.id, parsePolicy(b['policy'])) : g);
       }
       if (method === 'DELETE') {
         if (!(await store.deleteGroup(groupName(id)))) throw new BasaltError(UE_ERRORS.E_FLEET_NOT_FOUND, `no group '${id}'`);
@@ -322,7 +334,7 @@ export class FleetService {
     }
     if (res === 'groups' && id && sub === 'policy' && method === 'PUT') {
       await known(id);
-      return groupView(await store.setPolicy(id, parsePolicy(body)));
+      return this.withWarning(await store.setPolicy(id, parsePolicy(body)));
     }
     if (res === 'groups' && id && (sub === 'pause' || sub === 'resume') && method === 'POST') {
       await known(id);

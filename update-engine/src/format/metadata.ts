@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import { BasaltError } from '../../../common/src/errors.js';
 import { verifyDetached, type Keyring } from './signature.js';
-import { checkVersion } from './version.js';
+import { checkVersion, isVersion } from './version.js';
 import { UE_ERRORS } from '../errors.js';
 import { CONTRACT_ERRORS } from '../../../common/src/contracts.js';
 
@@ -136,6 +136,15 @@ export interface ChannelMeta {
   issued: string;
   expires: string;
   rollout: { percent: number };
+  /**
+   * Older releases of this repository that every machine below must install
+   * first (multi-hop), ascending; absent = none. Signed with the channel, and
+   * copied into its TUF target, so a machine takes a floor only when the
+   * publisher named it.
+   */
+  floors?: string[];
+  /** Older releases a fleet server may hold a group at (a pin), ascending; absent = none. */
+  holds?: string[];
 }
 
 export interface Envelope {
@@ -291,6 +300,10 @@ export function validateChannel(raw: unknown, what: string, expectChannel: strin
     });
   }
   field(o, 'manifest', 'string', what);
+  for (const k of ['floors', 'holds'] as const) {
+    const v = o[k];
+    if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string' && isVersion(x)))) throw new BasaltError(UE_ERRORS.E_METADATA_INVALID, `${what}: '${k}' is not a list of versions`);
+  }
   return raw as ChannelMeta;
 }
 

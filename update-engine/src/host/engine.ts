@@ -22,7 +22,7 @@ import { APP_ID, SLOT_PARTLABEL, STATIC_SERVER_PREFIX, otherSlot, slotKey, type 
 import { deltaDir, peekEnvelope, validateChannel, validateManifest, type ChannelMeta, type PayloadManifest } from '../format/metadata.js';
 import { decideOffer, deltaOfferFromChannel, offerFromChannel } from '../format/offer.js';
 import { refreshTrust } from '../trust/client.js';
-import { channelRelease, checkBytes, checkChannelFile, checkManifestPayload, checkOffer, manifestTargetFor, repoUrlFromCodebase, type ChannelRelease, type TrustedTargets } from '../trust/decide.js';
+import { channelRelease, checkBytes, checkChannelFile, checkManifestPayload, checkOffer, manifestTargetFor, nextStop, releaseManifest, releasePayload, repoUrlFromCodebase, type ChannelRelease, type TrustedTargets } from '../trust/decide.js';
 import { downloadOffer, finalize, MAX_MANIFEST_BYTES, readProgress, verifySlot, progressPath, type ApplyDeps, type Identity } from './apply.js';
 import type { HttpOptions } from './http.js';
 import type { Esp } from './esp.js';
@@ -94,7 +94,8 @@ export class Engine {
   /** The client of the check, events and static channel files: each a small document, within http.documentMs as a whole. */
   private docClient: Got | undefined;
   /** The TUF targets verified by the last check, and the channel's release in them. */
-  private trusted: { targets: TrustedTargets; release: ChannelRelease } | undefined;
+  /** The verified targets of the offer being taken, and the version they allow it to be. */
+  private trusted: { targets: TrustedTargets; release: ChannelRelease; version: string } | undefined;
   private work: Promise<void> = Promise.resolve();
   private listeners = new Set<(s: Status) => void>();
   private stopped = false;
@@ -543,8 +544,8 @@ export class Engine {
   /** Takes an offer only when it is the channel's signed release (version and payload target). */
   private async trustOffer(offer: UpdateOffer, repoUrl: string): Promise<void> {
     const t = await this.refreshChannel(repoUrl);
-    checkOffer(offer, t.release, t.targets);
-    this.trusted = t;
+    checkOffer(offer, t.release, t.targets, this.env.me.version);
+    this.trusted = { ...t, version: offer.version };
   }
 
   /** The cap of a manifest fetch: the longest signed manifest target of the release (a manifest over it cannot be one). */
@@ -552,7 +553,7 @@ export class Engine {
     const t = this.trusted;
     if (!t) return MAX_MANIFEST_BYTES;
     let max = 0;
-    for (const tg of t.targets.targets.values()) if (tg.basalt['kind'] === 'manifest' && tg.basalt['version'] === t.release.version) max = Math.max(max, tg.length);
+    for (const tg of t.targets.targets.values()) if (tg.basalt['kind'] === 'manifest' && tg.basalt['version'] === t.version) max = Math.max(max, tg.length);
     return max || MAX_MANIFEST_BYTES;
   }
 
@@ -561,7 +562,7 @@ export class Engine {
     const t = this.trusted;
     if (!t) throw new BasaltError(UE_ERRORS.E_TUF_NOT_TARGET, `${url}: no verified TUF targets for this offer`);
     const bytes = Buffer.from(text, 'utf8');
-    const target = manifestTargetFor(url, bytes, t.release.version, t.targets);
+    const target = manifestTargetFor(url, bytes, t.version, t.targets);
     checkBytes(bytes, target, url);
     const m = validateManifest(peekEnvelope(text, url), url);
     checkManifestPayload(m, target, t.targets);
@@ -584,9 +585,12 @@ export class Engine {
     const ch = validateChannel(peekEnvelope(text, url), url, this.env.me.channel, new Date(0));
     checkChannelFile(ch, t.release);
     if (!decideOffer(ch, { machineId: this.env.machineId, version: this.env.me.version, board: this.env.me.board }).offer) return { status: 'noupdate' };
-    this.trusted = t;
-    const offer = (await this.staticDelta(ch, b)) ?? offerFromChannel(ch, b);
-    checkOffer(offer, t.release, t.targets);
+    // A signed floor between this machine and the head is taken first (multi-hop); its files are signed targets.
+    const next = nextStop(t.release, this.env.me.version) ?? ch.version;
+    const stop = next === ch.version ? ch : stopChannel(ch, t.targets, t.release, next);
+    this.trusted = { ...t, version: next };
+    const offer = (await this.staticDelta(stop, b)) ?? offerFromChannel(stop, b);
+    checkOffer(offer, t.release, t.targets, this.env.me.version);
     return { status: 'ok', offer };
   }
 
@@ -614,6 +618,13 @@ export class Engine {
     this.ps.blocked = [];
     return this.save();
   }
+}
+
+/** The channel file's view of a signed floor: its manifest and payload targets in place of the head's. */
+function stopChannel(ch: ChannelMeta, t: TrustedTargets, rel: ChannelRelease, version: string): ChannelMeta {
+  const m = releaseManifest(t, rel, version);
+  const p = releasePayload(t, version);
+  return { ...ch, version, manifest: m.path, manifestSha256: m.sha256, payload: { path: p.path, size: p.length, sha256: p.sha256 } };
 }
 
 function sameEvent(a: OmahaEvent, b: OmahaEvent): boolean {

@@ -369,7 +369,7 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
     for (const from of new Set(o.deltaFrom ?? [])) deltas.push(await writeDelta(o, manifest, from, join(tmp, deltaDir(from))));
     await publishPayloadDir(tmp, plan.dest);
     const { current } = plan;
-    const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1);
+    const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1, current ?? {});
     return { manifest, channel, deltas, tuf: await publishTuf(o.repo, o.tuf, o.now) };
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -466,7 +466,15 @@ export async function currentChannel(repo: string, channel: string): Promise<Cha
   return peekEnvelope(text, p) as ChannelMeta;
 }
 
-async function publishChannel(repo: string, channel: string, m: PayloadManifest, key: openpgp.PrivateKey, now: Date, expiresMs: number, percent: number, serial: number): Promise<ChannelMeta> {
+/** The floors and holds a channel at `version` keeps: those older than it. Pure. */
+export function keptStops(cur: Pick<ChannelMeta, 'floors' | 'holds'> | undefined, version: string): Pick<ChannelMeta, 'floors' | 'holds'> {
+  const keep = (l: string[] | undefined) => [...new Set(l ?? [])].filter((v) => compareVersions(v, version) < 0).sort(compareVersions);
+  const floors = keep(cur?.floors);
+  const holds = keep(cur?.holds);
+  return { ...(floors.length ? { floors } : {}), ...(holds.length ? { holds } : {}) };
+}
+
+async function publishChannel(repo: string, channel: string, m: PayloadManifest, key: openpgp.PrivateKey, now: Date, expiresMs: number, percent: number, serial: number, stops: Pick<ChannelMeta, 'floors' | 'holds'>): Promise<ChannelMeta> {
   const mpath = `payloads/${m.version}/manifest.json`;
   const mtext = await readFile(join(repo, mpath));
   const meta: ChannelMeta = {
@@ -482,6 +490,7 @@ async function publishChannel(repo: string, channel: string, m: PayloadManifest,
     issued: now.toISOString(),
     expires: new Date(now.getTime() + expiresMs).toISOString(),
     rollout: { percent },
+    ...keptStops(stops, m.version),
   };
   await writeFileAtomic(join(repo, 'channels', `${channel}.json`), await seal(meta, key));
   return meta;
@@ -512,7 +521,7 @@ export async function promote(repo: string, version: string, from: string, to: s
   if (!m.channels.includes(from) && src?.version !== version) throw new BasaltError(UE_ERRORS.E_PROMOTE_SOURCE, `version ${version} was not released to channel ${from} (it is in: ${m.channels.join(', ')})`);
   const cur = await currentChannel(repo, to);
   if (cur && compareVersions(version, cur.version) <= 0) throw new BasaltError(UE_ERRORS.E_VERSION_NOT_NEWER, `channel ${to} is at ${cur.version}; ${version} is not newer`);
-  const meta = await publishChannel(repo, to, m, key, now, expiresMs, rollout ?? cur?.rollout.percent ?? 100, (cur?.serial ?? 0) + 1);
+  const meta = await publishChannel(repo, to, m, key, now, expiresMs, rollout ?? cur?.rollout.percent ?? 100, (cur?.serial ?? 0) + 1, cur ?? {});
   await publishTuf(repo, tuf, now);
   return meta;
 }
@@ -522,7 +531,41 @@ export async function refreshChannel(repo: string, channel: string, key: openpgp
   const cur = await currentChannel(repo, checkChannel(channel));
   if (!cur) throw new BasaltError(UE_ERRORS.E_CHANNEL_UNKNOWN, `channel ${channel} has no release in ${repo}`);
   const m = await readRepoManifest(repo, cur.version);
-  const meta = await publishChannel(repo, channel, m, key, now, expiresMs, rollout ?? cur.rollout.percent, cur.serial + 1);
+  const meta = await publishChannel(repo, channel, m, key, now, expiresMs, rollout ?? cur.rollout.percent, cur.serial + 1, cur);
+  await publishTuf(repo, tuf, now);
+  return meta;
+}
+
+/** What `basalt release floor|hold|drop` changes in a channel's stops. */
+export interface StopChange {
+  floor?: string[];
+  hold?: string[];
+  drop?: string[];
+}
+
+/**
+ * Adds or drops a channel's floors and holds and re-signs it (and the TUF
+ * targets, which carry them). A stop must be a release of this repository,
+ * of the channel's board, older than the channel's release; all are checked
+ * before anything is written.
+ */
+export async function setChannelStops(repo: string, channel: string, change: StopChange, key: openpgp.PrivateKey, now: Date, expiresMs: number, tuf?: TufPublish): Promise<ChannelMeta> {
+  const cur = await currentChannel(repo, checkChannel(channel));
+  if (!cur) throw new BasaltError(UE_ERRORS.E_CHANNEL_UNKNOWN, `channel ${channel} has no release in ${repo}`);
+  for (const v of [...(change.floor ?? []), ...(change.hold ?? [])]) {
+    checkVersion(v, 'version');
+    if (compareVersions(v, cur.version) >= 0) throw new BasaltError(UE_ERRORS.E_CHANNEL_STOP, `${v}: channel ${channel} is at ${cur.version}; a floor or hold is an older release`);
+    const m = await readRepoManifest(repo, v).catch(() => undefined);
+    if (!m) throw new BasaltError(UE_ERRORS.E_CHANNEL_STOP, `${v}: not released in ${repo} (no payloads/${v}/manifest.json)`);
+    if (m.board !== cur.board) throw new BasaltError(UE_ERRORS.E_CHANNEL_STOP, `${v}: is for board ${m.board}, channel ${channel} for ${cur.board}`);
+  }
+  const drop = new Set(change.drop ?? []);
+  for (const v of drop) {
+    if (!cur.floors?.includes(v) && !cur.holds?.includes(v)) throw new BasaltError(UE_ERRORS.E_CHANNEL_STOP, `${v}: is not a floor or hold of channel ${channel}`);
+  }
+  const next = (l: string[] | undefined, add: string[] | undefined) => [...(l ?? []), ...(add ?? [])].filter((v) => !drop.has(v));
+  const m = await readRepoManifest(repo, cur.version);
+  const meta = await publishChannel(repo, channel, m, key, now, expiresMs, cur.rollout.percent, cur.serial + 1, { floors: next(cur.floors, change.floor), holds: next(cur.holds, change.hold) });
   await publishTuf(repo, tuf, now);
   return meta;
 }

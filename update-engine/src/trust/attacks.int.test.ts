@@ -102,7 +102,7 @@ describe("TUF's attacks against the update path (loopback)", () => {
     expect(channelRelease(tt, 'stable').version).toBe('2.0.0');
     expect(channelRelease(tt, 'beta').version).toBe('3.0.0');
     const { rel, offer } = await channelOffer(tt, 'stable');
-    expect(checkOffer(offer, rel, tt).path).toBe('payloads/2.0.0/usr.img.payload');
+    expect(checkOffer(offer, rel, tt, '1.0.0').path).toBe('payloads/2.0.0/usr.img.payload');
     const ts = JSON.parse(await readFile(join(trustDir(m.stateDir), 'timestamp.json'), 'utf8')) as { signed: { version: number } };
     expect(ts.signed.version).toBe(3);
   });
@@ -143,8 +143,8 @@ describe("TUF's attacks against the update path (loopback)", () => {
     reset();
     const tt = await (await machine()).refresh();
     const { rel, offer } = await channelOffer(tt, 'stable');
-    expect(() => checkOffer({ ...offer, sha256Hex: 'ab'.repeat(32) }, rel, tt)).toThrow(/is not a signed payload target of 2\.0\.0/);
-    expect(() => checkOffer({ ...offer, packageName: 'evil.payload' }, rel, tt)).toThrow(/E_TUF_NOT_TARGET|not a signed payload target/);
+    expect(() => checkOffer({ ...offer, sha256Hex: 'ab'.repeat(32) }, rel, tt, '1.0.0')).toThrow(/is not a signed payload target of 2\.0\.0/);
+    expect(() => checkOffer({ ...offer, packageName: 'evil.payload' }, rel, tt, '1.0.0')).toThrow(/E_TUF_NOT_TARGET|not a signed payload target/);
     const manifest = await readFile(join(repo, rel.manifest.path));
     const bad = Buffer.from(manifest);
     bad[bad.length - 3] = bad[bad.length - 3]! ^ 1;
@@ -156,9 +156,9 @@ describe("TUF's attacks against the update path (loopback)", () => {
     const tt = await (await machine()).refresh();
     const { rel } = await channelOffer(tt, 'stable');
     const beta = (await channelOffer(tt, 'beta')).offer;
-    expect(() => checkOffer(beta, rel, tt)).toThrow(/the server offered 3\.0\.0, but channel stable's signed targets \(v\d+\) are at 2\.0\.0/);
+    expect(() => checkOffer(beta, rel, tt, '1.0.0')).toThrow(/the server offered 3\.0\.0, but channel stable's signed targets \(v\d+\) are at 2\.0\.0/);
     const v1 = offerFromChannel(peekEnvelope(await readFile(join(repoV1, 'channels/stable.json'), 'utf8'), 'v1') as ChannelMeta, base);
-    expect(() => checkOffer(v1, rel, tt)).toThrow(/offered 1\.0\.0/);
+    expect(() => checkOffer(v1, rel, tt, '1.0.0')).toThrow(/offered 1\.0\.0/);
   });
 
   it('promote keeps the channel-to-manifest binding: the manifest is untouched, both channels name its signed hash', async () => {

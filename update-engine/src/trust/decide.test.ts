@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { channelRelease, checkBytes, checkChannelFile, checkManifestPayload, checkOffer, manifestTargetFor, repoUrlFromCodebase, type TrustedTarget, type TrustedTargets } from './decide.js';
+import { acceptableVersions, channelRelease, checkBytes, checkChannelFile, checkManifestPayload, checkOffer, manifestTargetFor, nextStop, releaseManifest, releasePayload, repoUrlFromCodebase, type TrustedTarget, type TrustedTargets } from './decide.js';
 import type { ChannelMeta, PayloadManifest } from '../format/metadata.js';
 import type { UpdateOffer } from '../format/omaha.js';
 
@@ -35,10 +35,10 @@ describe('the decisions the verified TUF targets make', () => {
 
   it("accepts the channel's payload; refuses another version (replay, freeze), another channel's release (wrong software) and an unsigned payload (arbitrary installation)", () => {
     const rel = channelRelease(targets, 'stable');
-    expect(checkOffer(offer('2.0.0', 'usr.img.payload', 'p2'), rel, targets).path).toBe('payloads/2.0.0/usr.img.payload');
-    expect(() => checkOffer(offer('1.5.0', 'usr.img.payload', 'p1'), rel, targets)).toThrow(/the server offered 1\.5\.0, but channel stable's signed targets \(v7\) are at 2\.0\.0/);
-    expect(() => checkOffer(offer('3.0.0', 'usr.img.payload', 'p3'), rel, targets)).toThrow(/offered 3\.0\.0/);
-    expect(() => checkOffer(offer('2.0.0', 'usr.img.payload', 'evil'), rel, targets)).toThrow(/is not a signed payload target of 2\.0\.0/);
+    expect(checkOffer(offer('2.0.0', 'usr.img.payload', 'p2'), rel, targets, '1.0.0').path).toBe('payloads/2.0.0/usr.img.payload');
+    expect(() => checkOffer(offer('1.5.0', 'usr.img.payload', 'p1'), rel, targets, '1.0.0')).toThrow(/the server offered 1\.5\.0, but channel stable's signed targets \(v7\) are at 2\.0\.0/);
+    expect(() => checkOffer(offer('3.0.0', 'usr.img.payload', 'p3'), rel, targets, '1.0.0')).toThrow(/offered 3\.0\.0/);
+    expect(() => checkOffer(offer('2.0.0', 'usr.img.payload', 'evil'), rel, targets, '1.0.0')).toThrow(/is not a signed payload target of 2\.0\.0/);
   });
 
   it('refuses a channel file whose manifestSha256 is another manifest (mix-and-match)', () => {
@@ -79,5 +79,53 @@ describe('the decisions the verified TUF targets make', () => {
     expect(repoUrlFromCodebase('http://h/payloads/2.0.0/delta-from-1.0.0/', '2.0.0')).toBe('http://h/');
     expect(repoUrlFromCodebase('http://h/bad/', '2.0.0')).toBeUndefined();
     expect(repoUrlFromCodebase('http://h/payloads/2x0x0/', '2.0.0')).toBeUndefined();
+  });
+
+  describe('signed floors and holds', () => {
+    const t: TrustedTargets = {
+      version: 9,
+      targets: new Map(
+        [
+          tg('channels/stable.json', 'stable', { kind: 'channel', channel: 'stable', version: '4.0.0', manifest: 'payloads/4.0.0/manifest.json', floors: ['2.0.0'], holds: ['3.0.0', '4.0.0'] }),
+          tg('channels/odd.json', 'odd', { kind: 'channel', channel: 'odd', version: '4.0.0', manifest: 'payloads/4.0.0/manifest.json', floors: ['2.5.0'] }),
+          tg('channels/junk.json', 'junk', { kind: 'channel', channel: 'junk', version: '4.0.0', manifest: 'payloads/4.0.0/manifest.json', holds: 'x' }),
+          ...['1.0.0', '2.0.0', '3.0.0', '4.0.0'].flatMap((v) => [tg(`payloads/${v}/manifest.json`, `m${v}`, { kind: 'manifest', version: v }), tg(`payloads/${v}/usr.img.payload`, `p${v}`, { kind: 'payload', version: v }), tg(`payloads/${v}/delta-from-0.9.0/usr.img.payload`, `d${v}`, { kind: 'payload', version: v })]),
+        ].map((x) => [x.path, x]),
+      ),
+    };
+    const rel = channelRelease(t, 'stable');
+
+    it('reads them from the channel target (a hold at the head is no stop), and refuses ones without a signed manifest or not versions', () => {
+      expect(rel.floors).toEqual(['2.0.0']);
+      expect(rel.holds).toEqual(['3.0.0']);
+      expect(() => channelRelease(t, 'odd')).toThrow(/its floor 2\.5\.0 has no signed manifest target/);
+      expect(() => channelRelease(t, 'junk')).toThrow(/custom basalt\.holds .* is not a list of versions/);
+    });
+
+    it('a machine below a floor goes to the floor first, then to a hold or the head; never back', () => {
+      expect(nextStop(rel, '1.0.0')).toBe('2.0.0');
+      expect(acceptableVersions(rel, '1.0.0')).toEqual(['2.0.0']);
+      expect(nextStop(rel, '2.0.0')).toBe('4.0.0');
+      expect(acceptableVersions(rel, '2.0.0')).toEqual(['3.0.0', '4.0.0']);
+      expect(acceptableVersions(rel, '3.0.0')).toEqual(['4.0.0']);
+      expect(nextStop(rel, '4.0.0')).toBeUndefined();
+      expect(acceptableVersions(rel, '4.1.0')).toEqual(['4.0.0']);
+    });
+
+    it('takes a floor or hold offer the signed targets allow; refuses a skipped floor, an old release and a hold below the machine', () => {
+      const o = (v: string) => offer(v, 'usr.img.payload', `p${v}`);
+      expect(checkOffer(o('2.0.0'), rel, t, '1.0.0').path).toBe('payloads/2.0.0/usr.img.payload');
+      expect(checkOffer(o('3.0.0'), rel, t, '2.0.0').path).toBe('payloads/3.0.0/usr.img.payload');
+      expect(() => checkOffer(o('4.0.0'), rel, t, '1.0.0')).toThrow(/offered 4\.0\.0, but channel stable's signed targets \(v9\) allow 2\.0\.0 for a machine at 1\.0\.0/);
+      expect(() => checkOffer(o('3.0.0'), rel, t, '1.0.0')).toThrow(/allow 2\.0\.0 for a machine at 1\.0\.0/);
+      expect(() => checkOffer(o('1.0.0'), rel, t, '0.9.0')).toThrow(/offered 1\.0\.0/);
+      expect(() => checkOffer(o('3.0.0'), rel, t, '3.5.0')).toThrow(/offered 3\.0\.0, but channel stable's signed targets \(v9\) are at 4\.0\.0/);
+    });
+
+    it("finds a stop's manifest and full payload targets; refuses a version that is not a stop", () => {
+      expect(releaseManifest(t, rel, '2.0.0').path).toBe('payloads/2.0.0/manifest.json');
+      expect(releasePayload(t, '2.0.0').path).toBe('payloads/2.0.0/usr.img.payload');
+      expect(() => releaseManifest(t, rel, '1.0.0')).toThrow(/1\.0\.0 is not its release, a signed floor or a signed hold/);
+    });
   });
 });

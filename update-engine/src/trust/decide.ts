@@ -10,6 +10,7 @@ import { UE_ERRORS } from '../errors.js';
 import type { ChannelMeta, PayloadManifest } from '../format/metadata.js';
 import type { UpdateOffer } from '../format/omaha.js';
 import { ErrorCode } from '../format/omaha.js';
+import { compareVersions, isVersion } from '../format/version.js';
 
 /** One target as the verified targets metadata lists it. */
 export interface TrustedTarget {
@@ -33,6 +34,10 @@ export interface ChannelRelease {
   version: string;
   channelFile: TrustedTarget;
   manifest: TrustedTarget;
+  /** Signed floors: older releases every machine below must pass through (multi-hop), ascending. */
+  floors: string[];
+  /** Signed holds: older releases a server may keep a group at (a pin), ascending. */
+  holds: string[];
 }
 
 const refuse = (message: string, hint?: string) => new BasaltError(UE_ERRORS.E_TUF_NOT_TARGET, message, { details: { errorCode: ErrorCode.DownloadPayloadPubKeyVerificationError }, hint });
@@ -47,7 +52,44 @@ export function channelRelease(t: TrustedTargets, channel: string): ChannelRelea
   if (typeof version !== 'string' || typeof mpath !== 'string') throw refuse(`${path}: its target in targets v${t.version} has no custom basalt.version and basalt.manifest`);
   const manifest = t.targets.get(mpath);
   if (manifest?.basalt['version'] !== version) throw refuse(`channel ${channel}: the manifest ${mpath} it names is not a signed target of version ${version} (targets v${t.version})`);
-  return { channel, version, channelFile, manifest };
+  const stops = (field: 'floors' | 'holds'): string[] => {
+    const raw = channelFile.basalt[field] ?? [];
+    if (!Array.isArray(raw) || !raw.every((v): v is string => typeof v === 'string' && isVersion(v))) throw refuse(`${path}: custom basalt.${field} in targets v${t.version} is not a list of versions`);
+    for (const v of raw) {
+      if (!t.targets.has(`payloads/${v}/manifest.json`)) throw refuse(`channel ${channel}: its ${field.slice(0, -1)} ${v} has no signed manifest target payloads/${v}/manifest.json (targets v${t.version})`);
+    }
+    return [...new Set(raw)].filter((v) => compareVersions(v, version) < 0).sort(compareVersions);
+  };
+  return { channel, version, channelFile, manifest, floors: stops('floors'), holds: stops('holds') };
+}
+
+/**
+ * The release a machine running `running` goes to next: the lowest signed
+ * floor above it, else the channel's head; undefined when it runs the head or newer.
+ */
+export function nextStop(rel: ChannelRelease, running: string): string | undefined {
+  const floor = rel.floors.find((f) => compareVersions(f, running) > 0);
+  if (floor) return floor;
+  return compareVersions(rel.version, running) > 0 ? rel.version : undefined;
+}
+
+/**
+ * The versions an offer may name for a machine running `running`: its next
+ * stop, and a signed hold between the two (a server keeping a group at it).
+ * A machine at or past the head may still be offered the head (nothing older).
+ */
+export function acceptableVersions(rel: ChannelRelease, running: string): string[] {
+  const next = nextStop(rel, running);
+  if (!next) return [rel.version];
+  return [...rel.holds.filter((h) => compareVersions(h, running) > 0 && compareVersions(h, next) < 0), next];
+}
+
+/** The manifest target of a signed release: the channel's head, or a floor or hold (payloads/<v>/manifest.json). */
+export function releaseManifest(t: TrustedTargets, rel: ChannelRelease, version: string): TrustedTarget {
+  if (version === rel.version) return rel.manifest;
+  const m = t.targets.get(`payloads/${version}/manifest.json`);
+  if (!m || m.basalt['version'] !== version || !(rel.floors.includes(version) || rel.holds.includes(version))) throw refuse(`channel ${rel.channel}: ${version} is not its release, a signed floor or a signed hold (targets v${t.version})`);
+  return m;
 }
 
 /** Fetched bytes are the target: length, then SHA-256. */
@@ -69,20 +111,33 @@ export function checkChannelFile(ch: ChannelMeta, rel: ChannelRelease): void {
   if (ch.manifestSha256 !== rel.manifest.sha256) throw refuse(`${rel.channelFile.path}: manifestSha256 is not the signed manifest target's sha256 (${rel.manifest.path})`);
 }
 
+/** The full payload target of a signed release: the one payload directly in payloads/<v>/. */
+export function releasePayload(t: TrustedTargets, version: string): TrustedTarget {
+  const dir = `payloads/${version}/`;
+  for (const tg of t.targets.values()) {
+    if (tg.basalt['kind'] === 'payload' && tg.basalt['version'] === version && tg.path.startsWith(dir) && !tg.path.slice(dir.length).includes('/')) return tg;
+  }
+  throw refuse(`release ${version} has no signed payload target in ${dir} (targets v${t.version})`);
+}
+
 /**
  * An offer (from an untrusted Omaha server, or made from the channel file) is
- * the channel's signed release: the same version, and its package is a
- * signed payload target of that version with the offered hash and size.
+ * what the signed targets allow a machine running `running`: the channel's
+ * release, or the signed floor it must pass first, or a signed hold below
+ * that (acceptableVersions); and its package is a signed payload target of
+ * that version with the offered hash and size.
  */
-export function checkOffer(offer: UpdateOffer, rel: ChannelRelease, t: TrustedTargets): TrustedTarget {
-  if (offer.version !== rel.version) {
-    throw refuse(`the server offered ${offer.version}, but channel ${rel.channel}'s signed targets (v${t.version}) are at ${rel.version}`, 'an older or other release offered by the server is a replay, freeze or wrong-software attempt; nothing is installed');
+export function checkOffer(offer: UpdateOffer, rel: ChannelRelease, t: TrustedTargets, running: string): TrustedTarget {
+  const ok = acceptableVersions(rel, running);
+  if (!ok.includes(offer.version)) {
+    const what = ok.length === 1 && ok[0] === rel.version ? `are at ${rel.version}` : `allow ${ok.join(' or ')} for a machine at ${running}`;
+    throw refuse(`the server offered ${offer.version}, but channel ${rel.channel}'s signed targets (v${t.version}) ${what}`, 'an older or other release offered by the server is a replay, freeze, skipped floor or wrong-software attempt; nothing is installed');
   }
   const want = offer.sha256Hex.toLowerCase();
   for (const tg of t.targets.values()) {
-    if (tg.basalt['kind'] === 'payload' && tg.basalt['version'] === rel.version && tg.path.endsWith(`/${offer.packageName}`) && tg.sha256 === want && tg.length === offer.size) return tg;
+    if (tg.basalt['kind'] === 'payload' && tg.basalt['version'] === offer.version && tg.path.endsWith(`/${offer.packageName}`) && tg.sha256 === want && tg.length === offer.size) return tg;
   }
-  throw refuse(`the offered package ${offer.packageName} (${offer.size} bytes, sha256 ${want.slice(0, 16)}…) is not a signed payload target of ${rel.version} (targets v${t.version})`);
+  throw refuse(`the offered package ${offer.packageName} (${offer.size} bytes, sha256 ${want.slice(0, 16)}…) is not a signed payload target of ${offer.version} (targets v${t.version})`);
 }
 
 /**

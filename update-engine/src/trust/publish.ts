@@ -234,7 +234,7 @@ function customFor(path: string, bytes: Buffer | undefined): Record<string, unkn
   const parts = path.split('/');
   if (parts[0] === 'channels' && bytes) {
     const ch = peekEnvelope(bytes.toString('utf8'), path) as Record<string, unknown>;
-    return { kind: 'channel', channel: ch['channel'], version: ch['version'], board: ch['board'], manifest: ch['manifest'] };
+    return { kind: 'channel', channel: ch['channel'], version: ch['version'], board: ch['board'], manifest: ch['manifest'], ...(ch['floors'] ? { floors: ch['floors'] } : {}), ...(ch['holds'] ? { holds: ch['holds'] } : {}) };
   }
   const version = parts[1];
   const delta = parts.length === 4 ? parts[2]!.slice('delta-from-'.length) : undefined;
