@@ -63,8 +63,9 @@ beforeAll(async () => {
   srv = await startFleetServer({ repo, database: join(t.dir, 'fleet.sqlite'), eventsFile: join(t.dir, 'events.jsonl') });
 }, 120_000);
 afterAll(async () => {
-  await srv?.close();
-  await t?.cleanup();
+  // Set by beforeAll unless it failed.
+  await (srv as typeof srv | undefined)?.close();
+  await (t as typeof t | undefined)?.cleanup();
 });
 
 describe('signed pins and floors, end to end', () => {

@@ -88,7 +88,7 @@ export function acceptableVersions(rel: ChannelRelease, running: string): string
 export function releaseManifest(t: TrustedTargets, rel: ChannelRelease, version: string): TrustedTarget {
   if (version === rel.version) return rel.manifest;
   const m = t.targets.get(`payloads/${version}/manifest.json`);
-  if (!m || m.basalt['version'] !== version || !(rel.floors.includes(version) || rel.holds.includes(version))) throw refuse(`channel ${rel.channel}: ${version} is not its release, a signed floor or a signed hold (targets v${t.version})`);
+  if (m?.basalt['version'] !== version || !(rel.floors.includes(version) || rel.holds.includes(version))) throw refuse(`channel ${rel.channel}: ${version} is not its release, a signed floor or a signed hold (targets v${t.version})`);
   return m;
 }
 
