@@ -1,7 +1,5 @@
 #!/usr/bin/env node
 // Thin launcher: the TypeScript sources are compiled to dist/ by 'npm ci' (prepare) or 'npm run build'.
-import { main } from '../dist/cli/main.js';
+import { launch } from './launch.js';
 
-main(process.argv.slice(2), 'locksmithctl').then((code) => {
-  process.exitCode = code;
-});
+await launch('locksmithctl');

@@ -30,7 +30,7 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_VERSION_NOT_NEWER: { meaning: 'the channel is already at this version or a newer one', hint: 'releases only move a channel forward: release a higher version' },
   E_RELEASE_EXISTS: { meaning: 'this version is already released', hint: 'releases are immutable: publish a new version' },
   E_CHANNEL_UNKNOWN: { meaning: 'the channel has no release in the repository' },
-  E_CHANNEL_STOP: { meaning: 'a floor or hold must be a release of this repository, of the channel\'s board, older than the channel\'s current release', hint: "list the channel's releases with 'basalt release' output or payloads/; drop a stop with 'basalt release drop V --channel C'" },
+  E_CHANNEL_STOP: { meaning: 'a floor or hold must be a release of this repository, of the channel\'s board, older than the channel\'s current release', hint: "a stop is a version under the repository's payloads/ older than the channel's release; 'basalt release drop V --channel C' removes one" },
   E_PROMOTE_SOURCE: { meaning: 'the version was not released to the channel it is promoted from' },
   E_DELTA_BASE: { meaning: 'a delta cannot be made from the version given: not released in the repository, another board, a delta itself, or its payload does not rebuild its image', hint: 'give --delta-from a full release of the same repository and board' },
   // serve

@@ -56,8 +56,12 @@ describe('decideUpdate', () => {
     expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.5.0' }, machineVersion: '2.2.0', signed }))).toMatchObject({ offer: true, version: '2.5.0', why: 'pinned at 2.5.0' });
     // Below a signed floor, the floor comes before the pin.
     expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.5.0' }, signed }))).toMatchObject({ offer: true, version: '2.2.0' });
-    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.4.0' }, signed }))).toEqual({ offer: false, why: "pinned version 2.4.0 is not a signed hold of channel stable: run 'basalt release hold 2.4.0 --channel stable'" });
+    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.4.0' }, signed }))).toMatchObject({ offer: true, version: '2.2.0' });
+    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.4.0' }, machineVersion: '2.2.0', signed }))).toEqual({ offer: false, why: "pinned version 2.4.0 is not a signed hold of channel stable: run 'basalt release hold 2.4.0 --channel stable'" });
     expect(decideUpdate(base({ policy: { ...all, floorVersion: '2.1.0' }, signed }))).toEqual({ offer: false, why: "floor version 2.1.0 is not a signed floor of channel stable: run 'basalt release floor 2.1.0 --channel stable'" });
+    // An unsigned floor or pin stops only the machines it would send there.
+    expect(decideUpdate(base({ policy: { ...all, floorVersion: '2.1.0' }, machineVersion: '2.2.0', signed }))).toMatchObject({ offer: true, version: '3.0.0' });
+    expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '2.4.0' }, machineVersion: '2.4.0', signed }))).toMatchObject({ offer: false, why: expect.stringMatching(/client is at 2\.4\.0/) as unknown });
     // A pin at or past the channel's release needs no signature.
     expect(decideUpdate(base({ policy: { ...all, pinnedVersion: '9.0.0' }, machineVersion: '2.2.0', signed }))).toMatchObject({ offer: true, version: '3.0.0' });
   });

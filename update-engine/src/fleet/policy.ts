@@ -162,11 +162,24 @@ export interface SignedStops {
   holds: readonly string[];
 }
 
-/** Why a policy's pin or floor cannot reach a machine (not signed into the channel), with the command that signs it; undefined = signed. */
+/**
+ * Why a machine cannot be sent to `target`, an older release than the
+ * channel's that the channel has not signed as a floor or hold (machines
+ * refuse those), with the command that signs it; undefined = it can.
+ */
+export function unsignedTarget(p: Policy, target: string, channelVersion: string, signed: SignedStops): string | undefined {
+  if (compareVersions(target, channelVersion) >= 0 || signed.floors.includes(target) || signed.holds.includes(target)) return undefined;
+  return target === p.pinnedVersion
+    ? `pinned version ${target} is not a signed hold of channel ${signed.channel}: run 'basalt release hold ${target} --channel ${signed.channel}'`
+    : `floor version ${target} is not a signed floor of channel ${signed.channel}: run 'basalt release floor ${target} --channel ${signed.channel}'`;
+}
+
+/** The warning for an admin who sets a pin or floor the channel has not signed (machines below it would get noupdate); undefined = none. */
 export function unsignedStop(p: Policy, channelVersion: string, signed: SignedStops): string | undefined {
-  const ok = (v: string) => compareVersions(v, channelVersion) >= 0 || signed.floors.includes(v) || signed.holds.includes(v);
-  if (p.pinnedVersion && !ok(p.pinnedVersion)) return `pinned version ${p.pinnedVersion} is not a signed hold of channel ${signed.channel}: run 'basalt release hold ${p.pinnedVersion} --channel ${signed.channel}'`;
-  if (p.floorVersion && !ok(p.floorVersion)) return `floor version ${p.floorVersion} is not a signed floor of channel ${signed.channel}: run 'basalt release floor ${p.floorVersion} --channel ${signed.channel}'`;
+  for (const v of [p.pinnedVersion, p.floorVersion]) {
+    const why = v ? unsignedTarget(p, v, channelVersion, signed) : undefined;
+    if (why) return why;
+  }
   return undefined;
 }
 
@@ -178,12 +191,10 @@ export function unsignedStop(p: Policy, channelVersion: string, signed: SignedSt
 export function decideUpdate(i: DecideInput): Decision {
   const p = i.policy;
   if (!isVersion(i.machineVersion)) return { offer: false, why: `client version '${i.machineVersion}' is not a version` };
-  if (i.signed) {
-    const why = unsignedStop(p, i.channelVersion, i.signed);
-    if (why) return { offer: false, why };
-  }
   const floors = i.signed?.floors ?? [];
   const target = targetVersion(p, i.channelVersion, i.machineVersion, floors);
+  const unsigned = target && i.signed ? unsignedTarget(p, target, i.channelVersion, i.signed) : undefined;
+  if (unsigned) return { offer: false, why: unsigned };
   if (!target) return { offer: false, why: `client is at ${i.machineVersion}, group's target is ${p.pinnedVersion && compareVersions(p.pinnedVersion, i.channelVersion) < 0 ? `${p.pinnedVersion} (pinned)` : i.channelVersion}` };
   if (p.paused) return { offer: false, why: 'the rollout is paused' };
   if (p.officeHours && !inOfficeHours(p.officeHours, i.now)) return { offer: false, why: 'outside office hours' };

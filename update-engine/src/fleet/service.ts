@@ -297,7 +297,7 @@ export class FleetService {
     const p = join(this.o.repo, 'channels', `${g.channel}.json`);
     const ch = await readFile(p, 'utf8').then((t) => peekEnvelope(t, p) as ChannelMeta, () => undefined);
     const why = ch ? unsignedStop(g.policy, ch.version, { channel: ch.channel, floors: ch.floors ?? [], holds: ch.holds ?? [] }) : undefined;
-    return why ? { ...v, warning: `${why}; until then machines of group ${g.id} are offered nothing` } : v;
+    return why ? { ...v, warning: `${why}; until then machines of group ${g.id} below it get noupdate` } : v;
   }
 
   /** The admin API: a small set of JSON resources. */
