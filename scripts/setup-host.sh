@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 # host tools (one line; every part adds the Debian packages it needs here)
-PACKAGES="binutils fdisk gdisk cgpt mtools dosfstools e2fsprogs erofs-utils squashfs-tools cryptsetup-bin xz-utils genisoimage etcd-server etcd-client gnupg qemu-system-x86 qemu-utils ovmf mmdebstrap systemd-container uidmap openssh-client busybox-static zstd dpkg-dev xdelta3 casync postgresql chromium"
+PACKAGES="binutils fdisk gdisk cgpt mtools dosfstools e2fsprogs erofs-utils squashfs-tools cryptsetup-bin xz-utils genisoimage xorriso etcd-server etcd-client gnupg qemu-system-x86 qemu-utils ovmf mmdebstrap systemd-container uidmap openssh-client busybox-static zstd dpkg-dev xdelta3 casync postgresql chromium"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing="$missing $p"

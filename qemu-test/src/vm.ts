@@ -37,6 +37,12 @@ export interface VmOptions {
   configDrive?: string;
   /** TCP ports forwarded from 127.0.0.1 on the host to the guest. */
   hostfwd?: { host: number; guest: number }[];
+  /**
+   * The user network's addresses, when not QEMU's 10.0.2.0/24: e.g. a cloud's
+   * link-local net whose gateway is 169.254.169.254, so that the guest's
+   * connections to the metadata service reach the host's loopback.
+   */
+  net?: { net: string; host: string; dhcpStart: string };
   /** Skip UEFI firmware (direct kernel boot works with SeaBIOS too). */
   bios?: boolean;
   accel?: Accel;
@@ -71,7 +77,8 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
   if (opts.initrd) a.push('-initrd', opts.initrd);
   if (opts.append) a.push('-append', opts.append);
   const fwd = (opts.hostfwd ?? []).map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
-  a.push('-netdev', `user,id=n0${fwd}`, '-device', 'virtio-net-pci,netdev=n0');
+  const addr = opts.net ? `,net=${opts.net.net},host=${opts.net.host},dhcpstart=${opts.net.dhcpStart}` : '';
+  a.push('-netdev', `user,id=n0${addr}${fwd}`, '-device', 'virtio-net-pci,netdev=n0');
   a.push('-device', 'virtio-rng-pci');
   a.push(...(opts.extraArgs ?? []));
   return a;

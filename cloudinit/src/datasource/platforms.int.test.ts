@@ -10,29 +10,21 @@
  * the platform id of a kernel command line.
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../cli/coreos-cloudinit.js';
+import { imds, USERDATA, type Handler, type Req } from '../../test/imds.js';
 import { awsImds } from './aws.js';
 import { azureImds } from './azure.js';
 import { digitalOceanMetadata } from './digitalocean.js';
 import { gceMetadata } from './gce.js';
 import { vmwareGuestinfo } from './vmware.js';
 
-const USERDATA = '#cloud-config\nhostname: from-platform\n';
 const fast = { attempts: 2, backoffMs: 5, timeoutMs: 5000 };
-
-interface Req {
-  method: string;
-  url: string;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
-type Handler = (r: Req, res: ServerResponse) => void;
 
 const servers: Server[] = [];
 async function serve(h: Handler): Promise<{ base: string; reqs: Req[] }> {
@@ -56,56 +48,6 @@ afterAll(async () => {
 const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
 
 // ------------------------------------------------------------------- EC2
-
-interface ImdsMode {
-  /** IMDSv2 required: a GET without a valid token is 401. */
-  required?: boolean;
-  /** The status the token PUT answers instead of a token (an EC2-compatible service without IMDSv2). */
-  putStatus?: number;
-  /** Tokens stop being valid after this many GETs (expiry). */
-  expireAfter?: number;
-  /** Every token is refused. */
-  refuseAll?: boolean;
-  /** user-data of this many bytes. */
-  bigUserdata?: number;
-}
-
-function imds(mode: ImdsMode): Handler {
-  const live = new Map<string, number>();
-  let n = 0;
-  const routes: Record<string, string> = {
-    '/latest/user-data': USERDATA,
-    '/latest/meta-data/instance-id': 'i-0123456789abcdef0',
-    '/latest/meta-data/local-hostname': 'ip-10-0-0-5.ec2.internal',
-    '/latest/meta-data/local-ipv4': '10.0.0.5',
-    '/latest/meta-data/public-ipv4': '203.0.113.7',
-    '/latest/meta-data/public-keys/': '0=my-key\n1=other',
-    '/latest/meta-data/public-keys/0/openssh-key': 'ssh-ed25519 AAAA0 my-key\n',
-    '/latest/meta-data/public-keys/1/openssh-key': 'ssh-rsa AAAA1 other\n',
-  };
-  return (r, res) => {
-    if (r.url === '/latest/api/token') {
-      if (r.method !== 'PUT') return void res.writeHead(405).end();
-      if (mode.putStatus) return void res.writeHead(mode.putStatus).end();
-      const ttl = Number(r.headers['x-aws-ec2-metadata-token-ttl-seconds']);
-      if (!(ttl >= 1 && ttl <= 21600)) return void res.writeHead(400).end('Missing or invalid X-aws-ec2-metadata-token-ttl-seconds');
-      const t = `tok-${++n}`;
-      live.set(t, 0);
-      return void res.writeHead(200, { 'x-aws-ec2-metadata-token-ttl-seconds': String(ttl) }).end(t);
-    }
-    if (r.method !== 'GET') return void res.writeHead(405).end();
-    const tok = r.headers['x-aws-ec2-metadata-token'];
-    if (typeof tok === 'string') {
-      const uses = live.get(tok);
-      if (mode.refuseAll || uses === undefined || (mode.expireAfter !== undefined && uses >= mode.expireAfter)) return void res.writeHead(401).end();
-      live.set(tok, uses + 1);
-    } else if (mode.required) return void res.writeHead(401).end();
-    if (r.url === '/latest/user-data' && mode.bigUserdata) return void res.writeHead(200).end(Buffer.alloc(mode.bigUserdata, 0x61));
-    const body = routes[r.url];
-    if (body === undefined) res.writeHead(404).end();
-    else res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
-  };
-}
 
 describe('aws: EC2 IMDS with IMDSv2 tokens', () => {
   it('takes one token and sends it with every read', async () => {

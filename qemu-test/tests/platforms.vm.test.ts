@@ -1,0 +1,81 @@
+/**
+ * A cloud image boots from its metadata service: the default image, given the
+ * aws platform id by `basalt install -o aws` (the id goes on the boot entry;
+ * the USR image is the same for every platform), boots under QEMU with the
+ * user network addressed as EC2's link-local net, so that the guest's
+ * 169.254.169.254 is the host, where an IMDS emulation (IMDSv2 required:
+ * token PUT with its TTL header, the token on every read) listens on port 80.
+ * The first boot must take its user data and the metadata's SSH key from
+ * there: the hostname and a file from the user data, core's login with the
+ * key the metadata lists.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { projectRoot } from '../../common/src/paths.js';
+import { freePort } from '../../common/test/helpers.js';
+import { imds, serveHandler } from '../../cloudinit/test/imds.js';
+import { Vm } from '../src/vm.js';
+import { Ssh } from './fleet.js';
+import { basalt, buildImage, haveQemu, isRoot, keepLogsIfFailed, partitions, type Manifest } from './image.js';
+
+const canRun = isRoot && haveQemu;
+const outDir = process.env['BASALT_VM_OUT'] ?? join(projectRoot(), 'out');
+let manifest: Manifest;
+let work: string;
+
+describe.skipIf(!canRun)('platforms (skipped unless root with qemu-system-x86 and ovmf: the build needs root, the metadata service port 80)', () => {
+  beforeAll(async () => {
+    manifest = await buildImage(outDir);
+    work = await mkdtemp(join(tmpdir(), 'basalt-vm-platforms-'));
+  });
+  afterAll(async ({}, suite) => {
+    await keepLogsIfFailed(suite, work, 'platforms');
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('aws: the first boot applies the user data and the SSH key of the instance metadata service (IMDSv2)', async () => {
+    const key = await Ssh.keypair(work);
+    const raw = join(outDir, manifest.artifacts.find((a) => a.kind === 'raw')!.file);
+    const disk = join(work, 'aws.raw');
+    expect(await basalt(['install', '-d', disk, '-f', raw, '-o', 'aws'])).toMatch(/aws/);
+    expect((await partitions(disk)).map((p) => p.label)).toContain('USR-A');
+    const userData = ['#cloud-config', 'hostname: basalt-aws-1', 'write_files:', '  - path: /etc/basalt-platform-test', '    content: from the instance user data', ''].join('\n');
+    const svc = await serveHandler(
+      imds({ required: true }, {
+        '/latest/user-data': userData,
+        '/latest/meta-data/local-hostname': 'ip-169-254-169-15.ec2.internal',
+        '/latest/meta-data/local-ipv4': '169.254.169.15',
+        '/latest/meta-data/public-keys/': '0=basalt-test',
+        '/latest/meta-data/public-keys/0/openssh-key': `${key.pub}\n`,
+      }),
+      80,
+    );
+    const sshPort = await freePort();
+    await mkdir(join(work, 'vm-aws'), { recursive: true });
+    const vm = new Vm({ workdir: join(work, 'vm-aws'), disk, net: { net: '169.254.169.0/24', host: '169.254.169.254', dhcpStart: '169.254.169.15' }, hostfwd: [{ host: sshPort, guest: 22 }] });
+    try {
+      await vm.start();
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, 25 * 60_000, { what: 'basalt-ready on the aws image' });
+      process.stderr.write(`[platforms aws] basalt-ready after ${(ready.atMs / 1000).toFixed(1)} s, ${svc.reqs.length} metadata requests\n`);
+      const ssh = new Ssh(sshPort, key.key);
+      await ssh.waitUp(5 * 60_000, 'core');
+      expect((await ssh.exec('hostname', 'core')).trim()).toBe('basalt-aws-1');
+      expect((await ssh.exec('cat /etc/basalt-platform-test', 'core')).trim()).toBe('from the instance user data');
+      expect((await ssh.exec('cat /proc/cmdline', 'core')).trim()).toMatch(/(^| )basalt\.oem\.id=aws( |$)/);
+      // IMDSv2: a token PUT with its TTL, then every read carried a token the service issued.
+      const puts = svc.reqs.filter((r) => r.method === 'PUT');
+      expect(puts.length).toBeGreaterThanOrEqual(1);
+      expect(puts[0]!.headers['x-aws-ec2-metadata-token-ttl-seconds']).toMatch(/^\d+$/);
+      const gets = svc.reqs.filter((r) => r.method === 'GET');
+      expect(gets.map((r) => r.url)).toContain('/latest/user-data');
+      expect(gets.every((r) => typeof r.headers['x-aws-ec2-metadata-token'] === 'string')).toBe(true);
+      await vm.qmp.execute('system_powerdown');
+      await vm.waitForExit(5 * 60_000);
+    } finally {
+      await vm.dispose();
+      await svc.close();
+    }
+  });
+});
