@@ -35,6 +35,49 @@ async function dataRanges(path: string): Promise<[number, number][] | undefined>
   return parseFilefrag(r.stdout);
 }
 
+/** The indexes of the SPARSE_BLOCK-sized blocks that hold a file's data (every block when the file system does not say). */
+export async function dataBlocks(path: string, size: number): Promise<number[]> {
+  return blocksTouched((await dataRanges(path)) ?? [[0, size]], SPARSE_BLOCK);
+}
+
+/**
+ * Copies the data of the sparse file `src` onto `dest` (a block device or a
+ * file at least as large), block by block (SPARSE_BLOCK): blocks that are
+ * holes or all zeros in `src` are not written. Returns the bytes written.
+ */
+export async function copyData(src: string, dest: string, onBlock?: (done: number, total: number) => void): Promise<number> {
+  const size = (await stat(src)).size;
+  const blocks = await dataBlocks(src, size);
+  const buf = Buffer.alloc(SPARSE_BLOCK);
+  const zero = Buffer.alloc(SPARSE_BLOCK);
+  const inp = await open(src, 'r');
+  const out = await open(dest, 'r+');
+  let written = 0;
+  try {
+    for (const [k, b] of blocks.entries()) {
+      const at = b * SPARSE_BLOCK;
+      if (at >= size) break;
+      const want = Math.min(SPARSE_BLOCK, size - at);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await inp.read(buf, got, want - got, at + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      onBlock?.(k + 1, blocks.length);
+      if (buf.subarray(0, got).equals(zero.subarray(0, got))) continue;
+      let done = 0;
+      while (done < got) done += (await out.write(buf, done, got - done, at + done)).bytesWritten;
+      written += got;
+    }
+    await out.sync();
+  } finally {
+    await inp.close();
+    await out.close();
+  }
+  return written;
+}
+
 /**
  * The digest of a sparse file by its data, not its holes: SHA-256 over a
  * header (format, block size, file size) and, for each 1 MiB block that is
@@ -45,7 +88,7 @@ async function dataRanges(path: string): Promise<[number, number][] | undefined>
  */
 export async function sparseSha256(path: string): Promise<string> {
   const size = (await stat(path)).size;
-  const blocks = blocksTouched((await dataRanges(path)) ?? [[0, size]], SPARSE_BLOCK);
+  const blocks = await dataBlocks(path, size);
   const h = createHash('sha256').update(`basalt-sparse-sha256 1 ${SPARSE_BLOCK} ${size}\n`);
   const buf = Buffer.alloc(SPARSE_BLOCK);
   const zero = Buffer.alloc(SPARSE_BLOCK);

@@ -35,6 +35,10 @@ export interface VmOptions {
   append?: string;
   /** A config drive image (iso or vfat), attached as a second virtio disk. */
   configDrive?: string;
+  /** An ISO image in a CD-ROM drive (AHCI), booted first. */
+  cdrom?: string;
+  /** More virtio disks (raw or qcow2), written in place, after the others. */
+  disks?: string[];
   /** TCP ports forwarded from 127.0.0.1 on the host to the guest. */
   hostfwd?: { host: number; guest: number }[];
   /**
@@ -73,6 +77,8 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
   }
   if (opts.disk) a.push('-drive', `if=virtio,file=${opts.disk},format=${diskFormat(opts.disk)},cache=unsafe,discard=unmap`);
   if (opts.configDrive) a.push('-drive', `if=virtio,file=${opts.configDrive},format=raw,readonly=on,media=disk`);
+  for (const d of opts.disks ?? []) a.push('-drive', `if=virtio,file=${d},format=${diskFormat(d)},cache=unsafe,discard=unmap`);
+  if (opts.cdrom) a.push('-drive', `if=none,id=cd0,media=cdrom,readonly=on,file=${opts.cdrom}`, '-device', 'ide-cd,drive=cd0,bootindex=0');
   if (opts.kernel) a.push('-kernel', opts.kernel);
   if (opts.initrd) a.push('-initrd', opts.initrd);
   if (opts.append) a.push('-append', opts.append);

@@ -95,6 +95,27 @@ describe.skipIf(!tools)('basalt install onto an image file (skipped without dosf
     expect(readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 
+  it('installs a zstd-compressed image (as the live ISO carries it), checked against the raw artifact; refuses garbage and an image larger than its manifest says', async () => {
+    const zdir = join(dir, 'zst');
+    await run('mkdir', ['-p', zdir]);
+    const z = join(zdir, 'basalt_test_image.bin.zst');
+    await run('zstd', ['-q', '-3', '-o', z, image]);
+    const target = join(dir, 'from-zst.bin');
+    const r = await install({ target, image: z, manifest, platform: 'iso' });
+    expect(r).toMatchObject({ kind: 'file', platform: 'iso', sha256: await sparseSha256(image) });
+    // The written file is sparse: its holes stayed holes.
+    expect(statSync(target).blocks * 512).toBeLessThan(statSync(target).size / 2);
+    const garbage = join(zdir, 'garbage.bin.zst');
+    writeFileSync(garbage, randomBytes(4096));
+    const gm = join(zdir, 'manifest.json');
+    writeFileSync(gm, readFileSync(manifest, 'utf8').replace('basalt_test_image.bin', 'garbage.bin'));
+    await expect(install({ target: join(dir, 'g.bin'), image: garbage })).rejects.toMatchObject({ code: 'E_INSTALL_VERIFY', message: expect.stringMatching(/garbage\.bin\.zst: not a zstd-compressed image .*; nothing written/) as unknown });
+    const small = join(zdir, 'manifest-small.json');
+    writeFileSync(small, readFileSync(manifest, 'utf8').replace(/"bytes":\d+/, '"bytes":1048576'));
+    await expect(install({ target: join(dir, 's.bin'), image: z, manifest: small })).rejects.toMatchObject({ code: 'E_INSTALL_VERIFY', message: expect.stringMatching(/expands to more than the 1048576 bytes its manifest says; nothing written/) as unknown });
+    expect(existsSync(join(dir, 'g.bin')) || existsSync(join(dir, 's.bin'))).toBe(false);
+  });
+
   it.each([
     ['an unknown platform', { platform: 'nimbus' }, 'E_INSTALL_PLATFORM', /-o nimbus: not a platform Basalt knows/],
     ['a cloud-config with an error', { cloudConfig: 'bad.yml' }, 'E_INSTALL_CONFIG', /bad\.yml: line \d+: /],

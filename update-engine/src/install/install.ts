@@ -6,8 +6,14 @@
  * - Image file target: the image is copied (sparse) to TARGET.tmp-PID beside
  *   it, edited there, fsynced and renamed over TARGET.
  * - Block device target: refused when it or a partition of it is mounted, or
- *   holds the running system; written in place with dd (conv=fsync), then
- *   edited.
+ *   holds the running system; the image's data is written in place, 1 MiB
+ *   block by block, skipping the blocks that are holes or zeros in the image
+ *   (an 8 GiB disk with 200 MB in it writes 200 MB: what the image leaves
+ *   zero is free space of its file systems or unpartitioned, never read
+ *   as data), fsynced, then edited.
+ * - A compressed image (IMAGE.zst, as the live ISO carries it) is first
+ *   expanded into a sparse file in a temporary folder, no larger than its
+ *   manifest's raw artifact says, then checked like an uncompressed one.
  * - The cloud-config goes where the first boot finds it: the OEM-CONFIG
  *   partition becomes a vfat file system labelled config-2 holding
  *   openstack/latest/user_data, which udev starts
@@ -28,7 +34,7 @@ import { BasaltError, fsError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { syncDir } from '../../../common/src/fsutil.js';
 import { partitionRange, readGpt, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
-import { sparseSha256 } from '../../../common/src/sparse.js';
+import { copyData, sparseSha256, SPARSE_BLOCK } from '../../../common/src/sparse.js';
 import { PLATFORM_IDS } from '../../../cloudinit/src/datasource/platform.js';
 import { MtoolsEsp } from '../host/esp.js';
 import { INSTALL_ERRORS } from './errors.js';
@@ -65,6 +71,8 @@ interface Checked {
   bytes: number;
   sha256: string;
   userData: Buffer | null;
+  /** The image to write: the one given, or a compressed one expanded into a temporary folder. */
+  image: string;
 }
 
 async function checkPlatform(p: string | undefined): Promise<void> {
@@ -110,14 +118,63 @@ async function checkTarget(target: string, image: string, mountsFile: string): P
   return 'device';
 }
 
-async function verifyImage(image: string, manifestPath: string): Promise<{ bytes: number; sha256: string }> {
-  let manifest: unknown;
+/** The image's name as its manifest lists it (a compressed image's without .zst). */
+const artifactName = (image: string) => basename(image).replace(/\.zst$/, '');
+
+async function readManifest(manifestPath: string): Promise<unknown> {
   try {
-    manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+    return JSON.parse(await readFile(manifestPath, 'utf8'));
   } catch (e) {
     throw new BasaltError(INSTALL_ERRORS.E_INSTALL_MANIFEST, `${manifestPath}: ${(e as Error).message}`);
   }
-  const art = rawArtifact(manifest, basename(image), manifestPath);
+}
+
+/**
+ * Expands IMAGE.zst into a sparse file in `dir` (all-zero blocks left as
+ * holes), refusing more than `maxBytes` (the raw artifact's size).
+ */
+async function expandImage(image: string, maxBytes: number, dir: string): Promise<string> {
+  const { createReadStream } = await import('node:fs');
+  const { createZstdDecompress } = await import('node:zlib');
+  const out = join(dir, artifactName(image));
+  const fh = await open(out, 'w');
+  const zero = Buffer.alloc(SPARSE_BLOCK);
+  const block = Buffer.alloc(SPARSE_BLOCK);
+  let fill = 0;
+  let at = 0;
+  const flush = async () => {
+    if (fill > 0 && !block.subarray(0, fill).equals(zero.subarray(0, fill))) {
+      let done = 0;
+      while (done < fill) done += (await fh.write(block, done, fill - done, at + done)).bytesWritten;
+    }
+    at += fill;
+    fill = 0;
+  };
+  try {
+    for await (const c of createReadStream(image).pipe(createZstdDecompress())) {
+      const chunk = c as Buffer;
+      if (at + fill + chunk.length > maxBytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: expands to more than the ${maxBytes} bytes its manifest says; nothing written`);
+      let off = 0;
+      while (off < chunk.length) {
+        const n = chunk.copy(block, fill, off, Math.min(chunk.length, off + SPARSE_BLOCK - fill));
+        fill += n;
+        off += n;
+        if (fill === SPARSE_BLOCK) await flush();
+      }
+    }
+    await flush();
+    await fh.truncate(at);
+  } catch (e) {
+    if (e instanceof BasaltError) throw e;
+    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: not a zstd-compressed image (${(e as Error).message}); nothing written`);
+  } finally {
+    await fh.close();
+  }
+  return out;
+}
+
+async function verifyImage(image: string, manifestPath: string, manifest: unknown): Promise<{ bytes: number; sha256: string }> {
+  const art = rawArtifact(manifest, artifactName(image), manifestPath);
   const size = (await stat(image).catch((e: unknown) => {
     throw fsError(e, image, 'read the image');
   })).size;
@@ -136,19 +193,26 @@ async function plainSha256(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** The checks, in order; throws the first failure. Reads only. */
-async function check(o: InstallOptions): Promise<Checked> {
+/** The checks, in order; throws the first failure. Reads only (a compressed image is expanded into `scratch`). */
+async function check(o: InstallOptions, scratch: string): Promise<Checked> {
   await checkPlatform(o.platform);
   const userData = await checkCloudConfig(o.cloudConfig);
   const kind = await checkTarget(o.target, o.image, o.mountsFile ?? '/proc/self/mounts');
+  const manifestPath = o.manifest ?? join(dirname(o.image), 'manifest.json');
+  const manifest = await readManifest(manifestPath);
+  let image = o.image;
+  if (o.image.endsWith('.zst')) {
+    o.progress?.(`expanding ${o.image}`);
+    image = await expandImage(o.image, rawArtifact(manifest, artifactName(o.image), manifestPath).bytes, scratch);
+  }
   o.progress?.(`verifying ${o.image} against its manifest`);
-  const v = await verifyImage(o.image, o.manifest ?? join(dirname(o.image), 'manifest.json'));
-  await checkImageParts(o.image, o);
+  const v = await verifyImage(image, manifestPath, manifest);
+  await checkImageParts(image, o);
   if (kind === 'device') {
     const r = await run('blockdev', ['--getsize64', o.target]);
     if (Number(r.stdout.trim()) < v.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TOO_SMALL, `${o.target}: ${r.stdout.trim()} bytes, the image needs ${v.bytes}`);
   }
-  return { kind, ...v, userData };
+  return { kind, ...v, userData, image };
 }
 
 /** The partition labelled `label` of `disk`; E_INSTALL_IMAGE naming the disk when it has none. */
@@ -216,7 +280,16 @@ async function writePlatform(disk: string, id: string): Promise<void> {
 
 /** Checks, then writes the image, the cloud-config and the platform id to the target. */
 export async function install(o: InstallOptions): Promise<InstallResult> {
-  const c = await check(o);
+  const scratch = await mkdtemp(join(tmpdir(), 'basalt-install-image-'));
+  try {
+    return await checkAndWrite(o, scratch);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function checkAndWrite(o: InstallOptions, scratch: string): Promise<InstallResult> {
+  const c = await check(o, scratch);
   const out: InstallResult = { target: o.target, kind: c.kind, bytes: c.bytes, sha256: c.sha256, platform: o.platform ?? null, cloudConfig: o.cloudConfig ?? null };
   const edit = async (disk: string) => {
     if (c.userData) await writeConfigDrive(disk, c.userData);
@@ -224,14 +297,14 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
   };
   if (c.kind === 'device') {
     o.progress?.(`writing ${o.image} to ${o.target}`);
-    await run('dd', [`if=${o.image}`, `of=${o.target}`, 'bs=4M', 'conv=fsync', 'status=none']);
+    await copyData(c.image, o.target);
     await edit(o.target);
     return out;
   }
   const tmp = `${resolve(o.target)}.tmp-${process.pid}`;
   try {
     o.progress?.(`copying ${o.image} to ${tmp}`);
-    await run('cp', ['--sparse=always', '--no-preserve=all', o.image, tmp]);
+    await run('cp', ['--sparse=always', '--no-preserve=all', c.image, tmp]);
     await edit(tmp);
     const fh = await open(tmp, 'r+');
     await fh.sync();
