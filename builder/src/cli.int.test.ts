@@ -35,6 +35,22 @@ describe('basalt build with a bad profile', () => {
     expect(r.stderr).toMatch(/nope\.yaml: no such file/);
   });
 
+  it('refuses an unknown platform with one line naming the known ones, exit 1, nothing written', async () => {
+    const dir = await testdir();
+    const r = await cli(['build', '--platform', 'aws,nimbus', '--out', join(dir, 'out'), '--cache', join(dir, 'cache')]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('--platform aws,nimbus: nimbus is not a platform basalt build knows');
+    expect(r.stderr).toContain('use one or more of qemu, metal, pxe, aws, gce, azure, openstack, vmware, digitalocean, comma-separated');
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+    expect(existsSync(join(dir, 'cache'))).toBe(false);
+    const iso = await cli(['build', '--platform', 'iso', '--out', join(dir, 'out')]);
+    expect(iso.exitCode).toBe(1);
+    expect(iso.stderr.trim().split('\n')).toHaveLength(1);
+    expect(iso.stderr).toContain('--platform iso: iso is not a platform basalt build knows (the ISO is not built by this version)');
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+  });
+
   it('rejects unknown flags with a usage error', async () => {
     const r = await cli(['build', '--profil', 'x']);
     expect(r.exitCode).toBe(2);

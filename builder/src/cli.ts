@@ -6,8 +6,9 @@ import { defaultProfilePath, loadProfile, profileYaml } from '../../configs/src/
 import { formatReport } from '../../configs/src/report.js';
 import { defaultCacheDir, repoRootDir } from './context.js';
 import { build } from './pipeline.js';
+import { parsePlatforms } from './platforms.js';
 
-export const help = `Usage: basalt build [--profile FILE] [--out DIR] [--cache DIR] [--no-cache] [--json]
+export const help = `Usage: basalt build [--profile FILE] [--platform P[,P…]] [--out DIR] [--cache DIR] [--no-cache] [--json]
        basalt build --print-profile [--profile FILE] [--json]
 
 Builds a Basalt image from a profile (default: configs/profiles/default.yaml)
@@ -23,8 +24,22 @@ A profile may extend another ('extends: default' names configs/profiles/
 default.yaml; a path is relative to the profile file) and change its lists
 with {add: [...], remove: [...]}; see README.md, "Your own image".
 
+Platforms (--platform, else the profile's platforms:, default qemu): each
+writes its disk with basalt.oem.id=P on its boot entries, from the one USR
+image. Files are <os.id>_production_<platform>_image.<ext>:
+  qemu          the profile's outputs: raw .bin, _qemu_image.qcow2, PXE
+  pxe           the PXE kernel, initramfs and command line
+  metal         raw .bin
+  aws           raw .bin and stream-optimized .vmdk
+  gce           .tar.gz holding disk.raw (GNU tar, sparse)
+  azure         fixed .vhd, a whole number of MiB
+  openstack     .qcow2
+  digitalocean  .qcow2
+  vmware        .ova (OVF, stream-optimized vmdk, SHA256 manifest)
+
 Options:
   --profile FILE   build profile (YAML, formatVersion 1)
+  --platform LIST  the platforms to write disks for, comma-separated
   --print-profile  print the merged, validated profile (YAML; JSON with --json)
                    and exit without building
   --out DIR        output folder (default: out)
@@ -36,10 +51,12 @@ Options:
 export async function run(ctx: CommandContext): Promise<number> {
   const { values, positionals } = parse(
     ctx.args,
-    { profile: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'print-profile': { type: 'boolean' } },
+    { profile: { type: 'string' }, platform: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'print-profile': { type: 'boolean' } },
     'build',
   );
   if (positionals.length > 0) throw new UsageError(`build: unexpected argument '${positionals[0]}'`, "see 'basalt build --help'");
+  // Checked before anything is read or written.
+  const platforms = values.platform === undefined ? undefined : parsePlatforms(values.platform);
   if (values['print-profile']) {
     const { profile, warnings } = await loadProfile(values.profile ?? defaultProfilePath());
     for (const w of warnings) ctx.log.warn(formatReport([w]));
@@ -61,6 +78,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       log: ctx.log,
       signal: ac.signal,
       noCache: !!values['no-cache'],
+      platforms,
       renderer: ctx.json ? 'silent' : process.stdout.isTTY ? 'default' : 'simple',
     });
     if (ctx.json) ctx.out(JSON.stringify(summary, null, 2) + '\n');

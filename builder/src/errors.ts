@@ -5,6 +5,7 @@
  * E_TOOL_MISSING, ...) are COMMON_ERRORS'.
  */
 import { defineErrors } from '../../common/src/errors.js';
+import { BUILD_PLATFORMS } from '../../cloudinit/src/datasource/platform.js';
 
 export const BUILD_ERRORS = defineErrors('builder', {
   E_NEED_ROOT: {
@@ -46,6 +47,10 @@ export const BUILD_ERRORS = defineErrors('builder', {
   E_PROFILE_UNIT: {
     meaning: "a unit the profile's units: list enables has no unit file in the image",
     hint: 'ship it in the overlay (usr/lib/systemd/system/NAME), in files:, or with a package',
+  },
+  E_PLATFORM_UNKNOWN: {
+    meaning: "a platform given to --platform is not one basalt build writes a disk for",
+    hint: `use one or more of ${BUILD_PLATFORMS.join(', ')}, comma-separated`,
   },
   E_STAGE_CACHE_INVALID: {
     meaning: "a cached stage's result.json is not what the stage writes (the stage is built again)",

@@ -12,9 +12,10 @@ const good: CachedOutputs = {
   artifacts: [
     { file: 'basalt_production_image.bin', kind: 'raw', bytes: 8 * 1024 ** 3, sha256: 'ab'.repeat(32), digest: 'sparse-sha256' },
     { file: 'usr.img', kind: 'usr', bytes: 4096, sha256: 'cd'.repeat(32) },
+    { file: 'basalt_production_vmware_image.ova', kind: 'ova', platform: 'vmware', bytes: 1000, sha256: 'ef'.repeat(32) },
   ],
   sizes: { kernel: 8_000_000 },
-  files: { 'basalt_production_image.bin': { bytes: 8 * 1024 ** 3, mtimeNs: '1700000000000000000' }, 'usr.img': { bytes: 4096, mtimeNs: '1700000000000000001' } },
+  files: { 'basalt_production_image.bin': { bytes: 8 * 1024 ** 3, mtimeNs: '1700000000000000000' }, 'usr.img': { bytes: 4096, mtimeNs: '1700000000000000001' }, 'basalt_production_vmware_image.ova': { bytes: 1000, mtimeNs: '1700000000000000002' } },
 };
 
 describe('outputs cache', () => {
@@ -23,6 +24,10 @@ describe('outputs cache', () => {
     expect(outputsKey(profile, 'boot1')).toBe(k);
     expect(outputsKey(profile, 'boot2')).not.toBe(k);
     expect(outputsKey({ ...profile, outputs: ['raw'] }, 'boot1')).not.toBe(k);
+    // The platforms written are an input: the profile's, or --platform's.
+    expect(outputsKey(profile, 'boot1', ['qemu'])).toBe(k);
+    expect(outputsKey(profile, 'boot1', ['qemu', 'aws'])).not.toBe(k);
+    expect(outputsKey({ ...profile, platforms: ['gce'] }, 'boot1')).toBe(outputsKey(profile, 'boot1', ['gce']));
     expect(outputsKey({ ...profile, disk: { ...profile.disk, size: 4 * 1024 ** 3 } }, 'boot1')).not.toBe(k);
     // What earlier stages read is in their keys, not here.
     expect(outputsKey({ ...profile, packages: [...profile.packages, 'htop'] }, 'boot1')).toBe(k);
@@ -33,6 +38,7 @@ describe('outputs cache', () => {
     expect(() => readCachedOutputs({ ...good, artifacts: [{ ...good.artifacts[0], file: '../x' }] }, 'o.json')).toThrow(/file must be a file name/);
     expect(() => readCachedOutputs({ ...good, artifacts: [{ ...good.artifacts[0], kind: 'tarball' }] }, 'o.json')).toThrow(/kind/);
     expect(() => readCachedOutputs({ ...good, files: {} }, 'o.json')).toThrow(/every artifact/);
+    expect(() => readCachedOutputs({ ...good, artifacts: [{ ...good.artifacts[2], platform: 'nimbus' }] }, 'o.json')).toThrow(/platform must be a platform/);
     expect(() => readCachedOutputs('x', 'o.json')).toThrow(/o\.json/);
   });
 });

@@ -20,18 +20,22 @@ import type { Logger } from '../../common/src/log.js';
 import type { Profile } from '../../configs/src/profile.js';
 import { stageKey } from './context.js';
 import { FactsReader, isRecord } from './facts.js';
+import { BUILD_PLATFORMS, type BuildPlatform } from './platforms.js';
 
-/** Bump when the disk or outputs steps change what they write. */
-export const OUTPUTS_VERSION = 1;
+/** Bump when the disk or outputs steps change what they write. 2: the platforms' disks. */
+export const OUTPUTS_VERSION = 2;
 export const OUTPUTS_CACHE_FORMAT = 1;
 
 export interface Artifact {
   file: string;
-  kind: 'raw' | 'qcow2' | 'pxe-kernel' | 'pxe-initramfs' | 'pxe-cmdline' | 'usr' | 'usr-info' | 'kernel' | 'initrd' | 'esp';
+  kind: 'raw' | 'qcow2' | 'pxe-kernel' | 'pxe-initramfs' | 'pxe-cmdline' | 'usr' | 'usr-info' | 'kernel' | 'initrd' | 'esp' | 'vmdk' | 'vhd' | 'gce-tar' | 'ova';
+  /** The platform whose disk this is (`basalt.oem.id=` on its boot entries); absent for qemu's and pxe's outputs and the stage outputs. */
+  platform?: BuildPlatform;
   bytes: number;
   /**
    * SHA-256 of the file; for the raw disk (a sparse file) the sparse digest
-   * (sparseSha256 in builder/src/fsutil.ts: its non-zero 1 MiB blocks with their offsets).
+   * (sparseSha256 in builder/src/fsutil.ts: its non-zero 1 MiB blocks with
+   * their offsets); the fixed VHD (a sparse file too) likewise.
    */
   sha256: string;
   /** 'sparse-sha256' when sha256 is the sparse digest; absent for a plain SHA-256. */
@@ -54,12 +58,15 @@ export interface CachedOutputs {
   files: Record<string, { bytes: number; mtimeNs: string }>;
 }
 
-/** Pure: the key of the disk and outputs steps: the last stage's key and what only these steps read. */
-export function outputsKey(p: Profile, lastStageKey: string): string {
-  return stageKey('outputs', OUTPUTS_VERSION, { disk: p.disk, outputs: p.outputs, os: p.os, cmdline: p.kernel.cmdline, epoch: p.sourceDateEpoch }, lastStageKey);
+/**
+ * Pure: the key of the disk and outputs steps: the last stage's key and what
+ * only these steps read (the platforms written among them).
+ */
+export function outputsKey(p: Profile, lastStageKey: string, platforms: readonly BuildPlatform[] = p.platforms): string {
+  return stageKey('outputs', OUTPUTS_VERSION, { disk: p.disk, outputs: p.outputs, os: p.os, cmdline: p.kernel.cmdline, epoch: p.sourceDateEpoch, platforms }, lastStageKey);
 }
 
-const KINDS: readonly Artifact['kind'][] = ['raw', 'qcow2', 'pxe-kernel', 'pxe-initramfs', 'pxe-cmdline', 'usr', 'usr-info', 'kernel', 'initrd', 'esp'];
+const KINDS: readonly Artifact['kind'][] = ['raw', 'qcow2', 'pxe-kernel', 'pxe-initramfs', 'pxe-cmdline', 'usr', 'usr-info', 'kernel', 'initrd', 'esp', 'vmdk', 'vhd', 'gce-tar', 'ova'];
 
 /** Pure: checks a parsed outputs.json (`where` names it in messages); throws E_STAGE_CACHE_INVALID. */
 export function readCachedOutputs(json: unknown, where: string): CachedOutputs {
@@ -79,7 +86,9 @@ export function readCachedOutputs(json: unknown, where: string): CachedOutputs {
     if (file.includes('/') || file.startsWith('.')) throw f.bad('file', 'must be a file name');
     const digest = f.get('digest');
     if (digest !== undefined && digest !== 'sparse-sha256') throw f.bad('digest', "must be 'sparse-sha256' or absent");
-    return { file, kind: kind as Artifact['kind'], bytes: f.num('bytes'), sha256: f.str('sha256'), ...(digest ? { digest } : {}) };
+    const platform = f.get('platform');
+    if (platform !== undefined && !(BUILD_PLATFORMS as readonly unknown[]).includes(platform)) throw f.bad('platform', 'must be a platform basalt build knows, or absent');
+    return { file, kind: kind as Artifact['kind'], ...(platform ? { platform: platform as BuildPlatform } : {}), bytes: f.num('bytes'), sha256: f.str('sha256'), ...(digest ? { digest } : {}) };
   });
   const sizes = r.get('sizes');
   if (!isRecord(sizes) || !Object.values(sizes).every((v) => typeof v === 'number')) throw r.bad('sizes', 'must map names to numbers');

@@ -6,7 +6,7 @@ import { defaultProfilePath, parseProfile } from '../../configs/src/profile.js';
 import { stableJson, stageKey } from './context.js';
 import { newcHeader } from './cpio.js';
 import { BUILD_ERRORS } from './errors.js';
-import { pxeCmdline, STAGES } from './pipeline.js';
+import { neededTools, pxeCmdline, qemuPxeOutputs, STAGES } from './pipeline.js';
 import { bootStage, espBytes } from './stages/boot.js';
 import { customizeStage, imageUpdateConf, installDirs, osRelease, releaseFile, useraddArgs } from './stages/customize.js';
 import { dracutArgs, initrdStage } from './stages/initrd.js';
@@ -192,9 +192,36 @@ describe('stage results read back from the cache', () => {
   });
 });
 
+describe('platforms in the outputs step', () => {
+  it("qemu writes the profile's outputs; pxe's come with either; the others add only their own", () => {
+    const all = ['raw', 'qcow2', 'pxe'];
+    expect(qemuPxeOutputs(all, ['qemu'])).toEqual({ raw: true, qcow2: true, pxe: true });
+    expect(qemuPxeOutputs(['raw'], ['qemu'])).toEqual({ raw: true, qcow2: false, pxe: false });
+    expect(qemuPxeOutputs(all, ['aws', 'gce'])).toEqual({ raw: false, qcow2: false, pxe: false });
+    expect(qemuPxeOutputs(['raw'], ['pxe', 'metal'])).toEqual({ raw: false, qcow2: false, pxe: true });
+  });
+  it('needs qemu-img, mtools and tar only for what the platforms write', () => {
+    const p = { usr: { fs: 'squashfs' }, outputs: ['raw', 'qcow2', 'pxe'] };
+    const qemuOnly = neededTools(p, ['qemu']);
+    expect(qemuOnly).toContain('qemu-img');
+    expect(qemuOnly).not.toContain('tar');
+    expect(qemuOnly).not.toContain('mtype');
+    expect(neededTools({ ...p, outputs: ['raw'] }, ['qemu', 'metal'])).toEqual(expect.not.arrayContaining(['qemu-img', 'tar']));
+    expect(neededTools({ ...p, outputs: ['raw'] }, ['metal'])).toEqual(expect.arrayContaining(['mtype', 'mdir']));
+    expect(neededTools({ ...p, outputs: ['raw'] }, ['gce'])).toEqual(expect.arrayContaining(['tar', 'gzip', 'mtype']));
+    expect(neededTools({ ...p, outputs: ['raw'] }, ['azure'])).toContain('qemu-img');
+  });
+  it("the default profile keeps every platform's drivers (one USR image for all) and the root disk controllers in the initrd", () => {
+    const platformModules = ['ena', 'nvme', 'gve', 'virtio_scsi', 'hv_vmbus', 'hv_storvsc', 'hv_netvsc', 'hv_utils', 'vmxnet3', 'vmw_pvscsi', 'ixgbe', 'i40e', 'ice', 'mlx5_core', 'bnxt_en', 'igb', 'megaraid_sas', 'mpt3sas'];
+    expect(profile.kernel.modules).toEqual(expect.arrayContaining(platformModules));
+    expect(profile.initrd.drivers).toEqual(expect.arrayContaining(['nvme', 'virtio_scsi', 'hv_vmbus', 'hv_storvsc', 'vmw_pvscsi']));
+    expect(profile.platforms).toEqual(['qemu']);
+  });
+});
+
 describe('error codes', () => {
   it('keep the strings scripts match, each with a meaning and a default hint', () => {
-    expect(Object.keys(BUILD_ERRORS).sort()).toEqual(['E_DISK_TOO_SMALL', 'E_INTERRUPTED', 'E_KERNEL', 'E_NEED_ROOT', 'E_NODE_RUNTIME', 'E_OVERLAY', 'E_PROFILE_PRIVATE_KEY', 'E_PROFILE_UNIT', 'E_STAGE_CACHE_INVALID', 'E_TRIM_LINKS', 'E_VERITY']);
+    expect(Object.keys(BUILD_ERRORS).sort()).toEqual(['E_DISK_TOO_SMALL', 'E_INTERRUPTED', 'E_KERNEL', 'E_NEED_ROOT', 'E_NODE_RUNTIME', 'E_OVERLAY', 'E_PLATFORM_UNKNOWN', 'E_PROFILE_PRIVATE_KEY', 'E_PROFILE_UNIT', 'E_STAGE_CACHE_INVALID', 'E_TRIM_LINKS', 'E_VERITY']);
     for (const [code, def] of Object.entries(BUILD_ERRORS)) {
       expect(def.code).toBe(code);
       expect(def.meaning).not.toBe('');

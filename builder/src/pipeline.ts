@@ -31,9 +31,11 @@ import { packagesStage, SIZE_GROUPS, type PackageInfo } from './stages/packages.
 import { trimStage } from './stages/trim.js';
 import { usrImageStage, uuidFrom } from './stages/usr-image.js';
 import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type CachedOutputs, type DiskFacts } from './outputs-cache.js';
+import { makePlatformOutputs } from './platform-outputs.js';
+import { needsQemuImg, needsTar, platformFiles, type BuildPlatform } from './platforms.js';
 
 export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
-/** 2: the raw disk's artifact digest is the sparse one (`digest: 'sparse-sha256'`); profile.extends lists the base profiles. */
+/** 2: the raw disk's artifact digest is the sparse one (`digest: 'sparse-sha256'`); profile.extends lists the base profiles. Added since, read by nobody strictly: `platforms` and each artifact's `platform`. */
 export const MANIFEST_FORMAT_VERSION = 2;
 
 export interface BuildOptions {
@@ -45,6 +47,8 @@ export interface BuildOptions {
   signal: AbortSignal;
   /** Ignore (and replace) cached stages. */
   noCache?: boolean;
+  /** The platforms to write disks for (--platform, parsed); default: the profile's `platforms`. */
+  platforms?: readonly BuildPlatform[] | undefined;
   /** listr2 renderer: 'default' on a terminal, 'simple' otherwise, 'silent' for --json. */
   renderer: 'default' | 'simple' | 'silent';
 }
@@ -60,6 +64,7 @@ export interface BuildSummary {
   out: string;
   version: string;
   seconds: number;
+  platforms: BuildPlatform[];
   stages: StageSummary[];
   artifacts: Artifact[];
   usr: { bytes: number; sha256: string; rootHash: string };
@@ -159,9 +164,14 @@ async function writeEmptyFilesystems(ctx: BuildContext, disk: string, gpt: Gpt, 
 /** Disk step: GPT from the layout on a sparse file, ESP, USR-A, OEM and an empty ROOT copied in. */
 async function makeDisk(ctx: BuildContext, tmpOut: string): Promise<{ file: string; facts: DiskFacts }> {
   const p = ctx.profile;
-  const disk = join(tmpOut, `${p.os.id}_production_image.bin`);
-  let gpt = await createDisk(disk, { layout: p.disk.layout, sizeBytes: p.disk.size, seed: `${p.os.id}:${p.os.version}`, force: true });
-  const work = join(tmpOut, '.work');
+  const disk = join(tmpOut, outputNames(p.os.id).raw);
+  return { file: disk, facts: await writeDisk(ctx, disk, p.disk.size, join(tmpOut, '.work')) };
+}
+
+/** The disk of the profile's layout at `sizeBytes` into the file `disk` (work files in `work`, removed after). */
+async function writeDisk(ctx: BuildContext, disk: string, sizeBytes: number, work: string): Promise<DiskFacts> {
+  const p = ctx.profile;
+  let gpt = await createDisk(disk, { layout: p.disk.layout, sizeBytes, seed: `${p.os.id}:${p.os.version}`, force: true });
   await mkdir(work, { recursive: true });
   const range = (label: string) => partitionRange(gpt, findPartition(gpt, label));
   const esp = range('EFI-SYSTEM');
@@ -175,7 +185,7 @@ async function makeDisk(ctx: BuildContext, tmpOut: string): Promise<{ file: stri
   gpt = setSlotAttrs(gpt, b, { priority: 0, tries: 0, successful: false });
   await writeGpt(disk, gpt);
   await rm(work, { recursive: true, force: true });
-  return { file: disk, facts: { sizeBytes: p.disk.size, layout: p.disk.layout, usrA: { index: a, priority: 1, tries: FIRST_BOOT_TRIES, successful: false } } };
+  return { sizeBytes, layout: p.disk.layout, usrA: { index: a, priority: 1, tries: FIRST_BOOT_TRIES, successful: false } };
 }
 
 /** Kernel command line for PXE: tmpfs root, /usr from the image in the initramfs. */
@@ -193,12 +203,13 @@ export function pxeCmdline(usr: Pick<UsrImageInfo, 'version' | 'rootHash' | 'has
     .join(' ');
 }
 
-async function artifact(dir: string, file: string, kind: Artifact['kind']): Promise<Artifact> {
+async function artifact(dir: string, file: string, kind: Artifact['kind'], platform?: BuildPlatform): Promise<Artifact> {
   const f = join(dir, file);
   const bytes = (await stat(f)).size;
-  // The raw disk is a sparse file of GiBs: hashed by its data, not its holes.
-  if (kind === 'raw') return { file, kind, bytes, sha256: await sparseSha256(f), digest: 'sparse-sha256' };
-  return { file, kind, bytes, sha256: await sha256File(f) };
+  const pf = platform ? { platform } : {};
+  // The raw disk and the fixed VHD are sparse files of GiBs: hashed by their data, not their holes.
+  if (kind === 'raw' || kind === 'vhd') return { file, kind, ...pf, bytes, sha256: await sparseSha256(f), digest: 'sparse-sha256' };
+  return { file, kind, ...pf, bytes, sha256: await sha256File(f) };
 }
 
 /** Bytes of the files of each size group still present in the final tree. */
@@ -264,28 +275,30 @@ async function makePxe(ctx: BuildContext, tmpOut: string): Promise<void> {
   await writeFile(join(tmpOut, names.pxeCmdline), pxeCmdline(stageFacts(ctx, 'usr-image'), p.kernel.cmdline) + '\n');
 }
 
-/** The artifacts present in `tmpOut`, in the manifest's order. */
-async function collectArtifacts(tmpOut: string, id: string): Promise<Artifact[]> {
+/** The artifacts present in `tmpOut`, in the manifest's order: qemu's, pxe's, the other platforms', the stage outputs. */
+async function collectArtifacts(tmpOut: string, id: string, platforms: readonly BuildPlatform[]): Promise<Artifact[]> {
   const n = outputNames(id);
-  const kinds: [string, Artifact['kind']][] = [
+  const kinds: [string, Artifact['kind'], BuildPlatform?][] = [
     [n.raw, 'raw'],
     [n.qcow2, 'qcow2'],
     [n.pxeKernel, 'pxe-kernel'],
     [n.pxeInitramfs, 'pxe-initramfs'],
     [n.pxeCmdline, 'pxe-cmdline'],
+    ...platforms.flatMap((p) => platformFiles(id, p).map((f): [string, Artifact['kind'], BuildPlatform] => [f.file, f.kind, p])),
     ['usr.img', 'usr'],
     ['usr.img.json', 'usr-info'],
     ['vmlinuz', 'kernel'],
     ['initrd', 'initrd'],
   ];
   const artifacts: Artifact[] = [];
-  for (const [f, k] of kinds) if (await exists(join(tmpOut, f))) artifacts.push(await artifact(tmpOut, f, k));
+  for (const [f, k, p] of kinds) if (await exists(join(tmpOut, f))) artifacts.push(await artifact(tmpOut, f, k, p));
   return artifacts;
 }
 
 /** What the manifest records besides what the stages report. */
 interface ManifestInputs {
   profileFile: string;
+  platforms: readonly BuildPlatform[];
   /** Bytes of each component (componentSizes). */
   sizes: Record<string, number>;
   /** The profiles it extends, the base first, with the SHA-256 of each file. */
@@ -307,6 +320,7 @@ async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInput
     os: profile.os,
     board: profile.board,
     sourceDateEpoch: profile.sourceDateEpoch,
+    platforms: m.platforms,
     profile: { file: m.profileFile, sha256: sha256(await readFile(m.profileFile)), ...(m.profileBases.length ? { extends: m.profileBases } : {}) },
     kernel: { version: stageFacts(ctx, 'initrd').kernelVersion, cmdline: boot.cmdline, entry: boot.entry },
     usr: { fsType: usr.fsType, compression: profile.usr.compression, bytes: usr.imageBytes, fsBytes: usr.fsBytes, hashOffset: usr.hashOffset, rootHash: usr.rootHash, salt: usr.salt, sha256: usr.sha256 },
@@ -320,22 +334,36 @@ async function writeManifest(ctx: BuildContext, tmpOut: string, m: ManifestInput
   await writeFileAtomic(join(tmpOut, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
 }
 
-/** Outputs step: the stage outputs, qcow2 and PXE as the profile asks, then manifest.json. Returns the artifacts and sizes. */
+/** Pure: which of qemu's and pxe's outputs a build writes: qemu's are the profile's `outputs`; pxe's come with either platform. */
+export function qemuPxeOutputs(outputs: readonly string[], platforms: readonly BuildPlatform[]): { raw: boolean; qcow2: boolean; pxe: boolean } {
+  const qemu = platforms.includes('qemu');
+  return { raw: qemu && outputs.includes('raw'), qcow2: qemu && outputs.includes('qcow2'), pxe: (qemu && outputs.includes('pxe')) || platforms.includes('pxe') };
+}
+
+/**
+ * Outputs step: the stage outputs, qcow2 and PXE as the profile asks, every
+ * other platform's disk, then manifest.json. Returns the artifacts and sizes.
+ */
 async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestInputs, 'artifacts' | 'sizes'>): Promise<Pick<CachedOutputs, 'artifacts' | 'sizes'>> {
   const profile = ctx.profile;
   const names = outputNames(profile.os.id);
+  const want = qemuPxeOutputs(profile.outputs, m.platforms);
   await copyStageOutputs(ctx, tmpOut);
-  if (profile.outputs.includes('qcow2')) {
+  if (want.qcow2) {
     ctx.progress?.(`qcow2: converting ${names.raw}`);
     await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(tmpOut, names.raw), join(tmpOut, names.qcow2)], { signal: ctx.signal });
   }
-  if (profile.outputs.includes('pxe')) {
+  if (want.pxe) {
     ctx.progress?.('PXE: packing the initramfs with the USR image');
     await makePxe(ctx, tmpOut);
   }
-  if (!profile.outputs.includes('raw')) await rm(join(tmpOut, names.raw));
+  const makeDiskAt = async (file: string, sizeBytes: number) => {
+    await writeDisk(ctx, file, sizeBytes, join(tmpOut, '.work'));
+  };
+  await makePlatformOutputs({ ctx, tmpOut, base: join(tmpOut, names.raw), makeDiskAt }, m.platforms);
+  if (!want.raw) await rm(join(tmpOut, names.raw));
   ctx.progress?.('hashing the artifacts (sparse files by their data)');
-  const artifacts = await collectArtifacts(tmpOut, profile.os.id);
+  const artifacts = await collectArtifacts(tmpOut, profile.os.id, m.platforms);
   const sizes = await componentSizes(ctx);
   await writeManifest(ctx, tmpOut, { ...m, artifacts, sizes });
   return { artifacts, sizes };
@@ -351,16 +379,31 @@ export const HOST_TOOLS: Record<string, string> = {
   mcopy: 'mtools',
   'mkfs.ext4': 'e2fsprogs',
   'qemu-img': 'qemu-utils',
+  mtype: 'mtools',
+  mdir: 'mtools',
+  tar: 'tar',
+  gzip: 'gzip',
   chroot: 'coreutils',
   strip: 'binutils',
   npm: 'npm (or Node.js from nodesource)',
 };
 
-/** Fails early, naming every missing tool and the apt-get line that installs them. */
-export async function checkHostTools(profile: { usr: { fs: string }; outputs: string[] }): Promise<void> {
-  const { haveTool } = await import('../../common/src/exec.js');
-  const need = Object.keys(HOST_TOOLS).filter((t) => !(t === 'qemu-img' && !profile.outputs.includes('qcow2')) && !(t === 'mksquashfs' && profile.usr.fs !== 'squashfs'));
+/** Pure: the host tools a build needs (HOST_TOOLS' names, and mkfs.erofs for an erofs USR image). */
+export function neededTools(profile: { usr: { fs: string }; outputs: string[] }, platforms: readonly BuildPlatform[]): string[] {
+  const qemuImg = qemuPxeOutputs(profile.outputs, platforms).qcow2 || needsQemuImg(platforms);
+  // Only a platform with its own disk edits boot entries (mtype, mdir) or packs one (tar).
+  const ownDisk = platforms.some((p) => platformFiles('x', p).length > 0);
+  const skip = (t: string) =>
+    (t === 'qemu-img' && !qemuImg) || (t === 'mksquashfs' && profile.usr.fs !== 'squashfs') || ((t === 'mtype' || t === 'mdir') && !ownDisk) || ((t === 'tar' || t === 'gzip') && !needsTar(platforms));
+  const need = Object.keys(HOST_TOOLS).filter((t) => !skip(t));
   if (profile.usr.fs === 'erofs') need.push('mkfs.erofs');
+  return need;
+}
+
+/** Fails early, naming every missing tool and the apt-get line that installs them. */
+export async function checkHostTools(profile: { usr: { fs: string }; outputs: string[] }, platforms: readonly BuildPlatform[] = ['qemu']): Promise<void> {
+  const { haveTool } = await import('../../common/src/exec.js');
+  const need = neededTools(profile, platforms);
   const missing: string[] = [];
   for (const t of need) if (!(await haveTool(t))) missing.push(t);
   if (missing.length) {
@@ -444,13 +487,14 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
   const profile = loaded.profile;
   for (const w of loaded.warnings) o.log.warn(formatReport([w]));
   const profileBases = loaded.files.slice(0, -1).map((file, i) => ({ file, sha256: sha256(loaded.texts[i]!) }));
-  await checkHostTools(profile);
+  const platforms = [...(o.platforms ?? profile.platforms)];
+  await checkHostTools(profile, platforms);
   const { ctx, out, tmpOut } = await setUp(o, profile);
   const stages: StageSummary[] = [];
   let disk: DiskFacts | undefined;
   let artifacts: Artifact[] = [];
   const diskTitle = `Disk (GPT, EFI-SYSTEM, ${SLOT_PARTLABEL.A}, ROOT)`;
-  const outputsTitle = 'Outputs (raw, qcow2, PXE, manifest)';
+  const outputsTitle = `Outputs (${platforms.join(', ')}, manifest)`;
   // The disk and outputs of the same inputs, from the cache (the disk step finds them).
   let outKey = '';
   let hit: CachedOutputs | undefined;
@@ -462,7 +506,7 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
         title: diskTitle,
         task: async (_, task) => {
           const t = Date.now();
-          outKey = outputsKey(profile, stages.at(-1)?.key ?? '');
+          outKey = outputsKey(profile, stages.at(-1)?.key ?? '', platforms);
           hit = o.noCache ? undefined : await takeCachedOutputs(o.cacheDir, outKey, tmpOut, o.log, o.signal);
           if (!hit) disk = (await makeDisk(ctx, tmpOut)).facts;
           const sum = { name: 'disk', key: outKey, cached: !!hit, seconds: (Date.now() - t) / 1000 };
@@ -480,10 +524,10 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
           if (hit) {
             disk = hit.disk;
             artifacts = hit.artifacts;
-            await writeManifest(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages, artifacts, sizes: hit.sizes });
+            await writeManifest(ctx, tmpOut, { profileFile: o.profileFile, platforms, profileBases, disk, stages, artifacts, sizes: hit.sizes });
           } else {
             if (!disk) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, 'the outputs step ran before the disk step');
-            const made = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, profileBases, disk, stages });
+            const made = await makeOutputs(ctx, tmpOut, { profileFile: o.profileFile, platforms, profileBases, disk, stages });
             artifacts = made.artifacts;
             // The outputs are made: a cache that cannot take them only costs the next build time.
             await storeOutputs(o.cacheDir, outKey, tmpOut, { disk, ...made }, o.signal).catch((e: unknown) => o.log.warn(`cannot cache the outputs in ${o.cacheDir}: ${e instanceof Error ? e.message : String(e)}`));
@@ -510,6 +554,7 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
     out,
     version: profile.os.version,
     seconds: (Date.now() - t0) / 1000,
+    platforms,
     stages,
     artifacts,
     usr: { bytes: usrArt.bytes, sha256: usrArt.sha256, rootHash: stageFacts(ctx, 'usr-image').rootHash },

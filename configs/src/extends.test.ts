@@ -65,19 +65,19 @@ describe('extends', () => {
         'extends: default',
         'kernel:',
         '  cmdline: [console=tty0]',
-        '  modules: {remove: [e1000, e1000e], add: [igb]}',
+        '  modules: {remove: [e1000, e1000e], add: [r8169]}',
         'trim: {remove: {remove: [bin/ctr], add: [bin/docker-proxy]}, locales: {add: [de]}}',
-        'initrd: {drivers: {add: [igb]}}',
+        'initrd: {drivers: {add: [r8169]}}',
         'outputs: {remove: [pxe]}',
         '',
       ].join('\n'),
     });
     const base = (await loadProfile(defaultProfilePath())).profile;
     expect(profile.kernel.cmdline).toEqual(['console=tty0']);
-    expect(profile.kernel.modules).toEqual([...base.kernel.modules.filter((m) => m !== 'e1000' && m !== 'e1000e'), 'igb']);
+    expect(profile.kernel.modules).toEqual([...base.kernel.modules.filter((m) => m !== 'e1000' && m !== 'e1000e'), 'r8169']);
     expect(profile.trim.remove).toEqual([...base.trim.remove.filter((x) => x !== 'bin/ctr'), 'bin/docker-proxy']);
     expect(profile.trim.locales).toEqual(['de']);
-    expect(profile.initrd.drivers.at(-1)).toBe('igb');
+    expect(profile.initrd.drivers.at(-1)).toBe('r8169');
     // No profile lists outputs: the edit starts from the default.
     expect(profile.outputs).toEqual(['raw', 'qcow2']);
   });

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, stringify, visit, type Node, type YAMLMap } from 'yaml';
 import { DEFAULT_BOARD, DEFAULT_HEALTH_UNITS, REBOOT_STRATEGIES, REBOOT_WINDOW_LENGTH, REBOOT_WINDOW_START, type RebootStrategy } from '../../common/src/contracts.js';
 import { BasaltError, fsError, type ErrorDef } from '../../common/src/errors.js';
+import { BUILD_PLATFORMS, type BuildPlatform } from '../../cloudinit/src/datasource/platform.js';
 import { PROFILE_ERRORS } from './errors.js';
 import { Merger } from './merge.js';
 import { Checker, type Origin, type Spec } from './schema.js';
@@ -108,6 +109,12 @@ export interface Profile {
   /** Extra files written into the image last (like mkosi's ExtraTrees): /usr/... or /etc/... */
   files: { path: string; content: string; mode: string }[];
   outputs: OutputKind[];
+  /**
+   * The platforms whose disks the build writes (`basalt build --platform`
+   * overrides it): qemu is `outputs` as listed; every other platform adds its
+   * own files (README.md, "Platforms").
+   */
+  platforms: BuildPlatform[];
   /** SOURCE_DATE_EPOCH for every timestamp in the image. */
   sourceDateEpoch: number;
 }
@@ -292,6 +299,7 @@ export const profileSpec: Spec = {
       default: [],
     },
     outputs: { spec: { kind: 'list', of: { kind: 'string', enum: ['raw', 'qcow2', 'pxe'] }, min: 1, unique: true }, default: ['raw', 'qcow2', 'pxe'] },
+    platforms: { spec: { kind: 'list', of: { kind: 'string', enum: BUILD_PLATFORMS }, min: 1, unique: true }, default: ['qemu'] },
     sourceDateEpoch: { spec: { kind: 'int', min: 0, max: 2 ** 40 }, default: 1704067200 },
   },
 };

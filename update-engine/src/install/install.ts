@@ -265,8 +265,12 @@ async function writeConfigDrive(disk: string, userData: Buffer): Promise<void> {
   }
 }
 
-/** Puts basalt.oem.id=P on every boot entry of the disk's EFI-SYSTEM. */
-async function writePlatform(disk: string, id: string): Promise<void> {
+/**
+ * Puts basalt.oem.id=P on every boot entry of the disk's EFI-SYSTEM (edited
+ * in place with mtools). The one way a platform id gets into a disk:
+ * `basalt install -o` and `basalt build --platform` (builder) both call it.
+ */
+export async function writePlatform(disk: string, id: string): Promise<void> {
   const gpt = await readGpt(disk);
   const esp = new MtoolsEsp(disk, partitionRange(gpt, partOf(gpt, disk, 'EFI-SYSTEM', 'the platform id')).offset);
   const entries = (await esp.list('/loader/entries')).filter((n) => n.endsWith('.conf'));

@@ -1,0 +1,108 @@
+/**
+ * `basalt build --platform`, the I/O shell: each platform's disk is a sparse
+ * copy of the built raw disk with the platform id put on its boot entries
+ * (writePlatform, as `basalt install -o` does), converted to the format the
+ * platform imports (platforms.ts plans names and argv). Runs inside the
+ * outputs step, in its temporary output folder (renamed over --out only when
+ * the whole build succeeded); work files go under `<tmpOut>/.work-<platform>`
+ * and are removed when the platform is done.
+ *
+ * Side effects: cp, mtools (writePlatform), qemu-img, tar + gzip; files in tmpOut.
+ */
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../common/src/exec.js';
+import { writePlatform } from '../../update-engine/src/install/install.js';
+import type { BuildContext } from './context.js';
+import { sha256File } from './fsutil.js';
+import { alignMiB, convertArgs, gceTarArgs, ovaMembers, ovaTarArgs, platformFiles, renderMf, renderOvf, type BuildPlatform, type PlatformFile } from './platforms.js';
+
+/** The VM the OVA describes (the user changes it on import). */
+const OVA_VM = { cpus: 2, memoryMiB: 2048 } as const;
+
+export interface PlatformInputs {
+  ctx: BuildContext;
+  tmpOut: string;
+  /** The raw disk the disk step wrote (no platform id). */
+  base: string;
+  /** Makes the disk again at another size (Azure's whole MiB when the profile's size is not). */
+  makeDiskAt: (file: string, sizeBytes: number) => Promise<void>;
+}
+
+/** A sparse copy of `from` at `to` with `basalt.oem.id=<platform>` on its boot entries. */
+async function diskFor(i: PlatformInputs, platform: BuildPlatform, to: string, from = i.base): Promise<void> {
+  await run('cp', ['--sparse=always', '--reflink=auto', from, to], { signal: i.ctx.signal });
+  await writePlatform(to, platform);
+}
+
+async function qemuImg(i: PlatformInputs, format: 'vmdk' | 'vhd' | 'qcow2', from: string, to: string): Promise<void> {
+  await run('qemu-img', convertArgs(format, from, to), { signal: i.ctx.signal });
+}
+
+/** Writes one platform's files (platformFiles) into tmpOut. */
+async function makeOne(i: PlatformInputs, platform: BuildPlatform, files: PlatformFile[]): Promise<void> {
+  const p = i.ctx.profile;
+  const out = (kind: PlatformFile['kind']) => join(i.tmpOut, files.find((f) => f.kind === kind)!.file);
+  const work = join(i.tmpOut, `.work-${platform}`);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  const raw = join(work, 'disk.raw');
+  try {
+    switch (platform) {
+      case 'metal':
+        await diskFor(i, platform, out('raw'));
+        break;
+      case 'aws':
+        await diskFor(i, platform, out('raw'));
+        await qemuImg(i, 'vmdk', out('raw'), out('vmdk'));
+        break;
+      case 'gce':
+        await diskFor(i, platform, raw);
+        await run('tar', gceTarArgs(out('gce-tar'), work, p.sourceDateEpoch), { signal: i.ctx.signal });
+        break;
+      case 'azure': {
+        const size = alignMiB(p.disk.size);
+        let from = i.base;
+        if (size !== p.disk.size) {
+          from = join(work, 'aligned.raw');
+          await i.makeDiskAt(from, size);
+        }
+        await diskFor(i, platform, raw, from);
+        await qemuImg(i, 'vhd', raw, out('vhd'));
+        break;
+      }
+      case 'openstack':
+      case 'digitalocean':
+        await diskFor(i, platform, raw);
+        await qemuImg(i, 'qcow2', raw, out('qcow2'));
+        break;
+      case 'vmware': {
+        await diskFor(i, platform, raw);
+        const m = ovaMembers(p.os.id);
+        await qemuImg(i, 'vmdk', raw, join(work, m.vmdk));
+        const ovf = renderOvf({ name: `${p.os.name} ${p.os.version}`, osId: p.os.id, vmdkBytes: (await stat(join(work, m.vmdk))).size, capacity: (await stat(raw)).size, ...OVA_VM });
+        await writeFile(join(work, m.ovf), ovf);
+        const sums = [];
+        for (const f of [m.ovf, m.vmdk]) sums.push({ file: f, sha256: await sha256File(join(work, f)) });
+        await writeFile(join(work, m.mf), renderMf(sums));
+        await run('tar', ovaTarArgs(out('ova'), work, p.os.id, p.sourceDateEpoch), { signal: i.ctx.signal });
+        break;
+      }
+      case 'qemu':
+      case 'pxe':
+        break;
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Writes the files of every platform but qemu and pxe (the outputs step makes theirs), in order. */
+export async function makePlatformOutputs(i: PlatformInputs, platforms: readonly BuildPlatform[]): Promise<void> {
+  for (const platform of platforms) {
+    const files = platformFiles(i.ctx.profile.os.id, platform);
+    if (files.length === 0) continue;
+    i.ctx.progress?.(`${platform}: ${files.map((f) => f.file).join(', ')}`);
+    await makeOne(i, platform, files);
+  }
+}
