@@ -28,7 +28,7 @@ export const OUTPUTS_CACHE_FORMAT = 1;
 
 export interface Artifact {
   file: string;
-  kind: 'raw' | 'qcow2' | 'pxe-kernel' | 'pxe-initramfs' | 'pxe-cmdline' | 'usr' | 'usr-info' | 'kernel' | 'initrd' | 'esp' | 'vmdk' | 'vhd' | 'gce-tar' | 'ova';
+  kind: 'raw' | 'qcow2' | 'pxe-kernel' | 'pxe-initramfs' | 'pxe-cmdline' | 'usr' | 'usr-info' | 'kernel' | 'initrd' | 'esp' | 'vmdk' | 'vhd' | 'gce-tar' | 'ova' | 'iso';
   /** The platform whose disk this is (`basalt.oem.id=` on its boot entries); absent for qemu's and pxe's outputs and the stage outputs. */
   platform?: BuildPlatform;
   bytes: number;
@@ -66,7 +66,7 @@ export function outputsKey(p: Profile, lastStageKey: string, platforms: readonly
   return stageKey('outputs', OUTPUTS_VERSION, { disk: p.disk, outputs: p.outputs, os: p.os, cmdline: p.kernel.cmdline, epoch: p.sourceDateEpoch, platforms }, lastStageKey);
 }
 
-const KINDS: readonly Artifact['kind'][] = ['raw', 'qcow2', 'pxe-kernel', 'pxe-initramfs', 'pxe-cmdline', 'usr', 'usr-info', 'kernel', 'initrd', 'esp', 'vmdk', 'vhd', 'gce-tar', 'ova'];
+const KINDS: readonly Artifact['kind'][] = ['raw', 'qcow2', 'pxe-kernel', 'pxe-initramfs', 'pxe-cmdline', 'usr', 'usr-info', 'kernel', 'initrd', 'esp', 'vmdk', 'vhd', 'gce-tar', 'ova', 'iso'];
 
 /** Pure: checks a parsed outputs.json (`where` names it in messages); throws E_STAGE_CACHE_INVALID. */
 export function readCachedOutputs(json: unknown, where: string): CachedOutputs {

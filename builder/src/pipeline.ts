@@ -31,8 +31,8 @@ import { packagesStage, SIZE_GROUPS, type PackageInfo } from './stages/packages.
 import { trimStage } from './stages/trim.js';
 import { usrImageStage, uuidFrom } from './stages/usr-image.js';
 import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type CachedOutputs, type DiskFacts } from './outputs-cache.js';
-import { makePlatformOutputs } from './platform-outputs.js';
-import { needsQemuImg, needsTar, platformFiles, type BuildPlatform } from './platforms.js';
+import { makePlatformOutputs, type PxeFiles } from './platform-outputs.js';
+import { needsIsoTools, needsQemuImg, needsTar, platformFiles, type BuildPlatform } from './platforms.js';
 
 export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
 /** 2: the raw disk's artifact digest is the sparse one (`digest: 'sparse-sha256'`); profile.extends lists the base profiles. Added since, read by nobody strictly: `platforms` and each artifact's `platform`. */
@@ -261,18 +261,19 @@ async function copyStageOutputs(ctx: BuildContext, tmpOut: string): Promise<void
   await copyFile(join(initrdDir, 'initrd'), join(tmpOut, 'initrd'));
 }
 
-/** PXE: the kernel, the dracut initrd followed by an uncompressed cpio holding /usr.img, and the command line. */
-async function makePxe(ctx: BuildContext, tmpOut: string): Promise<void> {
+/** PXE (and the live ISO's boot): the kernel, the dracut initrd followed by an uncompressed cpio holding /usr.img, and the command line, written in `dir`. */
+async function makePxe(ctx: BuildContext, dir: string): Promise<PxeFiles> {
   const p = ctx.profile;
   const names = outputNames(p.os.id);
   const initrdDir = stageDir(ctx, 'initrd');
-  await copyFile(join(initrdDir, 'vmlinuz'), join(tmpOut, names.pxeKernel));
-  const pxe = join(tmpOut, names.pxeInitramfs);
-  await copyFile(join(initrdDir, 'initrd'), pxe);
+  const files = { kernel: join(dir, names.pxeKernel), initramfs: join(dir, names.pxeInitramfs), cmdline: pxeCmdline(stageFacts(ctx, 'usr-image'), p.kernel.cmdline) };
+  await copyFile(join(initrdDir, 'vmlinuz'), files.kernel);
+  await copyFile(join(initrdDir, 'initrd'), files.initramfs);
   // The kernel looks for the next archive's header at a 4-byte boundary after zero padding.
-  await truncate(pxe, Math.ceil((await stat(pxe)).size / 512) * 512);
-  await writeCpio(pxe, [{ name: 'usr.img', source: join(stageDir(ctx, 'usr-image'), 'usr.img'), mode: 0o644 }], p.sourceDateEpoch, { append: true });
-  await writeFile(join(tmpOut, names.pxeCmdline), pxeCmdline(stageFacts(ctx, 'usr-image'), p.kernel.cmdline) + '\n');
+  await truncate(files.initramfs, Math.ceil((await stat(files.initramfs)).size / 512) * 512);
+  await writeCpio(files.initramfs, [{ name: 'usr.img', source: join(stageDir(ctx, 'usr-image'), 'usr.img'), mode: 0o644 }], p.sourceDateEpoch, { append: true });
+  await writeFile(join(dir, names.pxeCmdline), files.cmdline + '\n');
+  return files;
 }
 
 /** The artifacts present in `tmpOut`, in the manifest's order: qemu's, pxe's, the other platforms', the stage outputs. */
@@ -360,7 +361,7 @@ async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestIn
   const makeDiskAt = async (file: string, sizeBytes: number) => {
     await writeDisk(ctx, file, sizeBytes, join(tmpOut, '.work'));
   };
-  await makePlatformOutputs({ ctx, tmpOut, base: join(tmpOut, names.raw), makeDiskAt }, m.platforms);
+  await makePlatformOutputs({ ctx, tmpOut, base: join(tmpOut, names.raw), makeDiskAt, makePxeAt: (dir) => makePxe(ctx, dir), manifestFormat: MANIFEST_FORMAT_VERSION }, m.platforms);
   if (!want.raw) await rm(join(tmpOut, names.raw));
   ctx.progress?.('hashing the artifacts (sparse files by their data)');
   const artifacts = await collectArtifacts(tmpOut, profile.os.id, m.platforms);
@@ -383,6 +384,8 @@ export const HOST_TOOLS: Record<string, string> = {
   mdir: 'mtools',
   tar: 'tar',
   gzip: 'gzip',
+  xorriso: 'xorriso',
+  zstd: 'zstd',
   chroot: 'coreutils',
   strip: 'binutils',
   npm: 'npm (or Node.js from nodesource)',
@@ -394,7 +397,7 @@ export function neededTools(profile: { usr: { fs: string }; outputs: string[] },
   // Only a platform with its own disk edits boot entries (mtype, mdir) or packs one (tar).
   const ownDisk = platforms.some((p) => platformFiles('x', p).length > 0);
   const skip = (t: string) =>
-    (t === 'qemu-img' && !qemuImg) || (t === 'mksquashfs' && profile.usr.fs !== 'squashfs') || ((t === 'mtype' || t === 'mdir') && !ownDisk) || ((t === 'tar' || t === 'gzip') && !needsTar(platforms));
+    (t === 'qemu-img' && !qemuImg) || (t === 'mksquashfs' && profile.usr.fs !== 'squashfs') || ((t === 'mtype' || t === 'mdir') && !ownDisk) || ((t === 'tar' || t === 'gzip') && !needsTar(platforms)) || ((t === 'xorriso' || t === 'zstd') && !needsIsoTools(platforms));
   const need = Object.keys(HOST_TOOLS).filter((t) => !skip(t));
   if (profile.usr.fs === 'erofs') need.push('mkfs.erofs');
   return need;

@@ -10,10 +10,12 @@
  * Side effects: cp, mtools (writePlatform), qemu-img, tar + gzip; files in tmpOut.
  */
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 import { writePlatform } from '../../update-engine/src/install/install.js';
-import type { BuildContext } from './context.js';
+import { sparseSha256 } from '../../common/src/sparse.js';
+import { stageDir, type BuildContext } from './context.js';
+import { isoVolumeId, makeIso } from './iso.js';
 import { sha256File } from './fsutil.js';
 import { alignMiB, convertArgs, gceTarArgs, ovaMembers, ovaTarArgs, platformFiles, renderMf, renderOvf, type BuildPlatform, type PlatformFile } from './platforms.js';
 
@@ -27,7 +29,58 @@ export interface PlatformInputs {
   base: string;
   /** Makes the disk again at another size (Azure's whole MiB when the profile's size is not). */
   makeDiskAt: (file: string, sizeBytes: number) => Promise<void>;
+  /** Writes PXE's kernel and initramfs (with the USR image) into a folder (the live ISO boots them). */
+  makePxeAt: (dir: string) => Promise<PxeFiles>;
+  /** manifest.json's format version (the live ISO carries a manifest naming its disk). */
+  manifestFormat: number;
 }
+
+/** PXE's boot files as the outputs step writes them. */
+export interface PxeFiles {
+  kernel: string;
+  initramfs: string;
+  cmdline: string;
+}
+
+/**
+ * The live ISO: PXE's kernel and initramfs behind systemd-boot (iso.ts), and
+ * in its ISO 9660 tree the disk to install, zstd-compressed, with a
+ * manifest.json naming it (the raw disk's sparse digest, what `basalt
+ * install -f` checks after expanding it). The disk carries no platform id:
+ * `basalt install -o` gives the installed machine its own.
+ */
+async function makeLiveIso(i: PlatformInputs, out: string, work: string): Promise<void> {
+  const p = i.ctx.profile;
+  const pxe = await i.makePxeAt(work);
+  const tree = join(work, 'image');
+  await mkdir(tree);
+  const rawName = basename(i.base);
+  const zst = join(tree, `${rawName}.zst`);
+  i.ctx.progress?.(`iso: compressing ${rawName}`);
+  await run('zstd', ['-q', '-T0', '-3', '-o', zst, i.base], { signal: i.ctx.signal });
+  const manifest = join(tree, 'manifest.json');
+  const raw = { file: rawName, kind: 'raw', bytes: (await stat(i.base)).size, sha256: await sparseSha256(i.base), digest: 'sparse-sha256' };
+  await writeFile(manifest, JSON.stringify({ formatVersion: i.manifestFormat, os: p.os, artifacts: [raw] }, null, 2) + '\n');
+  const scratch = join(work, 'iso');
+  await mkdir(scratch);
+  await makeIso(
+    {
+      kernel: pxe.kernel,
+      initramfs: pxe.initramfs,
+      cmdline: pxe.cmdline,
+      systemdBoot: join(stageDir(i.ctx, 'initrd'), 'root/usr/lib/systemd/boot/efi/systemd-bootx64.efi'),
+      osName: p.os.name,
+      version: p.os.version,
+      volumeId: isoVolumeId(p.os.id, p.os.version),
+      sourceDateEpoch: p.sourceDateEpoch,
+      extraFiles: [zst, manifest],
+    },
+    out,
+    scratch,
+    i.ctx.signal,
+  );
+}
+
 
 /** A sparse copy of `from` at `to` with `basalt.oem.id=<platform>` on its boot entries. */
 async function diskFor(i: PlatformInputs, platform: BuildPlatform, to: string, from = i.base): Promise<void> {
@@ -88,6 +141,9 @@ async function makeOne(i: PlatformInputs, platform: BuildPlatform, files: Platfo
         await run('tar', ovaTarArgs(out('ova'), work, p.os.id, p.sourceDateEpoch), { signal: i.ctx.signal });
         break;
       }
+      case 'iso':
+        await makeLiveIso(i, out('iso'), work);
+        break;
       case 'qemu':
       case 'pxe':
         break;

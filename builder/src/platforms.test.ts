@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BasaltError } from '../../common/src/errors.js';
-import { alignMiB, BUILD_PLATFORMS, convertArgs, gceTarArgs, MiB, needsQemuImg, needsTar, ovaMembers, ovaTarArgs, parsePlatforms, platformFiles, renderMf, renderOvf } from './platforms.js';
+import { alignMiB, BUILD_PLATFORMS, convertArgs, gceTarArgs, MiB, needsIsoTools, needsQemuImg, needsTar, ovaMembers, ovaTarArgs, parsePlatforms, platformFiles, renderMf, renderOvf } from './platforms.js';
 
 describe('parsePlatforms', () => {
   it('takes a comma-separated list, in the known order, without duplicates', () => {
@@ -20,10 +20,10 @@ describe('parsePlatforms', () => {
     expect(e.code).toBe('E_PLATFORM_UNKNOWN');
     expect(e.message).toBe('--platform aws,nimbus: nimbus is not a platform basalt build knows');
     expect(e.message).not.toContain('\n');
-    expect(e.hint).toBe('use one or more of qemu, metal, pxe, aws, gce, azure, openstack, vmware, digitalocean, comma-separated');
+    expect(e.hint).toBe('use one or more of qemu, metal, pxe, iso, aws, gce, azure, openstack, vmware, digitalocean, comma-separated');
     expect(() => parsePlatforms('')).toThrow(/'' is not a platform/);
     expect(() => parsePlatforms('aws,')).toThrow(/'' is not a platform/);
-    expect(() => parsePlatforms('iso')).toThrow(/iso is not a platform basalt build knows \(the ISO is not built by this version\)/);
+    expect(parsePlatforms('iso,qemu')).toEqual(['qemu', 'iso']);
   });
 });
 
@@ -33,6 +33,7 @@ describe('platform files', () => {
     expect(all).toEqual({
       qemu: [],
       pxe: [],
+      iso: [{ file: 'basalt_production_iso_image.iso', kind: 'iso' }],
       metal: [{ file: 'basalt_production_metal_image.bin', kind: 'raw' }],
       aws: [
         { file: 'basalt_production_aws_image.bin', kind: 'raw' },
@@ -48,6 +49,9 @@ describe('platform files', () => {
     expect(needsQemuImg(['aws'])).toBe(true);
     expect(needsTar(['aws', 'azure'])).toBe(false);
     expect(needsTar(['vmware'])).toBe(true);
+    expect(needsQemuImg(['iso'])).toBe(false);
+    expect(needsIsoTools(['qemu', 'iso'])).toBe(true);
+    expect(needsIsoTools(['aws'])).toBe(false);
   });
   it('converts with argv arrays as the platforms import them', () => {
     expect(convertArgs('vmdk', 'a.raw', 'b.vmdk')).toEqual(['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'a.raw', 'b.vmdk']);

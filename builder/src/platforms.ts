@@ -32,15 +32,14 @@ export function parsePlatforms(value: string): BuildPlatform[] {
   const bad = names.filter((n) => !(BUILD_PLATFORMS as readonly string[]).includes(n));
   if (bad.length > 0) {
     const what = bad.map((b) => (b === '' ? "''" : b)).join(', ');
-    const iso = bad.includes('iso') ? ' (the ISO is not built by this version)' : '';
     // The catalogue's hint lists BUILD_PLATFORMS.
-    throw new BasaltError(BUILD_ERRORS.E_PLATFORM_UNKNOWN, `--platform ${value}: ${what} ${bad.length === 1 ? 'is not a platform' : 'are not platforms'} basalt build knows${iso}`);
+    throw new BasaltError(BUILD_ERRORS.E_PLATFORM_UNKNOWN, `--platform ${value}: ${what} ${bad.length === 1 ? 'is not a platform' : 'are not platforms'} basalt build knows`);
   }
   return BUILD_PLATFORMS.filter((p) => names.includes(p));
 }
 
 /** Artifact kinds of the platforms' own files (raw and qcow2 are shared with qemu's). */
-export type PlatformFileKind = 'raw' | 'qcow2' | 'vmdk' | 'vhd' | 'gce-tar' | 'ova';
+export type PlatformFileKind = 'raw' | 'qcow2' | 'vmdk' | 'vhd' | 'gce-tar' | 'ova' | 'iso';
 
 export interface PlatformFile {
   file: string;
@@ -75,12 +74,19 @@ export function platformFiles(osId: string, platform: BuildPlatform): PlatformFi
       return [f('qcow2', 'qcow2')];
     case 'vmware':
       return [f('ova', 'ova')];
+    case 'iso':
+      return [f('iso', 'iso')];
   }
 }
 
 /** Pure: does any of the platforms need qemu-img (besides qemu's own qcow2)? */
 export function needsQemuImg(platforms: readonly BuildPlatform[]): boolean {
-  return platforms.some((p) => platformFiles('x', p).some((f) => f.kind !== 'raw' && f.kind !== 'gce-tar'));
+  return platforms.some((p) => platformFiles('x', p).some((f) => f.kind !== 'raw' && f.kind !== 'gce-tar' && f.kind !== 'iso'));
+}
+
+/** Pure: does any of the platforms need xorriso and zstd (the live ISO, which carries the disk compressed)? */
+export function needsIsoTools(platforms: readonly BuildPlatform[]): boolean {
+  return platforms.includes('iso');
 }
 
 /** Pure: does any of the platforms need tar (GCE's archive, the OVA)? */

@@ -8,8 +8,16 @@
  * The first boot must take its user data and the metadata's SSH key from
  * there: the hostname and a file from the user data, core's login with the
  * key the metadata lists.
+ *
+ * The live ISO (`basalt build --platform iso`) boots from a CD-ROM under
+ * OVMF to the live system (root in RAM, /usr verified), which takes an SSH
+ * key from a config drive; core mounts the ISO and runs `basalt install` onto
+ * a blank second disk with a cloud-config; that disk then boots alone to
+ * basalt-ready with the cloud-config applied.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { run as exec } from '../../common/src/exec.js';
+import { makeConfigDrive } from '../src/configdrive.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,11 +32,16 @@ const canRun = isRoot && haveQemu;
 const outDir = process.env['BASALT_VM_OUT'] ?? join(projectRoot(), 'out');
 let manifest: Manifest;
 let work: string;
+/** The live ISO's build: its own output folder (the other VM tests build out/ for qemu alone). */
+let isoOut: string;
+let isoManifest: Manifest;
 
 describe.skipIf(!canRun)('platforms (skipped unless root with qemu-system-x86 and ovmf: the build needs root, the metadata service port 80)', () => {
   beforeAll(async () => {
     manifest = await buildImage(outDir);
     work = await mkdtemp(join(tmpdir(), 'basalt-vm-platforms-'));
+    isoOut = join(work, 'out-iso');
+    isoManifest = await buildImage(isoOut, ['--platform', 'iso']);
   });
   afterAll(async ({}, suite) => {
     await keepLogsIfFailed(suite, work, 'platforms');
@@ -76,6 +89,59 @@ describe.skipIf(!canRun)('platforms (skipped unless root with qemu-system-x86 an
     } finally {
       await vm.dispose();
       await svc.close();
+    }
+  });
+
+  it('iso: the live ISO boots from a CD-ROM, installs onto a blank disk with a cloud-config, and that disk boots with it applied', async () => {
+    const key = await Ssh.keypair(work);
+    const iso = join(isoOut, isoManifest.artifacts.find((a) => a.kind === 'iso')!.file);
+    const live = await makeConfigDrive(join(work, 'live-config.iso'), ['#cloud-config', 'ssh_authorized_keys:', `  - ${key.pub}`, ''].join('\n'));
+    const target = join(work, 'target.qcow2');
+    await exec('qemu-img', ['create', '-q', '-f', 'qcow2', target, '10G']);
+    const sshPort = await freePort();
+    await mkdir(join(work, 'vm-iso'), { recursive: true });
+    const vm = new Vm({ workdir: join(work, 'vm-iso'), cdrom: iso, configDrive: live, disks: [target], memoryMiB: 3072, hostfwd: [{ host: sshPort, guest: 22 }] });
+    const installed = ['#cloud-config', 'hostname: basalt-installed', 'ssh_authorized_keys:', `  - ${key.pub}`, 'write_files:', '  - path: /etc/basalt-install-test', '    content: written by the installer', ''].join('\n');
+    try {
+      await vm.start();
+      const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, 20 * 60_000, { what: 'basalt-ready from the live ISO' });
+      process.stderr.write(`[platforms iso] live system ready after ${(ready.atMs / 1000).toFixed(1)} s\n`);
+      expect(ready.match[1]).toBe('PXE');
+      const ssh = new Ssh(sshPort, key.key);
+      await ssh.waitUp(5 * 60_000, 'core');
+      expect((await ssh.exec('cat /proc/cmdline', 'core')).trim()).toMatch(/(^| )basalt\.oem\.id=iso( |$)/);
+      expect((await ssh.exec('findmnt -no FSTYPE /', 'core')).trim()).toBe('tmpfs');
+      // The blank disk: the 10 GiB one (the config drive is the other virtio disk).
+      const disks = (await ssh.exec('lsblk -dbnpo PATH,SIZE,TYPE', 'core')).trim().split('\n').map((l) => l.trim().split(/\s+/));
+      const dev = disks.find((d) => d[1] === String(10 * 1024 ** 3) && d[2] === 'disk')?.[0];
+      expect(dev, JSON.stringify(disks)).toMatch(/^\/dev\/vd[a-z]$/);
+      await ssh.exec(`cat > /tmp/installed.yml <<'EOF'\n${installed}EOF`, 'core');
+      const t0 = Date.now();
+      const out = await ssh.exec(`sudo mkdir -p /run/basalt-iso && sudo mount -o ro /dev/sr0 /run/basalt-iso && sudo basalt install -d ${dev!} -f /run/basalt-iso/basalt/${isoManifest.artifacts.find((a) => a.kind === 'raw')?.file ?? 'basalt_production_image.bin'}.zst -c /tmp/installed.yml -o qemu 2>&1; echo "exit=$?"`, 'core', 20 * 60_000);
+      process.stderr.write(`[platforms iso] basalt install took ${((Date.now() - t0) / 1000).toFixed(1)} s: ${out.trim().split('\n').at(-2) ?? ''}\n`);
+      expect(out).toMatch(/exit=0\n$/);
+      expect(out).toMatch(/^installed .* to \/dev\/vd[a-z]/m);
+      await vm.qmp.execute('system_powerdown');
+      await vm.waitForExit(5 * 60_000);
+    } finally {
+      await vm.dispose();
+    }
+    await mkdir(join(work, 'vm-installed'), { recursive: true });
+    const port2 = await freePort();
+    const vm2 = new Vm({ workdir: join(work, 'vm-installed'), disk: target, diskMode: 'direct', hostfwd: [{ host: port2, guest: 22 }] });
+    try {
+      await vm2.start();
+      const ready = await vm2.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, 25 * 60_000, { what: 'basalt-ready on the installed disk' });
+      process.stderr.write(`[platforms iso] installed disk ready after ${(ready.atMs / 1000).toFixed(1)} s\n`);
+      expect(ready.match[1]).toBe('A');
+      const ssh = new Ssh(port2, key.key);
+      await ssh.waitUp(5 * 60_000, 'core');
+      expect((await ssh.exec('hostname', 'core')).trim()).toBe('basalt-installed');
+      expect((await ssh.exec('cat /etc/basalt-install-test', 'core')).trim()).toBe('written by the installer');
+      await vm2.qmp.execute('system_powerdown');
+      await vm2.waitForExit(5 * 60_000);
+    } finally {
+      await vm2.dispose();
     }
   });
 });

@@ -15,7 +15,7 @@ export type PlatformId = (typeof PLATFORM_IDS)[number];
  * The platforms `basalt build --platform` (and a profile's `platforms:`)
  * writes disks for: every id but iso, which is not built yet.
  */
-export const BUILD_PLATFORMS = ['qemu', 'metal', 'pxe', 'aws', 'gce', 'azure', 'openstack', 'vmware', 'digitalocean'] as const satisfies readonly PlatformId[];
+export const BUILD_PLATFORMS = ['qemu', 'metal', 'pxe', 'iso', 'aws', 'gce', 'azure', 'openstack', 'vmware', 'digitalocean'] as const satisfies readonly PlatformId[];
 export type BuildPlatform = (typeof BUILD_PLATFORMS)[number];
 
 /** Other spellings of a platform (Flatcar's `ec2`, CoreOS's `ec2-compat`, `packet`'s successor is not one of ours). */
