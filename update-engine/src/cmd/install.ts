@@ -11,7 +11,8 @@ running system is refused) and the image against the manifest.json basalt build 
 it (size and digest). Nothing is written unless every check passes.
 
   -d, --device DEVICE|FILE  block device, or an image file (written beside it, then renamed)
-  -f, --image IMAGE         the raw disk image (basalt_production_image.bin)
+  -f, --image IMAGE         the raw disk image (basalt_production_image.bin), or it compressed
+                            with zstd (IMAGE.zst, as the live ISO carries it under basalt/)
   -m, --manifest FILE       its manifest.json (default: the one beside IMAGE)
   -c, --cloud-config FILE   user data for the first boot: written to the OEM-CONFIG partition
                             as a config drive (vfat, label config-2, openstack/latest/user_data)
