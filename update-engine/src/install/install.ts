@@ -29,7 +29,7 @@ import { run } from '../../../common/src/exec.js';
 import { syncDir } from '../../../common/src/fsutil.js';
 import { partitionRange, readGpt, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
 import { sparseSha256 } from '../../../common/src/sparse.js';
-import { PLATFORM_IDS } from '../../../cloudinit/src/datasource/platform.js';
+import { PLATFORM_IDS } from '../../../common/src/platform.js';
 import { MtoolsEsp } from '../host/esp.js';
 import { INSTALL_ERRORS } from './errors.js';
 import { busyReason, entryWithPlatform, parseMounts, rawArtifact, type LsblkDevice } from './plan.js';
@@ -201,12 +201,8 @@ async function writeConfigDrive(disk: string, userData: Buffer): Promise<void> {
   }
 }
 
-/**
- * Puts basalt.oem.id=P on every boot entry of the disk's EFI-SYSTEM (edited
- * in place with mtools). The one way a platform id gets into a disk:
- * `basalt install -o` and `basalt build --platform` (builder) both call it.
- */
-export async function writePlatform(disk: string, id: string): Promise<void> {
+/** Puts basalt.oem.id=P on every boot entry of the disk's EFI-SYSTEM (entryWithPlatform, edited in place with mtools). */
+async function writePlatform(disk: string, id: string): Promise<void> {
   const gpt = await readGpt(disk);
   const esp = new MtoolsEsp(disk, partitionRange(gpt, partOf(gpt, disk, 'EFI-SYSTEM', 'the platform id')).offset);
   const entries = (await esp.list('/loader/entries')).filter((n) => n.endsWith('.conf'));
