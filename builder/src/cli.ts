@@ -24,9 +24,10 @@ A profile may extend another ('extends: default' names configs/profiles/
 default.yaml; a path is relative to the profile file) and change its lists
 with {add: [...], remove: [...]}; see README.md, "Your own image".
 
-Platforms (--platform, else the profile's platforms:, default qemu): each
-writes its disk with basalt.oem.id=P on its boot entries, from the one USR
-image. Files are <os.id>_production_<platform>_image.<ext>:
+Platforms (--platform, else the profile's platforms:, default qemu), all
+from the one USR image: each but qemu and pxe writes its disk with
+basalt.oem.id=P on its boot entry, in files named
+<os.id>_production_<platform>_image.<ext>:
   qemu          the profile's outputs: raw .bin, _qemu_image.qcow2, PXE
   pxe           the PXE kernel, initramfs and command line
   metal         raw .bin

@@ -5,7 +5,7 @@
  * E_TOOL_MISSING, ...) are COMMON_ERRORS'.
  */
 import { defineErrors } from '../../common/src/errors.js';
-import { BUILD_PLATFORMS } from '../../cloudinit/src/datasource/platform.js';
+import { BUILD_PLATFORMS } from '../../common/src/platform.js';
 
 export const BUILD_ERRORS = defineErrors('builder', {
   E_NEED_ROOT: {

@@ -20,9 +20,10 @@ import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { LOADER_CONF } from '../../common/src/boot.js';
 import { run } from '../../common/src/exec.js';
+import { entryWithPlatform, type PlatformId } from '../../common/src/platform.js';
 
 /** The platform id the live system's command line carries. */
-export const ISO_PLATFORM = 'iso';
+export const ISO_PLATFORM = 'iso' satisfies PlatformId;
 /** Where the ISO's loader entry finds the kernel and the initramfs on its FAT image. */
 export const ISO_KERNEL = '/basalt/live/vmlinuz';
 export const ISO_INITRD = '/basalt/live/initrd';
@@ -49,8 +50,8 @@ export interface IsoInputs {
 
 /** The loader entry of the live system. Pure. */
 export function isoEntry(i: Pick<IsoInputs, 'cmdline' | 'osName' | 'version'>): string {
-  const words = i.cmdline.split(/\s+/).filter((w) => w && !/^(basalt|flatcar|coreos)\.oem\.id=/.test(w));
-  return [`title ${i.osName} ${i.version} (live)`, `version ${i.version}`, `linux ${ISO_KERNEL}`, `initrd ${ISO_INITRD}`, `options ${[...words, `basalt.oem.id=${ISO_PLATFORM}`].join(' ')}`, ''].join('\n');
+  const entry = [`title ${i.osName} ${i.version} (live)`, `version ${i.version}`, `linux ${ISO_KERNEL}`, `initrd ${ISO_INITRD}`, `options ${i.cmdline.trim()}`, ''].join('\n');
+  return entryWithPlatform(entry, ISO_PLATFORM)!;
 }
 
 /** An ISO 9660 volume id from an OS id and version: upper case, [A-Z0-9_], at most 32 characters. Pure. */

@@ -200,15 +200,14 @@ describe('platforms in the outputs step', () => {
     expect(qemuPxeOutputs(all, ['aws', 'gce'])).toEqual({ raw: false, qcow2: false, pxe: false });
     expect(qemuPxeOutputs(['raw'], ['pxe', 'metal'])).toEqual({ raw: false, qcow2: false, pxe: true });
   });
-  it('needs qemu-img, mtools and tar only for what the platforms write', () => {
+  it('needs qemu-img and tar only for what the platforms write', () => {
     const p = { usr: { fs: 'squashfs' }, outputs: ['raw', 'qcow2', 'pxe'] };
     const qemuOnly = neededTools(p, ['qemu']);
     expect(qemuOnly).toContain('qemu-img');
     expect(qemuOnly).not.toContain('tar');
-    expect(qemuOnly).not.toContain('mtype');
     expect(neededTools({ ...p, outputs: ['raw'] }, ['qemu', 'metal'])).toEqual(expect.not.arrayContaining(['qemu-img', 'tar']));
-    expect(neededTools({ ...p, outputs: ['raw'] }, ['metal'])).toEqual(expect.arrayContaining(['mtype', 'mdir']));
-    expect(neededTools({ ...p, outputs: ['raw'] }, ['gce'])).toEqual(expect.arrayContaining(['tar', 'gzip', 'mtype']));
+    expect(neededTools({ ...p, outputs: ['raw'] }, ['metal'])).toEqual(expect.arrayContaining(['mcopy']));
+    expect(neededTools({ ...p, outputs: ['raw'] }, ['gce'])).toEqual(expect.arrayContaining(['tar', 'gzip']));
     expect(neededTools({ ...p, outputs: ['raw'] }, ['azure'])).toContain('qemu-img');
   });
   it("the default profile keeps every platform's drivers (one USR image for all) and the root disk controllers in the initrd", () => {

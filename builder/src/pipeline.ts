@@ -32,7 +32,7 @@ import { trimStage } from './stages/trim.js';
 import { usrImageStage, uuidFrom } from './stages/usr-image.js';
 import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type CachedOutputs, type DiskFacts } from './outputs-cache.js';
 import { makePlatformOutputs, type PxeFiles } from './platform-outputs.js';
-import { needsIsoTools, needsQemuImg, needsTar, platformFiles, type BuildPlatform } from './platforms.js';
+import { canonicalPlatforms, needsIsoTools, needsQemuImg, needsTar, platformFiles, type BuildPlatform } from './platforms.js';
 
 export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
 /** 2: the raw disk's artifact digest is the sparse one (`digest: 'sparse-sha256'`); profile.extends lists the base profiles. Added since, read by nobody strictly: `platforms` and each artifact's `platform`. */
@@ -380,8 +380,6 @@ export const HOST_TOOLS: Record<string, string> = {
   mcopy: 'mtools',
   'mkfs.ext4': 'e2fsprogs',
   'qemu-img': 'qemu-utils',
-  mtype: 'mtools',
-  mdir: 'mtools',
   tar: 'tar',
   gzip: 'gzip',
   xorriso: 'xorriso',
@@ -394,10 +392,8 @@ export const HOST_TOOLS: Record<string, string> = {
 /** Pure: the host tools a build needs (HOST_TOOLS' names, and mkfs.erofs for an erofs USR image). */
 export function neededTools(profile: { usr: { fs: string }; outputs: string[] }, platforms: readonly BuildPlatform[]): string[] {
   const qemuImg = qemuPxeOutputs(profile.outputs, platforms).qcow2 || needsQemuImg(platforms);
-  // Only a platform with its own disk edits boot entries (mtype, mdir) or packs one (tar).
-  const ownDisk = platforms.some((p) => platformFiles('x', p).length > 0);
   const skip = (t: string) =>
-    (t === 'qemu-img' && !qemuImg) || (t === 'mksquashfs' && profile.usr.fs !== 'squashfs') || ((t === 'mtype' || t === 'mdir') && !ownDisk) || ((t === 'tar' || t === 'gzip') && !needsTar(platforms)) || ((t === 'xorriso' || t === 'zstd') && !needsIsoTools(platforms));
+    (t === 'qemu-img' && !qemuImg) || (t === 'mksquashfs' && profile.usr.fs !== 'squashfs') || ((t === 'tar' || t === 'gzip') && !needsTar(platforms)) || ((t === 'xorriso' || t === 'zstd') && !needsIsoTools(platforms));
   const need = Object.keys(HOST_TOOLS).filter((t) => !skip(t));
   if (profile.usr.fs === 'erofs') need.push('mkfs.erofs');
   return need;
@@ -490,7 +486,7 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
   const profile = loaded.profile;
   for (const w of loaded.warnings) o.log.warn(formatReport([w]));
   const profileBases = loaded.files.slice(0, -1).map((file, i) => ({ file, sha256: sha256(loaded.texts[i]!) }));
-  const platforms = [...(o.platforms ?? profile.platforms)];
+  const platforms = canonicalPlatforms(o.platforms ?? profile.platforms);
   await checkHostTools(profile, platforms);
   const { ctx, out, tmpOut } = await setUp(o, profile);
   const stages: StageSummary[] = [];

@@ -1,20 +1,24 @@
 /**
  * `basalt build --platform`, the I/O shell: each platform's disk is a sparse
- * copy of the built raw disk with the platform id put on its boot entries
- * (writePlatform, as `basalt install -o` does), converted to the format the
+ * copy of the built raw disk with the platform id put on its boot entry (the
+ * boot stage's entry edited by entryWithPlatform of common/src/platform.ts,
+ * the edit `basalt install -o` makes, and copied over it on EFI-SYSTEM with
+ * mtools), converted to the format the
  * platform imports (platforms.ts plans names and argv). Runs inside the
  * outputs step, in its temporary output folder (renamed over --out only when
  * the whole build succeeded); work files go under `<tmpOut>/.work-<platform>`
  * and are removed when the platform is done.
  *
- * Side effects: cp, mtools (writePlatform), qemu-img, tar + gzip; files in tmpOut.
+ * Side effects: cp, mcopy, qemu-img, tar + gzip; files in tmpOut.
  */
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { BasaltError, COMMON_ERRORS } from '../../common/src/errors.js';
 import { run } from '../../common/src/exec.js';
-import { writePlatform } from '../../update-engine/src/install/install.js';
+import { findPartition, partitionRange, readGpt } from '../../common/src/gpt/index.js';
+import { entryWithPlatform } from '../../common/src/platform.js';
 import { sparseSha256 } from '../../common/src/sparse.js';
-import { stageDir, type BuildContext } from './context.js';
+import { stageDir, stageFacts, type BuildContext } from './context.js';
 import { isoVolumeId, makeIso } from './iso.js';
 import { sha256File } from './fsutil.js';
 import { alignMiB, convertArgs, gceTarArgs, ovaMembers, ovaTarArgs, platformFiles, renderMf, renderOvf, type BuildPlatform, type PlatformFile } from './platforms.js';
@@ -82,10 +86,23 @@ async function makeLiveIso(i: PlatformInputs, out: string, work: string): Promis
 }
 
 
-/** A sparse copy of `from` at `to` with `basalt.oem.id=<platform>` on its boot entries. */
+/** Puts `basalt.oem.id=<platform>` on the disk's boot entry (the one the boot stage wrote). */
+async function setPlatform(i: PlatformInputs, disk: string, platform: BuildPlatform, work: string): Promise<void> {
+  const entry = stageFacts(i.ctx, 'boot').entry;
+  const edited = entryWithPlatform(await readFile(join(stageDir(i.ctx, 'boot'), entry), 'utf8'), platform);
+  if (edited === undefined) throw new BasaltError(COMMON_ERRORS.E_INTERNAL, `${entry}: the boot stage's entry has no options line`);
+  const file = join(work, entry);
+  await writeFile(file, edited);
+  const gpt = await readGpt(disk);
+  const esp = partitionRange(gpt, findPartition(gpt, 'EFI-SYSTEM'));
+  await run('mcopy', ['-o', '-i', `${disk}@@${esp.offset}`, file, `::/loader/entries/${entry}`], { env: { MTOOLS_SKIP_CHECK: '1' }, signal: i.ctx.signal });
+  await rm(file);
+}
+
+/** A sparse copy of `from` at `to` with `basalt.oem.id=<platform>` on its boot entry. */
 async function diskFor(i: PlatformInputs, platform: BuildPlatform, to: string, from = i.base): Promise<void> {
   await run('cp', ['--sparse=always', '--reflink=auto', from, to], { signal: i.ctx.signal });
-  await writePlatform(to, platform);
+  await setPlatform(i, to, platform, join(i.tmpOut, `.work-${platform}`));
 }
 
 async function qemuImg(i: PlatformInputs, format: 'vmdk' | 'vhd' | 'qcow2', from: string, to: string): Promise<void> {

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rm, stat, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -80,13 +80,14 @@ async function entryOptions(raw: string): Promise<string[]> {
 
 describe.skipIf(!isRoot)('basalt build --platform: every format checked by real tools (skipped unless root)', () => {
   let work: string;
+  let cache: string;
   let out: string;
   let manifest: Manifest;
   const file = (p: BuildPlatform, kind: string) => join(out, platformFiles(ID, p).find((f) => f.kind === kind)!.file);
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'basalt-platforms-'));
-    const cache = join(work, 'cache');
+    cache = join(work, 'cache');
     await mkdir(cache);
     for (const d of ['aptroot', 'npm', 'app']) {
       await mkdir(join(sharedCache, d), { recursive: true });
@@ -137,7 +138,10 @@ describe.skipIf(!isRoot)('basalt build --platform: every format checked by real 
     expect(footer.subarray(0, 8).toString('latin1')).toBe('conectix');
     expect(footer.readUInt32BE(60)).toBe(2);
     expect(Number(footer.readBigUInt64BE(48))).toBe(info['virtual-size']);
-    // qemu-img has no check for vpc; its info above is what it reads.
+    // qemu-img has no check for vpc (exit 63), and its probe takes a fixed VHD for raw (the footer is at the end): -f vpc above.
+    const check = await run('qemu-img', ['check', '-f', 'vpc', vhd], { reject: false });
+    expect(check.exitCode).toBe(63);
+    expect(check.stderr).toContain('does not support checks');
   });
 
   it('openstack and digitalocean: qcow2 that qemu-img checks clean', async () => {
@@ -198,6 +202,26 @@ describe.skipIf(!isRoot)('basalt build --platform: every format checked by real 
     const info = await imgInfo(join(x, m.vmdk), 'vmdk');
     expect(info['format-specific']?.data['create-type']).toBe('streamOptimized');
     await run('qemu-img', ['check', '-f', 'vmdk', join(x, m.vmdk)]);
+  });
+
+  it('azure: a disk size that is not a whole MiB is made again at the next MiB before the VHD', async () => {
+    const odd = 8 * 1024 ** 3 + 3 * 4096;
+    const profile = join(work, 'odd.yaml');
+    await writeFile(profile, `extends: default\ndisk: {size: ${odd}}\n`);
+    const out2 = join(work, 'out-odd');
+    const r = await cli(['--json', 'build', '--profile', profile, '--platform', 'azure', '--cache', cache, '--out', out2]);
+    expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
+    const vhd = join(out2, platformFiles(ID, 'azure')[0]!.file);
+    const info = await imgInfo(vhd, 'vpc');
+    expect(info['virtual-size']).toBe(8 * 1024 ** 3 + MiB);
+    // Its partition table fills the aligned disk (the backup header at its end), and the platform id is on its entry.
+    const raw = join(work, 'odd.raw');
+    await run('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', vhd, raw]);
+    const gpt = await readGpt(raw);
+    expect(gpt.status?.primaryOk && gpt.status.backupOk).toBe(true);
+    expect(Number(gpt.totalSectors) * gpt.sectorSize).toBe(8 * 1024 ** 3 + MiB);
+    expect(await entryOptions(raw)).toEqual([expect.stringMatching(/ basalt\.oem\.id=azure$/)]);
+    await rm(raw);
   });
 
   it("puts the platform id on the boot entry of each platform's disk", async () => {

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { BasaltError } from '../../common/src/errors.js';
-import { alignMiB, BUILD_PLATFORMS, convertArgs, gceTarArgs, MiB, needsIsoTools, needsQemuImg, needsTar, ovaMembers, ovaTarArgs, parsePlatforms, platformFiles, renderMf, renderOvf } from './platforms.js';
+import { alignMiB, BUILD_PLATFORMS, canonicalPlatforms, convertArgs, gceTarArgs, MiB, needsIsoTools, needsQemuImg, needsTar, ovaMembers, ovaTarArgs, parsePlatforms, platformFiles, renderMf, renderOvf } from './platforms.js';
 
 describe('parsePlatforms', () => {
   it('takes a comma-separated list, in the known order, without duplicates', () => {
     expect(parsePlatforms('qemu')).toEqual(['qemu']);
     expect(parsePlatforms('vmware,aws, gce,aws')).toEqual(['aws', 'gce', 'vmware']);
     expect(parsePlatforms(BUILD_PLATFORMS.join(','))).toEqual([...BUILD_PLATFORMS]);
+    expect(canonicalPlatforms(['vmware', 'qemu', 'vmware'])).toEqual(['qemu', 'vmware']);
   });
   it('refuses an unknown or empty name with E_PLATFORM_UNKNOWN, one line, the known ones in the hint', () => {
     let caught: unknown;

@@ -5,8 +5,9 @@
  * here; platform-outputs.ts runs these.
  *
  * Every platform's disk is the same disk (one USR image); only the platform id
- * on its boot entries (`basalt.oem.id=P`, put there by `writePlatform`, the
- * function `basalt install -o` uses) and the container format differ.
+ * on its boot entry (`basalt.oem.id=P`, by entryWithPlatform of
+ * common/src/platform.ts, the edit `basalt install -o` makes) and the
+ * container format differ.
  *
  * File names: `<os.id>_production_<platform>_image.<ext>` (e.g.
  * basalt_production_aws_image.vmdk). qemu keeps today's names
@@ -15,7 +16,7 @@
  * and qemu/pxe mean the same to the first boot: no metadata service).
  */
 import { BasaltError } from '../../common/src/errors.js';
-import { BUILD_PLATFORMS, type BuildPlatform } from '../../cloudinit/src/datasource/platform.js';
+import { BUILD_PLATFORMS, type BuildPlatform } from '../../common/src/platform.js';
 import { BUILD_ERRORS } from './errors.js';
 
 export { BUILD_PLATFORMS, type BuildPlatform };
@@ -35,7 +36,12 @@ export function parsePlatforms(value: string): BuildPlatform[] {
     // The catalogue's hint lists BUILD_PLATFORMS.
     throw new BasaltError(BUILD_ERRORS.E_PLATFORM_UNKNOWN, `--platform ${value}: ${what} ${bad.length === 1 ? 'is not a platform' : 'are not platforms'} basalt build knows`);
   }
-  return BUILD_PLATFORMS.filter((p) => names.includes(p));
+  return canonicalPlatforms(names as BuildPlatform[]);
+}
+
+/** Pure: the platforms of a list in BUILD_PLATFORMS' order, each once (the outputs key and the manifest see one spelling of a set). */
+export function canonicalPlatforms(list: readonly BuildPlatform[]): BuildPlatform[] {
+  return BUILD_PLATFORMS.filter((p) => list.includes(p));
 }
 
 /** Artifact kinds of the platforms' own files (raw and qcow2 are shared with qemu's). */
@@ -192,7 +198,7 @@ export function renderOvf(o: OvfInput): string {
   <VirtualSystem ovf:id="${xml(o.osId)}">
     <Info>A virtual machine</Info>
     <Name>${xml(o.name)}</Name>
-    <OperatingSystemSection ovf:id="101" vmw:osType="other5xLinux64Guest">
+    <OperatingSystemSection ovf:id="101" vmw:osType="other26xLinux64Guest">
       <Info>The kind of installed guest operating system</Info>
     </OperatingSystemSection>
     <VirtualHardwareSection ovf:transport="com.vmware.guestInfo">

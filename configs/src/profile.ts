@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, stringify, visit, type Node, type YAMLMap } from 'yaml';
 import { DEFAULT_BOARD, DEFAULT_HEALTH_UNITS, REBOOT_STRATEGIES, REBOOT_WINDOW_LENGTH, REBOOT_WINDOW_START, type RebootStrategy } from '../../common/src/contracts.js';
 import { BasaltError, fsError, type ErrorDef } from '../../common/src/errors.js';
-import { BUILD_PLATFORMS, type BuildPlatform } from '../../cloudinit/src/datasource/platform.js';
+import { BUILD_PLATFORMS, type BuildPlatform } from '../../common/src/platform.js';
 import { PROFILE_ERRORS } from './errors.js';
 import { Merger } from './merge.js';
 import { Checker, type Origin, type Spec } from './schema.js';

@@ -7,22 +7,12 @@
  * Pure: no I/O here.
  */
 
-/** The platforms Basalt knows; the first four have no metadata service. */
-export const PLATFORM_IDS = ['qemu', 'metal', 'pxe', 'iso', 'aws', 'gce', 'azure', 'openstack', 'vmware', 'digitalocean'] as const;
-export type PlatformId = (typeof PLATFORM_IDS)[number];
-
-/**
- * The platforms `basalt build --platform` (and a profile's `platforms:`)
- * writes disks for: every id but iso, which is not built yet.
- */
-export const BUILD_PLATFORMS = ['qemu', 'metal', 'pxe', 'iso', 'aws', 'gce', 'azure', 'openstack', 'vmware', 'digitalocean'] as const satisfies readonly PlatformId[];
-export type BuildPlatform = (typeof BUILD_PLATFORMS)[number];
+// The ids, the build's platforms and the kernel parameters are the shared contract of common/src/platform.ts.
+import { PLATFORM_IDS, PLATFORM_PARAMS, type PlatformId } from '../../../common/src/platform.js';
+export { BUILD_PLATFORMS, PLATFORM_IDS, PLATFORM_PARAMS, type BuildPlatform, type PlatformId } from '../../../common/src/platform.js';
 
 /** Other spellings of a platform (Flatcar's `ec2`, CoreOS's `ec2-compat`, `packet`'s successor is not one of ours). */
 export const PLATFORM_ALIASES: Record<string, PlatformId> = { ec2: 'aws', 'ec2-compat': 'aws', google: 'gce', azurestack: 'azure', vmware_raw: 'vmware', do: 'digitalocean' };
-
-/** The kernel parameters read, strongest first: a basalt.oem.id wins over flatcar.oem.id over coreos.oem.id. */
-export const PLATFORM_PARAMS = ['basalt.oem.id', 'flatcar.oem.id', 'coreos.oem.id'] as const;
 
 export type PlatformParse =
   | { kind: 'none' }

@@ -35,7 +35,7 @@ import { run } from '../../../common/src/exec.js';
 import { syncDir } from '../../../common/src/fsutil.js';
 import { partitionRange, readGpt, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
 import { copyData, sparseSha256, SPARSE_BLOCK } from '../../../common/src/sparse.js';
-import { PLATFORM_IDS } from '../../../cloudinit/src/datasource/platform.js';
+import { PLATFORM_IDS } from '../../../common/src/platform.js';
 import { MtoolsEsp } from '../host/esp.js';
 import { INSTALL_ERRORS } from './errors.js';
 import { busyReason, entryWithPlatform, parseMounts, rawArtifact, type LsblkDevice } from './plan.js';
@@ -207,7 +207,7 @@ async function check(o: InstallOptions, scratch: string): Promise<Checked> {
   }
   o.progress?.(`verifying ${o.image} against its manifest`);
   const v = await verifyImage(image, manifestPath, manifest);
-  await checkImageParts(image, o);
+  await checkImageParts(image, o, o.image);
   if (kind === 'device') {
     const r = await run('blockdev', ['--getsize64', o.target]);
     if (Number(r.stdout.trim()) < v.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TOO_SMALL, `${o.target}: ${r.stdout.trim()} bytes, the image needs ${v.bytes}`);
@@ -223,13 +223,13 @@ function partOf(gpt: Gpt, disk: string, label: string, what: string): Partition 
 }
 
 /** The image has the partitions (and boot entries) the edits need. Reads only. */
-async function checkImageParts(image: string, o: InstallOptions): Promise<void> {
+async function checkImageParts(image: string, o: InstallOptions, shown: string): Promise<void> {
   const gpt = await readGpt(image);
-  if (o.cloudConfig !== undefined) partOf(gpt, image, 'OEM-CONFIG', 'the cloud-config');
+  if (o.cloudConfig !== undefined) partOf(gpt, shown, 'OEM-CONFIG', 'the cloud-config');
   if (o.platform !== undefined) {
-    const esp = new MtoolsEsp(image, partitionRange(gpt, partOf(gpt, image, 'EFI-SYSTEM', 'the platform id')).offset);
+    const esp = new MtoolsEsp(image, partitionRange(gpt, partOf(gpt, shown, 'EFI-SYSTEM', 'the platform id')).offset);
     if ((await esp.list('/loader/entries')).filter((n) => n.endsWith('.conf')).length === 0) {
-      throw new BasaltError(INSTALL_ERRORS.E_INSTALL_IMAGE, `${image}: no boot entries in /loader/entries on EFI-SYSTEM for the platform id; nothing written`);
+      throw new BasaltError(INSTALL_ERRORS.E_INSTALL_IMAGE, `${shown}: no boot entries in /loader/entries on EFI-SYSTEM for the platform id; nothing written`);
     }
   }
 }
@@ -265,12 +265,8 @@ async function writeConfigDrive(disk: string, userData: Buffer): Promise<void> {
   }
 }
 
-/**
- * Puts basalt.oem.id=P on every boot entry of the disk's EFI-SYSTEM (edited
- * in place with mtools). The one way a platform id gets into a disk:
- * `basalt install -o` and `basalt build --platform` (builder) both call it.
- */
-export async function writePlatform(disk: string, id: string): Promise<void> {
+/** Puts basalt.oem.id=P on every boot entry of the disk's EFI-SYSTEM (entryWithPlatform, edited in place with mtools). */
+async function writePlatform(disk: string, id: string): Promise<void> {
   const gpt = await readGpt(disk);
   const esp = new MtoolsEsp(disk, partitionRange(gpt, partOf(gpt, disk, 'EFI-SYSTEM', 'the platform id')).offset);
   const entries = (await esp.list('/loader/entries')).filter((n) => n.endsWith('.conf'));

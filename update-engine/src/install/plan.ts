@@ -4,7 +4,7 @@
  * system), and the boot entry with the platform id. No I/O here.
  */
 import { BasaltError } from '../../../common/src/errors.js';
-import { PLATFORM_PARAMS } from '../../../cloudinit/src/datasource/platform.js';
+import { entryWithPlatform as withPlatform } from '../../../common/src/platform.js';
 import { INSTALL_ERRORS } from './errors.js';
 
 export interface RawArtifact {
@@ -77,18 +77,11 @@ export function busyReason(devPaths: readonly string[], mounts: readonly [string
 
 /**
  * A boot entry with `basalt.oem.id=ID` on its options line (an earlier
- * platform id, under any of PLATFORM_PARAMS, replaced). Pure. `basalt install
- * -o` and `basalt build --platform` both put the platform id in this way.
+ * platform id replaced): common/src/platform.ts's edit, which `basalt build
+ * --platform` makes too; E_INSTALL_IMAGE for an entry without options. Pure.
  */
 export function entryWithPlatform(entry: string, id: string): string {
-  let done = false as boolean;
-  const isId = (w: string) => PLATFORM_PARAMS.some((p) => w.startsWith(`${p}=`));
-  const lines = entry.split('\n').map((l) => {
-    if (!/^options\s/.test(l)) return l;
-    done = true;
-    const words = l.replace(/^options\s+/, '').split(/\s+/).filter((w) => w !== '' && !isId(w));
-    return `options ${[...words, `${PLATFORM_PARAMS[0]}=${id}`].join(' ')}`;
-  });
-  if (!done) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_IMAGE, 'a boot entry of the image has no options line');
-  return lines.join('\n');
+  const edited = withPlatform(entry, id);
+  if (edited === undefined) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_IMAGE, 'a boot entry of the image has no options line');
+  return edited;
 }
