@@ -5,7 +5,7 @@
  * filefrag.
  */
 import { createHash } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { run } from './exec.js';
 
 /** The block size of the sparse digest: a block that is all zeros (a hole, or zeros written) is left out. */
@@ -35,6 +35,29 @@ async function dataRanges(path: string): Promise<[number, number][] | undefined>
   return parseFilefrag(r.stdout);
 }
 
+/**
+ * The blocks of an open file (given by index, ascending) that are not all
+ * zeros, with their byte offset; each chunk is valid until the next one.
+ */
+async function* nonZeroBlocks(fh: FileHandle, blocks: readonly number[], size: number, onBlock?: (done: number, total: number) => void): AsyncGenerator<{ at: number; chunk: Buffer }> {
+  const buf = Buffer.alloc(SPARSE_BLOCK);
+  const zero = Buffer.alloc(SPARSE_BLOCK);
+  for (const [k, b] of blocks.entries()) {
+    const at = b * SPARSE_BLOCK;
+    if (at >= size) break;
+    const want = Math.min(SPARSE_BLOCK, size - at);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await fh.read(buf, got, want - got, at + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    onBlock?.(k + 1, blocks.length);
+    const chunk = buf.subarray(0, got);
+    if (!chunk.equals(zero.subarray(0, got))) yield { at, chunk };
+  }
+}
+
 /** The indexes of the SPARSE_BLOCK-sized blocks that hold a file's data (every block when the file system does not say). */
 export async function dataBlocks(path: string, size: number): Promise<number[]> {
   return blocksTouched((await dataRanges(path)) ?? [[0, size]], SPARSE_BLOCK);
@@ -48,27 +71,14 @@ export async function dataBlocks(path: string, size: number): Promise<number[]> 
 export async function copyData(src: string, dest: string, onBlock?: (done: number, total: number) => void): Promise<number> {
   const size = (await stat(src)).size;
   const blocks = await dataBlocks(src, size);
-  const buf = Buffer.alloc(SPARSE_BLOCK);
-  const zero = Buffer.alloc(SPARSE_BLOCK);
   const inp = await open(src, 'r');
   const out = await open(dest, 'r+');
   let written = 0;
   try {
-    for (const [k, b] of blocks.entries()) {
-      const at = b * SPARSE_BLOCK;
-      if (at >= size) break;
-      const want = Math.min(SPARSE_BLOCK, size - at);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await inp.read(buf, got, want - got, at + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      onBlock?.(k + 1, blocks.length);
-      if (buf.subarray(0, got).equals(zero.subarray(0, got))) continue;
+    for await (const { at, chunk } of nonZeroBlocks(inp, blocks, size, onBlock)) {
       let done = 0;
-      while (done < got) done += (await out.write(buf, done, got - done, at + done)).bytesWritten;
-      written += got;
+      while (done < chunk.length) done += (await out.write(chunk, done, chunk.length - done, at + done)).bytesWritten;
+      written += chunk.length;
     }
     await out.sync();
   } finally {
@@ -90,22 +100,9 @@ export async function sparseSha256(path: string): Promise<string> {
   const size = (await stat(path)).size;
   const blocks = await dataBlocks(path, size);
   const h = createHash('sha256').update(`basalt-sparse-sha256 1 ${SPARSE_BLOCK} ${size}\n`);
-  const buf = Buffer.alloc(SPARSE_BLOCK);
-  const zero = Buffer.alloc(SPARSE_BLOCK);
   const fh = await open(path, 'r');
   try {
-    for (const b of blocks) {
-      const at = b * SPARSE_BLOCK;
-      if (at >= size) break;
-      const want = Math.min(SPARSE_BLOCK, size - at);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, at + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      const chunk = buf.subarray(0, got);
-      if (chunk.equals(zero.subarray(0, got))) continue;
+    for await (const { at, chunk } of nonZeroBlocks(fh, blocks, size)) {
       const off = Buffer.alloc(8);
       off.writeBigUInt64BE(BigInt(at));
       h.update(off).update(chunk);
