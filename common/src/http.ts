@@ -121,6 +121,46 @@ export async function fetchText(client: Got, url: string, r: TextRequest): Promi
   return reply.text;
 }
 
+/**
+ * Downloads `url` into the file `dest` (created or truncated), at most
+ * `maxBytes` of it: more, or an announced Content-Length over it, is
+ * E_HTTP_TOO_LARGE; a status other than 2xx is E_HTTP_STATUS; transport
+ * failures E_HTTP_TRANSPORT. Returns the bytes written. The file is left as it
+ * is on failure (the caller writes into a folder it removes).
+ */
+export async function downloadFile(client: Got, url: string, dest: string, r: { maxBytes: number; signal?: AbortSignal | undefined }): Promise<number> {
+  const { createWriteStream } = await import('node:fs');
+  const out = createWriteStream(dest);
+  let n = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const stream = client.stream(url, { throwHttpErrors: false, ...(r.signal ? { signal: r.signal } : {}) });
+      const fail = (e: Error) => {
+        stream.destroy();
+        reject(e);
+      };
+      stream.on('response', (res: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
+        if (res.statusCode < 200 || res.statusCode > 299) fail(new BasaltError(HTTP_ERRORS.E_HTTP_STATUS, `${url}: HTTP ${res.statusCode}`, { details: { status: res.statusCode } }));
+        else if (Number(res.headers['content-length'] ?? NaN) > r.maxBytes) fail(tooLarge(url, r.maxBytes));
+      });
+      stream.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n > r.maxBytes) return fail(tooLarge(url, r.maxBytes));
+        if (!out.write(c)) {
+          stream.pause();
+          out.once('drain', () => stream.resume());
+        }
+      });
+      stream.on('end', () => resolve());
+      stream.on('error', (e: Error) => fail(e instanceof BasaltError ? e : new BasaltError(HTTP_ERRORS.E_HTTP_TRANSPORT, `${url}: ${transportText(e)}`, { cause: e })));
+      out.on('error', (e: Error) => fail(e));
+    });
+  } finally {
+    await new Promise<void>((resolve) => out.end(() => resolve()));
+  }
+  return n;
+}
+
 /** True for a failure of the transfer (status or transport) that a retry may mend; false for a refusal such as E_HTTP_TOO_LARGE. */
 export function isTransferFailure(e: unknown): boolean {
   return e instanceof BasaltError && (e.code === HTTP_ERRORS.E_HTTP_STATUS.code || e.code === HTTP_ERRORS.E_HTTP_TRANSPORT.code);

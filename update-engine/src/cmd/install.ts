@@ -3,23 +3,31 @@ import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
 
-export const help = `Usage: basalt install -d DEVICE|FILE -f IMAGE [-m MANIFEST] [-c CLOUD-CONFIG] [-o PLATFORM]
+export const help = `Usage: basalt install -d DEVICE|FILE (-f IMAGE | -u URL) [-m MANIFEST] [--keyring KEYS] [-c CLOUD-CONFIG] [-o PLATFORM]
 
 Checks everything, then writes: the platform id, the cloud-config (as coreos-cloudinit
 -validate does: errors refuse it), the target (a block device that is mounted or holds the
 running system is refused) and the image against the manifest.json basalt build wrote beside
-it (size and digest). Nothing is written unless every check passes.
+it (size and digest), and the manifest's OpenPGP signature (manifest.json.sig, made with
+'basalt keys sign'): required with -u or --keyring, checked with -f when the signature and the
+image's release keys (/usr/share/basalt/keys) are there. Nothing is written unless every check
+passes.
 
   -d, --device DEVICE|FILE  block device, or an image file (written beside it, then renamed)
   -f, --image IMAGE         the raw disk image (basalt_production_image.bin), or it compressed
                             with zstd (IMAGE.zst, as the live ISO carries it under basalt/)
-  -m, --manifest FILE       its manifest.json (default: the one beside IMAGE)
+  -u, --url URL             download the image (or IMAGE.zst) over http(s): manifest.json and
+                            manifest.json.sig beside it are fetched and verified first, then
+                            the image, no larger than the manifest says
+  -m, --manifest FILE|URL   its manifest.json (default: the one beside IMAGE or URL)
+      --keyring PATH        the publisher's OpenPGP public keys (a file, or a folder of *.asc;
+                            default with -u: /usr/share/basalt/keys, the running image's)
   -c, --cloud-config FILE   user data for the first boot: written to the OEM-CONFIG partition
                             as a config drive (vfat, label config-2, openstack/latest/user_data)
   -o, --platform ID         basalt.oem.id=ID on the boot entries: qemu, metal, pxe, iso, aws,
                             gce, azure, openstack, vmware, digitalocean
 
-Not yet: -u URL and -C CHANNEL (download), a signature on the build's manifest.
+Not yet: -C CHANNEL (an image from a release channel).
 `;
 
 export async function run(ctx: CommandContext): Promise<number> {
@@ -28,6 +36,8 @@ export async function run(ctx: CommandContext): Promise<number> {
     {
       device: { type: 'string', short: 'd' },
       image: { type: 'string', short: 'f' },
+      url: { type: 'string', short: 'u' },
+      keyring: { type: 'string' },
       manifest: { type: 'string', short: 'm' },
       'cloud-config': { type: 'string', short: 'c' },
       platform: { type: 'string', short: 'o' },
@@ -36,17 +46,20 @@ export async function run(ctx: CommandContext): Promise<number> {
   );
   if (positionals.length > 0) throw new UsageError(`install: unexpected argument '${positionals[0]}'`, "see 'basalt install --help'");
   if (!values.device) throw new UsageError('install: -d DEVICE|FILE is required', "see 'basalt install --help'");
-  if (!values.image) throw new UsageError('install: -f IMAGE is required (-u URL and -C CHANNEL are not implemented yet)', "see 'basalt install --help'");
+  if ((values.image === undefined) === (values.url === undefined)) throw new UsageError('install: give one of -f IMAGE and -u URL', "see 'basalt install --help'");
+  if (values.url !== undefined && !/^https?:\/\//i.test(values.url)) throw new UsageError(`install: -u ${values.url}: not an http or https URL`);
+  const image = (values.image ?? values.url)!;
   const { install } = await import('../install/install.js');
   const r = await install({
     target: values.device,
-    image: values.image,
+    image,
     manifest: values.manifest,
+    keyring: values.keyring,
     cloudConfig: values['cloud-config'],
     platform: values.platform,
     progress: (l) => ctx.log.info(l),
   });
   if (ctx.json) ctx.out(JSON.stringify(r) + '\n');
-  else ctx.out(`installed ${values.image} (sha256 ${r.sha256.slice(0, 12)}…) to ${r.target}${r.platform ? `, platform ${r.platform}` : ''}${r.cloudConfig ? `, cloud-config ${r.cloudConfig}` : ''}\n`);
+  else ctx.out(`installed ${image} (sha256 ${r.sha256.slice(0, 12)}…${r.signedBy ? `, signed by ${r.signedBy}` : ''}) to ${r.target}${r.platform ? `, platform ${r.platform}` : ''}${r.cloudConfig ? `, cloud-config ${r.cloudConfig}` : ''}\n`);
   return 0;
 }

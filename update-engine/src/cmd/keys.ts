@@ -16,6 +16,7 @@ import { parseDuration } from '../format/duration.js';
 export const help = `Usage: basalt keys generate --out DIR [--name NAME] [--email EMAIL] [--force]
        basalt keys generate --tuf --out DIR --name NAME [--force]
        basalt keys export --key PRIVATE.asc [--out PUBLIC.asc]
+       basalt keys sign FILE... --key PRIVATE.asc
        basalt keys root --out ROOT.json --sign KEY... [ROLE KEYS] [--expires 365d]
        basalt keys rotate --repo DIR --sign KEY... [ROLE KEYS] [--expires 365d]
 
@@ -26,6 +27,8 @@ generate       writes DIR/release.key (OpenPGP, private, mode 0600; never put it
                naming them: ship it in the image as update.root)
 generate --tuf writes one TUF ed25519 key DIR/NAME.key.json (private) and DIR/NAME.pub.json
 export         prints (or writes) the armored public key of a private key
+sign           writes FILE.sig, a detached OpenPGP signature of each FILE (gpg --verify reads it):
+               sign a build's manifest.json so that 'basalt install -u' takes its image
 root           makes TUF root metadata version 1 from the role keys, signed by the root keys given
                with --sign (at least the root threshold of them)
 rotate         writes the repository's next root version (metadata/N.root.json): roles not named
@@ -84,11 +87,22 @@ function expiresOpt(v: string | undefined, dflt: number): number {
 
 export async function run(ctx: CommandContext): Promise<number> {
   const sub = ctx.args[0];
-  const { values } = parse(
+  const { values, positionals } = parse(
     ctx.args.slice(1),
     { out: { type: 'string' }, name: { type: 'string' }, email: { type: 'string' }, key: { type: 'string' }, force: { type: 'boolean' }, tuf: { type: 'boolean' }, sign: { type: 'string', multiple: true }, repo: { type: 'string' }, expires: { type: 'string' }, ...roleFlags },
     `keys ${sub ?? ''}`.trim(),
   );
+  if (sub === 'sign') {
+    if (!values.key) throw new UsageError('keys sign: --key PRIVATE.asc is required');
+    if (positionals.length === 0) throw new UsageError('keys sign: give the files to sign');
+    const { readPrivateKeyFile, signFileDetached } = await import('../publish/keys.js');
+    const key = await readPrivateKeyFile(values.key);
+    for (const f of positionals) {
+      await writeFileAtomic(`${f}.sig`, await signFileDetached(f, key));
+      ctx.out(ctx.json ? JSON.stringify({ file: f, signature: `${f}.sig`, key: key.getFingerprint().toUpperCase() }) + '\n' : `${f}.sig: signed with ${key.getFingerprint().toUpperCase()}\n`);
+    }
+    return 0;
+  }
   if (sub === 'generate' && values.tuf) {
     if (!values.out || !values.name) throw new UsageError('keys generate --tuf: --out DIR and --name NAME are required');
     const k = generateTufKey();

@@ -9,5 +9,7 @@ export const INSTALL_ERRORS = defineErrors('install', {
   E_INSTALL_IMAGE: { meaning: 'the image lacks what the installer needs (EFI-SYSTEM with boot entries, OEM-CONFIG)' },
   E_INSTALL_CONFIG: { meaning: 'the cloud-config does not validate', hint: 'run coreos-cloudinit -validate -from-file FILE and fix what it reports' },
   E_INSTALL_PLATFORM: { meaning: 'the platform id (-o) is not one Basalt knows', hint: 'use one of qemu, metal, pxe, iso, aws, gce, azure, openstack, vmware, digitalocean' },
+  E_INSTALL_SIGNATURE: { meaning: "the manifest's OpenPGP signature (MANIFEST.sig) is missing or does not verify with the keyring", hint: "sign it with 'basalt keys sign manifest.json --key release.key'; give the publisher's public keys with --keyring" },
+  E_INSTALL_DOWNLOAD: { meaning: 'the image or its manifest could not be downloaded (HTTP error, network failure, or larger than its manifest says)', hint: 'check the URL (the image, with manifest.json and manifest.json.sig beside it) and the network' },
   E_INSTALL_TOO_SMALL: { meaning: 'the target device is smaller than the image', hint: 'choose a larger device' },
 });

@@ -116,6 +116,60 @@ describe.skipIf(!tools)('basalt install onto an image file (skipped without dosf
     expect(existsSync(join(dir, 'g.bin')) || existsSync(join(dir, 's.bin'))).toBe(false);
   });
 
+  it('downloads with -u: the signed manifest first (basalt keys sign), then the image no larger than it says; refuses a wrong or missing signature and an endless image, asking no further', async () => {
+    const { makeKeys } = await import('../../test/helpers.js');
+    const { main } = await import('../../../cli/main.js');
+    const { createServer } = await import('node:http');
+    const keys = await makeKeys(dir);
+    const other = await makeKeys(dir, true);
+    const site = join(dir, 'site');
+    await run('mkdir', ['-p', site]);
+    await run('zstd', ['-q', '-3', '-o', join(site, 'basalt_test_image.bin.zst'), image]);
+    writeFileSync(join(site, 'manifest.json'), readFileSync(manifest));
+    let err = '';
+    expect(await main(['keys', 'sign', join(site, 'manifest.json'), '--key', keys.priv], 'basalt', { out: () => {}, err: (t) => (err += t) }), err).toBe(0);
+    const asked: string[] = [];
+    let endless = false;
+    const srv = createServer((req, res) => {
+      asked.push(req.url ?? '');
+      if (endless && req.url?.endsWith('.zst')) {
+        res.writeHead(200);
+        const tick = () => {
+          if (!res.destroyed && res.write(Buffer.alloc(65536, 1))) setImmediate(tick);
+          else if (!res.destroyed) res.once('drain', tick);
+        };
+        return tick();
+      }
+      const path = join(site, decodeURIComponent(req.url ?? '/').slice(1));
+      if (existsSync(path)) res.writeHead(200).end(readFileSync(path));
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/basalt_test_image.bin.zst`;
+    try {
+      const target = join(dir, 'from-url.bin');
+      const r = await install({ target, image: url, keyring: keys.pub, platform: 'metal' });
+      expect(r).toMatchObject({ kind: 'file', signedBy: keys.fingerprint.toUpperCase(), sha256: await sparseSha256(image) });
+      expect(asked).toEqual(['/manifest.json', '/manifest.json.sig', '/basalt_test_image.bin.zst']);
+      // Another publisher's keys: refused before the image is asked for.
+      asked.length = 0;
+      await expect(install({ target: join(dir, 'u1.bin'), image: url, keyring: other.pub })).rejects.toMatchObject({ code: 'E_INSTALL_SIGNATURE', message: expect.stringMatching(/manifest\.json: .*; nothing written/) as unknown });
+      expect(asked).toEqual(['/manifest.json', '/manifest.json.sig']);
+      // No signature at all.
+      rmSync(join(site, 'manifest.json.sig'));
+      await expect(install({ target: join(dir, 'u2.bin'), image: url, keyring: keys.pub })).rejects.toMatchObject({ code: 'E_INSTALL_SIGNATURE', message: expect.stringMatching(/manifest\.json\.sig: no signature of the manifest; nothing written/) as unknown });
+      // -f with a keyring wants the signature too.
+      await expect(install({ target: join(dir, 'u3.bin'), image: join(site, 'basalt_test_image.bin.zst'), keyring: keys.pub })).rejects.toMatchObject({ code: 'E_INSTALL_SIGNATURE' });
+      await main(['keys', 'sign', join(site, 'manifest.json'), '--key', keys.priv], 'basalt', { out: () => {}, err: () => {} });
+      // An image that never ends is cut at the manifest's size.
+      endless = true;
+      await expect(install({ target: join(dir, 'u4.bin'), image: url, keyring: keys.pub })).rejects.toMatchObject({ code: 'E_INSTALL_DOWNLOAD', message: expect.stringMatching(/basalt_test_image\.bin\.zst: the reply is larger than \d+ bytes; nothing written/) as unknown });
+      for (const f of ['u1.bin', 'u2.bin', 'u3.bin', 'u4.bin']) expect(existsSync(join(dir, f))).toBe(false);
+    } finally {
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  }, 60_000);
+
   it.each([
     ['an unknown platform', { platform: 'nimbus' }, 'E_INSTALL_PLATFORM', /-o nimbus: not a platform Basalt knows/],
     ['a cloud-config with an error', { cloudConfig: 'bad.yml' }, 'E_INSTALL_CONFIG', /bad\.yml: line \d+: /],

@@ -43,10 +43,16 @@ import { busyReason, entryWithPlatform, parseMounts, rawArtifact, type LsblkDevi
 export interface InstallOptions {
   /** Block device or image file to write. */
   target: string;
-  /** The raw disk image basalt build wrote. */
+  /** The raw disk image basalt build wrote (or it zstd-compressed, IMAGE.zst): a path, or an http(s) URL (-u). */
   image: string;
   /** Its manifest.json (default: beside the image). */
   manifest?: string | undefined;
+  /**
+   * OpenPGP public keys (a file or a folder of *.asc) the manifest's detached
+   * signature (MANIFEST.sig) must verify with. Given, or with a URL image, the
+   * signature is required (default keyring: the running image's release keys).
+   */
+  keyring?: string | undefined;
   /** A cloud-config file for the first boot. */
   cloudConfig?: string | undefined;
   /** The platform id to put on the kernel command line. */
@@ -58,6 +64,8 @@ export interface InstallOptions {
 
 export interface InstallResult {
   target: string;
+  /** The fingerprint of the key whose signature on the manifest verified, or null when none was checked. */
+  signedBy: string | null;
   kind: 'file' | 'device';
   bytes: number;
   sha256: string;
@@ -71,8 +79,80 @@ interface Checked {
   bytes: number;
   sha256: string;
   userData: Buffer | null;
-  /** The image to write: the one given, or a compressed one expanded into a temporary folder. */
+  /** The image to write: the one given, or a downloaded or compressed one, expanded, in a temporary folder. */
   image: string;
+  signedBy: string | null;
+}
+
+/** The release keys a Basalt image ships (update.keys), what -u verifies a manifest's signature with by default. */
+export const DEFAULT_INSTALL_KEYRING = '/usr/share/basalt/keys';
+/** Caps of the small files a download reads. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_SIGNATURE_BYTES = 64 * 1024;
+
+const isUrl = (s: string) => /^https?:\/\//i.test(s);
+
+/**
+ * The manifest's detached signature (MANIFEST.sig), verified with the keyring.
+ * Required when a keyring is given or the image came from a URL; otherwise
+ * checked when both the signature and the default keyring are there.
+ */
+async function checkSignature(manifestPath: string, shown: string, keyring: string | undefined, required: boolean): Promise<string | null> {
+  const sigPath = `${manifestPath}.sig`;
+  const sig = await readFile(sigPath).catch(() => null);
+  const ringPath = keyring ?? DEFAULT_INSTALL_KEYRING;
+  if (!sig) {
+    if (required) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_SIGNATURE, `${shown}.sig: no signature of the manifest; nothing written`);
+    return null;
+  }
+  if (!required && !(await stat(ringPath).then(() => true, () => false))) return null;
+  const { loadKeyring, verifyDetached } = await import('../format/signature.js');
+  const ring = await loadKeyring(ringPath);
+  try {
+    return await verifyDetached(new Uint8Array(await readFile(manifestPath)), new Uint8Array(sig), ring, shown);
+  } catch (e) {
+    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_SIGNATURE, `${shown}: ${(e as Error).message}; nothing written`);
+  }
+}
+
+/**
+ * Downloads an image from a URL into `dir`: first manifest.json beside it
+ * (or -m) and its signature, verified before the image is asked for; then the
+ * image, capped at the size the manifest gives (a compressed image's too).
+ */
+async function downloadImage(o: InstallOptions, dir: string): Promise<{ image: string; manifestPath: string; signedBy: string | null }> {
+  const { downloadFile, httpClient, requestBytes } = await import('../../../common/src/http.js');
+  const client = httpClient({ connectMs: 30_000, stallMs: 90_000 });
+  const url = new URL(o.image);
+  const name = basename(decodeURIComponent(url.pathname));
+  if (!name) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${o.image}: names no file`);
+  const manifestUrl = o.manifest ?? new URL('manifest.json', url).toString();
+  const manifestPath = join(dir, 'manifest.json');
+  const get = async (u: string, max: number) => {
+    try {
+      return await requestBytes(client, u, { maxBytes: max });
+    } catch (e) {
+      throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${(e as Error).message}; nothing written`);
+    }
+  };
+  o.progress?.(`downloading ${manifestUrl}`);
+  const m = await get(manifestUrl, MAX_MANIFEST_BYTES);
+  if (m.status !== 200) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${manifestUrl}: HTTP ${m.status}; nothing written`);
+  await (await import('node:fs/promises')).writeFile(manifestPath, m.body);
+  const sg = await get(`${manifestUrl}.sig`, MAX_SIGNATURE_BYTES);
+  if (sg.status === 200) await (await import('node:fs/promises')).writeFile(`${manifestPath}.sig`, sg.body);
+  else if (sg.status !== 404) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${manifestUrl}.sig: HTTP ${sg.status}; nothing written`);
+  const signedBy = await checkSignature(manifestPath, manifestUrl, o.keyring, true);
+  const art = rawArtifact(await readManifest(manifestPath), artifactName(name), manifestUrl);
+  const image = join(dir, name);
+  o.progress?.(`downloading ${o.image}`);
+  try {
+    // A compressed image is never much larger than the image (zstd's frames add bytes per 128 KiB block at most).
+    await downloadFile(client, o.image, image, { maxBytes: name.endsWith('.zst') ? art.bytes + Math.ceil(art.bytes / 1024) + 1024 * 1024 : art.bytes });
+  } catch (e) {
+    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${(e as Error).message}; nothing written`);
+  }
+  return { image, manifestPath, signedBy };
 }
 
 async function checkPlatform(p: string | undefined): Promise<void> {
@@ -95,7 +175,7 @@ async function checkCloudConfig(path: string | undefined): Promise<Buffer | null
   return data;
 }
 
-async function checkTarget(target: string, image: string, mountsFile: string): Promise<'file' | 'device'> {
+async function checkTarget(target: string, image: string | undefined, mountsFile: string): Promise<'file' | 'device'> {
   const st = await stat(target).catch(() => null);
   if (st === null) {
     const dir = await stat(dirname(resolve(target))).catch(() => null);
@@ -103,7 +183,7 @@ async function checkTarget(target: string, image: string, mountsFile: string): P
     return 'file';
   }
   if (st.isFile()) {
-    const same = (await realpath(target)) === (await realpath(image));
+    const same = image !== undefined && (await realpath(target)) === (await realpath(image).catch(() => ''));
     if (same) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TARGET, `${target}: is the image itself`);
     return 'file';
   }
@@ -133,7 +213,7 @@ async function readManifest(manifestPath: string): Promise<unknown> {
  * Expands IMAGE.zst into a sparse file in `dir` (all-zero blocks left as
  * holes), refusing more than `maxBytes` (the raw artifact's size).
  */
-async function expandImage(image: string, maxBytes: number, dir: string): Promise<string> {
+async function expandImage(image: string, maxBytes: number, dir: string, shown = image): Promise<string> {
   const { createReadStream } = await import('node:fs');
   const { createZstdDecompress } = await import('node:zlib');
   const out = join(dir, artifactName(image));
@@ -153,7 +233,7 @@ async function expandImage(image: string, maxBytes: number, dir: string): Promis
   try {
     for await (const c of createReadStream(image).pipe(createZstdDecompress())) {
       const chunk = c as Buffer;
-      if (at + fill + chunk.length > maxBytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: expands to more than the ${maxBytes} bytes its manifest says; nothing written`);
+      if (at + fill + chunk.length > maxBytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${shown}: expands to more than the ${maxBytes} bytes its manifest says; nothing written`);
       let off = 0;
       while (off < chunk.length) {
         const n = chunk.copy(block, fill, off, Math.min(chunk.length, off + SPARSE_BLOCK - fill));
@@ -166,22 +246,22 @@ async function expandImage(image: string, maxBytes: number, dir: string): Promis
     await fh.truncate(at);
   } catch (e) {
     if (e instanceof BasaltError) throw e;
-    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: not a zstd-compressed image (${(e as Error).message}); nothing written`);
+    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${shown}: not a zstd-compressed image (${(e as Error).message}); nothing written`);
   } finally {
     await fh.close();
   }
   return out;
 }
 
-async function verifyImage(image: string, manifestPath: string, manifest: unknown): Promise<{ bytes: number; sha256: string }> {
+async function verifyImage(image: string, manifestPath: string, manifest: unknown, shown = image): Promise<{ bytes: number; sha256: string }> {
   const art = rawArtifact(manifest, artifactName(image), manifestPath);
   const size = (await stat(image).catch((e: unknown) => {
-    throw fsError(e, image, 'read the image');
+    throw fsError(e, shown, 'read the image');
   })).size;
-  if (size !== art.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: ${size} bytes, ${manifestPath} says ${art.bytes}; nothing written`);
+  if (size !== art.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${shown}: ${size} bytes, ${manifestPath} says ${art.bytes}; nothing written`);
   if (art.digest !== undefined && art.digest !== 'sparse-sha256') throw new BasaltError(INSTALL_ERRORS.E_INSTALL_MANIFEST, `${manifestPath}: digest kind ${art.digest} is not one this installer checks`);
   const got = art.digest === 'sparse-sha256' ? await sparseSha256(image) : await plainSha256(image);
-  if (got !== art.sha256) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${image}: digest ${got} differs from ${art.sha256} in ${manifestPath}; nothing written`);
+  if (got !== art.sha256) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${shown}: digest ${got} differs from ${art.sha256} in ${manifestPath}; nothing written`);
   return { bytes: size, sha256: got };
 }
 
@@ -197,22 +277,27 @@ async function plainSha256(path: string): Promise<string> {
 async function check(o: InstallOptions, scratch: string): Promise<Checked> {
   await checkPlatform(o.platform);
   const userData = await checkCloudConfig(o.cloudConfig);
-  const kind = await checkTarget(o.target, o.image, o.mountsFile ?? '/proc/self/mounts');
-  const manifestPath = o.manifest ?? join(dirname(o.image), 'manifest.json');
-  const manifest = await readManifest(manifestPath);
+  const kind = await checkTarget(o.target, isUrl(o.image) ? undefined : o.image, o.mountsFile ?? '/proc/self/mounts');
   let image = o.image;
-  if (o.image.endsWith('.zst')) {
+  let manifestPath = o.manifest ?? join(dirname(o.image), 'manifest.json');
+  let signedBy: string | null;
+  if (isUrl(o.image)) {
+    const dl = await mkdtemp(join(scratch, 'download-'));
+    ({ image, manifestPath, signedBy } = await downloadImage(o, dl));
+  } else signedBy = await checkSignature(manifestPath, manifestPath, o.keyring, o.keyring !== undefined);
+  const manifest = await readManifest(manifestPath);
+  if (image.endsWith('.zst')) {
     o.progress?.(`expanding ${o.image}`);
-    image = await expandImage(o.image, rawArtifact(manifest, artifactName(o.image), manifestPath).bytes, scratch);
+    image = await expandImage(image, rawArtifact(manifest, artifactName(image), manifestPath).bytes, scratch, o.image);
   }
   o.progress?.(`verifying ${o.image} against its manifest`);
-  const v = await verifyImage(image, manifestPath, manifest);
+  const v = await verifyImage(image, manifestPath, manifest, o.image);
   await checkImageParts(image, o, o.image);
   if (kind === 'device') {
     const r = await run('blockdev', ['--getsize64', o.target]);
     if (Number(r.stdout.trim()) < v.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TOO_SMALL, `${o.target}: ${r.stdout.trim()} bytes, the image needs ${v.bytes}`);
   }
-  return { kind, ...v, userData, image };
+  return { kind, ...v, userData, image, signedBy };
 }
 
 /** The partition labelled `label` of `disk`; E_INSTALL_IMAGE naming the disk when it has none. */
@@ -290,7 +375,7 @@ export async function install(o: InstallOptions): Promise<InstallResult> {
 
 async function checkAndWrite(o: InstallOptions, scratch: string): Promise<InstallResult> {
   const c = await check(o, scratch);
-  const out: InstallResult = { target: o.target, kind: c.kind, bytes: c.bytes, sha256: c.sha256, platform: o.platform ?? null, cloudConfig: o.cloudConfig ?? null };
+  const out: InstallResult = { target: o.target, kind: c.kind, bytes: c.bytes, sha256: c.sha256, signedBy: c.signedBy, platform: o.platform ?? null, cloudConfig: o.cloudConfig ?? null };
   const edit = async (disk: string) => {
     if (c.userData) await writeConfigDrive(disk, c.userData);
     if (o.platform) await writePlatform(disk, o.platform);
