@@ -224,6 +224,33 @@ describe.skipIf(!isRoot)('basalt build --platform: every format checked by real 
     await rm(raw);
   });
 
+  it('iso: a hybrid EFI ISO (El Torito UEFI image and GPT partition 2 of the ESP type, xorriso and isoinfo) whose FAT boots the live entry, and which carries the disk and its manifest', async () => {
+    const out3 = join(work, 'out-iso');
+    const r = await cli(['--json', 'build', '--platform', 'iso', '--cache', cache, '--out', out3]);
+    expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
+    const iso = join(out3, platformFiles(ID, 'iso')[0]!.file);
+    const torito = await run('xorriso', ['-indev', iso, '-report_el_torito', 'plain', '-report_system_area', 'plain']);
+    const report = torito.stdout + torito.stderr;
+    expect(report).toMatch(/El Torito boot img : +1 +UEFI +y +none/);
+    // C12A7328-F81F-11D2-BA4B-00A0C93EC93B, the EFI System Partition, as GPT stores it.
+    expect(report).toMatch(/GPT type GUID +: +2 +28732ac11ff8d211ba4b00a0c93ec93b/);
+    const start = Number(/GPT start and size : +2 +(\d+) +(\d+)/.exec(report)![1]) * 512;
+    const info = (await run('isoinfo', ['-d', '-i', iso])).stdout;
+    expect(info).toMatch(/Volume id: BASALT_/);
+    const files = (await run('isoinfo', ['-f', '-R', '-i', iso])).stdout.split('\n');
+    expect(files).toEqual(expect.arrayContaining(['/README.txt', `/basalt/${ID}_production_image.bin.zst`, '/basalt/manifest.json']));
+    const inIso = JSON.parse((await run('isoinfo', ['-R', '-x', '/basalt/manifest.json', '-i', iso])).stdout) as Manifest;
+    expect(inIso.artifacts).toEqual([expect.objectContaining({ file: `${ID}_production_image.bin`, kind: 'raw', digest: 'sparse-sha256' })]);
+    // The ESP inside: systemd-boot, and the live entry with the iso platform id.
+    const esp = new MtoolsEsp(iso, start);
+    expect(await esp.list('/EFI/BOOT')).toContain('BOOTX64.EFI');
+    expect(await esp.read('/loader/loader.conf')).toMatch(/^default basalt-live\.conf$/m);
+    const entry = (await esp.read('/loader/entries/basalt-live.conf')) ?? '';
+    expect(entry).toMatch(/^linux \/basalt\/live\/vmlinuz$/m);
+    expect(entry).toMatch(/^options .*basalt\.usr=\/usr\.img .*root=tmpfs.* basalt\.oem\.id=iso$/m);
+    expect(await esp.list('/basalt/live')).toEqual(['initrd', 'vmlinuz']);
+  });
+
   it("puts the platform id on the boot entry of each platform's disk", async () => {
     const raws = join(work, 'raws');
     await mkdir(raws, { recursive: true });
