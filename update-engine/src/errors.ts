@@ -31,6 +31,7 @@ export const UE_ERRORS = defineErrors('update-engine', {
   E_RELEASE_EXISTS: { meaning: 'this version is already released', hint: 'releases are immutable: publish a new version' },
   E_CHANNEL_UNKNOWN: { meaning: 'the channel has no release in the repository' },
   E_CHANNEL_STOP: { meaning: 'a floor or hold must be a release of this repository, of the channel\'s board, older than the channel\'s current release', hint: "a stop is a version under the repository's payloads/ older than the channel's release; 'basalt release drop V --channel C' removes one" },
+  E_RELEASE_IMAGE: { meaning: '--image is not a disk image its build manifest lists (manifest.json beside it, same name and size)', hint: 'give the raw .bin that basalt build wrote into its output folder' },
   E_PROMOTE_SOURCE: { meaning: 'the version was not released to the channel it is promoted from' },
   E_DELTA_BASE: { meaning: 'a delta cannot be made from the version given: not released in the repository, another board, a delta itself, or its payload does not rebuild its image', hint: 'give --delta-from a full release of the same repository and board' },
   // serve

@@ -3,7 +3,8 @@ import type { CommandContext } from '../../../common/src/cli/types.js';
 import { parse } from '../../../common/src/cli/args.js';
 import { UsageError } from '../../../common/src/errors.js';
 
-export const help = `Usage: basalt install -d DEVICE|FILE (-f IMAGE | -u URL) [-m MANIFEST] [--keyring KEYS] [-c CLOUD-CONFIG] [-o PLATFORM]
+export const help = `Usage: basalt install -d DEVICE|FILE (-f IMAGE | -u URL | -C CHANNEL --repo URL) [-m MANIFEST] [--keyring KEYS]
+                      [--tuf-root ROOT] [-c CLOUD-CONFIG] [-o PLATFORM]
 
 Checks everything, then writes: the platform id, the cloud-config (as coreos-cloudinit
 -validate does: errors refuse it), the target (a block device that is mounted or holds the
@@ -19,6 +20,11 @@ passes.
   -u, --url URL             download the image (or IMAGE.zst) over http(s): manifest.json and
                             manifest.json.sig beside it are fetched and verified first, then
                             the image, no larger than the manifest says
+  -C, --channel CHANNEL     install the release CHANNEL is at in the update repository --repo
+                            (its disk image, published with 'basalt release --image'), verified
+                            with TUF from --tuf-root (default /usr/share/basalt/root.json)
+      --repo URL            the update repository (its metadata/ and payloads/)
+      --tuf-root FILE       the trusted TUF root for -C
   -m, --manifest FILE|URL   its manifest.json (default: the one beside IMAGE or URL)
       --keyring PATH        the publisher's OpenPGP public keys (a file, or a folder of *.asc;
                             default with -u: /usr/share/basalt/keys, the running image's)
@@ -27,7 +33,6 @@ passes.
   -o, --platform ID         basalt.oem.id=ID on the boot entries: qemu, metal, pxe, iso, aws,
                             gce, azure, openstack, vmware, digitalocean
 
-Not yet: -C CHANNEL (an image from a release channel).
 `;
 
 export async function run(ctx: CommandContext): Promise<number> {
@@ -38,6 +43,9 @@ export async function run(ctx: CommandContext): Promise<number> {
       image: { type: 'string', short: 'f' },
       url: { type: 'string', short: 'u' },
       keyring: { type: 'string' },
+      channel: { type: 'string', short: 'C' },
+      repo: { type: 'string' },
+      'tuf-root': { type: 'string' },
       manifest: { type: 'string', short: 'm' },
       'cloud-config': { type: 'string', short: 'c' },
       platform: { type: 'string', short: 'o' },
@@ -46,20 +54,26 @@ export async function run(ctx: CommandContext): Promise<number> {
   );
   if (positionals.length > 0) throw new UsageError(`install: unexpected argument '${positionals[0]}'`, "see 'basalt install --help'");
   if (!values.device) throw new UsageError('install: -d DEVICE|FILE is required', "see 'basalt install --help'");
-  if ((values.image === undefined) === (values.url === undefined)) throw new UsageError('install: give one of -f IMAGE and -u URL', "see 'basalt install --help'");
-  if (values.url !== undefined && !/^https?:\/\//i.test(values.url)) throw new UsageError(`install: -u ${values.url}: not an http or https URL`);
-  const image = (values.image ?? values.url)!;
+  if ([values.image, values.url, values.channel].filter((v) => v !== undefined).length !== 1) throw new UsageError('install: give one of -f IMAGE, -u URL and -C CHANNEL', "see 'basalt install --help'");
+  for (const [flag, v] of [['-u', values.url], ['--repo', values.repo]] as const) {
+    if (v !== undefined && !/^https?:\/\//i.test(v)) throw new UsageError(`install: ${flag} ${v}: not an http or https URL`);
+  }
+  if (values.channel !== undefined && values.repo === undefined) throw new UsageError('install: -C CHANNEL needs --repo URL (the update repository)', "see 'basalt install --help'");
+  const image = (values.image ?? values.url ?? values.repo)!;
+  const shown = values.channel !== undefined ? `${values.channel} from ${image}` : image;
   const { install } = await import('../install/install.js');
   const r = await install({
     target: values.device,
     image,
     manifest: values.manifest,
     keyring: values.keyring,
+    channel: values.channel,
+    tufRoot: values['tuf-root'],
     cloudConfig: values['cloud-config'],
     platform: values.platform,
     progress: (l) => ctx.log.info(l),
   });
   if (ctx.json) ctx.out(JSON.stringify(r) + '\n');
-  else ctx.out(`installed ${image} (sha256 ${r.sha256.slice(0, 12)}…${r.signedBy ? `, signed by ${r.signedBy}` : ''}) to ${r.target}${r.platform ? `, platform ${r.platform}` : ''}${r.cloudConfig ? `, cloud-config ${r.cloudConfig}` : ''}\n`);
+  else ctx.out(`installed ${shown} (sha256 ${r.sha256.slice(0, 12)}…${r.signedBy ? `, signed by ${r.signedBy}` : ''}) to ${r.target}${r.platform ? `, platform ${r.platform}` : ''}${r.cloudConfig ? `, cloud-config ${r.cloudConfig}` : ''}\n`);
   return 0;
 }

@@ -58,6 +58,9 @@ Options:
   --xz-level N       xz preset 0-9 (format 1; default 6)
   --jobs N           chunks compressed at once (default: one per CPU, at most 8);
                      the payload's bytes do not depend on it
+  --image BIN        also publish the whole disk image basalt build wrote (the raw .bin, with
+                     its manifest.json beside it) zstd-compressed into DIR/payloads/VERSION/image/,
+                     as TUF targets: 'basalt install -C CHANNEL' installs the channel's release
   --delta-from V     (repeatable) also publish a delta from the released version V into DIR/payloads/VERSION/
                      delta-from-V/: the image's content-defined chunks that V's image has are taken
                      from the machine's running slot, only the rest is sent; a machine running V
@@ -95,6 +98,7 @@ export async function run(ctx: CommandContext): Promise<number> {
       'zstd-level': { type: 'string' },
       'payload-format': { type: 'string' },
       'delta-from': { type: 'string', multiple: true },
+      image: { type: 'string' },
       jobs: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
@@ -182,6 +186,7 @@ export async function run(ctx: CommandContext): Promise<number> {
     zstdLevel: intOpt(values['zstd-level'], 'zstd-level', 1, 19),
     payloadFormat: payloadFormatOpt(values['payload-format']),
     deltaFrom: values['delta-from'],
+    image: values.image,
     jobs: intOpt(values.jobs, 'jobs', 1, 64),
   });
   const m = r.manifest;

@@ -170,6 +170,41 @@ describe.skipIf(!tools)('basalt install onto an image file (skipped without dosf
     }
   }, 60_000);
 
+  it('installs with -C the disk image of the release a channel is at (basalt release --image), verified with TUF; refuses bytes that are not the signed target, and a release without an image', async () => {
+    const { makeKeys, makeUsr } = await import('../../test/helpers.js');
+    const { readPrivateKeyFile } = await import('../publish/keys.js');
+    const { release } = await import('../publish/repo.js');
+    const { createServer } = await import('node:http');
+    const keys = await makeKeys(dir);
+    const key = await readPrivateKeyFile(keys.priv);
+    const repo = join(dir, 'repo');
+    const now = new Date();
+    await release({ usr: await makeUsr(dir, '1.0.0', { randomKiB: 16 }), version: '1.0.0', channel: 'stable', key, repo, now, expiresMs: 86_400_000, tuf: keys.tuf.publish, image });
+    await release({ usr: await makeUsr(dir, '1.1.0', { randomKiB: 16 }), version: '1.1.0', channel: 'beta', key, repo, now, expiresMs: 86_400_000, tuf: keys.tuf.publish });
+    const zst = join(repo, 'payloads/1.0.0/image/basalt_test_image.bin.zst');
+    expect(existsSync(zst) && existsSync(join(repo, 'payloads/1.0.0/image/manifest.json'))).toBe(true);
+    const srv = createServer((req, res) => {
+      const path = join(repo, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).slice(1));
+      if (existsSync(path) && statSync(path).isFile()) res.writeHead(200).end(readFileSync(path));
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/`;
+    try {
+      const r = await install({ target: join(dir, 'from-channel.bin'), image: url, channel: 'stable', tufRoot: keys.tuf.root, platform: 'metal' });
+      expect(r).toMatchObject({ kind: 'file', sha256: await sparseSha256(image), signedBy: expect.stringMatching(/^TUF, stable 1\.0\.0, targets v\d+$/) as unknown });
+      await expect(install({ target: join(dir, 'c1.bin'), image: url, channel: 'beta', tufRoot: keys.tuf.root })).rejects.toMatchObject({ code: 'E_INSTALL_DOWNLOAD', message: expect.stringMatching(/channel beta is at 1\.1\.0, which has no disk image/) as unknown });
+      // A mirror that serves other bytes of the same length.
+      const good = readFileSync(zst);
+      writeFileSync(zst, Buffer.from(good).fill(7, 100, 200));
+      await expect(install({ target: join(dir, 'c2.bin'), image: url, channel: 'stable', tufRoot: keys.tuf.root })).rejects.toMatchObject({ code: 'E_INSTALL_SIGNATURE', message: expect.stringMatching(/not the signed target payloads\/1\.0\.0\/image\/basalt_test_image\.bin\.zst/) as unknown });
+      writeFileSync(zst, good);
+      for (const f of ['c1.bin', 'c2.bin']) expect(existsSync(join(dir, f))).toBe(false);
+    } finally {
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  }, 60_000);
+
   it.each([
     ['an unknown platform', { platform: 'nimbus' }, 'E_INSTALL_PLATFORM', /-o nimbus: not a platform Basalt knows/],
     ['a cloud-config with an error', { cloudConfig: 'bad.yml' }, 'E_INSTALL_CONFIG', /bad\.yml: line \d+: /],

@@ -53,6 +53,14 @@ export interface InstallOptions {
    * signature is required (default keyring: the running image's release keys).
    */
   keyring?: string | undefined;
+  /**
+   * -C: install the release a channel of an update repository is at (its
+   * disk image, published by `basalt release --image`), verified with TUF
+   * from `tufRoot` (default the running image's root.json). `image` is then
+   * the repository's URL.
+   */
+  channel?: string | undefined;
+  tufRoot?: string | undefined;
   /** A cloud-config file for the first boot. */
   cloudConfig?: string | undefined;
   /** The platform id to put on the kernel command line. */
@@ -113,6 +121,56 @@ async function checkSignature(manifestPath: string, shown: string, keyring: stri
   } catch (e) {
     throw new BasaltError(INSTALL_ERRORS.E_INSTALL_SIGNATURE, `${shown}: ${(e as Error).message}; nothing written`);
   }
+}
+
+/**
+ * Downloads the disk image of the release a channel is at: the repository's
+ * TUF metadata refreshed from the trusted root (in a scratch state folder),
+ * the channel's release in the verified targets, then its image and build
+ * manifest (payloads/<v>/image/), each capped at its signed length and
+ * checked against its signed SHA-256.
+ */
+async function downloadFromChannel(o: InstallOptions, channel: string, dir: string): Promise<{ image: string; manifestPath: string; signedBy: string }> {
+  const { refreshTrust } = await import('../trust/client.js');
+  const { channelRelease, checkBytes } = await import('../trust/decide.js');
+  const { downloadFile, httpClient, requestBytes } = await import('../../../common/src/http.js');
+  const { createHash } = await import('node:crypto');
+  const { createReadStream } = await import('node:fs');
+  const { silentLogger } = await import('../../../common/src/log.js');
+  const { TUF_ROOT_PATH } = await import('../../../common/src/contracts.js');
+  const repo = o.image.endsWith('/') ? o.image : `${o.image}/`;
+  const fail = (e: unknown) => new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${(e as Error).message}; nothing written`);
+  o.progress?.(`refreshing the TUF metadata of ${repo}`);
+  let targets;
+  try {
+    targets = await refreshTrust({ stateDir: join(dir, 'tuf'), initialRoot: o.tufRoot ?? TUF_ROOT_PATH, metadataUrl: new URL('metadata/', repo).toString(), log: silentLogger });
+  } catch (e) {
+    throw new BasaltError(INSTALL_ERRORS.E_INSTALL_SIGNATURE, `${(e as Error).message}; nothing written`);
+  }
+  const rel = channelRelease(targets, channel);
+  const ofKind = (kind: string) => [...targets.targets.values()].find((t) => t.basalt['kind'] === kind && t.basalt['version'] === rel.version);
+  const img = ofKind('image');
+  const man = ofKind('image-manifest');
+  if (!img || !man) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `channel ${channel} is at ${rel.version}, which has no disk image in ${repo} (publish one with 'basalt release --image'); nothing written`);
+  const client = httpClient({ connectMs: 30_000, stallMs: 90_000 });
+  const manifestPath = join(dir, 'manifest.json');
+  const mUrl = new URL(man.path, repo).toString();
+  const m = await requestBytes(client, mUrl, { maxBytes: man.length }).catch((e: unknown) => {
+    throw fail(e);
+  });
+  if (m.status !== 200) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${mUrl}: HTTP ${m.status}; nothing written`);
+  checkBytes(m.body, man, mUrl);
+  await (await import('node:fs/promises')).writeFile(manifestPath, m.body);
+  const image = join(dir, basename(img.path));
+  const iUrl = new URL(img.path, repo).toString();
+  o.progress?.(`downloading ${iUrl} (${channel} ${rel.version})`);
+  await downloadFile(client, iUrl, image, { maxBytes: img.length }).catch((e: unknown) => {
+    throw fail(e);
+  });
+  const h = createHash('sha256');
+  for await (const c of createReadStream(image)) h.update(c as Buffer);
+  if (h.digest('hex') !== img.sha256) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_SIGNATURE, `${iUrl}: not the signed target ${img.path} (sha256 differs); nothing written`);
+  return { image, manifestPath, signedBy: `TUF, ${channel} ${rel.version}, targets v${targets.version}` };
 }
 
 /**
@@ -281,7 +339,10 @@ async function check(o: InstallOptions, scratch: string): Promise<Checked> {
   let image = o.image;
   let manifestPath = o.manifest ?? join(dirname(o.image), 'manifest.json');
   let signedBy: string | null;
-  if (isUrl(o.image)) {
+  if (o.channel !== undefined) {
+    const dl = await mkdtemp(join(scratch, 'download-'));
+    ({ image, manifestPath, signedBy } = await downloadFromChannel(o, o.channel, dl));
+  } else if (isUrl(o.image)) {
     const dl = await mkdtemp(join(scratch, 'download-'));
     ({ image, manifestPath, signedBy } = await downloadImage(o, dl));
   } else signedBy = await checkSignature(manifestPath, manifestPath, o.keyring, o.keyring !== undefined);

@@ -19,7 +19,8 @@ import type { Keyring } from '../format/signature.js';
 import { checkVersion, compareVersions } from '../format/version.js';
 import { signDetached, signFileDetached } from './keys.js';
 import { UE_ERRORS } from '../errors.js';
-import { checkSigners, DEFAULT_EXPIRY, initRepository, METADATA_DIR, publishTargets, type Expiries, type Published } from '../trust/publish.js';
+import { checkSigners, DEFAULT_EXPIRY, IMAGE_DIR, initRepository, METADATA_DIR, publishTargets, type Expiries, type Published } from '../trust/publish.js';
+import { rawArtifact } from '../install/plan.js';
 import type { TufSigner } from '../trust/keys.js';
 import { CONTRACT_ERRORS, DEFAULT_BOARD, parseUsrImageInfo, type UsrImageInfo } from '../../../common/src/contracts.js';
 
@@ -97,6 +98,12 @@ export interface ReleaseOptions {
   allowOlder?: boolean;
   /** TUF keys at hand: targets, snapshot and timestamp metadata are re-published after the release. */
   tuf?: TufPublish | undefined;
+  /**
+   * The whole disk image basalt build wrote (the raw .bin, its manifest.json
+   * beside it), published zstd-compressed with that manifest in
+   * payloads/<version>/image/ as TUF targets, for `basalt install -C CHANNEL`.
+   */
+  image?: string | undefined;
 }
 
 /** The TUF keys and lifetimes a publishing command signs with. */
@@ -367,6 +374,7 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
     await signRelease(tmp, manifest, o.key);
     const deltas: PayloadManifestV2[] = [];
     for (const from of new Set(o.deltaFrom ?? [])) deltas.push(await writeDelta(o, manifest, from, join(tmp, deltaDir(from))));
+    if (o.image) await writeDiskImage(o.image, join(tmp, IMAGE_DIR));
     await publishPayloadDir(tmp, plan.dest);
     const { current } = plan;
     const channel = await publishChannel(o.repo, o.channel, manifest, o.key, o.now, o.expiresMs, o.rollout ?? current?.rollout.percent ?? 100, (current?.serial ?? 0) + 1, current ?? {});
@@ -374,6 +382,31 @@ export async function release(o: ReleaseOptions): Promise<{ manifest: PayloadMan
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Writes the disk image (zstd) and its build manifest into `dir`. The manifest
+ * must list the image as its raw artifact of the same size (install checks
+ * the digest after expanding it).
+ */
+async function writeDiskImage(image: string, dir: string): Promise<void> {
+  const manifestPath = join(dirname(image), 'manifest.json');
+  const text = await readFile(manifestPath, 'utf8').catch((e: unknown) => {
+    throw fsError(e, manifestPath, 'read the build manifest beside --image');
+  });
+  let art: { bytes: number };
+  try {
+    art = rawArtifact(JSON.parse(text), basename(image), manifestPath);
+  } catch (e) {
+    throw new BasaltError(UE_ERRORS.E_RELEASE_IMAGE, `--image ${image}: ${(e as Error).message}`);
+  }
+  const size = (await stat(image).catch((e: unknown) => {
+    throw fsError(e, image, 'read --image');
+  })).size;
+  if (size !== art.bytes) throw new BasaltError(UE_ERRORS.E_RELEASE_IMAGE, `--image ${image}: ${size} bytes, ${manifestPath} says ${art.bytes}`);
+  await mkdir(dir);
+  await run('zstd', ['-q', '-T0', '-3', '-o', join(dir, `${basename(image)}.zst`), image]);
+  await writeFile(join(dir, 'manifest.json'), text);
 }
 
 /**

@@ -207,8 +207,10 @@ async function current(repo: string): Promise<{ targets?: Metadata<Targets>; sna
 }
 
 const HASHED = /^[0-9a-f]{64}\./;
+/** payloads/<v>/image/: the release's whole disk image (zstd) and its build manifest, for `basalt install -C`. */
+export const IMAGE_DIR = 'image';
 
-/** The repository's files a client may fetch: payloads/<v>/*, payloads/<v>/delta-from-*\/*, channels/*.json. */
+/** The repository's files a client may fetch: payloads/<v>/*, payloads/<v>/delta-from-*\/*, payloads/<v>/image/*, channels/*.json. */
 async function listTargetFiles(repo: string): Promise<string[]> {
   const out: string[] = [];
   const files = async (rel: string): Promise<{ name: string; dir: boolean }[]> => {
@@ -222,7 +224,7 @@ async function listTargetFiles(repo: string): Promise<string[]> {
     if (!v.dir) continue;
     for (const f of await files(`payloads/${v.name}`)) {
       if (!f.dir) out.push(`payloads/${v.name}/${f.name}`);
-      else if (f.name.startsWith('delta-from-')) for (const g of await files(`payloads/${v.name}/${f.name}`)) if (!g.dir) out.push(`payloads/${v.name}/${f.name}/${g.name}`);
+      else if (f.name.startsWith('delta-from-') || f.name === IMAGE_DIR) for (const g of await files(`payloads/${v.name}/${f.name}`)) if (!g.dir) out.push(`payloads/${v.name}/${f.name}/${g.name}`);
     }
   }
   for (const c of await files('channels')) if (!c.dir && c.name.endsWith('.json')) out.push(`channels/${c.name}`);
@@ -237,8 +239,9 @@ function customFor(path: string, bytes: Buffer | undefined): Record<string, unkn
     return { kind: 'channel', channel: ch['channel'], version: ch['version'], board: ch['board'], manifest: ch['manifest'], ...(ch['floors'] ? { floors: ch['floors'] } : {}), ...(ch['holds'] ? { holds: ch['holds'] } : {}) };
   }
   const version = parts[1];
-  const delta = parts.length === 4 ? parts[2]!.slice('delta-from-'.length) : undefined;
   const name = parts[parts.length - 1]!;
+  if (parts.length === 4 && parts[2] === IMAGE_DIR) return { kind: name === 'manifest.json' ? 'image-manifest' : name.endsWith('.sig') ? 'signature' : 'image', version };
+  const delta = parts.length === 4 ? parts[2]!.slice('delta-from-'.length) : undefined;
   const kind = name === 'manifest.json' ? 'manifest' : name.endsWith('.sig') ? 'signature' : 'payload';
   return { kind, version, ...(delta ? { deltaFrom: delta } : {}) };
 }
