@@ -1,6 +1,8 @@
 /**
  * A DatasourceSpec (platform.ts) made into its Datasource; each platform's
- * module is loaded only here, when asked for. No I/O until the datasource is used.
+ * module is loaded only here, when asked for. No I/O until the datasource is
+ * used, but for azure's provisioning CD-ROM, read (mounted, copied, unmounted)
+ * when its datasource is opened.
  */
 import { openstackMetadata, type Datasource, type HttpOptions, type Log } from './index.js';
 import type { DatasourceSpec } from './platform.js';
@@ -15,8 +17,11 @@ export async function openDatasource(d: DatasourceSpec, http: HttpOptions = {}, 
       return (await import('./digitalocean.js')).digitalOceanMetadata(d.url, http);
     case 'openstack':
       return openstackMetadata(d.url, http);
-    case 'azure':
-      return (await import('./azure.js')).azureImds(d.url, { wireserver: d.wireserver }, http, log);
+    case 'azure': {
+      // Custom data comes on the provisioning CD-ROM; user data (IMDS) wins when both are there.
+      const ovfEnv = d.provisioning ? await (await import('./provisioning.js')).readProvisioningMedium(d.provisioning.devices, d.provisioning.dest, log) : undefined;
+      return (await import('./azure.js')).azureImds(d.url, { wireserver: d.wireserver, ...(ovfEnv ? { ovfEnv } : {}) }, http, log);
+    }
     case 'vmware':
       return (await import('./vmware.js')).vmwareGuestinfo({ http });
   }

@@ -32,14 +32,14 @@ describe('platformDatasources', () => {
   it('gives each cloud its service at the documented address, and none to qemu, metal, pxe, iso', () => {
     expect(platformDatasources('aws')).toEqual([{ kind: 'aws', url: 'http://169.254.169.254/' }]);
     expect(platformDatasources('gce')).toEqual([{ kind: 'gce', url: 'http://metadata.google.internal/' }]);
-    expect(platformDatasources('azure')).toEqual([{ kind: 'azure', url: DEFAULT_URLS.azure, wireserver: 'http://168.63.129.16/' }]);
+    expect(platformDatasources('azure')).toEqual([{ kind: 'azure', url: DEFAULT_URLS.azure, wireserver: 'http://168.63.129.16/', provisioning: { devices: ['/dev/sr0', '/dev/sr1'], dest: '/run/basalt/azure/ovf-env.xml' } }]);
     expect(platformDatasources('vmware')).toEqual([{ kind: 'vmware' }]);
     for (const id of ['qemu', 'metal', 'pxe', 'iso'] as const) expect(platformDatasources(id)).toEqual([]);
   });
   it('takes root URLs from the environment given', () => {
-    const env = { BASALT_METADATA_URL_AWS: 'http://127.0.0.1:9/', BASALT_METADATA_URL_AZURE: 'http://127.0.0.1:8/', BASALT_WIRESERVER_URL: 'http://127.0.0.1:7/' };
+    const env = { BASALT_METADATA_URL_AWS: 'http://127.0.0.1:9/', BASALT_METADATA_URL_AZURE: 'http://127.0.0.1:8/', BASALT_WIRESERVER_URL: 'http://127.0.0.1:7/', BASALT_AZURE_PROVISIONING_DEVICES: '' };
     expect(platformDatasources('aws', env)).toEqual([{ kind: 'aws', url: 'http://127.0.0.1:9/' }]);
-    expect(platformDatasources('azure', env)).toEqual([{ kind: 'azure', url: 'http://127.0.0.1:8/', wireserver: 'http://127.0.0.1:7/' }]);
+    expect(platformDatasources('azure', env)).toEqual([{ kind: 'azure', url: 'http://127.0.0.1:8/', wireserver: 'http://127.0.0.1:7/', provisioning: { devices: [], dest: '/run/basalt/azure/ovf-env.xml' } }]);
     expect(platformDatasources('gce', env)).toEqual([{ kind: 'gce', url: DEFAULT_URLS.gce }]);
   });
 });

@@ -48,8 +48,12 @@ export type DatasourceSpec =
   | { kind: 'gce'; url: string }
   | { kind: 'digitalocean'; url: string }
   | { kind: 'openstack'; url: string }
-  | { kind: 'azure'; url: string; wireserver: string }
+  | { kind: 'azure'; url: string; wireserver: string; provisioning?: { devices: string[]; dest: string } }
   | { kind: 'vmware' };
+
+/** Azure's provisioning CD-ROM (ovf-env.xml, the custom data): the devices tried, and where its ovf-env.xml is kept. */
+export const AZURE_PROVISIONING_DEVICES = ['/dev/sr0', '/dev/sr1'] as const;
+export const AZURE_OVF_ENV = '/run/basalt/azure/ovf-env.xml';
 
 export const DEFAULT_URLS = {
   aws: 'http://169.254.169.254/',
@@ -80,7 +84,7 @@ export function platformDatasources(id: PlatformId, env: Readonly<Record<string,
     case 'openstack':
       return [{ kind: 'openstack', url: url('openstack', 'BASALT_METADATA_URL_OPENSTACK') }];
     case 'azure':
-      return [{ kind: 'azure', url: url('azure', 'BASALT_METADATA_URL_AZURE'), wireserver: url('azureWireserver', 'BASALT_WIRESERVER_URL') }];
+      return [{ kind: 'azure', url: url('azure', 'BASALT_METADATA_URL_AZURE'), wireserver: url('azureWireserver', 'BASALT_WIRESERVER_URL'), provisioning: { devices: (env['BASALT_AZURE_PROVISIONING_DEVICES'] ?? AZURE_PROVISIONING_DEVICES.join(' ')).split(/\s+/).filter(Boolean), dest: env['BASALT_AZURE_OVF_ENV'] || AZURE_OVF_ENV } }];
     case 'vmware':
       return [{ kind: 'vmware' }];
     case 'qemu':
