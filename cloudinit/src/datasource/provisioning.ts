@@ -28,7 +28,7 @@ export async function readProvisioningMedium(devices: readonly string[], dest: s
     const dir = await mkdtemp(join(tmpdir(), 'basalt-provisioning-'));
     try {
       const loop = statSync(dev).isFile() ? ',loop' : '';
-      const m = await run('mount', ['-t', 'udf,iso9660', '-o', `ro${loop}`, dev, dir], { reject: false });
+      const m = await run('mount', ['-t', 'udf,iso9660', '-o', `ro${loop}`, dev, dir], { reject: false, timeoutMs: 60_000 }).catch((e: unknown) => ({ exitCode: -1, stderr: (e as Error).message }));
       if (m.exitCode !== 0) {
         log(`${dev}: not a provisioning medium (${m.stderr.trim() || `mount exit ${m.exitCode}`})`);
         continue;
@@ -45,7 +45,7 @@ export async function readProvisioningMedium(devices: readonly string[], dest: s
         log(`${dev}: ovf-env.xml of the provisioning medium copied to ${dest}`);
         return dest;
       } finally {
-        await run('umount', [dir], { reject: false });
+        await run('umount', [dir], { reject: false, timeoutMs: 60_000 }).catch((e: unknown) => log(`${dev}: umount ${dir}: ${(e as Error).message}`));
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
