@@ -27,7 +27,7 @@
  * mtools, lsblk; temporary files under os.tmpdir().
  */
 import { constants } from 'node:fs';
-import { mkdtemp, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BasaltError, fsError } from '../../../common/src/errors.js';
@@ -134,8 +134,6 @@ async function downloadFromChannel(o: InstallOptions, channel: string, dir: stri
   const { refreshTrust } = await import('../trust/client.js');
   const { channelRelease, checkBytes } = await import('../trust/decide.js');
   const { downloadFile, httpClient, requestBytes } = await import('../../../common/src/http.js');
-  const { createHash } = await import('node:crypto');
-  const { createReadStream } = await import('node:fs');
   const { silentLogger } = await import('../../../common/src/log.js');
   const { TUF_ROOT_PATH } = await import('../../../common/src/contracts.js');
   const repo = o.image.endsWith('/') ? o.image : `${o.image}/`;
@@ -160,16 +158,14 @@ async function downloadFromChannel(o: InstallOptions, channel: string, dir: stri
   });
   if (m.status !== 200) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${mUrl}: HTTP ${m.status}; nothing written`);
   checkBytes(m.body, man, mUrl);
-  await (await import('node:fs/promises')).writeFile(manifestPath, m.body);
+  await writeFile(manifestPath, m.body);
   const image = join(dir, basename(img.path));
   const iUrl = new URL(img.path, repo).toString();
   o.progress?.(`downloading ${iUrl} (${channel} ${rel.version})`);
   await downloadFile(client, iUrl, image, { maxBytes: img.length }).catch((e: unknown) => {
     throw fail(e);
   });
-  const h = createHash('sha256');
-  for await (const c of createReadStream(image)) h.update(c as Buffer);
-  if (h.digest('hex') !== img.sha256) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_SIGNATURE, `${iUrl}: not the signed target ${img.path} (sha256 differs); nothing written`);
+  if ((await plainSha256(image)) !== img.sha256) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_SIGNATURE, `${iUrl}: not the signed target ${img.path} (sha256 differs); nothing written`);
   return { image, manifestPath, signedBy: `TUF, ${channel} ${rel.version}, targets v${targets.version}` };
 }
 
@@ -196,9 +192,9 @@ async function downloadImage(o: InstallOptions, dir: string): Promise<{ image: s
   o.progress?.(`downloading ${manifestUrl}`);
   const m = await get(manifestUrl, MAX_MANIFEST_BYTES);
   if (m.status !== 200) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${manifestUrl}: HTTP ${m.status}; nothing written`);
-  await (await import('node:fs/promises')).writeFile(manifestPath, m.body);
+  await writeFile(manifestPath, m.body);
   const sg = await get(`${manifestUrl}.sig`, MAX_SIGNATURE_BYTES);
-  if (sg.status === 200) await (await import('node:fs/promises')).writeFile(`${manifestPath}.sig`, sg.body);
+  if (sg.status === 200) await writeFile(`${manifestPath}.sig`, sg.body);
   else if (sg.status !== 404) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_DOWNLOAD, `${manifestUrl}.sig: HTTP ${sg.status}; nothing written`);
   const signedBy = await checkSignature(manifestPath, manifestUrl, o.keyring, true);
   const art = rawArtifact(await readManifest(manifestPath), artifactName(name), manifestUrl);
@@ -400,7 +396,7 @@ async function writeConfigDrive(disk: string, userData: Buffer): Promise<void> {
   try {
     const img = join(dir, 'config-2.vfat');
     const ud = join(dir, 'user_data');
-    await (await import('node:fs/promises')).writeFile(ud, userData);
+    await writeFile(ud, userData);
     await run('mkfs.vfat', ['-C', '-n', 'config-2', img, String(Math.floor(length / 1024))]);
     const env = { MTOOLS_SKIP_CHECK: '1' };
     await run('mmd', ['-i', img, '::/openstack', '::/openstack/latest'], { env });
