@@ -32,14 +32,30 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      // The VM tier in two groups, one after the other: first the files that boot one
+      // machine at a time, two files at once (a TCG boot keeps about one core busy, so
+      // two machines on two cores finish sooner than one after the other); then the
+      // cluster, alone, as it boots three or four machines at once.
       {
         test: {
           name: 'vm',
           include: ['qemu-test/**/*.vm.test.ts'],
+          exclude: ['node_modules/**', 'dist/**', 'qemu-test/tests/cluster.vm.test.ts'],
+          testTimeout: 45 * 60_000,
+          hookTimeout: 45 * 60_000,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          name: 'vm-cluster',
+          include: ['qemu-test/tests/cluster.vm.test.ts'],
           exclude: ['node_modules/**', 'dist/**'],
           testTimeout: 45 * 60_000,
           hookTimeout: 45 * 60_000,
           fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -10,15 +10,17 @@
  * output folder that was built (a copy when the output folder is on another
  * file system), so a file written through the output folder afterwards (an
  * image booted without --snapshot) changes its mtime, and the entry is a miss
- * from then on. Written into <key>.tmp-<pid> and renamed; other keys pruned.
+ * from then on. Written into <key>.tmp-<pid> and renamed; the few most recently
+ * used keys are kept (cache-prune.ts).
  */
-import { link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 import { writeFileAtomic } from '../../common/src/fsutil.js';
 import type { Logger } from '../../common/src/log.js';
 import type { Profile } from '../../configs/src/profile.js';
 import { stageKey } from './context.js';
+import { pruneCache, touchEntry } from './cache-prune.js';
 import { FactsReader, isRecord } from './facts.js';
 import { BUILD_PLATFORMS, type BuildPlatform } from './platforms.js';
 
@@ -138,7 +140,15 @@ export async function takeCachedOutputs(cacheDir: string, key: string, outDir: s
     await rm(dir, { recursive: true, force: true });
     return undefined;
   }
-  for (const a of cached.artifacts) await linkOrCopy(join(dir, a.file), join(outDir, a.file), signal);
+  try {
+    for (const a of cached.artifacts) await linkOrCopy(join(dir, a.file), join(outDir, a.file), signal);
+  } catch (e) {
+    // Pruned by another build meanwhile: a miss, and the files linked so far go.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    for (const a of cached.artifacts) await rm(join(outDir, a.file), { force: true });
+    return undefined;
+  }
+  await touchEntry(dir);
   return cached;
 }
 
@@ -163,5 +173,5 @@ export async function storeOutputs(cacheDir: string, key: string, outDir: string
     await rm(tmp, { recursive: true, force: true });
     throw e;
   }
-  for (const e of await readdir(base)) if (e !== key) await rm(join(base, e), { recursive: true, force: true });
+  await pruneCache(base, key);
 }

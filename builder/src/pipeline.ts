@@ -6,9 +6,10 @@
  *
  * Cache layout: CACHE/stages/<stage>/<key>/ (result.json + files); a stage is
  * built in <key>.tmp-<pid> and renamed when done, so an interrupted build never
- * leaves a half stage that looks complete. Older keys of a stage are pruned.
+ * leaves a half stage that looks complete. A stage keeps its few most recently
+ * used keys (cache-prune.ts).
  */
-import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Listr, type ListrTask } from 'listr2';
 import { SLOT_PARTLABEL, type UsrImageInfo } from '../../common/src/contracts.js';
@@ -30,6 +31,7 @@ import { initrdStage } from './stages/initrd.js';
 import { packagesStage, SIZE_GROUPS, type PackageInfo } from './stages/packages.js';
 import { trimStage } from './stages/trim.js';
 import { usrImageStage, uuidFrom } from './stages/usr-image.js';
+import { pruneCache, touchEntry } from './cache-prune.js';
 import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type CachedOutputs, type DiskFacts } from './outputs-cache.js';
 import { makePlatformOutputs, type PxeFiles } from './platform-outputs.js';
 import { canonicalPlatforms, needsIsoTools, needsQemuImg, needsTar, platformFiles, type BuildPlatform } from './platforms.js';
@@ -68,12 +70,6 @@ export interface BuildSummary {
   stages: StageSummary[];
   artifacts: Artifact[];
   usr: { bytes: number; sha256: string; rootHash: string };
-}
-
-async function pruneOthers(dir: string, keep: string): Promise<void> {
-  for (const e of await readdir(dir).catch(() => [] as string[])) {
-    if (e !== keep) await rm(join(dir, e), { recursive: true, force: true });
-  }
 }
 
 /**
@@ -132,7 +128,9 @@ async function runStage<N extends StageName>(ctx: BuildContext, stage: Stage<N>,
   const cached = noCache ? undefined : await readCachedResult(ctx, stage, join(dir, 'result.json'));
   const result = cached ?? (await buildStage(ctx, stage, dir));
   recordDone(ctx.done, stage.name, { dir, result });
-  if (!cached) await pruneOthers(base, key);
+  // A hit marks the key used; a new key makes room among the newest few (cache-prune.ts).
+  if (cached) await touchEntry(dir);
+  else await pruneCache(base, key);
   return { name: stage.name, key, cached: !!cached, seconds: (Date.now() - t0) / 1000 };
 }
 

@@ -17,15 +17,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFileName, renderEntry } from '../../common/src/boot.js';
-import { projectRoot } from '../../common/src/paths.js';
 import { Vm } from '../src/vm.js';
 import { Ssh } from './fleet.js';
 import { run as exec } from '../../common/src/exec.js';
 import { freePort, spawnCli } from '../../common/test/helpers.js';
-import { basalt, buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, espRename, haveQemu, isRoot, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
+import { basalt, buildImage, copyDisk, corrupt, keepLogsIfFailed, espCopy, espList, espMkdir, espRename, haveQemu, isRoot, vmOutDir, parseStatus, part, partitions, writeInto, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
-const outDir = process.env['BASALT_VM_OUT'] ?? join(projectRoot(), 'out');
+const outDir = vmOutDir('default-boot');
 let manifest: Manifest;
 let work: string;
 

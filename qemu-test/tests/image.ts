@@ -30,6 +30,18 @@ export interface DiskPart {
 export const isRoot = process.getuid?.() === 0;
 export const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/usr/share/OVMF');
 
+/** The build cache the VM tests share with `basalt build` (its default as root). */
+export const vmCacheDir = process.env['BASALT_CACHE'] ?? '/var/cache/basalt';
+
+/**
+ * A test file's own output folder, in the build cache (never the checkout's out/). Files run two
+ * at a time, so none shares an output folder; the stage and outputs caches make a second build of
+ * the same profile a copy.
+ */
+export function vmOutDir(name: string): string {
+  return join(vmCacheDir, 'vm-test-out', name);
+}
+
 /** Runs `basalt <args>` from this checkout's bin/ and returns stdout; throws on failure. */
 export async function basalt(args: string[], timeoutMs = 45 * 60_000): Promise<string> {
   const r = await run(process.execPath, [join(projectRoot(), 'bin/basalt.js'), ...args], { timeoutMs, reject: false });
@@ -145,5 +157,12 @@ export async function keepLogsIfFailed(suite: TaskLike, work: string | undefined
   for (const f of logs) await copyFile(join(work, f), join(dest, f.replace(/[\\/]/g, '_')));
   const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
   log(`[${name}] a test failed: serial logs kept in ${dest}`);
+  // Their ends too, so that a run whose artifacts are out of reach (CI) still shows them.
+  for (const f of logs) {
+    const text = await readFile(join(work, f), 'utf8').catch(() => '');
+    // eslint-disable-next-line no-control-regex -- strips the terminal escape sequences guests print
+    const lines = text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '').split('\n').slice(-40);
+    log(`[${name}] last lines of ${f}:\n${lines.join('\n')}`);
+  }
   return dest;
 }

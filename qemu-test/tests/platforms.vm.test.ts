@@ -21,18 +21,17 @@ import { makeConfigDrive } from '../src/configdrive.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../common/src/paths.js';
 import { freePort } from '../../common/test/helpers.js';
 import { imds, serveHandler } from '../../cloudinit/test/imds.js';
 import { Vm } from '../src/vm.js';
 import { Ssh } from './fleet.js';
-import { basalt, buildImage, haveQemu, isRoot, keepLogsIfFailed, partitions, type Manifest } from './image.js';
+import { basalt, buildImage, haveQemu, isRoot, vmOutDir, keepLogsIfFailed, partitions, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
-const outDir = process.env['BASALT_VM_OUT'] ?? join(projectRoot(), 'out');
+const outDir = vmOutDir('default-platforms');
 let manifest: Manifest;
 let work: string;
-/** The live ISO's build: its own output folder (the other VM tests build out/ for qemu alone). */
+/** The live ISO's build: its own output folder. */
 let isoOut: string;
 let isoManifest: Manifest;
 

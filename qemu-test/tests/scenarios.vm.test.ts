@@ -317,12 +317,20 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     await ssh.exec('update_engine_client -check_for_update');
     // Installed (event 3/1 from the running v2); the strategy then reboots into A by itself.
     await server.waitForEvent((e) => e.eventType === 3 && e.eventResult === 1 && e.version === V2, 30 * 60_000, 'v3 to be installed (event 3/1)');
+    const installed = await waitForStatus((s) => s['CURRENT_OP'] === 'UPDATE_STATUS_UPDATED_NEED_REBOOT', 5 * 60_000, 'the engine to say v3 needs a reboot');
+    expect(installed['NEW_VERSION']).toBe(V3);
     await rebootStrategyOn();
+    // locksmithd reboots the machine; if it does not, say what it and the engine logged.
+    const down = await vm!.waitFor(/reboot: Restarting system|Reached target.*(Reboot|System Reboot)|Rebooting/, BOOT_MS, { from: mark, what: 'the reboot into v3 by locksmithd' }).catch(async (e: unknown) => {
+      const logs = await ssh.exec('journalctl -b -u locksmithd.service -u update-engine.service --no-pager -o short-monotonic | tail -n 60', 'root', 60_000).catch((x: unknown) => String(x));
+      throw new Error(`${(e as Error).message}\n--- locksmithd and update-engine ---\n${logs}`);
+    });
     // The v3 boot attempt: A's kernel starts, etcd fails, the health gate fails, the machine reboots.
-    const attempt = await vm!.waitFor(/basalt\.slot=A/, 2 * BOOT_MS, { from: mark, what: 'the boot attempt of v3 in slot A' });
+    const attempt = await vm!.waitFor(/Command line:.*basalt\.slot=([AB])\b/, BOOT_MS, { from: down.end, what: 'the boot attempt of v3 in slot A' });
+    expect(attempt.match[1], 'the boot after installing v3 into A must try A').toBe('A');
     const t0 = Date.now();
     // A ready line first means v3 was blessed: fail at once instead of waiting for a reboot that does not come.
-    const reboot = await vm!.waitFor(/reboot: Restarting system|basalt-ready slot=\S+ version=\S+\n/, 2 * BOOT_MS, { from: attempt.end, what: 'the reboot after the failed health gate of v3' });
+    const reboot = await vm!.waitFor(/reboot: Restarting system|basalt-ready slot=\S+ version=\S+\n/, BOOT_MS, { from: attempt.end, what: 'the reboot after the failed health gate of v3' });
     expect(reboot.match[0], 'the trial boot of v3 must not reach the ready line').toBe('reboot: Restarting system');
     const trial = `[scenario] trial boot of v3 in A: no ready line, restarted by the failed health gate ${((Date.now() - t0) / 1000).toFixed(1)} s after its kernel started`;
     boots.push(trial);
