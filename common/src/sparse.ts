@@ -68,9 +68,10 @@ export async function dataBlocks(path: string, size: number): Promise<number[]> 
  * file at least as large), block by block (SPARSE_BLOCK): blocks that are
  * holes or all zeros in `src` are not written. Returns the bytes written.
  */
-export async function copyData(src: string, dest: string, onBlock?: (done: number, total: number) => void): Promise<number> {
+export async function copyData(src: string, dest: string, onBlock?: (done: number, total: number) => void, known?: readonly number[]): Promise<number> {
   const size = (await stat(src)).size;
-  const blocks = await dataBlocks(src, size);
+  // `known`: the blocks that hold data, when the writer of `src` recorded them (no scan needed).
+  const blocks = known ?? (await dataBlocks(src, size));
   const inp = await open(src, 'r');
   const out = await open(dest, 'r+');
   let written = 0;
@@ -99,16 +100,36 @@ export async function copyData(src: string, dest: string, onBlock?: (done: numbe
 export async function sparseSha256(path: string): Promise<string> {
   const size = (await stat(path)).size;
   const blocks = await dataBlocks(path, size);
-  const h = createHash('sha256').update(`basalt-sparse-sha256 1 ${SPARSE_BLOCK} ${size}\n`);
+  const h = new SparseHasher(size);
   const fh = await open(path, 'r');
   try {
-    for await (const { at, chunk } of nonZeroBlocks(fh, blocks, size)) {
-      const off = Buffer.alloc(8);
-      off.writeBigUInt64BE(BigInt(at));
-      h.update(off).update(chunk);
-    }
+    for await (const { at, chunk } of nonZeroBlocks(fh, blocks, size)) h.block(at, chunk);
   } finally {
     await fh.close();
   }
-  return h.digest('hex');
+  return h.digest();
+}
+
+/**
+ * The sparse digest fed block by block, for a writer that sees the blocks go
+ * by (an image being expanded): `block` takes each SPARSE_BLOCK-aligned block
+ * that is not all zeros, in ascending order; the result equals sparseSha256 of
+ * the file written, when that file is `size` bytes long.
+ */
+export class SparseHasher {
+  private readonly h = createHash('sha256');
+
+  constructor(size: number) {
+    this.h.update(`basalt-sparse-sha256 1 ${SPARSE_BLOCK} ${size}\n`);
+  }
+
+  block(at: number, chunk: Buffer): void {
+    const off = Buffer.alloc(8);
+    off.writeBigUInt64BE(BigInt(at));
+    this.h.update(off).update(chunk);
+  }
+
+  digest(): string {
+    return this.h.digest('hex');
+  }
 }

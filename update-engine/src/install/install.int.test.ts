@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../../common/src/exec.js';
 import { createDisk, partitionRange, readGpt } from '../../../common/src/gpt/index.js';
@@ -113,7 +113,16 @@ describe.skipIf(!tools)('basalt install onto an image file (skipped without dosf
     const small = join(zdir, 'manifest-small.json');
     writeFileSync(small, readFileSync(manifest, 'utf8').replace(/"bytes":\d+/, '"bytes":1048576'));
     await expect(install({ target: join(dir, 's.bin'), image: z, manifest: small })).rejects.toMatchObject({ code: 'E_INSTALL_VERIFY', message: expect.stringMatching(/expands to more than the 1048576 bytes its manifest says; nothing written/) as unknown });
-    expect(existsSync(join(dir, 'g.bin')) || existsSync(join(dir, 's.bin'))).toBe(false);
+    // One byte changed in the image's data, the size kept: the digest taken while expanding differs.
+    const bad = readFileSync(image);
+    const at = bad.findIndex((b) => b !== 0);
+    bad[at] = bad[at]! ^ 0xff;
+    const tampered = join(zdir, 'tampered', 'basalt_test_image.bin');
+    await run('mkdir', ['-p', dirname(tampered)]);
+    writeFileSync(tampered, bad);
+    await run('zstd', ['-q', '-3', '--rm', '-o', `${tampered}.zst`, tampered]);
+    await expect(install({ target: join(dir, 't.bin'), image: `${tampered}.zst`, manifest })).rejects.toMatchObject({ code: 'E_INSTALL_VERIFY', message: expect.stringMatching(/basalt_test_image\.bin\.zst: digest [0-9a-f]{64} differs from .*; nothing written/) as unknown });
+    expect(existsSync(join(dir, 'g.bin')) || existsSync(join(dir, 's.bin')) || existsSync(join(dir, 't.bin'))).toBe(false);
   });
 
   it('downloads with -u: the signed manifest first (basalt keys sign), then the image no larger than it says; refuses a wrong or missing signature and an endless image, asking no further', async () => {

@@ -13,7 +13,9 @@
  *   as data), fsynced, then edited.
  * - A compressed image (IMAGE.zst, as the live ISO carries it) is first
  *   expanded into a sparse file in a temporary folder, no larger than its
- *   manifest's raw artifact says, then checked like an uncompressed one.
+ *   manifest's raw artifact says; its sparse digest and data blocks are taken
+ *   as the blocks go by, so the expanded file (on a live system's tmpfs, where
+ *   filefrag finds no extents) is not read again to be verified or copied.
  * - The cloud-config goes where the first boot finds it: the OEM-CONFIG
  *   partition becomes a vfat file system labelled config-2 holding
  *   openstack/latest/user_data, which udev starts
@@ -34,7 +36,7 @@ import { BasaltError, fsError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { syncDir } from '../../../common/src/fsutil.js';
 import { partitionRange, readGpt, type Gpt, type Partition } from '../../../common/src/gpt/index.js';
-import { copyData, sparseSha256, SPARSE_BLOCK } from '../../../common/src/sparse.js';
+import { copyData, sparseSha256, SparseHasher, SPARSE_BLOCK } from '../../../common/src/sparse.js';
 import { PLATFORM_IDS } from '../../../common/src/platform.js';
 import { MtoolsEsp } from '../host/esp.js';
 import { INSTALL_ERRORS } from './errors.js';
@@ -90,6 +92,8 @@ interface Checked {
   /** The image to write: the one given, or a downloaded or compressed one, expanded, in a temporary folder. */
   image: string;
   signedBy: string | null;
+  /** An expanded image's data blocks (SPARSE_BLOCK), recorded while expanding it. */
+  blocks?: number[];
 }
 
 /** The release keys a Basalt image ships (update.keys), what -u verifies a manifest's signature with by default. */
@@ -267,19 +271,25 @@ async function readManifest(manifestPath: string): Promise<unknown> {
  * Expands IMAGE.zst into a sparse file in `dir` (all-zero blocks left as
  * holes), refusing more than `maxBytes` (the raw artifact's size).
  */
-async function expandImage(image: string, maxBytes: number, dir: string, shown = image): Promise<string> {
+async function expandImage(image: string, maxBytes: number, dir: string, shown = image): Promise<Expanded> {
   const { createReadStream } = await import('node:fs');
   const { createZstdDecompress } = await import('node:zlib');
   const out = join(dir, artifactName(image));
   const fh = await open(out, 'w');
   const zero = Buffer.alloc(SPARSE_BLOCK);
   const block = Buffer.alloc(SPARSE_BLOCK);
+  // The blocks written and their sparse digest, as they go by: the expanded file (on the live
+  // system's tmpfs, where filefrag finds no extents) is not read again to verify or copy it.
+  const hasher = new SparseHasher(maxBytes);
+  const blocks: number[] = [];
   let fill = 0;
   let at = 0;
   const flush = async () => {
     if (fill > 0 && !block.subarray(0, fill).equals(zero.subarray(0, fill))) {
       let done = 0;
       while (done < fill) done += (await fh.write(block, done, fill - done, at + done)).bytesWritten;
+      hasher.block(at, block.subarray(0, fill));
+      blocks.push(at / SPARSE_BLOCK);
     }
     at += fill;
     fill = 0;
@@ -304,17 +314,25 @@ async function expandImage(image: string, maxBytes: number, dir: string, shown =
   } finally {
     await fh.close();
   }
-  return out;
+  return { path: out, blocks, sparseSha256: hasher.digest() };
 }
 
-async function verifyImage(image: string, manifestPath: string, manifest: unknown, shown = image): Promise<{ bytes: number; sha256: string }> {
+/** An expanded image: its path, the SPARSE_BLOCK blocks that hold data, and its sparse digest if it is as long as its manifest says. */
+interface Expanded {
+  path: string;
+  blocks: number[];
+  sparseSha256: string;
+}
+
+async function verifyImage(image: string, manifestPath: string, manifest: unknown, shown = image, expanded?: Expanded): Promise<{ bytes: number; sha256: string }> {
   const art = rawArtifact(manifest, artifactName(image), manifestPath);
   const size = (await stat(image).catch((e: unknown) => {
     throw fsError(e, shown, 'read the image');
   })).size;
   if (size !== art.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${shown}: ${size} bytes, ${manifestPath} says ${art.bytes}; nothing written`);
   if (art.digest !== undefined && art.digest !== 'sparse-sha256') throw new BasaltError(INSTALL_ERRORS.E_INSTALL_MANIFEST, `${manifestPath}: digest kind ${art.digest} is not one this installer checks`);
-  const got = art.digest === 'sparse-sha256' ? await sparseSha256(image) : await plainSha256(image);
+  // The size was checked above, so the digest made while expanding is the file's.
+  const got = art.digest === 'sparse-sha256' ? (expanded?.sparseSha256 ?? (await sparseSha256(image))) : await plainSha256(image);
   if (got !== art.sha256) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${shown}: digest ${got} differs from ${art.sha256} in ${manifestPath}; nothing written`);
   return { bytes: size, sha256: got };
 }
@@ -343,18 +361,20 @@ async function check(o: InstallOptions, scratch: string): Promise<Checked> {
     ({ image, manifestPath, signedBy } = await downloadImage(o, dl));
   } else signedBy = await checkSignature(manifestPath, manifestPath, o.keyring, o.keyring !== undefined);
   const manifest = await readManifest(manifestPath);
+  let expanded: Expanded | undefined;
   if (image.endsWith('.zst')) {
     o.progress?.(`expanding ${o.image}`);
-    image = await expandImage(image, rawArtifact(manifest, artifactName(image), manifestPath).bytes, scratch, o.image);
+    expanded = await expandImage(image, rawArtifact(manifest, artifactName(image), manifestPath).bytes, scratch, o.image);
+    image = expanded.path;
   }
   o.progress?.(`verifying ${o.image} against its manifest`);
-  const v = await verifyImage(image, manifestPath, manifest, o.image);
+  const v = await verifyImage(image, manifestPath, manifest, o.image, expanded);
   await checkImageParts(image, o, o.image);
   if (kind === 'device') {
     const r = await run('blockdev', ['--getsize64', o.target]);
     if (Number(r.stdout.trim()) < v.bytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_TOO_SMALL, `${o.target}: ${r.stdout.trim()} bytes, the image needs ${v.bytes}`);
   }
-  return { kind, ...v, userData, image, signedBy };
+  return { kind, ...v, userData, image, signedBy, ...(expanded ? { blocks: expanded.blocks } : {}) };
 }
 
 /** The partition labelled `label` of `disk`; E_INSTALL_IMAGE naming the disk when it has none. */
@@ -439,7 +459,7 @@ async function checkAndWrite(o: InstallOptions, scratch: string): Promise<Instal
   };
   if (c.kind === 'device') {
     o.progress?.(`writing ${o.image} to ${o.target}`);
-    await copyData(c.image, o.target);
+    await copyData(c.image, o.target, undefined, c.blocks);
     await edit(o.target);
     return out;
   }
