@@ -295,7 +295,9 @@ async function expandImage(image: string, maxBytes: number, dir: string, shown =
     fill = 0;
   };
   try {
-    for await (const c of createReadStream(image).pipe(createZstdDecompress())) {
+    // Chunks of a whole block: an 8 GiB image comes out in 8192 chunks instead of 524,288 of
+    // 16 KiB (3.1 s against 9.6 s here; the gap is larger under emulation).
+    for await (const c of createReadStream(image, { highWaterMark: SPARSE_BLOCK }).pipe(createZstdDecompress({ chunkSize: SPARSE_BLOCK }))) {
       const chunk = c as Buffer;
       if (at + fill + chunk.length > maxBytes) throw new BasaltError(INSTALL_ERRORS.E_INSTALL_VERIFY, `${shown}: expands to more than the ${maxBytes} bytes its manifest says; nothing written`);
       let off = 0;
