@@ -202,6 +202,8 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped with BASALT_VM_CLUSTER=0, 
       const worker = await makeNode(work, outs[V1]!, manifests[V1]!, 'worker', ports[3]!, memberCloudConfig({ name: 'worker', ports: ports[3]!, sshPub: sshKey.pub, updateServer: server.guestUrl, worker: { endpoints }, rebootStrategy: 'etcd-lock' }), sshKey.key);
       all.push(...members, worker);
       await bootAll([...members, worker], 'discovery cluster, first boot');
+      // How often each member's discovery had to back off (it waits for the network first).
+      for (const m of members) note(`[cluster] ${m.name}: etcd discovery retries: ${(await m.ssh.exec("journalctl -b -u etcd.service --no-pager -o cat | grep -ci 'retry' || true")).trim()}`);
       await checkFormed(members);
       expect((await worker.ssh.exec('systemctl is-active etcd.service || true')).trim()).toBe('inactive');
 
