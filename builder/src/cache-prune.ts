@@ -9,8 +9,9 @@
  * a use. `<key>.tmp-<pid>` folders belong to a build in progress while that
  * process lives; they are removed only when it is gone.
  */
-import { readdir, rm, stat, utimes } from 'node:fs/promises';
+import { readdir, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeWorkDir } from './fsutil.js';
 
 /** How many keys each cache folder keeps (besides the one just used). */
 export const CACHE_KEEP = 4;
@@ -70,5 +71,6 @@ export async function pruneCache(base: string, current: string, keep = CACHE_KEE
     const st = await stat(join(base, name)).catch(() => undefined);
     if (st) entries.push({ name, usedMs: st.mtimeMs });
   }
-  for (const name of entriesToPrune(entries, current, keep, processAlive)) await rm(join(base, name), { recursive: true, force: true });
+  // A killed build's folder may still have /proc or /dev mounted below it: unmounted first, never removed through.
+  for (const name of entriesToPrune(entries, current, keep, processAlive)) await removeWorkDir(join(base, name));
 }
