@@ -29,6 +29,12 @@ interface Waiter {
   what: string;
 }
 
+/** Console output without the terminal escape sequences (ESC [ ...) and carriage returns firmware and guests print. */
+export function plainConsoleText(s: string): string {
+  // eslint-disable-next-line no-control-regex -- the escape sequences are what is removed
+  return s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+}
+
 export class SerialConsole {
   private text = '';
   private waiters = new Set<Waiter>();
@@ -47,8 +53,7 @@ export class SerialConsole {
     }
     this.log.write(s);
     // Terminal control sequences from firmware and systemd get in the way of matching.
-    // eslint-disable-next-line no-control-regex -- strips the terminal escape sequences (ESC [ ...) firmware and guests print
-    this.text += s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+    this.text += plainConsoleText(s);
     for (const w of this.waiters) this.check(w);
   }
 

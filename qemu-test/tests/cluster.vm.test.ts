@@ -26,13 +26,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEtcd } from '../../update-engine/test/helpers.js';
 import { SEMAPHORE_KEY } from '../../update-engine/src/locksmith/locksmith.js';
 import { hashRange, release, releaseKeys, Ssh, UpdateServer, variantProfile } from './fleet.js';
-import { buildImage, haveQemu, isRoot, keepLogsIfFailed, part, partitions, type Manifest } from './image.js';
+import { buildImage, haveQemu, isRoot, keepLogsIfFailed, part, partitions, vmCacheDir, vmOutDir, type Manifest } from './image.js';
 import { ClusterObserver, etcdctl, hostClient, HOST, makeNode, memberCloudConfig, memberNames, nodePorts, peerUrl, READY, type ClusterNode } from './cluster.js';
 
 const canRun = isRoot && haveQemu;
 // Runs in CI (~15 min here: static 9.6 min, discovery 4.6 min); BASALT_VM_CLUSTER=0 leaves it out of a local run.
 const wanted = process.env['BASALT_VM_CLUSTER'] !== '0';
-const cacheDir = process.env['BASALT_CACHE'] ?? '/var/cache/basalt';
 // The same variants as the scenarios (so their builds are shared through the stage cache).
 const V1 = '1.0.0';
 const V2 = '1.1.0';
@@ -81,7 +80,7 @@ async function checkFormed(nodes: ClusterNode[]): Promise<void> {
 describe.skipIf(!canRun || !wanted)('cluster (skipped with BASALT_VM_CLUSTER=0, and when not root or without qemu-system-x86 and ovmf)', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'basalt-cluster-'));
-    const keys = await releaseKeys(cacheDir);
+    const keys = await releaseKeys(vmCacheDir);
     sshKey = await Ssh.keypair(work);
     outs = {};
     manifests = {};
@@ -90,7 +89,7 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped with BASALT_VM_CLUSTER=0, 
       [V2, ['raw']],
     ] as const) {
       const profile = await variantProfile(join(work, 'profiles'), { version: v, keys: [keys.pub], outputs: [...outputs] });
-      outs[v] = join(cacheDir, 'vm-test-out', v);
+      outs[v] = vmOutDir(v);
       manifests[v] = await buildImage(outs[v], ['--profile', profile]);
     }
     server = new UpdateServer(join(work, 'repo'));

@@ -8,6 +8,7 @@ import { copyFile, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 import { projectRoot } from '../../common/src/paths.js';
+import { plainConsoleText } from '../src/console.js';
 
 export interface Manifest {
   os: { version: string; id: string };
@@ -160,8 +161,7 @@ export async function keepLogsIfFailed(suite: TaskLike, work: string | undefined
   // Their ends too, so that a run whose artifacts are out of reach (CI) still shows them.
   for (const f of logs) {
     const text = await readFile(join(work, f), 'utf8').catch(() => '');
-    // eslint-disable-next-line no-control-regex -- strips the terminal escape sequences guests print
-    const lines = text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '').split('\n').slice(-40);
+    const lines = plainConsoleText(text).split('\n').slice(-40);
     log(`[${name}] last lines of ${f}:\n${lines.join('\n')}`);
   }
   return dest;

@@ -29,13 +29,12 @@ import { makeConfigDrive } from '../src/configdrive.js';
 import { Vm } from '../src/vm.js';
 import { freePort, hashRange, release, releaseKeys, Ssh, TEST_SCHEDULE_UNIT, UpdateServer, variantProfile } from './fleet.js';
 import { entryFileName } from '../../common/src/boot.js';
-import { buildImage, copyDisk, haveQemu, isRoot, keepLogsIfFailed, parseStatus, part, partitions, type Manifest } from './image.js';
+import { buildImage, copyDisk, haveQemu, isRoot, keepLogsIfFailed, parseStatus, part, partitions, vmCacheDir, vmOutDir, type Manifest } from './image.js';
 
 const canRun = isRoot && haveQemu;
 // Three image builds and about ten TCG boots (~25 minutes); BASALT_VM_SCENARIOS=0 leaves them out
 // (for a quick run of the boot tests alone).
 const wanted = process.env['BASALT_VM_SCENARIOS'] !== '0';
-const cacheDir = process.env['BASALT_CACHE'] ?? '/var/cache/basalt';
 const GiB = 1024 ** 3;
 const BOOT_MS = 12 * 60_000;
 const V1 = '1.0.0';
@@ -176,7 +175,7 @@ function cloudConfig(): string {
 describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without qemu-system-x86 and ovmf, or with BASALT_VM_SCENARIOS=0)', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'basalt-scenarios-'));
-    keys = await releaseKeys(cacheDir);
+    keys = await releaseKeys(vmCacheDir);
     sshKey = await Ssh.keypair(work);
     const v3Broken = { '/usr/lib/systemd/system/etcd.service.d/90-broken-release.conf': '[Service]\nExecStart=\nExecStart=/bin/false\n' };
     outs = {};
@@ -189,7 +188,7 @@ describe.skipIf(!canRun || !wanted)('scenarios (skipped when not root, without q
     ] as const;
     for (const [v, files, outputs] of variants) {
       const profile = await variantProfile(join(work, 'profiles'), { version: v, keys: [keys.pub], files, outputs: [...outputs] });
-      outs[v] = join(cacheDir, 'vm-test-out', v);
+      outs[v] = vmOutDir(v);
       manifests[v] = await buildImage(outs[v], ['--profile', profile]);
     }
     server = new UpdateServer(join(work, 'repo'));
