@@ -129,11 +129,23 @@ describe('basalt release', () => {
     const keys = await makeKeys(t.dir);
     const key = await readPrivateKeyFile(keys.priv);
     const repo = join(t.dir, 'repo-xz-fails');
-    // An xz that fails on its third run (the real one otherwise).
-    const count = join(t.dir, 'xz-runs');
+    // An xz that fails on its third run (the real one otherwise). Each run takes a numbered
+    // ticket with mkdir, which is atomic: a count read back from a shared file could skip 3
+    // when runs start at once, and then no run failed.
+    const tickets = join(t.dir, 'xz-fail-tickets');
+    await mkdir(tickets);
     const stub = join(t.dir, 'xz-fails-third');
-    await writeFile(count, '');
-    await writeFile(stub, `#!/bin/sh\necho x >> ${count}\nif [ "$(wc -l < ${count})" -eq 3 ]; then echo 'xz: out of memory' >&2; exit 1; fi\nexec xz "$@"\n`, { mode: 0o755 });
+    await writeFile(
+      stub,
+      [
+        '#!/bin/sh',
+        `n=1; while ! mkdir ${tickets}/$n 2>/dev/null; do n=$((n+1)); done`,
+        `if [ "$n" -eq 3 ]; then echo 'xz: out of memory' >&2; exit 1; fi`,
+        'exec xz "$@"',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
     process.env['BASALT_TOOL_XZ'] = stub;
     try {
       await expect(release({ usr, version: '3.0.0', channel: 'beta', key, repo, now: new Date(), expiresMs: 86_400_000, chunkSize: 64 * 1024, xzLevel: 1, jobs: 3, payloadFormat: 1 })).rejects.toThrow(/xz/);

@@ -221,8 +221,8 @@ async function zstdOrRaw(raw: Buffer, imageSha256: string, level: number): Promi
 }
 
 /** Format 1: one chunk as an xz stream of its own. */
-async function xzChunk(raw: Buffer, imageSha256: string, level: number): Promise<StoredChunk> {
-  const r = await run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer' });
+async function xzChunk(raw: Buffer, imageSha256: string, level: number, signal: AbortSignal): Promise<StoredChunk> {
+  const r = await run('xz', ['-z', '-c', `-${level}`, '-T1', '--check=crc64'], { input: raw, encoding: 'buffer', signal });
   return { uncompressedSize: raw.length, imageSha256, compression: 'xz', stored: Buffer.from(r.stdoutBuffer ?? new Uint8Array()) };
 }
 
@@ -254,27 +254,36 @@ class PayloadWriter {
  * Chunks are encoded independently: up to `jobs` at once (zstd on the thread
  * pool, or one xz process each), and the results are written (and hashed) in
  * image order, so the payload is the same bytes whatever the number of jobs.
+ * When one job fails, the xz processes still running are killed and awaited
+ * before the error goes up: nothing outlives the failed release.
  * Returns the image's size and hash.
  */
 async function encodeChunks(src: FileHandle, writer: PayloadWriter, enc: EncodeSettings): Promise<PayloadManifest['image']> {
   const imgHash = createHash('sha256');
   let imageSize = 0;
   const inFlight: Promise<StoredChunk>[] = [];
+  const stop = new AbortController();
   const writeNext = async (): Promise<void> => writer.write(await inFlight.shift()!);
-  for (;;) {
-    const raw = await readChunk(src, enc.chunkSize, imageSize);
-    if (raw.length === 0) break;
-    imgHash.update(raw);
-    imageSize += raw.length;
-    const rawSha256 = createHash('sha256').update(raw).digest('hex');
-    const job = enc.format === 1 ? xzChunk(raw, rawSha256, enc.xzLevel) : zstdOrRaw(raw, rawSha256, enc.zstdLevel);
-    // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
-    job.catch(() => {});
-    inFlight.push(job);
-    if (inFlight.length >= enc.jobs) await writeNext();
-    if (raw.length < enc.chunkSize) break;
+  try {
+    for (;;) {
+      const raw = await readChunk(src, enc.chunkSize, imageSize);
+      if (raw.length === 0) break;
+      imgHash.update(raw);
+      imageSize += raw.length;
+      const rawSha256 = createHash('sha256').update(raw).digest('hex');
+      const job = enc.format === 1 ? xzChunk(raw, rawSha256, enc.xzLevel, stop.signal) : zstdOrRaw(raw, rawSha256, enc.zstdLevel);
+      // Awaited in order by writeNext; this only keeps an early failure from being reported as unhandled.
+      job.catch(() => {});
+      inFlight.push(job);
+      if (inFlight.length >= enc.jobs) await writeNext();
+      if (raw.length < enc.chunkSize) break;
+    }
+    while (inFlight.length > 0) await writeNext();
+  } catch (e) {
+    stop.abort();
+    await Promise.allSettled(inFlight);
+    throw e;
   }
-  while (inFlight.length > 0) await writeNext();
   return { size: imageSize, sha256: imgHash.digest('hex') };
 }
 
