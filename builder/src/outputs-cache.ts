@@ -24,8 +24,8 @@ import { pruneCache, touchEntry } from './cache-prune.js';
 import { FactsReader, isRecord } from './facts.js';
 import { BUILD_PLATFORMS, type BuildPlatform } from './platforms.js';
 
-/** Bump when the disk or outputs steps change what they write. 2: the platforms' disks. */
-export const OUTPUTS_VERSION = 2;
+/** Bump when the disk or outputs steps change what they write. 2: the platforms' disks. 3: ROOT and OEM made in place, with a fixed hash seed. */
+export const OUTPUTS_VERSION = 3;
 export const OUTPUTS_CACHE_FORMAT = 1;
 
 export interface Artifact {

@@ -6,7 +6,7 @@ import { defaultProfilePath, parseProfile } from '../../configs/src/profile.js';
 import { stableJson, stageKey } from './context.js';
 import { newcHeader } from './cpio.js';
 import { BUILD_ERRORS } from './errors.js';
-import { neededTools, pxeCmdline, qemuPxeOutputs, STAGES } from './pipeline.js';
+import { mkfsExt4InPlaceArgs, neededTools, pxeCmdline, qemuPxeOutputs, STAGES } from './pipeline.js';
 import { bootStage, espBytes } from './stages/boot.js';
 import { customizeStage, imageUpdateConf, installDirs, osRelease, releaseFile, useraddArgs } from './stages/customize.js';
 import { dracutArgs, initrdStage } from './stages/initrd.js';
@@ -228,5 +228,13 @@ describe('error codes', () => {
       expect(describeCode(code)?.part).toBe('builder');
       expect(code in COMMON_ERRORS).toBe(false);
     }
+  });
+});
+
+describe('mkfsExt4InPlaceArgs', () => {
+  it('makes the filesystem at the partition offset in the disk file, with a fixed hash seed and no discard of the rest', () => {
+    const uuid = '11111111-2222-4333-8444-555555555555';
+    const argv = mkfsExt4InPlaceArgs('/o/disk.bin', 'ROOT', uuid, { offset: 1_090_519_040, length: 7 * 1024 ** 3 });
+    expect(argv).toEqual(['-q', '-F', '-L', 'ROOT', '-U', uuid, '-E', `root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,hash_seed=${uuid},offset=1090519040,nodiscard`, '/o/disk.bin', '7340032k']);
   });
 });

@@ -144,18 +144,26 @@ async function writeAt(disk: string, src: string, offset: number, limit: number,
 
 type Gpt = Awaited<ReturnType<typeof createDisk>>;
 
-/** Makes an empty ext4 filesystem for each of ROOT and OEM the layout has, and copies it into its partition. */
-async function writeEmptyFilesystems(ctx: BuildContext, disk: string, gpt: Gpt, work: string): Promise<void> {
+/**
+ * Pure: mkfs.ext4 argv for an empty filesystem made in place, at its partition's
+ * offset in the disk file (no image to copy in, and the disk stays sparse).
+ * UUID and directory hash seed come from the OS and label, so the same inputs
+ * give the same bytes.
+ */
+export function mkfsExt4InPlaceArgs(disk: string, label: string, uuid: string, range: { offset: number; length: number }): string[] {
+  const ext = ['root_owner=0:0', 'lazy_itable_init=1', 'lazy_journal_init=1', `hash_seed=${uuid}`, `offset=${range.offset}`, 'nodiscard'];
+  return ['-q', '-F', '-L', label, '-U', uuid, '-E', ext.join(','), disk, `${Math.floor(range.length / 1024)}k`];
+}
+
+/** Makes an empty ext4 filesystem in place in each of ROOT and OEM the layout has. */
+async function writeEmptyFilesystems(ctx: BuildContext, disk: string, gpt: Gpt): Promise<void> {
   const p = ctx.profile;
   const env = { E2FSPROGS_FAKE_TIME: String(p.sourceDateEpoch) };
-  for (const [label, what] of [['ROOT', 'root'], ['OEM', 'oem']] as const) {
+  for (const label of ['ROOT', 'OEM'] as const) {
     const part = gpt.partitions.find((x) => x.label === label);
     if (!part) continue;
-    const r = partitionRange(gpt, part);
-    const img = join(work, `${what}.img`);
-    await run('mkfs.ext4', ['-q', '-F', '-L', label, '-U', uuidFrom(sha256(`${p.os.id}:${p.os.version}:${label}`)), '-E', 'root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1', img, `${Math.floor(r.length / 1024)}k`], { env, signal: ctx.signal });
-    await writeAt(disk, img, r.offset, r.length, `${label} filesystem`, ctx.signal);
-    await rm(img);
+    const uuid = uuidFrom(sha256(`${p.os.id}:${p.os.version}:${label}`));
+    await run('mkfs.ext4', mkfsExt4InPlaceArgs(disk, label, uuid, partitionRange(gpt, part)), { env, signal: ctx.signal });
   }
 }
 
@@ -163,26 +171,24 @@ async function writeEmptyFilesystems(ctx: BuildContext, disk: string, gpt: Gpt, 
 async function makeDisk(ctx: BuildContext, tmpOut: string): Promise<{ file: string; facts: DiskFacts }> {
   const p = ctx.profile;
   const disk = join(tmpOut, outputNames(p.os.id).raw);
-  return { file: disk, facts: await writeDisk(ctx, disk, p.disk.size, join(tmpOut, '.work')) };
+  return { file: disk, facts: await writeDisk(ctx, disk, p.disk.size) };
 }
 
-/** The disk of the profile's layout at `sizeBytes` into the file `disk` (work files in `work`, removed after). */
-async function writeDisk(ctx: BuildContext, disk: string, sizeBytes: number, work: string): Promise<DiskFacts> {
+/** The disk of the profile's layout at `sizeBytes` into the file `disk`. */
+async function writeDisk(ctx: BuildContext, disk: string, sizeBytes: number): Promise<DiskFacts> {
   const p = ctx.profile;
   let gpt = await createDisk(disk, { layout: p.disk.layout, sizeBytes, seed: `${p.os.id}:${p.os.version}`, force: true });
-  await mkdir(work, { recursive: true });
   const range = (label: string) => partitionRange(gpt, findPartition(gpt, label));
   const esp = range('EFI-SYSTEM');
   await writeAt(disk, join(stageDir(ctx, 'boot'), 'esp.img'), esp.offset, esp.length, 'EFI-SYSTEM image', ctx.signal);
   const usrA = range(SLOT_PARTLABEL.A);
   await writeAt(disk, join(stageDir(ctx, 'usr-image'), 'usr.img'), usrA.offset, usrA.length, 'USR image', ctx.signal);
-  await writeEmptyFilesystems(ctx, disk, gpt, work);
+  await writeEmptyFilesystems(ctx, disk, gpt);
   const a = findPartition(gpt, SLOT_PARTLABEL.A).index;
   const b = findPartition(gpt, SLOT_PARTLABEL.B).index;
   gpt = setSlotAttrs(gpt, a, { priority: 1, tries: FIRST_BOOT_TRIES, successful: false });
   gpt = setSlotAttrs(gpt, b, { priority: 0, tries: 0, successful: false });
   await writeGpt(disk, gpt);
-  await rm(work, { recursive: true, force: true });
   return { sizeBytes, layout: p.disk.layout, usrA: { index: a, priority: 1, tries: FIRST_BOOT_TRIES, successful: false } };
 }
 
@@ -357,7 +363,7 @@ async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestIn
     await makePxe(ctx, tmpOut);
   }
   const makeDiskAt = async (file: string, sizeBytes: number) => {
-    await writeDisk(ctx, file, sizeBytes, join(tmpOut, '.work'));
+    await writeDisk(ctx, file, sizeBytes);
   };
   await makePlatformOutputs({ ctx, tmpOut, base: join(tmpOut, names.raw), makeDiskAt, makePxeAt: (dir) => makePxe(ctx, dir), manifestFormat: MANIFEST_FORMAT_VERSION }, m.platforms);
   if (!want.raw) await rm(join(tmpOut, names.raw));

@@ -29,7 +29,7 @@ describe.skipIf(!isRoot)('reproducible USR image (skipped unless root: the build
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('two builds with separate stage caches give the same USR SHA-256 and verity root hash', async () => {
+  it('two builds with separate stage caches give the same USR SHA-256, verity root hash and disk', async () => {
     work = await mkdtemp(join(tmpdir(), 'basalt-repro-'));
     const manifests: Manifest[] = [];
     await mkdir(join(sharedCache, 'aptroot'), { recursive: true });
@@ -55,5 +55,7 @@ describe.skipIf(!isRoot)('reproducible USR image (skipped unless root: the build
     expect(b.usr.rootHash).toBe(a.usr.rootHash);
     const sha = (m: Manifest, kind: string) => m.artifacts.find((x) => x.kind === kind)?.sha256;
     expect(sha(b, 'usr')).toBe(sha(a, 'usr'));
+    // The whole disk too: GPT, ESP, USR-A and the empty ROOT and OEM (UUIDs and hash seeds derived, times fixed).
+    for (const kind of ['esp', 'raw', 'qcow2']) expect(sha(b, kind), kind).toBe(sha(a, kind));
   });
 });
