@@ -132,7 +132,7 @@ async function sizeGroupFiles(root: string): Promise<Record<string, string[]>> {
 export const packagesStage: Stage<'packages'> = {
   name: 'packages',
   title: 'Packages (mmdebstrap)',
-  version: 2,
+  version: 3,
   async inputs(ctx) {
     const p = ctx.profile;
     // The extra repositories count by their keys' contents, not where the keys are.
@@ -157,7 +157,10 @@ export const packagesStage: Stage<'packages'> = {
     try {
       await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debs, root, extra), {
         signal: ctx.signal,
-        env: { SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch), LC_ALL: 'C.UTF-8' },
+        // INITRD=No: the kernel's postinst makes no initramfs-tools initrd (and so the
+        // trigger after it has none to update). The initrd stage makes the image's with
+        // dracut; the two generations it skips took 38 of this stage's 85 s.
+        env: { SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch), LC_ALL: 'C.UTF-8', INITRD: 'No' },
         onOutput: (text) => watch.phase(text),
       });
     } finally {
