@@ -13,7 +13,7 @@ import type { UsrImageInfo } from '../../common/src/contracts.js';
 import { InternalError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
 import type { Profile } from '../../configs/src/profile.js';
-import type { BootFacts, CustomizeFacts, InitrdFacts, PackagesFacts, TrimFacts } from './stages/stage-facts.js';
+import type { BootFacts, CustomizeFacts, InitrdFacts, LayerFacts, PackagesFacts, TrimFacts } from './stages/stage-facts.js';
 
 export interface BuildContext {
   profile: Profile;
@@ -36,6 +36,7 @@ export interface StageFactsByName {
   customize: CustomizeFacts;
   trim: TrimFacts;
   initrd: InitrdFacts;
+  layer: LayerFacts;
   'usr-image': UsrImageInfo;
   boot: BootFacts;
 }

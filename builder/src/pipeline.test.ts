@@ -8,7 +8,8 @@ import { newcHeader } from './cpio.js';
 import { BUILD_ERRORS } from './errors.js';
 import { mkfsExt4InPlaceArgs, neededTools, pxeCmdline, qemuPxeOutputs, STAGES } from './pipeline.js';
 import { bootStage, espBytes } from './stages/boot.js';
-import { customizeStage, imageUpdateConf, installDirs, osRelease, releaseFile, useraddArgs } from './stages/customize.js';
+import { customizeStage, imageUpdateConf, osRelease, releaseFile, useraddArgs } from './stages/customize.js';
+import { installDirs, layerPath, layerStage } from './stages/layer.js';
 import { dracutArgs, initrdStage } from './stages/initrd.js';
 import { aptKeyName, aptSourceLine, mmdebstrapArgs, packagesStage, parseDpkgQuery } from './stages/packages.js';
 import { parseShowDepends, trimStage } from './stages/trim.js';
@@ -172,6 +173,7 @@ describe('stage results read back from the cache', () => {
     [customizeStage, { nodeRuntimeBytes: 120_000_000, packageManagerBytesRemoved: 4_000_000, purged: ['perl'] }],
     [trimStage, { removed: { docs: { files: 10, bytes: 2000 }, 'kernel modules': { files: 3000, bytes: 9_000_000 } }, modulesKept: 40, modulesMissing: [] }],
     [initrdStage, { kernelVersion: '6.1.0-56-amd64', kernelBytes: 8_000_000, initrdBytes: 12_000_000 }],
+    [layerStage, { files: 1, overlays: 0, units: 2 }],
     [bootStage, { entry: 'basalt-a+3.conf', cmdline: 'mount.usr=/dev/mapper/usr rw' }],
   ] as const;
   it.each(cases)('%s: facts survive result.json', (stage, facts) => {
@@ -188,7 +190,7 @@ describe('stage results read back from the cache', () => {
     expect(() => usrImageStage.readFacts({ formatVersion: 1 }, 'r.json')).toThrow(BasaltError);
   });
   it('covers every stage of the pipeline', () => {
-    expect(STAGES.map((s) => s.name)).toEqual(['packages', 'customize', 'trim', 'initrd', 'usr-image', 'boot']);
+    expect(STAGES.map((s) => s.name)).toEqual(['packages', 'customize', 'trim', 'initrd', 'layer', 'usr-image', 'boot']);
   });
 });
 
@@ -236,5 +238,15 @@ describe('mkfsExt4InPlaceArgs', () => {
     const uuid = '11111111-2222-4333-8444-555555555555';
     const argv = mkfsExt4InPlaceArgs('/o/disk.bin', 'ROOT', uuid, { offset: 1_090_519_040, length: 7 * 1024 ** 3 });
     expect(argv).toEqual(['-q', '-F', '-L', 'ROOT', '-U', uuid, '-E', `root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,hash_seed=${uuid},offset=1090519040,nodiscard`, '/o/disk.bin', '7340032k']);
+  });
+});
+
+describe('layerPath', () => {
+  it("puts /etc paths in the factory copy and /usr paths where they are, in the layer stage's usr/ tree", () => {
+    expect(layerPath('/etc/motd')).toBe('usr/share/factory/etc/motd');
+    expect(layerPath('/etc')).toBe('usr/share/factory/etc');
+    expect(layerPath('/etc/systemd/system/a.service')).toBe('usr/share/factory/etc/systemd/system/a.service');
+    expect(layerPath('/usr/share/x')).toBe('usr/share/x');
+    expect(layerPath('/etcetera/x')).toBe('etcetera/x');
   });
 });

@@ -28,6 +28,7 @@ import { exists, removeWorkDir, sha256File, sparseSha256, treeBytes } from './fs
 import { bootStage, FIRST_BOOT_TRIES } from './stages/boot.js';
 import { customizeStage } from './stages/customize.js';
 import { initrdStage } from './stages/initrd.js';
+import { layerStage } from './stages/layer.js';
 import { packagesStage, SIZE_GROUPS, type PackageInfo } from './stages/packages.js';
 import { trimStage } from './stages/trim.js';
 import { usrImageStage, uuidFrom } from './stages/usr-image.js';
@@ -36,7 +37,7 @@ import { outputsKey, storeOutputs, takeCachedOutputs, type Artifact, type Cached
 import { makePlatformOutputs, type PxeFiles } from './platform-outputs.js';
 import { canonicalPlatforms, needsIsoTools, needsQemuImg, needsTar, platformFiles, type BuildPlatform } from './platforms.js';
 
-export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, usrImageStage, bootStage];
+export const STAGES: readonly AnyStage[] = [packagesStage, customizeStage, trimStage, initrdStage, layerStage, usrImageStage, bootStage];
 /** 2: the raw disk's artifact digest is the sparse one (`digest: 'sparse-sha256'`); profile.extends lists the base profiles. Added since, read by nobody strictly: `platforms` and each artifact's `platform`. */
 export const MANIFEST_FORMAT_VERSION = 2;
 

@@ -42,12 +42,13 @@ describe('stage cache keys of a changed profile', () => {
   });
 
   it.each([
-    ['a package', 'packages: {add: [htop]}', ['packages', 'customize', 'trim', 'initrd', 'usr-image', 'boot']],
-    ['a file', 'files: [{path: /etc/motd, content: hi}]', ['customize', 'trim', 'initrd', 'usr-image', 'boot']],
-    ['the update server', 'update: {server: https://u.example.com/v1/update/}', ['customize', 'trim', 'initrd', 'usr-image', 'boot']],
-    ['a user', 'users: [{name: ops}]', ['customize', 'trim', 'initrd', 'usr-image', 'boot']],
-    ['a trim rule', 'trim: {remove: {add: [bin/docker-proxy]}}', ['trim', 'initrd', 'usr-image', 'boot']],
-    ['an initrd driver', 'initrd: {drivers: {add: [igb]}}', ['trim', 'initrd', 'usr-image', 'boot']],
+    ['a package', 'packages: {add: [htop]}', ['packages', 'customize', 'trim', 'initrd', 'layer', 'usr-image', 'boot']],
+    ['a file', 'files: [{path: /etc/motd, content: hi}]', ['layer', 'usr-image', 'boot']],
+    ['a unit to enable', 'units: {add: [systemd-networkd-wait-online.service]}', ['layer', 'usr-image', 'boot']],
+    ['the update server', 'update: {server: https://u.example.com/v1/update/}', ['customize', 'trim', 'initrd', 'layer', 'usr-image', 'boot']],
+    ['a user', 'users: [{name: ops}]', ['customize', 'trim', 'initrd', 'layer', 'usr-image', 'boot']],
+    ['a trim rule', 'trim: {remove: {add: [bin/docker-proxy]}}', ['trim', 'initrd', 'layer', 'usr-image', 'boot']],
+    ['an initrd driver', 'initrd: {drivers: {add: [igb]}}', ['trim', 'initrd', 'layer', 'usr-image', 'boot']],
     ['the USR compression', 'usr: {level: 3}', ['usr-image', 'boot']],
     ['the kernel command line', 'kernel: {cmdline: {add: [quiet]}}', ['boot']],
     ['the outputs', 'outputs: [raw]', []],
@@ -64,9 +65,9 @@ describe('stage cache keys of a changed profile', () => {
     }
     const k1 = await keysOf(dir, 'ov1', 'extends: default\noverlay: o1\n');
     const k2 = await keysOf(dir, 'ov2', 'extends: default\noverlay: o2\n');
-    expect(changed(base, k1)).toEqual(['customize', 'trim', 'initrd', 'usr-image', 'boot']);
+    expect(changed(base, k1)).toEqual(['layer', 'usr-image', 'boot']);
     expect(k2).toEqual(k1);
     await chmod(join(dir, 'o2/etc/x.conf'), 0o600);
-    expect(changed(k1, await keysOf(dir, 'ov2', 'extends: default\noverlay: o2\n'))).toEqual(['customize', 'trim', 'initrd', 'usr-image', 'boot']);
+    expect(changed(k1, await keysOf(dir, 'ov2', 'extends: default\noverlay: o2\n'))).toEqual(['layer', 'usr-image', 'boot']);
   });
 });

@@ -11,16 +11,16 @@
  * Writes only under `out` and the cache (CACHE/npm, CACHE/app).
  */
 import { readdir, mkdir, readFile, rm, stat, symlink, writeFile, rename, chmod } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, STATIC_SERVER_PREFIX, TUF_ROOT_PATH, UPDATE_GROUP } from '../../../common/src/contracts.js';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run, type RunResult } from '../../../common/src/exec.js';
 import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
-import { copyTree, exists, removeIfExists, sha256File, treeDigest } from '../fsutil.js';
+import { copyTree, exists, removeIfExists, sha256File } from '../fsutil.js';
+import { profileRelative } from './layer.js';
 import type { BuildOptions } from 'esbuild';
-import { OVERLAY_TOP } from '../../../configs/src/profile.js';
 
 /** Units enabled in /usr (wants symlinks), by target. */
 export const ENABLED_UNITS: Record<string, string[]> = {
@@ -75,10 +75,6 @@ export function imageUpdateConf(p: BuildContext['profile']): string {
 }
 
 /** A path from the profile, relative to the profile file's folder. */
-function profileRelative(ctx: BuildContext, path: string): string {
-  return isAbsolute(path) ? path : join(dirname(ctx.profileFile), path);
-}
-
 /** The programs in /usr/bin and their entry points under bin/ (each bundled into BUNDLE_DIR as NAME.mjs). */
 export const WRAPPERS: Record<string, string> = {
   basalt: 'basalt.js',
@@ -243,59 +239,6 @@ async function addUsers(users: BuildContext['profile']['users'], inRoot: InRoot)
   }
 }
 
-/** Copies an overlay's usr/ and etc/ into the tree (merging into the folders there; modes and links kept, owned by root). */
-async function copyOverlay(dir: string, root: string): Promise<void> {
-  const entries = await readdir(dir);
-  const other = entries.filter((e) => !OVERLAY_TOP.includes(e));
-  if (other.length) throw new BasaltError(BUILD_ERRORS.E_OVERLAY, `overlay ${dir}: ${other.join(', ')}: only usr/ and etc/ go into the image`);
-  for (const top of entries) {
-    await mkdir(join(root, top), { recursive: true });
-    await run('cp', ['-r', '--preserve=mode,links', '--no-dereference', '--no-target-directory', join(dir, top), join(root, top)]);
-  }
-}
-
-/** Where unit files are, in the order systemd prefers them (relative to the tree). */
-const UNIT_DIRS = ['etc/systemd/system', 'usr/lib/systemd/system'];
-
-/** The target a unit is enabled in when its [Install] section names none, by its type. */
-const DEFAULT_TARGET: Record<string, string> = { service: 'multi-user.target', socket: 'sockets.target', timer: 'timers.target', path: 'paths.target', mount: 'local-fs.target', target: 'multi-user.target' };
-
-/**
- * Pure: the `X.wants` / `X.requires` folders a unit is linked from when enabled:
- * its [Install] WantedBy= and RequiredBy=, else the default target of its type.
- */
-export function installDirs(unitText: string, name: string): string[] {
-  const dirs: string[] = [];
-  let inInstall = false;
-  for (const raw of unitText.split('\n')) {
-    const line = raw.trim();
-    if (line.startsWith('[')) inInstall = line === '[Install]';
-    const m = inInstall ? /^(WantedBy|RequiredBy)\s*=\s*(.*)$/.exec(line) : null;
-    if (m) for (const t of m[2]!.split(/\s+/).filter(Boolean)) dirs.push(`${t}.${m[1] === 'WantedBy' ? 'wants' : 'requires'}`);
-  }
-  if (dirs.length) return [...new Set(dirs)];
-  return [`${DEFAULT_TARGET[name.slice(name.lastIndexOf('.') + 1)] ?? 'multi-user.target'}.wants`];
-}
-
-/** Enables the profile's units in /usr (links in /usr/lib/systemd/system/<target>.wants/). */
-async function enableUnits(units: readonly string[], root: string): Promise<void> {
-  for (const name of units) {
-    // An instance (getty@tty2.service) is enabled from its template (getty@.service).
-    const file = name.replace(/@[^.]+\./, '@.');
-    let found: string | undefined;
-    for (const d of UNIT_DIRS) if (await exists(join(root, d, file))) found ??= d;
-    if (!found) throw new BasaltError(BUILD_ERRORS.E_PROFILE_UNIT, `units: ${name}: no unit file ${file} in the image (/etc/systemd/system, /usr/lib/systemd/system)`);
-    const text = await readFile(join(root, found, file), 'utf8').catch(() => '');
-    const target = found === 'usr/lib/systemd/system' ? `../${file}` : `/${found}/${file}`;
-    for (const dir of installDirs(text, name)) {
-      const d = join(root, 'usr/lib/systemd/system', dir);
-      await mkdir(d, { recursive: true });
-      await rm(join(d, name), { force: true });
-      await symlink(target, join(d, name));
-    }
-  }
-}
-
 /** Basalt's units, scripts and udev rules (builder/files/usr), the initrd module and the update-engine's units. */
 async function copyBasaltFiles(repoRoot: string, root: string): Promise<void> {
   await run('cp', ['-r', '--preserve=mode', '--no-target-directory', join(repoRoot, 'builder/files/usr'), join(root, 'usr.basalt')]);
@@ -435,17 +378,6 @@ export function wrapperScript(name: string): string {
   ].join('\n');
 }
 
-/** The profile's extra files (written last, so they can override anything above). */
-async function writeExtraFiles(files: BuildContext['profile']['files'], root: string): Promise<void> {
-  for (const f of files) {
-    const dest = join(root, f.path);
-    await mkdir(dirname(dest), { recursive: true });
-    await rm(dest, { force: true });
-    await writeFile(dest, f.content);
-    await chmod(dest, parseInt(f.mode, 8));
-  }
-}
-
 /** Writes the image's /etc files, drops host keys and package-manager state, then moves /etc and /var under /usr/share/factory. */
 async function moveDefaultsToFactory(p: BuildContext['profile'], root: string): Promise<void> {
   const etc = join(root, 'etc');
@@ -490,7 +422,7 @@ async function removePackageManager(root: string): Promise<number> {
 export const customizeStage: Stage<'customize'> = {
   name: 'customize',
   title: 'Customize (users, units, Basalt tools, factory /etc)',
-  version: 5,
+  version: 6,
   async inputs(ctx) {
     const p = ctx.profile;
     const files = await hashTree(join(ctx.repoRoot, 'builder/files'));
@@ -505,10 +437,9 @@ export const customizeStage: Stage<'customize'> = {
       : null;
     const units = await hashTree(join(ctx.repoRoot, 'update-engine/units'));
     const keys = await Promise.all(p.update.keys.map(async (k) => sha256(await readFile(profileRelative(ctx, k)))));
-    const overlay = await Promise.all(p.overlay.map((d) => treeDigest(profileRelative(ctx, d))));
     // The update settings without the key paths (the keys count by their contents).
     const update = { ...p.update, keys: undefined, conf: imageUpdateConf(p) };
-    return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools, units, keys, extraFiles: p.files, update, enable: p.units, users: p.users, overlay };
+    return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools, units, keys, update, users: p.users };
   },
   async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');
@@ -522,9 +453,6 @@ export const customizeStage: Stage<'customize'> = {
     await writeReleaseFiles(p, root);
     await installKeys(ctx, root);
     const nodeRuntimeBytes = p.tools.basalt ? await installTools(ctx, root) : 0;
-    for (const d of p.overlay) await copyOverlay(profileRelative(ctx, d), root);
-    await writeExtraFiles(p.files, root);
-    await enableUnits(p.units, root);
     await moveDefaultsToFactory(p, root);
     const packageManagerBytesRemoved = await removePackageManager(root);
     return { facts: { nodeRuntimeBytes, packageManagerBytesRemoved, purged: p.purge } };

@@ -34,6 +34,13 @@ export interface InitrdFacts {
   initrdBytes: number;
 }
 
+/** What the layer stage reports: how many of the profile's files, overlays and units it put in. */
+export interface LayerFacts {
+  files: number;
+  overlays: number;
+  units: number;
+}
+
 /** What the boot stage reports. */
 export interface BootFacts {
   /** File name of slot A's boot entry (with its tries counter). */

@@ -84,7 +84,7 @@ export const usrImageStage: Stage<'usr-image'> = {
   },
   async run(ctx: BuildContext, out: string) {
     const p = ctx.profile;
-    const src = join(stageDir(ctx, 'initrd'), 'root/usr');
+    const src = join(stageDir(ctx, 'layer'), 'usr');
     const img = join(out, 'usr.img');
     if (p.usr.fs === 'squashfs') {
       let last = -1;
