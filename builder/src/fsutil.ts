@@ -10,6 +10,15 @@ export async function copyTree(from: string, to: string, signal?: AbortSignal): 
   await run('cp', ['-a', '--reflink=auto', from, to], signal ? { signal } : {});
 }
 
+/**
+ * A tree of hard links to `from`'s files (folders made anew): no data copied.
+ * Whoever changes the new tree must replace paths (unlink, then create), never
+ * write into a file in place: that would change `from` too.
+ */
+export async function linkTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
+  await run('cp', ['-a', '--link', from, to], signal ? { signal } : {});
+}
+
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { run } from '../../../common/src/exec.js';
 import { stageDir, type BuildContext, type Stage } from '../context.js';
 import { FactsReader } from '../facts.js';
-import { copyTree } from '../fsutil.js';
+import { linkTree } from '../fsutil.js';
 import { kernelVersion } from './trim.js';
 
 export const DRACUT_MODULES = ['systemd', 'systemd-initrd', 'dracut-systemd', 'base', 'fs-lib', 'rootfs-block', 'udev-rules', 'kernel-modules', 'dm', 'shutdown', 'basalt'];
@@ -40,12 +40,14 @@ export const initrdStage: Stage<'initrd'> = {
   },
   async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');
-    await copyTree(join(stageDir(ctx, 'trim'), 'root'), root, ctx.signal);
+    // Hard links to trim's tree: this stage adds files (/etc for dracut's run, the
+    // kernel and initrd) and removes them; dracut writes only in its own /tmp.
+    await linkTree(join(stageDir(ctx, 'trim'), 'root'), root, ctx.signal);
     const kver = await kernelVersion(root);
     const bootDir = join(root, 'usr/lib/basalt/boot');
     await mkdir(bootDir, { recursive: true });
     // dracut reads /etc (passwd, os-release, modprobe.d): give it the factory defaults for the run.
-    await run('cp', ['-a', join(root, 'usr/share/factory/etc/.'), join(root, 'etc/')]);
+    await run('cp', ['-a', '--remove-destination', join(root, 'usr/share/factory/etc/.'), join(root, 'etc/')]);
     await mkdir(join(root, 'tmp'), { recursive: true, mode: 0o1777 });
     await run('chroot', [root, 'dracut', ...dracutArgs(kver, ctx.profile.initrd.drivers, '/usr/lib/basalt/boot/initrd')], {
       signal: ctx.signal,

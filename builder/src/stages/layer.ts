@@ -19,7 +19,7 @@ import { OVERLAY_TOP } from '../../../configs/src/profile.js';
 import { stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
-import { exists, treeDigest } from '../fsutil.js';
+import { exists, linkTree, treeDigest } from '../fsutil.js';
 
 /** Where /etc's defaults are in the image (systemd-tmpfiles copies them to /etc). */
 export const FACTORY_ETC = 'usr/share/factory/etc';
@@ -121,7 +121,7 @@ export const layerStage: Stage<'layer'> = {
     const p = ctx.profile;
     const tree = out;
     // Hard links: the initrd stage's files are shared, not copied (see above).
-    await run('cp', ['-a', '--link', join(stageDir(ctx, 'initrd'), 'root/usr'), join(tree, 'usr')], { signal: ctx.signal });
+    await linkTree(join(stageDir(ctx, 'initrd'), 'root/usr'), join(tree, 'usr'), ctx.signal);
     for (const d of p.overlay) await copyOverlay(profileRelative(ctx, d), tree, ctx.signal);
     await writeExtraFiles(p.files, tree);
     await enableUnits(p.units, tree);

@@ -12,7 +12,7 @@ import { stageDir, type BuildContext, type Stage } from '../context.js';
 import type { Removed } from './stage-facts.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
-import { copyTree, removeIfExists } from '../fsutil.js';
+import { linkTree, removeIfExists } from '../fsutil.js';
 import { libCandidates, missingLibs, scanTree } from '../elf.js';
 
 /** Pure: the .ko paths (relative to /) from `modprobe --show-depends` output, and the built-ins. */
@@ -168,7 +168,9 @@ export const trimStage: Stage<'trim'> = {
   },
   async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');
-    await copyTree(join(stageDir(ctx, 'customize'), 'root'), root, ctx.signal);
+    // Hard links to customize's tree: this stage only removes files, and depmod
+    // writes its modules.* files anew (a temporary file renamed over the old).
+    await linkTree(join(stageDir(ctx, 'customize'), 'root'), root, ctx.signal);
     const p = ctx.profile;
     const removed: Removed = {};
     const note = noteIn(removed);
