@@ -18,7 +18,8 @@ replaced only when the whole build succeeded.
 
 Stages: packages (mmdebstrap) → customize → trim → initrd → layer (the
 profile's files, overlay and units) → usr-image → boot, each cached under the
-cache folder by the hash of its inputs, then disk and outputs. Needs root for the packages stage (mmdebstrap) and chroot steps.
+cache folder by the hash of its inputs, then disk and outputs. Needs root for
+the packages stage (mmdebstrap) and chroot steps.
 
 A profile may extend another ('extends: default' names configs/profiles/
 default.yaml; a path is relative to the profile file) and change its lists

@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { dirname, isAbsolute, join } from 'node:path';
 import type { UsrImageInfo } from '../../common/src/contracts.js';
 import { InternalError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/log.js';
@@ -93,6 +94,11 @@ export function stageFacts<N extends StageName>(ctx: BuildContext, name: N): Sta
 }
 
 /** The output folder of a stage that has run. */
+/** A path the profile gives, relative to the profile file's folder (absolute paths as they are). */
+export function profileRelative(ctx: Pick<BuildContext, 'profileFile'>, path: string): string {
+  return isAbsolute(path) ? path : join(dirname(ctx.profileFile), path);
+}
+
 export function stageDir(ctx: BuildContext, name: StageName): string {
   return done(ctx, name).dir;
 }

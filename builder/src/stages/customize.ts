@@ -15,11 +15,10 @@ import { basename, dirname, join } from 'node:path';
 import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, STATIC_SERVER_PREFIX, TUF_ROOT_PATH, UPDATE_GROUP } from '../../../common/src/contracts.js';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run, type RunResult } from '../../../common/src/exec.js';
-import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
+import { profileRelative, sha256, stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
 import { copyTree, exists, removeIfExists, sha256File } from '../fsutil.js';
-import { profileRelative } from './layer.js';
 import type { BuildOptions } from 'esbuild';
 
 /** Units enabled in /usr (wants symlinks), by target. */
@@ -74,7 +73,6 @@ export function imageUpdateConf(p: BuildContext['profile']): string {
   });
 }
 
-/** A path from the profile, relative to the profile file's folder. */
 /** The programs in /usr/bin and their entry points under bin/ (each bundled into BUNDLE_DIR as NAME.mjs). */
 export const WRAPPERS: Record<string, string> = {
   basalt: 'basalt.js',

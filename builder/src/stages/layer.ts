@@ -12,22 +12,17 @@
  * (unlink, then create) and never writes through a link into the cache below.
  */
 import { chmod, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { OVERLAY_TOP } from '../../../configs/src/profile.js';
-import { stageDir, type BuildContext, type Stage } from '../context.js';
+import { profileRelative, stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
 import { exists, linkTree, treeDigest } from '../fsutil.js';
 
 /** Where /etc's defaults are in the image (systemd-tmpfiles copies them to /etc). */
 export const FACTORY_ETC = 'usr/share/factory/etc';
-
-/** A path of the profile relative to its folder (absolute paths as they are). */
-export function profileRelative(ctx: Pick<BuildContext, 'profileFile'>, path: string): string {
-  return isAbsolute(path) ? path : join(dirname(ctx.profileFile), path);
-}
 
 /** Pure: where an image path (/usr/... or /etc/...) is in the stage's usr/ tree. */
 export function layerPath(imagePath: string): string {
@@ -119,7 +114,7 @@ export const layerStage: Stage<'layer'> = {
   },
   async run(ctx: BuildContext, out: string) {
     const p = ctx.profile;
-    const tree = out;
+    const tree = out; // the stage's folder holds usr/ only
     // Hard links: the initrd stage's files are shared, not copied (see above).
     await linkTree(join(stageDir(ctx, 'initrd'), 'root/usr'), join(tree, 'usr'), ctx.signal);
     for (const d of p.overlay) await copyOverlay(profileRelative(ctx, d), tree, ctx.signal);
