@@ -6,7 +6,7 @@
  * the mirror). Slow (up to two full builds, ~4-8 min on 2 cores), so it has its
  * own tier: `npm run test:build` (CI runs it after `npm test`).
  */
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -46,6 +46,14 @@ describe.skipIf(!isRoot)('reproducible USR image (skipped unless root: the build
       const r = await cli(['build', '--cache', cache, '--out', out]);
       expect(r.exitCode, `basalt build (${name} stage cache) failed: ${r.stderr.slice(-3000)}`).toBe(0);
       manifests.push(JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as Manifest);
+    }
+    // trim, initrd and layer start from hard links to the stage before (linkTree): no file of
+    // a stage's tree may have been written after that stage finished (its result.json).
+    for (const stage of ['customize', 'trim', 'initrd']) {
+      const base = join(work, 'cache-own', 'stages', stage);
+      const [key] = await readdir(base);
+      const found = await run('find', [join(base, key!), '-newer', join(base, key!, 'result.json'), '-not', '-type', 'd', '-print', '-quit']);
+      expect(found.stdout.trim(), `a file of the ${stage} stage's cached tree was written by a later stage`).toBe('');
     }
     // Keep the disk usage down: the private stage trees are not needed any more.
     await run('rm', ['-rf', join(work, 'cache-own', 'stages')]);
