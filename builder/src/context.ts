@@ -29,6 +29,8 @@ export interface BuildContext {
   done: DoneStages;
   /** A stage's sub-step for a person watching (one short line: what, how far, how much); may be rate-limited. */
   progress?: (text: string) => void;
+  /** The later stages' prefetches started while an earlier stage was built (Stage.prefetch), by stage; settled before the build returns. */
+  prefetches: Map<StageName, Promise<void>>;
 }
 
 /** The facts each stage reports, by stage name (the result.json of its cache folder). */
@@ -67,6 +69,14 @@ export interface Stage<N extends StageName> {
   inputs(ctx: BuildContext): Promise<unknown>;
   /** Produces the stage output in `out` (an empty directory). */
   run(ctx: BuildContext, out: string): Promise<StageResult<StageFactsByName[N]>>;
+  /**
+   * Optional: fills the build cache with downloads `run` needs that no earlier
+   * stage decides (the Node runtime, npm modules). The pipeline starts it when
+   * an earlier stage is built, so the download overlaps that stage. `run` must
+   * not rely on it: both go through the same once-per-build fetch, and a
+   * failed prefetch fails only in `run`.
+   */
+  prefetch?(ctx: BuildContext): Promise<void>;
   /**
    * Checks the facts of a result.json read back from the cache (`where` names
    * the file in messages); throws a BasaltError when they are not what `run` returns.

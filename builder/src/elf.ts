@@ -6,6 +6,7 @@
  */
 import { open, readdir } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
+import { mapLimit } from '../../common/src/limit.js';
 
 export interface ElfDynamic {
   needed: string[];
@@ -24,46 +25,56 @@ const DT_SONAME = 14;
 const DT_RPATH = 15;
 const DT_RUNPATH = 29;
 
+/** Reads `length` bytes at `offset` of a file (fewer at its end). */
+export type RangeReader = (offset: number, length: number) => Buffer;
+
 /**
- * Pure: the dynamic section of a little-endian ELF64 file (`buf` holds the
- * whole file). Undefined for anything else (not ELF, 32-bit, big-endian, no
- * dynamic section: a static program or a relocatable object).
+ * Pure: the dynamic section of a little-endian ELF64 file, read as four
+ * ranges (header, program headers, dynamic segment, string table) through
+ * `read`, so a 100 MB program costs a few KB. Undefined for anything else (not
+ * ELF, 32-bit, big-endian, no dynamic section: a static program or a
+ * relocatable object).
  */
-export function parseElfDynamic(buf: Buffer): ElfDynamic | undefined {
-  if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2 || buf[5] !== 1) return undefined;
-  const phoff = Number(buf.readBigUInt64LE(0x20));
-  const phentsize = buf.readUInt16LE(0x36);
-  const phnum = buf.readUInt16LE(0x38);
+export function parseElfDynamicFrom(read: RangeReader): ElfDynamic | undefined {
+  const head = read(0, 64);
+  if (head.length < 64 || head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2 || head[5] !== 1) return undefined;
+  const phoff = Number(head.readBigUInt64LE(0x20));
+  const phentsize = head.readUInt16LE(0x36);
+  const phnum = head.readUInt16LE(0x38);
+  if (phentsize < 56) return undefined;
+  const ph = read(phoff, phnum * phentsize);
+  if (ph.length < phnum * phentsize) return undefined;
   const loads: { vaddr: number; offset: number; filesz: number }[] = [];
   let dyn: { offset: number; size: number } | undefined;
   for (let i = 0; i < phnum; i++) {
-    const at = phoff + i * phentsize;
-    if (at + 56 > buf.length) return undefined;
-    const type = buf.readUInt32LE(at);
-    const offset = Number(buf.readBigUInt64LE(at + 8));
-    const vaddr = Number(buf.readBigUInt64LE(at + 16));
-    const filesz = Number(buf.readBigUInt64LE(at + 32));
+    const at = i * phentsize;
+    const type = ph.readUInt32LE(at);
+    const offset = Number(ph.readBigUInt64LE(at + 8));
+    const vaddr = Number(ph.readBigUInt64LE(at + 16));
+    const filesz = Number(ph.readBigUInt64LE(at + 32));
     if (type === PT_LOAD) loads.push({ vaddr, offset, filesz });
     if (type === PT_DYNAMIC) dyn = { offset, size: filesz };
   }
-  if (!dyn || dyn.offset + dyn.size > buf.length) return undefined;
+  if (!dyn) return undefined;
+  const d = read(dyn.offset, dyn.size);
+  if (d.length < dyn.size) return undefined;
   const toOffset = (addr: number) => {
     const l = loads.find((s) => addr >= s.vaddr && addr < s.vaddr + s.filesz);
     return l ? addr - l.vaddr + l.offset : undefined;
   };
   const entries: [number, number][] = [];
-  for (let at = dyn.offset; at + 16 <= dyn.offset + dyn.size; at += 16) {
-    const tag = Number(buf.readBigInt64LE(at));
+  for (let at = 0; at + 16 <= d.length; at += 16) {
+    const tag = Number(d.readBigInt64LE(at));
     if (tag === DT_NULL) break;
-    entries.push([tag, Number(buf.readBigUInt64LE(at + 8))]);
+    entries.push([tag, Number(d.readBigUInt64LE(at + 8))]);
   }
   const strtab = toOffset(entries.find(([t]) => t === DT_STRTAB)?.[1] ?? -1);
   const strsz = entries.find(([t]) => t === DT_STRSZ)?.[1] ?? 0;
   if (strtab === undefined) return undefined;
+  const strs = read(strtab, strsz);
   const str = (off: number) => {
-    const start = strtab + off;
-    const end = buf.indexOf(0, start);
-    return start < strtab + strsz && end > 0 ? buf.toString('utf8', start, end) : '';
+    const end = strs.indexOf(0, off);
+    return off < strs.length && end > 0 ? strs.toString('utf8', off, end) : '';
   };
   const out: ElfDynamic = { needed: [], runpath: [] };
   for (const [tag, val] of entries) {
@@ -72,6 +83,11 @@ export function parseElfDynamic(buf: Buffer): ElfDynamic | undefined {
     else if (tag === DT_RUNPATH || tag === DT_RPATH) out.runpath.push(...str(val).split(':').filter(Boolean));
   }
   return out;
+}
+
+/** Pure: parseElfDynamicFrom over a buffer that holds the whole file. */
+export function parseElfDynamic(buf: Buffer): ElfDynamic | undefined {
+  return parseElfDynamicFrom((offset, length) => buf.subarray(offset, offset + length));
 }
 
 export interface MissingLib {
@@ -112,19 +128,23 @@ export function missingLibs(files: Map<string, ElfDynamic>, exists: (abs: string
  * aside: they are linked by the kernel), keyed by their path in the image.
  */
 export async function scanTree(root: string): Promise<Map<string, ElfDynamic>> {
-  const out = new Map<string, ElfDynamic>();
+  const files: string[] = [];
   const walk = async (dir: string): Promise<void> => {
     for (const e of await readdir(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
       if (e.isDirectory()) {
         if (!p.endsWith('/usr/lib/modules')) await walk(p);
-      } else if (e.isFile()) {
-        const d = await readElfDynamic(p);
-        if (d) out.set('/' + relative(root, p), d);
-      }
+      } else if (e.isFile()) files.push(p);
     }
   };
   await walk(join(root, 'usr'));
+  // Several files at a time (the reads are short); the map keeps the walk's order.
+  const found = await mapLimit(files, 16, readElfDynamic);
+  const out = new Map<string, ElfDynamic>();
+  files.forEach((p, i) => {
+    const d = found[i];
+    if (d) out.set('/' + relative(root, p), d);
+  });
   return out;
 }
 
@@ -132,10 +152,30 @@ export async function scanTree(root: string): Promise<Map<string, ElfDynamic>> {
 async function readElfDynamic(path: string): Promise<ElfDynamic | undefined> {
   const fh = await open(path, 'r');
   try {
-    const head = Buffer.alloc(4);
-    const { bytesRead } = await fh.read(head, 0, 4, 0);
-    if (bytesRead < 4 || head.readUInt32BE(0) !== 0x7f454c46) return undefined;
-    return parseElfDynamic(await fh.readFile());
+    // The pure parser asks for ranges; one it lacks is read and the parse runs again
+    // (four short reads for a dynamic program, one for anything else).
+    const have: { offset: number; buf: Buffer }[] = [];
+    const size = (await fh.stat()).size;
+    const fetch = async (offset: number, length: number) => {
+      const len = Math.max(0, Math.min(length, size - offset));
+      const buf = Buffer.alloc(len);
+      if (len) await fh.read(buf, 0, len, offset);
+      have.push({ offset, buf });
+    };
+    await fetch(0, 4096);
+    if (have[0]!.buf.length < 4 || have[0]!.buf.readUInt32BE(0) !== 0x7f454c46) return undefined;
+    for (let pass = 0; pass < 5; pass++) {
+      let want: [number, number] | undefined;
+      const r = parseElfDynamicFrom((offset, length) => {
+        const c = have.find((h) => offset >= h.offset && Math.min(offset + length, size) <= h.offset + h.buf.length);
+        if (c) return c.buf.subarray(offset - c.offset, offset - c.offset + length);
+        if (offset < size) want ??= [offset, length];
+        return Buffer.alloc(0);
+      });
+      if (!want) return r;
+      await fetch(...want);
+    }
+    return undefined;
   } finally {
     await fh.close();
   }

@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
+import { mapLimit } from '../../common/src/limit.js';
 
 /** Copies a tree preserving owners, modes, links, xattrs (cp -a; reflinks where the filesystem has them). */
 export async function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
@@ -34,9 +35,8 @@ export async function treeBytes(path: string): Promise<number> {
     return 0;
   }
   if (!st.isDirectory()) return st.size;
-  let total = 0;
-  for (const e of await readdir(path)) total += await treeBytes(join(path, e));
-  return total;
+  const sizes = await mapLimit(await readdir(path), 8, (e) => treeBytes(join(path, e)));
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 export async function removeIfExists(path: string): Promise<number> {

