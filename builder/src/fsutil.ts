@@ -1,15 +1,10 @@
 /** File helpers for the builder (tree copies, sizes, hashes, mounts). Atomic writes: common/src/fsutil.ts. */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink, rm } from 'node:fs/promises';
+import { lstat, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../common/src/exec.js';
 import { mapLimit } from '../../common/src/limit.js';
-
-/** Copies a tree preserving owners, modes, links, xattrs (cp -a; reflinks where the filesystem has them). */
-export async function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
-  await run('cp', ['-a', '--reflink=auto', from, to], signal ? { signal } : {});
-}
 
 /**
  * A tree of hard links to `from`'s files (folders made anew): no data copied.
@@ -20,10 +15,23 @@ export async function linkTree(from: string, to: string, signal?: AbortSignal): 
   await run('cp', ['-a', '--link', from, to], signal ? { signal } : {});
 }
 
+/**
+ * Writes `data` to `path` as a new file: what is there is unlinked first, so
+ * a hard link (linkTree) keeps the content it shares with another tree.
+ */
+export async function writeNewFile(path: string, data: string | Uint8Array, mode?: number): Promise<void> {
+  await rm(path, { force: true });
+  await writeFile(path, data, mode === undefined ? {} : { mode });
+}
+
 export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
+  return (await hashFileInto(createHash('sha256'), path)).digest('hex');
+}
+
+/** Feeds `path`'s bytes from `start` on into `h` (a file that grew since: its new part only); returns `h`. */
+export async function hashFileInto(h: Hash, path: string, start = 0): Promise<Hash> {
+  for await (const chunk of createReadStream(path, { start })) h.update(chunk as Buffer);
+  return h;
 }
 
 /** Apparent size in bytes of a file or tree (symlinks count as their own size; not followed). */

@@ -17,6 +17,7 @@ import { BasaltError, COMMON_ERRORS } from '../../common/src/errors.js';
 import { run } from '../../common/src/exec.js';
 import { kernelCmdline } from '../../common/src/boot.js';
 import { writeFileAtomic } from '../../common/src/fsutil.js';
+import { mapLimit } from '../../common/src/limit.js';
 import { createDisk, findPartition, partitionRange, setSlotAttrs, writeGpt } from '../../common/src/gpt/index.js';
 import type { Logger } from '../../common/src/log.js';
 import { loadProfile, type Profile } from '../../configs/src/profile.js';
@@ -309,9 +310,10 @@ async function collectArtifacts(tmpOut: string, id: string, platforms: readonly 
     ['vmlinuz', 'kernel'],
     ['initrd', 'initrd'],
   ];
-  const artifacts: Artifact[] = [];
-  for (const [f, k, p] of kinds) if (await exists(join(tmpOut, f))) artifacts.push(await artifact(tmpOut, f, k, p));
-  return artifacts;
+  const present: typeof kinds = [];
+  for (const x of kinds) if (await exists(join(tmpOut, x[0]))) present.push(x);
+  // Two at a time: hashing is one core per file.
+  return mapLimit(present, 2, ([f, k, p]) => artifact(tmpOut, f, k, p));
 }
 
 /** What the manifest records besides what the stages report. */
@@ -368,14 +370,12 @@ async function makeOutputs(ctx: BuildContext, tmpOut: string, m: Omit<ManifestIn
   const names = outputNames(profile.os.id);
   const want = qemuPxeOutputs(profile.outputs, m.platforms);
   await copyStageOutputs(ctx, tmpOut);
-  if (want.qcow2) {
-    ctx.progress?.(`qcow2: converting ${names.raw}`);
-    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(tmpOut, names.raw), join(tmpOut, names.qcow2)], { signal: ctx.signal });
-  }
-  if (want.pxe) {
-    ctx.progress?.('PXE: packing the initramfs with the USR image');
-    await makePxe(ctx, tmpOut);
-  }
+  // The qcow2 and the PXE initramfs at the same time (each mostly one core: qemu-img, cpio writing).
+  ctx.progress?.([want.qcow2 ? `qcow2: converting ${names.raw}` : '', want.pxe ? 'PXE: packing the initramfs with the USR image' : ''].filter(Boolean).join('; '));
+  await Promise.all([
+    want.qcow2 ? run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(tmpOut, names.raw), join(tmpOut, names.qcow2)], { signal: ctx.signal }) : undefined,
+    want.pxe ? makePxe(ctx, tmpOut) : undefined,
+  ]);
   const makeDiskAt = async (file: string, sizeBytes: number) => {
     await writeDisk(ctx, file, sizeBytes);
   };

@@ -11,7 +11,7 @@
  * initrd stage's /usr (no 500 MB copy), so every write here replaces a path
  * (unlink, then create) and never writes through a link into the cache below.
  */
-import { chmod, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
@@ -19,7 +19,7 @@ import { OVERLAY_TOP } from '../../../configs/src/profile.js';
 import { profileRelative, stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
 import { FactsReader } from '../facts.js';
-import { exists, linkTree, treeDigest } from '../fsutil.js';
+import { exists, linkTree, treeDigest, writeNewFile } from '../fsutil.js';
 
 /** Where /etc's defaults are in the image (systemd-tmpfiles copies them to /etc). */
 export const FACTORY_ETC = 'usr/share/factory/etc';
@@ -97,8 +97,7 @@ async function writeExtraFiles(files: BuildContext['profile']['files'], tree: st
   for (const f of files) {
     const dest = join(tree, layerPath(f.path));
     await mkdir(dirname(dest), { recursive: true });
-    await rm(dest, { force: true });
-    await writeFile(dest, f.content);
+    await writeNewFile(dest, f.content);
     await chmod(dest, parseInt(f.mode, 8));
   }
 }

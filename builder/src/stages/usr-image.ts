@@ -8,6 +8,7 @@
  * Writes usr.img and usr.img.json (format 1). One image per slot is the update
  * payload. No loop device, no device-mapper: veritysetup works on the file.
  */
+import { createHash } from 'node:crypto';
 import { stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseUsrImageInfo, USR_INFO_FORMAT, type UsrImageInfo } from '../../../common/src/contracts.js';
@@ -15,7 +16,7 @@ import { BasaltError } from '../../../common/src/errors.js';
 import { run } from '../../../common/src/exec.js';
 import { sha256, stageDir, type BuildContext, type Stage } from '../context.js';
 import { BUILD_ERRORS } from '../errors.js';
-import { sha256File } from '../fsutil.js';
+import { hashFileInto } from '../fsutil.js';
 
 /** Pure: mksquashfs argv. Owners are kept as they are in the tree (we build as root). */
 export function mksquashfsArgs(src: string, dest: string, u: BuildContext['profile']['usr'], epoch: number): string[] {
@@ -65,8 +66,7 @@ export function usrInfoJson(info: UsrImageInfo): string {
  * already padded to it). Salt and UUID are derived from the filesystem: the
  * same tree gives the same image.
  */
-async function appendVerity(img: string, hashOffset: number, signal: AbortSignal): Promise<{ rootHash: string; salt: string }> {
-  const salt = await sha256File(img);
+async function appendVerity(img: string, hashOffset: number, salt: string, signal: AbortSignal): Promise<{ rootHash: string; salt: string }> {
   const r = await run(
     'veritysetup',
     ['format', '--hash=sha256', '--data-block-size=4096', '--hash-block-size=4096', `--data-blocks=${hashOffset / 4096}`, `--hash-offset=${hashOffset}`, `--salt=${salt}`, `--uuid=${uuidFrom(salt)}`, img, img],
@@ -105,7 +105,11 @@ export const usrImageStage: Stage<'usr-image'> = {
     const hashOffset = hashOffsetFor(fsBytes);
     await truncate(img, hashOffset);
     ctx.progress?.(`${p.usr.verity ? 'dm-verity hash tree and ' : ''}SHA-256 of ${(hashOffset / 1e6).toFixed(1)} MB`);
-    const { rootHash, salt } = p.usr.verity ? await appendVerity(img, hashOffset, ctx.signal) : { rootHash: '', salt: '' };
+    // One read of the image: the filesystem's SHA-256 is the verity salt, and the
+    // same hash, fed the appended tree, the whole image's.
+    const h = await hashFileInto(createHash('sha256'), img);
+    const { rootHash, salt } = p.usr.verity ? await appendVerity(img, hashOffset, h.copy().digest('hex'), ctx.signal) : { rootHash: '', salt: '' };
+    const sha = (await hashFileInto(h, img, hashOffset)).digest('hex');
     const info: UsrImageInfo = {
       formatVersion: USR_INFO_FORMAT,
       fsType: p.usr.fs,
@@ -118,7 +122,7 @@ export const usrImageStage: Stage<'usr-image'> = {
       kernel: '/lib/basalt/boot/vmlinuz',
       initrd: '/lib/basalt/boot/initrd',
       imageBytes: (await stat(img)).size,
-      sha256: await sha256File(img),
+      sha256: sha,
     };
     await writeFile(join(out, 'usr.img.json'), usrInfoJson(info));
     return { facts: info };
