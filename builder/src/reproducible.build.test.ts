@@ -47,9 +47,10 @@ describe.skipIf(!isRoot)('reproducible USR image (skipped unless root: the build
       expect(r.exitCode, `basalt build (${name} stage cache) failed: ${r.stderr.slice(-3000)}`).toBe(0);
       manifests.push(JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as Manifest);
     }
-    // trim, initrd and layer start from hard links to the stage before (linkTree): no file of
-    // a stage's tree may have been written after that stage finished (its result.json).
-    for (const stage of ['customize', 'trim', 'initrd']) {
+    // customize (its /usr and /boot), trim, initrd and layer start from hard links to the stage
+    // before: no file of a stage's tree may have been written after that stage finished (its
+    // result.json). The packages stage's .debs are links shared with the cache's (deb-cache hook).
+    for (const stage of ['packages', 'customize', 'trim', 'initrd']) {
       const base = join(work, 'cache-own', 'stages', stage);
       const [key] = await readdir(base);
       const found = await run('find', [join(base, key!), '-newer', join(base, key!, 'result.json'), '-not', '-type', 'd', '-print', '-quit']);
