@@ -1,5 +1,16 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { quoteArgv, run, tool } from './exec.js';
+
+/** Whether a process runs (a zombie waiting for its reaper does not). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) [ZX]/.test(stat);
+  } catch {
+    return false;
+  }
+}
 
 describe('exec wrapper', () => {
   it('runs a tool with an argv array, no shell', async () => {
@@ -21,6 +32,25 @@ describe('exec wrapper', () => {
     const r = await run('sh', ['-c', 'kill -9 $$'], { reject: false });
     expect(r.exitCode).toBe(-1);
   });
+  it('cancels a whole process group: a worker the tool forked stops too, and the run ends at once', async () => {
+    const ac = new AbortController();
+    let worker = 0;
+    // The worker keeps the tool's stdout open: killing the tool alone would leave the run waiting 60 s.
+    const p = run('sh', ['-c', 'sleep 60 & echo "worker $!"; wait'], {
+      signal: ac.signal,
+      group: true,
+      onOutput: (text) => {
+        const m = /worker (\d+)/.exec(text);
+        if (m) {
+          worker = Number(m[1]);
+          ac.abort();
+        }
+      },
+    });
+    await expect(p).rejects.toMatchObject({ code: 'E_TOOL_CANCELED' });
+    expect(worker).toBeGreaterThan(0);
+    expect(running(worker)).toBe(false);
+  }, 10_000);
   it('reports a missing tool with a hint', async () => {
     await expect(run('basalt-no-such-tool', [])).rejects.toMatchObject({ code: 'E_TOOL_MISSING' });
   });

@@ -24,6 +24,25 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Called with the tool's output as it arrives (progress); the whole output is still returned. */
   onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
+  /**
+   * Runs the tool in a process group of its own; when `signal` aborts, the
+   * whole group gets SIGTERM (SIGKILL 5 s later). For a tool that forks
+   * workers (mmdebstrap): killing it alone leaves them running with its
+   * output open, and the run would wait for them to finish.
+   */
+  group?: boolean;
+}
+
+/** How long a canceled process group has between SIGTERM and SIGKILL. */
+const GROUP_KILL_GRACE_MS = 5000;
+
+function signalGroup(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    /* the group is gone */
+  }
 }
 
 export interface RunResult {
@@ -60,7 +79,7 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     extendEnv: true,
     reject: false,
     timeout: opts.timeoutMs,
-    cancelSignal: opts.signal,
+    ...(opts.group ? { detached: true } : { cancelSignal: opts.signal }),
     stripFinalNewline: false,
     ...(opts.input !== undefined ? { input: opts.input } : {}),
     ...(opts.inherit ? { stdio: 'inherit' as const } : {}),
@@ -72,8 +91,22 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     sub.stdout?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stdout'));
     sub.stderr?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stderr'));
   }
-  const r = await sub;
-  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled);
+  let groupCanceled = false;
+  let forceKill: NodeJS.Timeout | undefined;
+  const cancelGroup = () => {
+    groupCanceled = true;
+    signalGroup(sub.pid, 'SIGTERM');
+    forceKill = setTimeout(() => signalGroup(sub.pid, 'SIGKILL'), GROUP_KILL_GRACE_MS);
+  };
+  if (opts.group && opts.signal) {
+    if (opts.signal.aborted) cancelGroup();
+    else opts.signal.addEventListener('abort', cancelGroup, { once: true });
+  }
+  const r = await sub.finally(() => {
+    opts.signal?.removeEventListener('abort', cancelGroup);
+    if (forceKill) clearTimeout(forceKill);
+  });
+  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled && !groupCanceled);
   if (failedToStart) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_MISSING, `cannot run ${file}: not installed or not on PATH`, {
       hint: `install the package that provides ${name} (see .ci/run for the host tools Basalt needs)`,
@@ -89,7 +122,7 @@ export async function run(name: string, args: readonly string[], opts: RunOption
   if (r.timedOut) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_TIMEOUT, `${quoteArgv(argv)} timed out after ${opts.timeoutMs} ms`, { details: { argv } });
   }
-  if (r.isCanceled) {
+  if (r.isCanceled || groupCanceled) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_CANCELED, `${quoteArgv(argv)} was canceled`, { details: { argv } });
   }
   if (result.exitCode !== 0 && opts.reject !== false) {

@@ -165,6 +165,8 @@ export const packagesStage: Stage<'packages'> = {
     try {
       await run('mmdebstrap', mmdebstrapArgs(ctx.profile, debCacheHook(ctx.repoRoot), root, extra), {
         signal: ctx.signal,
+        // mmdebstrap forks (apt, dpkg): on Ctrl-C the whole group stops, not only mmdebstrap.
+        group: true,
         // INITRD=No: the kernel's postinst makes no initramfs-tools initrd (and so the
         // trigger after it has none to update). The initrd stage makes the image's with
         // dracut; the two generations it skips took 38 of this stage's 85 s.
