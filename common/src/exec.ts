@@ -91,10 +91,11 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     sub.stdout?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stdout'));
     sub.stderr?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stderr'));
   }
-  let groupCanceled = false;
+  // An object, not a let: the flag is set in a listener, after the narrowing TypeScript does here.
+  const canceled = { group: false };
   let forceKill: NodeJS.Timeout | undefined;
   const cancelGroup = () => {
-    groupCanceled = true;
+    canceled.group = true;
     signalGroup(sub.pid, 'SIGTERM');
     forceKill = setTimeout(() => signalGroup(sub.pid, 'SIGKILL'), GROUP_KILL_GRACE_MS);
   };
@@ -106,7 +107,7 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     opts.signal?.removeEventListener('abort', cancelGroup);
     if (forceKill) clearTimeout(forceKill);
   });
-  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled && !groupCanceled);
+  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled && !canceled.group);
   if (failedToStart) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_MISSING, `cannot run ${file}: not installed or not on PATH`, {
       hint: `install the package that provides ${name} (see .ci/run for the host tools Basalt needs)`,
@@ -122,7 +123,7 @@ export async function run(name: string, args: readonly string[], opts: RunOption
   if (r.timedOut) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_TIMEOUT, `${quoteArgv(argv)} timed out after ${opts.timeoutMs} ms`, { details: { argv } });
   }
-  if (r.isCanceled || groupCanceled) {
+  if (r.isCanceled || canceled.group) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_CANCELED, `${quoteArgv(argv)} was canceled`, { details: { argv } });
   }
   if (result.exitCode !== 0 && opts.reject !== false) {
