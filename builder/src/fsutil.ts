@@ -19,9 +19,9 @@ export async function linkTree(from: string, to: string, signal?: AbortSignal): 
  * Writes `data` to `path` as a new file: what is there is unlinked first, so
  * a hard link (linkTree) keeps the content it shares with another tree.
  */
-export async function writeNewFile(path: string, data: string | Uint8Array, mode?: number): Promise<void> {
+export async function writeNewFile(path: string, data: string | Uint8Array): Promise<void> {
   await rm(path, { force: true });
-  await writeFile(path, data, mode === undefined ? {} : { mode });
+  await writeFile(path, data);
 }
 
 export async function sha256File(path: string): Promise<string> {

@@ -392,7 +392,7 @@ async function installTools(ctx: BuildContext, root: string): Promise<number> {
   await bundlePrograms(ctx, join(root, BUNDLE_DIR));
   for (const name of Object.keys(WRAPPERS)) {
     const f = join(root, 'usr/bin', name);
-    await writeNewFile(f, wrapperScript(name), 0o755);
+    await writeNewFile(f, wrapperScript(name));
     await chmod(f, 0o755);
   }
   return nodeBytes;
