@@ -29,6 +29,9 @@ export default defineConfig({
           include: ['**/*.build.test.ts'],
           exclude: ['node_modules/**', 'dist/**'],
           testTimeout: 30 * 60_000,
+          // Removing a build's work folder (hard-linked stage trees, sparse disks of
+          // several GB) takes longer than vitest's default 10 s on a slow disk.
+          hookTimeout: 10 * 60_000,
           fileParallelism: false,
         },
       },
