@@ -9,6 +9,7 @@ import { testdir } from '../../common/test/helpers.js';
 import { makeConfigDrive } from './configdrive.js';
 import { run } from '../../common/src/exec.js';
 import { Vm, OVMF_CODE } from './vm.js';
+import { RESTART_LINE } from './watchdog.js';
 import { FIRMWARE_READY, probeKvm } from './accel.js';
 
 const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && OVMF_CODE.some((p) => existsSync(p));
@@ -33,6 +34,33 @@ describe('qemu harness', () => {
     }
     const log = await readFile(vm.logPath, 'utf8');
     expect(log).toContain('[basalt-qemu] start accel=');
+  });
+
+  it.skipIf(!haveQemu)('resets a guest that prints nothing after "reboot: machine restart", and the firmware comes back (skipped unless qemu-system-x86 and ovmf are installed)', async () => {
+    const dir = await testdir();
+    const vm = new Vm({ workdir: dir, memoryMiB: 256, cpus: 1, restartSilenceMs: 3000 });
+    try {
+      await vm.start();
+      // With no disk OVMF tries the network: iPXE's banner, then the boot manager's lines.
+      await vm.waitFor(/BdsDxe/, 180_000, { what: 'the boot manager' });
+      // A guest that hangs after its restart line: its CPU stops (QMP stop), the kernel's
+      // last line is on the console, and the reset the kernel asked for never happens.
+      await vm.qmp.execute('stop');
+      const resets = vm.events.filter((e) => e.event === 'RESET').length;
+      const mark = vm.console.mark();
+      const line = `[  160.663304] ${RESTART_LINE}\r\n`;
+      vm.console.push(line);
+      vm.restartWatch.feed(line);
+      expect(vm.restartWatch.armed).toBe(true);
+      await vm.waitFor(/\[basalt-qemu\] no output for 3 s after "reboot: machine restart": resetting the guest through QMP \(1 of 3\)/, 60_000, { from: mark, what: "the harness's reset" });
+      await vm.qmp.execute('cont');
+      // iPXE's banner comes once per boot, before the boot manager's first line: the firmware started again.
+      await vm.waitFor(/iPXE \d/, 180_000, { from: mark, what: 'the firmware starting again after the harness reset' });
+      expect(vm.events.filter((e) => e.event === 'RESET').length).toBeGreaterThan(resets);
+      expect(vm.restartWatch.armed).toBe(false);
+    } finally {
+      await vm.dispose();
+    }
   });
 
   it.skipIf(!haveQemu)('chooses KVM only when OVMF really runs under it; a KVM guest that stops for good fails its waits at once (skipped unless qemu-system-x86 and ovmf are installed)', async () => {

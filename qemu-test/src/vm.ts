@@ -15,6 +15,7 @@ import { chooseAccelWithReason, type Accel } from './accel.js';
 import { OVMF_CODE, OVMF_VARS, requireFirmware } from './firmware.js';
 import { SerialConsole, type Match } from './console.js';
 import { Qmp, type QmpEvent } from './qmp.js';
+import { RESTART_LINE, RestartWatchdog } from './watchdog.js';
 
 export { OVMF_CODE, OVMF_VARS };
 
@@ -51,6 +52,12 @@ export interface VmOptions {
   bios?: boolean;
   accel?: Accel;
   extraArgs?: string[];
+  /**
+   * How long the guest may print nothing after the kernel's "reboot: machine
+   * restart" before the harness resets it through QMP (default 120 s; a TCG
+   * guest normally prints firmware output within seconds of a restart).
+   */
+  restartSilenceMs?: number;
 }
 
 function diskFormat(path: string): string {
@@ -93,6 +100,10 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
 /** QEMU run states a guest never leaves by itself. */
 const FATAL_STATUS = new Set(['internal-error', 'io-error', 'guest-panicked']);
 
+const RESTART_SILENCE_MS = 120_000;
+/** Resets the harness asks for after one silent restart, at most. */
+const RESTART_RESETS = 3;
+
 export class Vm {
   readonly console: SerialConsole;
   qmp = new Qmp();
@@ -102,9 +113,27 @@ export class Vm {
   private exitedInfo: { exitCode: number; signal: string | undefined } | undefined;
   accel: Accel = 'tcg';
   diskPath: string | undefined;
+  /** Resets a guest that went silent after it restarted (see watchdog.ts). */
+  readonly restartWatch: RestartWatchdog;
 
   constructor(readonly opts: VmOptions) {
     this.console = new SerialConsole(join(opts.workdir, 'serial.log'));
+    const silenceMs = opts.restartSilenceMs ?? RESTART_SILENCE_MS;
+    this.restartWatch = new RestartWatchdog({
+      silenceMs,
+      maxResets: RESTART_RESETS,
+      onSilent: (n) => {
+        if (!this.running) return;
+        this.console.push(`\n[basalt-qemu] no output for ${Math.round(silenceMs / 1000)} s after "${RESTART_LINE}": resetting the guest through QMP (${n} of ${RESTART_RESETS})\n`);
+        this.qmp.execute('system_reset').catch((e: unknown) => this.console.push(`\n[basalt-qemu] the reset failed: ${(e as Error).message}\n`));
+      },
+    });
+  }
+
+  /** Guest output from QEMU: into the console log, and to the restart watchdog. */
+  private output(d: Buffer): void {
+    this.console.push(d);
+    this.restartWatch.feed(d.toString('latin1'));
   }
 
   get logPath(): string {
@@ -161,10 +190,11 @@ export class Vm {
     this.startedAt = Date.now();
     const proc = spawnTool('qemu-system-x86_64', args);
     this.proc = proc;
-    proc.stdout?.on('data', (d: Buffer) => this.console.push(d));
-    proc.stderr?.on('data', (d: Buffer) => this.console.push(d));
+    proc.stdout?.on('data', (d: Buffer) => this.output(d));
+    proc.stderr?.on('data', (d: Buffer) => this.output(d));
     void proc.exited.then((info) => {
       this.exitedInfo = info;
+      this.restartWatch.disarm();
       this.console.push(`\n[basalt-qemu] qemu exited (code ${info.exitCode}${info.signal ? `, ${info.signal}` : ''})\n`);
     });
     const early = proc.exited.then((i) => {
