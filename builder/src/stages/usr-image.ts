@@ -63,16 +63,17 @@ export function usrInfoJson(info: UsrImageInfo): string {
 
 /**
  * Appends the dm-verity hash tree to `img` at `hashOffset` (the filesystem is
- * already padded to it). Salt and UUID are derived from the filesystem: the
- * same tree gives the same image.
+ * already padded to it); returns the root hash. The caller passes the
+ * filesystem's SHA-256 as the salt, and the UUID comes from it: the same tree
+ * gives the same image.
  */
-async function appendVerity(img: string, hashOffset: number, salt: string, signal: AbortSignal): Promise<{ rootHash: string; salt: string }> {
+async function appendVerity(img: string, hashOffset: number, salt: string, signal: AbortSignal): Promise<string> {
   const r = await run(
     'veritysetup',
     ['format', '--hash=sha256', '--data-block-size=4096', '--hash-block-size=4096', `--data-blocks=${hashOffset / 4096}`, `--hash-offset=${hashOffset}`, `--salt=${salt}`, `--uuid=${uuidFrom(salt)}`, img, img],
     { signal },
   );
-  return { rootHash: parseRootHash(r.stdout), salt };
+  return parseRootHash(r.stdout);
 }
 
 export const usrImageStage: Stage<'usr-image'> = {
@@ -108,7 +109,8 @@ export const usrImageStage: Stage<'usr-image'> = {
     // One read of the image: the filesystem's SHA-256 is the verity salt, and the
     // same hash, fed the appended tree, the whole image's.
     const h = await hashFileInto(createHash('sha256'), img);
-    const { rootHash, salt } = p.usr.verity ? await appendVerity(img, hashOffset, h.copy().digest('hex'), ctx.signal) : { rootHash: '', salt: '' };
+    const salt = p.usr.verity ? h.copy().digest('hex') : '';
+    const rootHash = p.usr.verity ? await appendVerity(img, hashOffset, salt, ctx.signal) : '';
     const sha = (await hashFileInto(h, img, hashOffset)).digest('hex');
     const info: UsrImageInfo = {
       formatVersion: USR_INFO_FORMAT,
