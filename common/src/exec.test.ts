@@ -32,22 +32,31 @@ describe('exec wrapper', () => {
     const r = await run('sh', ['-c', 'kill -9 $$'], { reject: false });
     expect(r.exitCode).toBe(-1);
   });
+  /** Runs a tool that forks a worker holding its stdout open; `onWorker` gets the worker's pid. */
+  const forkingTool = (opts: { signal?: AbortSignal; timeoutMs?: number }, onWorker: (pid: number) => void) =>
+    run('sh', ['-c', 'sleep 60 & echo "worker $!"; wait'], {
+      ...opts,
+      group: true,
+      onOutput: (text) => {
+        const m = /worker (\d+)/.exec(text);
+        if (m) onWorker(Number(m[1]));
+      },
+    });
   it('cancels a whole process group: a worker the tool forked stops too, and the run ends at once', async () => {
     const ac = new AbortController();
     let worker = 0;
     // The worker keeps the tool's stdout open: killing the tool alone would leave the run waiting 60 s.
-    const p = run('sh', ['-c', 'sleep 60 & echo "worker $!"; wait'], {
-      signal: ac.signal,
-      group: true,
-      onOutput: (text) => {
-        const m = /worker (\d+)/.exec(text);
-        if (m) {
-          worker = Number(m[1]);
-          ac.abort();
-        }
-      },
+    const p = forkingTool({ signal: ac.signal }, (pid) => {
+      worker = pid;
+      ac.abort();
     });
     await expect(p).rejects.toMatchObject({ code: 'E_TOOL_CANCELED' });
+    expect(worker).toBeGreaterThan(0);
+    expect(running(worker)).toBe(false);
+  }, 10_000);
+  it("a process group's deadline stops the worker too, and says it timed out", async () => {
+    let worker = 0;
+    await expect(forkingTool({ timeoutMs: 500 }, (pid) => (worker = pid))).rejects.toMatchObject({ code: 'E_TOOL_TIMEOUT' });
     expect(worker).toBeGreaterThan(0);
     expect(running(worker)).toBe(false);
   }, 10_000);

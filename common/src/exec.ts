@@ -25,8 +25,8 @@ export interface RunOptions {
   /** Called with the tool's output as it arrives (progress); the whole output is still returned. */
   onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
   /**
-   * Runs the tool in a process group of its own; when `signal` aborts, the
-   * whole group gets SIGTERM (SIGKILL 5 s later). For a tool that forks
+   * Runs the tool in a process group of its own; when `signal` aborts or
+   * `timeoutMs` passes, the whole group gets SIGTERM (SIGKILL 5 s later). For a tool that forks
    * workers (mmdebstrap): killing it alone leaves them running with its
    * output open, and the run would wait for them to finish.
    */
@@ -78,8 +78,8 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     env: opts.env,
     extendEnv: true,
     reject: false,
-    timeout: opts.timeoutMs,
-    ...(opts.group ? { detached: true } : { cancelSignal: opts.signal }),
+    // A group's deadline and cancel are handled below (execa would signal the tool alone).
+    ...(opts.group ? { detached: true } : { cancelSignal: opts.signal, timeout: opts.timeoutMs }),
     stripFinalNewline: false,
     ...(opts.input !== undefined ? { input: opts.input } : {}),
     ...(opts.inherit ? { stdio: 'inherit' as const } : {}),
@@ -91,23 +91,29 @@ export async function run(name: string, args: readonly string[], opts: RunOption
     sub.stdout?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stdout'));
     sub.stderr?.on('data', (d: Buffer | string) => onOutput(d.toString(), 'stderr'));
   }
-  // An object, not a let: the flag is set in a listener, after the narrowing TypeScript does here.
-  const canceled = { group: false };
+  // An object, not a let: the flags are set in listeners, after the narrowing TypeScript does here.
+  const group = { canceled: false, timedOut: false };
   let forceKill: NodeJS.Timeout | undefined;
-  const cancelGroup = () => {
-    canceled.group = true;
+  let deadline: NodeJS.Timeout | undefined;
+  const stopGroup = (why: 'canceled' | 'timedOut') => {
+    if (group.canceled || group.timedOut) return;
+    group[why] = true;
     signalGroup(sub.pid, 'SIGTERM');
     forceKill = setTimeout(() => signalGroup(sub.pid, 'SIGKILL'), GROUP_KILL_GRACE_MS);
   };
-  if (opts.group && opts.signal) {
-    if (opts.signal.aborted) cancelGroup();
-    else opts.signal.addEventListener('abort', cancelGroup, { once: true });
+  const cancelGroup = () => stopGroup('canceled');
+  if (opts.group) {
+    if (opts.signal?.aborted) cancelGroup();
+    else opts.signal?.addEventListener('abort', cancelGroup, { once: true });
+    if (opts.timeoutMs !== undefined) deadline = setTimeout(() => stopGroup('timedOut'), opts.timeoutMs);
   }
   const r = await sub.finally(() => {
     opts.signal?.removeEventListener('abort', cancelGroup);
-    if (forceKill) clearTimeout(forceKill);
+    clearTimeout(deadline);
+    clearTimeout(forceKill);
   });
-  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !r.timedOut && !r.isCanceled && !canceled.group);
+  const timedOut = r.timedOut || group.timedOut;
+  const failedToStart = (r as { code?: string }).code === 'ENOENT' || (r.exitCode === undefined && r.signal === undefined && r.failed && !timedOut && !r.isCanceled && !group.canceled);
   if (failedToStart) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_MISSING, `cannot run ${file}: not installed or not on PATH`, {
       hint: `install the package that provides ${name} (see .ci/run for the host tools Basalt needs)`,
@@ -120,10 +126,10 @@ export async function run(name: string, args: readonly string[], opts: RunOption
   const stderr = typeof stderrRaw === 'string' ? stderrRaw : stderrRaw instanceof Uint8Array ? Buffer.from(stderrRaw).toString('utf8') : '';
   const result: RunResult = { argv, exitCode: r.exitCode ?? -1, stdout, stderr };
   if (stdoutRaw instanceof Uint8Array) result.stdoutBuffer = stdoutRaw;
-  if (r.timedOut) {
+  if (timedOut) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_TIMEOUT, `${quoteArgv(argv)} timed out after ${opts.timeoutMs} ms`, { details: { argv } });
   }
-  if (r.isCanceled || canceled.group) {
+  if (r.isCanceled || group.canceled) {
     throw new BasaltError(COMMON_ERRORS.E_TOOL_CANCELED, `${quoteArgv(argv)} was canceled`, { details: { argv } });
   }
   if (result.exitCode !== 0 && opts.reject !== false) {
