@@ -3,7 +3,8 @@
  * own copy of the variable store, the disk as virtio (through a qcow2 overlay
  * by default, so the built image stays untouched), user-mode networking with
  * the host reachable at 10.0.2.2, the serial console captured to a log, and a
- * QMP socket for power-off, reset and kill.
+ * QMP socket for power-off, reset and kill. A guest that goes silent after
+ * it restarts is power-cycled (see watchdog.ts).
  */
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -54,8 +55,8 @@ export interface VmOptions {
   extraArgs?: string[];
   /**
    * How long the guest may print nothing after the kernel's "reboot: machine
-   * restart" before the harness resets it through QMP (default 120 s; a TCG
-   * guest normally prints firmware output within seconds of a restart).
+   * restart" before the harness power-cycles it (default 120 s; a TCG guest
+   * normally prints firmware output within seconds of a restart).
    */
   restartSilenceMs?: number;
 }
@@ -101,8 +102,15 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
 const FATAL_STATUS = new Set(['internal-error', 'io-error', 'guest-panicked']);
 
 const RESTART_SILENCE_MS = 120_000;
-/** Resets the harness asks for after one silent restart, at most. */
-const RESTART_RESETS = 3;
+/** Power cycles the harness does after one silent restart, at most. */
+const RESTART_CYCLES = 2;
+/** How long QEMU gets to quit when asked, before it is killed. */
+const QUIT_GRACE_MS = 5000;
+
+interface ExitInfo {
+  exitCode: number;
+  signal: string | undefined;
+}
 
 export class Vm {
   readonly console: SerialConsole;
@@ -110,24 +118,96 @@ export class Vm {
   readonly events: QmpEvent[] = [];
   private proc: Spawned | undefined;
   private startedAt = 0;
-  private exitedInfo: { exitCode: number; signal: string | undefined } | undefined;
+  private exitedInfo: ExitInfo | undefined;
+  /** A power cycle in progress (see powerCycle): QEMU's exit is then not the VM's end. */
+  private cycle: Promise<void> | undefined;
+  /** Waits that end when the VM is gone (QEMU exited, and not for a power cycle). */
+  private readonly goneWaiters = new Set<(info: ExitInfo) => void>();
   accel: Accel = 'tcg';
   diskPath: string | undefined;
-  /** Resets a guest that went silent after it restarted (see watchdog.ts). */
+  /** Power-cycles a guest that went silent after it restarted (see watchdog.ts). */
   readonly restartWatch: RestartWatchdog;
+  /** Power cycles the restart watchdog has done, in all. */
+  cycles = 0;
 
   constructor(readonly opts: VmOptions) {
     this.console = new SerialConsole(join(opts.workdir, 'serial.log'));
     const silenceMs = opts.restartSilenceMs ?? RESTART_SILENCE_MS;
     this.restartWatch = new RestartWatchdog({
       silenceMs,
-      maxResets: RESTART_RESETS,
+      maxTries: RESTART_CYCLES,
       onSilent: (n) => {
-        if (!this.running) return;
-        this.console.push(`\n[basalt-qemu] no output for ${Math.round(silenceMs / 1000)} s after "${RESTART_LINE}": resetting the guest through QMP (${n} of ${RESTART_RESETS})\n`);
-        this.qmp.execute('system_reset').catch((e: unknown) => this.console.push(`\n[basalt-qemu] the reset failed: ${(e as Error).message}\n`));
+        if (!this.running || this.cycle) return;
+        this.cycles += 1;
+        this.cycle = this.powerCycle(`no output for ${Math.round(silenceMs / 1000)} s after "${RESTART_LINE}"`, n).finally(() => (this.cycle = undefined));
       },
     });
+  }
+
+  /**
+   * The restart watchdog's remedy. A QMP system_reset is a warm reset: the
+   * guest's memory and QEMU's process stay as they were, and in CI a guest
+   * that hung after its restart stayed silent through three of them. So the
+   * harness does what a person does with a machine that will not come back:
+   * it notes where the CPUs are (for the log), stops QEMU and starts it again
+   * on the same disk and firmware variables. Waits in progress carry on.
+   */
+  private async powerCycle(why: string, n: number): Promise<void> {
+    const cpus = await this.cpuState();
+    this.console.push(`\n[basalt-qemu] ${why}: power-cycling the guest, QEMU stopped and started again on the same disk (${n} of ${RESTART_CYCLES})\n${cpus}`);
+    try {
+      await this.quit();
+      await this.launch();
+    } catch (e) {
+      this.console.push(`\n[basalt-qemu] the power cycle failed: ${(e as Error).message}\n`);
+      this.ended(this.exitedInfo ?? { exitCode: -1, signal: undefined });
+    }
+  }
+
+  /** Where each CPU is (instruction pointer, mode, halted), from QEMU's monitor; a note on failure. */
+  private async cpuState(): Promise<string> {
+    const info = this.qmp.execute<string>('human-monitor-command', { 'command-line': 'info registers -a' });
+    const t = new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no answer within 5 s')), 5000).unref());
+    try {
+      const text = await Promise.race([info, t]);
+      const lines = text.split(/\r?\n/).filter((l) => /^(CPU#\d+|RIP=|CR0=|EFER=)/.test(l));
+      return lines.map((l) => `[basalt-qemu]   ${l}\n`).join('');
+    } catch (e) {
+      info.catch(() => {});
+      return `[basalt-qemu]   CPU state not available: ${(e as Error).message}\n`;
+    }
+  }
+
+  /** Asks QEMU to quit, kills it when it does not within the grace time, and waits for it. */
+  private async quit(): Promise<void> {
+    const proc = this.proc!;
+    if (this.exitedInfo === undefined) {
+      this.qmp.execute('quit').catch(() => {});
+      let t: NodeJS.Timeout | undefined;
+      const quitted = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), QUIT_GRACE_MS)))]);
+      clearTimeout(t);
+      if (!quitted) proc.kill('SIGKILL');
+      await proc.exited;
+    }
+    this.qmp.close();
+  }
+
+  /** The VM is gone: every wait on it ends. */
+  private ended(info: ExitInfo): void {
+    this.restartWatch.disarm();
+    for (const w of this.goneWaiters) w(info);
+    this.goneWaiters.clear();
+  }
+
+  /** Resolves when the VM is gone for good (not when QEMU exits for a power cycle); `stop` ends the wait. */
+  private whenGone(): { gone: Promise<ExitInfo>; stop: () => void } {
+    let waiter: ((info: ExitInfo) => void) | undefined;
+    const gone = new Promise<ExitInfo>((resolve) => {
+      if (this.exitedInfo !== undefined && !this.cycle) return resolve(this.exitedInfo);
+      waiter = resolve;
+      this.goneWaiters.add(resolve);
+    });
+    return { gone, stop: () => waiter && this.goneWaiters.delete(waiter) };
   }
 
   /** Guest output from QEMU: into the console log, and to the restart watchdog. */
@@ -170,7 +250,12 @@ export class Vm {
 
   /** Starts QEMU (again, after a power-off) and waits until QMP is connected. */
   async start(): Promise<void> {
+    if (this.cycle) await this.cycle;
     if (this.running) throw new BasaltError(QEMU_ERRORS.E_VM_RUNNING, 'the VM is already running');
+    await this.launch();
+  }
+
+  private async launch(): Promise<void> {
     await mkdir(this.opts.workdir, { recursive: true });
     if (!this.diskPath && this.opts.disk) await this.prepare();
     if (!this.opts.bios && !existsSync(join(this.opts.workdir, 'OVMF_VARS.fd'))) await this.prepare();
@@ -194,8 +279,8 @@ export class Vm {
     proc.stderr?.on('data', (d: Buffer) => this.output(d));
     void proc.exited.then((info) => {
       this.exitedInfo = info;
-      this.restartWatch.disarm();
       this.console.push(`\n[basalt-qemu] qemu exited (code ${info.exitCode}${info.signal ? `, ${info.signal}` : ''})\n`);
+      if (!this.cycle) this.ended(info);
     });
     const early = proc.exited.then((i) => {
       throw new BasaltError(QEMU_ERRORS.E_VM_START, `QEMU exited at start (code ${i.exitCode}); see ${this.logPath}\n${this.console.tail(10)}`);
@@ -218,14 +303,19 @@ export class Vm {
     }
   }
 
-  /** Waits for a console line; returns the match and how long after start it came. */
+  /** Waits for a console line; returns the match and how long after start it came. A power cycle does not end the wait. */
   async waitFor(re: RegExp, timeoutMs: number, opts: { from?: number; what?: string } = {}): Promise<Match & { atMs: number }> {
-    const exited = this.proc!.exited.then(() => {
+    const w = this.whenGone();
+    const exited = w.gone.then(() => {
       throw new BasaltError(QEMU_ERRORS.E_VM_STOPPED, `QEMU exited while waiting for ${opts.what ?? String(re)} (log: ${this.logPath})\n${this.console.tail()}`);
     });
     exited.catch(() => {});
-    const m = await Promise.race([this.console.waitFor(re, { timeoutMs, from: opts.from, what: opts.what }), exited]);
-    return { ...m, atMs: this.elapsed() };
+    try {
+      const m = await Promise.race([this.console.waitFor(re, { timeoutMs, from: opts.from, what: opts.what }), exited]);
+      return { ...m, atMs: this.elapsed() };
+    } finally {
+      w.stop();
+    }
   }
 
   /** Hard reset, like pressing the reset button. */
@@ -235,34 +325,32 @@ export class Vm {
 
   /** Pulls the plug: QEMU quits at once, nothing is flushed by the guest. */
   async powerCut(): Promise<void> {
+    if (this.cycle) await this.cycle;
     if (!this.running) return;
     await this.qmp.execute('quit').catch(() => {});
     await this.proc!.exited;
     this.qmp.close();
   }
 
-  /** Waits for the guest to power itself off (or QEMU to exit) within the deadline. */
-  async waitForExit(timeoutMs: number): Promise<{ exitCode: number; signal: string | undefined }> {
+  /** Waits for the guest to power itself off (or QEMU to exit for good) within the deadline. */
+  async waitForExit(timeoutMs: number): Promise<ExitInfo> {
+    const w = this.whenGone();
     let t: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
-        this.proc!.exited,
+        w.gone,
         new Promise<never>((_, rej) => (t = setTimeout(() => rej(new BasaltError(QEMU_ERRORS.E_VM_TIMEOUT, `QEMU did not exit within ${timeoutMs} ms (log: ${this.logPath})`)), timeoutMs))),
       ]);
     } finally {
       clearTimeout(t);
+      w.stop();
     }
   }
 
   /** Stops QEMU if it still runs. */
   async stop(): Promise<void> {
-    if (this.running) {
-      await this.qmp.execute('quit').catch(() => {});
-      await Promise.race([this.proc!.exited, new Promise((r) => setTimeout(r, 5000))]);
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- QEMU may have exited while we waited
-      if (this.running) this.proc!.kill('SIGKILL');
-      await this.proc!.exited;
-    }
+    if (this.cycle) await this.cycle;
+    if (this.running) await this.quit();
     this.qmp.close();
   }
 

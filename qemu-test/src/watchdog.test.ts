@@ -7,7 +7,7 @@ describe('RestartWatchdog', () => {
   beforeEach(() => {
     vi.useFakeTimers();
     calls = [];
-    w = new RestartWatchdog({ silenceMs: 1000, maxResets: 2, onSilent: (n) => calls.push(n) });
+    w = new RestartWatchdog({ silenceMs: 1000, maxTries: 2, onSilent: (n) => calls.push(n) });
   });
   afterEach(() => {
     w.disarm();

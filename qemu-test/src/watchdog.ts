@@ -3,8 +3,9 @@
  * seen to print the kernel's "reboot: machine restart" and then stay silent
  * for good, neither the firmware nor the kernel ever coming back. A test then
  * waits out its whole deadline. The watchdog notices the silence after the
- * restart line and asks for a reset, as a person at the console would press
- * the reset button; any output after the restart line means the restart works.
+ * restart line and calls `onSilent` (the VM power-cycles the guest, as a
+ * person would with a machine that does not come back); any output after the
+ * restart line means the restart works.
  *
  * Pure apart from its timer: it is fed the guest's output and calls `onSilent`.
  */
@@ -15,9 +16,9 @@ export const RESTART_LINE = 'reboot: machine restart';
 export interface RestartWatchdogOptions {
   /** How long the guest may stay silent after the restart line. */
   silenceMs: number;
-  /** Resets asked for per restart, at most; then the test's own deadline decides. */
-  maxResets: number;
-  /** Called when the guest stayed silent: `n` counts the resets of this restart, from 1. */
+  /** Remedies (`onSilent` calls) per restart, at most; then the test's own deadline decides. */
+  maxTries: number;
+  /** Called when the guest stayed silent: `n` counts the calls for this restart, from 1. */
   onSilent: (n: number) => void;
 }
 
@@ -25,7 +26,7 @@ export class RestartWatchdog {
   private timer: NodeJS.Timeout | undefined;
   /** The end of the previous chunk, so a restart line split across chunks is found. */
   private carry = '';
-  private resets = 0;
+  private tries = 0;
 
   constructor(private readonly o: RestartWatchdogOptions) {}
 
@@ -42,12 +43,12 @@ export class RestartWatchdog {
     if (at >= 0 && text.slice(at + RESTART_LINE.length).trim() === '') {
       // The restart line ends the output so far: wait for what comes next.
       this.disarm();
-      this.resets = 0;
+      this.tries = 0;
       this.arm();
     } else if (this.timer && chunk.trim() !== '') {
       // Anything but blanks after the restart line (firmware, a kernel): the restart worked.
       this.disarm();
-      this.resets = 0;
+      this.tries = 0;
     }
   }
 
@@ -60,9 +61,9 @@ export class RestartWatchdog {
   private arm(): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.resets += 1;
-      this.o.onSilent(this.resets);
-      if (this.resets < this.o.maxResets) this.arm();
+      this.tries += 1;
+      this.o.onSilent(this.tries);
+      if (this.tries < this.o.maxTries) this.arm();
     }, this.o.silenceMs);
     this.timer.unref();
   }
