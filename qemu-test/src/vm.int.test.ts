@@ -54,7 +54,9 @@ describe('qemu harness', () => {
       // A wait that began before the power cycle: QEMU's exit for the cycle does not end it.
       // iPXE's banner comes once per firmware start, before the boot manager's first line.
       const back = await vm.waitFor(/iPXE \d/, 180_000, { from: mark, what: 'the firmware starting again after the power cycle' });
-      expect(vm.cycles).toBe(1);
+      // A second cycle comes when the new firmware is silent for 3 s too (a busy host).
+      expect(vm.cycles).toBeGreaterThanOrEqual(1);
+      expect(vm.cycles).toBeLessThanOrEqual(2);
       expect(vm.running).toBe(true);
       expect(vm.restartWatch.armed).toBe(false);
       const after = vm.console.output.slice(mark);

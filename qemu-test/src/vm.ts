@@ -153,11 +153,15 @@ export class Vm {
    * on the same disk and firmware variables. Waits in progress carry on.
    */
   private async powerCycle(why: string, n: number): Promise<void> {
-    const cpus = await this.cpuState();
+    // Two samples a second apart: a CPU whose RIP moves is looping, one that stays is stuck.
+    const first = await this.cpuState();
+    await new Promise((r) => setTimeout(r, 1000));
+    const cpus = `[basalt-qemu]   first sample:\n${first}[basalt-qemu]   a second later:\n${await this.cpuState()}`;
     this.console.push(`\n[basalt-qemu] ${why}: power-cycling the guest, QEMU stopped and started again on the same disk (${n} of ${RESTART_CYCLES})\n${cpus}`);
     try {
       await this.quit();
       await this.launch();
+      this.restartWatch.restartTimer();
     } catch (e) {
       this.console.push(`\n[basalt-qemu] the power cycle failed: ${(e as Error).message}\n`);
       this.ended(this.exitedInfo ?? { exitCode: -1, signal: undefined });

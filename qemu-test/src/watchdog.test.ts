@@ -14,7 +14,7 @@ describe('RestartWatchdog', () => {
     vi.useRealTimers();
   });
 
-  it('asks for a reset when nothing follows the restart line, then once more, then gives up', () => {
+  it('asks for a remedy when nothing follows the restart line, then once more, then gives up', () => {
     w.feed(`[  171.06] reboot: Restarting system\r\n[  171.07] ${RESTART_LINE}\r\n`);
     expect(w.armed).toBe(true);
     vi.advanceTimersByTime(999);
@@ -48,7 +48,7 @@ describe('RestartWatchdog', () => {
     expect(calls).toEqual([1]);
   });
 
-  it('a reset that brings output back clears the count for the next restart', () => {
+  it('a remedy that brings output back clears the count for the next restart', () => {
     w.feed(`${RESTART_LINE}\n`);
     vi.advanceTimersByTime(1000);
     expect(calls).toEqual([1]);
@@ -57,6 +57,22 @@ describe('RestartWatchdog', () => {
     w.feed(`\n[  99.0] ${RESTART_LINE}\n`);
     vi.advanceTimersByTime(1000);
     expect(calls).toEqual([1, 1]);
+  });
+
+  it('gives the guest the whole silence time again once a remedy has been applied', () => {
+    w.feed(`${RESTART_LINE}\n`);
+    vi.advanceTimersByTime(1000);
+    expect(calls).toEqual([1]);
+    // The remedy (a new QEMU) took 600 ms to start: the next try counts from there.
+    vi.advanceTimersByTime(600);
+    w.restartTimer();
+    vi.advanceTimersByTime(999);
+    expect(calls).toEqual([1]);
+    vi.advanceTimersByTime(1);
+    expect(calls).toEqual([1, 2]);
+    // With no try left there is no timer to restart.
+    w.restartTimer();
+    expect(w.armed).toBe(false);
   });
 
   it('is not armed by output that only mentions the line in passing', () => {

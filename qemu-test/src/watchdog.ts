@@ -52,6 +52,13 @@ export class RestartWatchdog {
     }
   }
 
+  /** A remedy has just been applied (a new QEMU started): the guest gets the whole silence time again. */
+  restartTimer(): void {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.arm();
+  }
+
   /** Stops watching (the VM stopped). */
   disarm(): void {
     clearTimeout(this.timer);
