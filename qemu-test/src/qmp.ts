@@ -20,6 +20,7 @@ export class Qmp extends EventEmitter {
   private nextId = 1;
   private pending = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private ready: Promise<void> | undefined;
+  private sockClosed = false;
 
   /** QEMU arguments that make it connect to this client's socket. */
   static args(path: string): string[] {
@@ -65,6 +66,7 @@ export class Qmp extends EventEmitter {
       }
     });
     s.on('close', () => {
+      this.sockClosed = true;
       for (const p of this.pending.values()) p.reject(new BasaltError(QEMU_ERRORS.E_QMP, 'QMP connection closed (QEMU exited)'));
       this.pending.clear();
       this.emit('close');
@@ -98,6 +100,17 @@ export class Qmp extends EventEmitter {
     } finally {
       clearTimeout(t);
     }
+  }
+
+  /**
+   * Resolves once QEMU's end of the connection is closed (so every event it
+   * sent has been read), or after `timeoutMs`, or at once when it never connected.
+   */
+  async drained(timeoutMs: number): Promise<void> {
+    if (!this.sock || this.sockClosed) return;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((r) => this.sock!.once('close', r)), new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
+    clearTimeout(t);
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 /**
  * The harness itself, on real QEMU with OVMF and no disk: the firmware's
- * serial output is awaited, QMP resets and powers off the machine.
+ * serial output is awaited, QMP resets (QEMU is started again: a cold
+ * restart) and powers off the machine.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -15,7 +16,7 @@ import { FIRMWARE_READY, probeKvm } from './accel.js';
 const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && OVMF_CODE.some((p) => existsSync(p));
 
 describe('qemu harness', () => {
-  it.skipIf(!haveQemu)('waits for firmware output, resets through QMP and powers off (skipped unless qemu-system-x86 and ovmf are installed)', async () => {
+  it.skipIf(!haveQemu)('waits for firmware output, resets through QMP (a cold restart: QEMU started again) and powers off (skipped unless qemu-system-x86 and ovmf are installed)', async () => {
     const dir = await testdir();
     const vm = new Vm({ workdir: dir, memoryMiB: 256, cpus: 1 });
     try {
@@ -25,7 +26,13 @@ describe('qemu harness', () => {
       const mark = vm.console.mark();
       await vm.reset();
       await vm.waitFor(/BdsDxe|UEFI Interactive Shell|Shell>/, 180_000, { from: mark, what: 'firmware output after reset' });
-      expect(vm.events.some((e) => e.event === 'RESET')).toBe(true);
+      // QEMU runs with -no-reboot: the reset made it exit, and the harness started it again (a cold restart).
+      expect(vm.events.some((e) => e.event === 'SHUTDOWN' && e.data?.['reason'] === 'host-qmp-system-reset')).toBe(true);
+      expect(vm.restarts).toBe(1);
+      expect(vm.running).toBe(true);
+      const after = vm.console.output.slice(mark);
+      expect(after).toContain('[basalt-qemu] the machine was reset (host-qmp-system-reset): QEMU started again on the same disk (cold restart 1)');
+      expect(after.indexOf('[basalt-qemu] start accel=')).toBeGreaterThan(after.indexOf('[basalt-qemu] qemu exited (code 0)'));
       await vm.powerCut();
       expect(vm.running).toBe(false);
       await expect(vm.waitFor(/never printed/, 1000)).rejects.toThrow(/exited|stopped/);

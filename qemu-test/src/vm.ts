@@ -66,7 +66,7 @@ function diskFormat(path: string): string {
 }
 
 /** The QEMU command line for `opts` (pure apart from the firmware lookup). */
-export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPath: string; qmpPath?: string; interactive?: boolean }): string[] {
+export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPath: string; qmpPath?: string; interactive?: boolean; exitOnReset?: boolean }): string[] {
   const a: string[] = [
     '-machine', `q35,accel=${opts.accel}`,
     '-cpu', opts.accel === 'kvm' ? 'host' : 'max',
@@ -77,6 +77,8 @@ export function qemuArgs(opts: VmOptions & { accel: Accel; disk?: string; varsPa
     // Interactive: the serial console and QEMU's monitor share the terminal (Ctrl-A C / Ctrl-A X).
     '-serial', opts.interactive ? 'mon:stdio' : 'stdio',
     '-no-user-config',
+    // A reset makes QEMU exit, and Vm starts it again: every restart is a cold one (see Vm).
+    ...(opts.exitOnReset ? ['-no-reboot'] : []),
     ...(opts.qmpPath ? Qmp.args(opts.qmpPath) : []),
   ];
   if (!opts.bios) {
@@ -106,6 +108,8 @@ const RESTART_SILENCE_MS = 120_000;
 const RESTART_CYCLES = 2;
 /** How long QEMU gets to quit when asked, before it is killed. */
 const QUIT_GRACE_MS = 5000;
+/** Why QEMU shut down (its SHUTDOWN event) when a reset was asked for: the guest's, or QMP's. */
+const RESET_REASONS = new Set(['guest-reset', 'host-qmp-system-reset']);
 
 interface ExitInfo {
   exitCode: number;
@@ -119,8 +123,12 @@ export class Vm {
   private proc: Spawned | undefined;
   private startedAt = 0;
   private exitedInfo: ExitInfo | undefined;
-  /** A power cycle in progress (see powerCycle): QEMU's exit is then not the VM's end. */
+  /** A restart in progress (a cold restart or a power cycle): QEMU's exit is then not the VM's end. */
   private cycle: Promise<void> | undefined;
+  /** The reason of the running QEMU's SHUTDOWN event, once it sent one. */
+  private shutdownReason: string | undefined;
+  /** Cold restarts: the guest (or a test, through QMP) reset the machine and QEMU was started again. */
+  restarts = 0;
   /** Waits that end when the VM is gone (QEMU exited, and not for a power cycle). */
   private readonly goneWaiters = new Set<(info: ExitInfo) => void>();
   accel: Accel = 'tcg';
@@ -165,6 +173,33 @@ export class Vm {
     } catch (e) {
       this.console.push(`\n[basalt-qemu] the power cycle failed: ${(e as Error).message}\n`);
       this.ended(this.exitedInfo ?? { exitCode: -1, signal: undefined });
+    }
+  }
+
+  /**
+   * QEMU runs with -no-reboot: a reset, the guest's or one asked for through
+   * QMP, makes it exit, and it is started again here on the same disk and
+   * firmware variables. Every restart is then a cold one, as on a machine
+   * whose reset line cycles its power. QEMU's own warm reset keeps the guest's
+   * memory and the process's state, and under TCG a guest has hung for good
+   * right after one (see watchdog.ts). Any other exit ends the VM.
+   */
+  private async afterExit(info: ExitInfo): Promise<void> {
+    // The SHUTDOWN event is sent before QEMU exits: read all it sent.
+    await this.qmp.drained(2000);
+    this.qmp.close();
+    const reason = this.shutdownReason;
+    if (reason === undefined || !RESET_REASONS.has(reason) || info.signal) {
+      this.ended(info);
+      return;
+    }
+    this.restarts += 1;
+    this.console.push(`\n[basalt-qemu] the machine was reset (${reason}): QEMU started again on the same disk (cold restart ${this.restarts})\n`);
+    try {
+      await this.launch();
+    } catch (e) {
+      this.console.push(`\n[basalt-qemu] the restart failed: ${(e as Error).message}\n`);
+      this.ended(this.exitedInfo ?? info);
     }
   }
 
@@ -269,11 +304,13 @@ export class Vm {
     await rm(qmpPath, { force: true });
     this.qmp = new Qmp();
     await this.qmp.listen(qmpPath);
+    this.shutdownReason = undefined;
     this.qmp.on('event', (e: QmpEvent) => {
       this.events.push(e);
       if (e.event === 'STOP') void this.onStop();
+      if (e.event === 'SHUTDOWN') this.shutdownReason = typeof e.data?.['reason'] === 'string' ? e.data['reason'] : 'unknown';
     });
-    const args = qemuArgs({ ...this.opts, accel: this.accel, disk: this.diskPath, varsPath: join(this.opts.workdir, 'OVMF_VARS.fd'), qmpPath });
+    const args = qemuArgs({ ...this.opts, accel: this.accel, disk: this.diskPath, varsPath: join(this.opts.workdir, 'OVMF_VARS.fd'), qmpPath, exitOnReset: true });
     this.console.push(`\n[basalt-qemu] start accel=${this.accel} (${choice.reason}): qemu-system-x86_64 ${args.join(' ')}\n`);
     this.exitedInfo = undefined;
     this.startedAt = Date.now();
@@ -284,7 +321,8 @@ export class Vm {
     void proc.exited.then((info) => {
       this.exitedInfo = info;
       this.console.push(`\n[basalt-qemu] qemu exited (code ${info.exitCode}${info.signal ? `, ${info.signal}` : ''})\n`);
-      if (!this.cycle) this.ended(info);
+      // A power cycle starts QEMU again itself; otherwise see whether this exit was a reset.
+      this.cycle ??= this.afterExit(info).finally(() => (this.cycle = undefined));
     });
     const early = proc.exited.then((i) => {
       throw new BasaltError(QEMU_ERRORS.E_VM_START, `QEMU exited at start (code ${i.exitCode}); see ${this.logPath}\n${this.console.tail(10)}`);
@@ -322,9 +360,12 @@ export class Vm {
     }
   }
 
-  /** Hard reset, like pressing the reset button. */
+  /** Hard reset, like pressing the reset button (QEMU exits and is started again, see afterExit). */
   async reset(): Promise<void> {
-    await this.qmp.execute('system_reset');
+    await this.qmp.execute('system_reset').catch((e: unknown) => {
+      // QEMU may close the connection before its answer: the reset was done all the same.
+      if (this.shutdownReason !== 'host-qmp-system-reset') throw e;
+    });
   }
 
   /** Pulls the plug: QEMU quits at once, nothing is flushed by the guest. */
@@ -333,6 +374,7 @@ export class Vm {
     if (!this.running) return;
     await this.qmp.execute('quit').catch(() => {});
     await this.proc!.exited;
+    if (this.cycle) await this.cycle;
     this.qmp.close();
   }
 
@@ -355,6 +397,8 @@ export class Vm {
   async stop(): Promise<void> {
     if (this.cycle) await this.cycle;
     if (this.running) await this.quit();
+    // QEMU's exit is looked at (its reason was a quit: the VM ends).
+    if (this.cycle) await this.cycle;
     this.qmp.close();
   }
 

@@ -66,8 +66,11 @@ describe.skipIf(!canRun)('boot (skipped unless root with qemu-system-x86 and ovm
       await vm.start();
       await vm.waitFor(/basalt\.slot=A/, 6 * 60_000, { what: 'a boot attempt of slot A' });
       const ready = await vm.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, 25 * 60_000, { what: 'basalt-ready after falling back' });
-      process.stderr.write(`[boot fallback] basalt-ready slot=${ready.match[1]} after ${(ready.atMs / 1000).toFixed(1)} s\n`);
+      process.stderr.write(`[boot fallback] basalt-ready slot=${ready.match[1]} after ${(ready.atMs / 1000).toFixed(1)} s, ${vm.restarts} restart(s) by the guest\n`);
       expect(ready.match[1]).toBe('B');
+      // Slot A's refused try ended in the guest's own reset: QEMU exited (-no-reboot) and was started again.
+      expect(vm.restarts).toBeGreaterThanOrEqual(1);
+      expect(vm.events.some((e) => e.event === 'SHUTDOWN' && e.data?.['reason'] === 'guest-reset')).toBe(true);
       const log = await readFile(vm.logPath, 'utf8');
       expect(log).toMatch(/device-mapper: verity|basalt-verity|Failed to mount|emergency/i);
       expect(log).not.toMatch(/Give root password for maintenance/);

@@ -59,7 +59,7 @@ const boots: string[] = [];
 async function bootAndWait(label: string, slot: string, version: string, from?: number): Promise<void> {
   if (!vm!.running) await vm!.start();
   const ready = await vm!.waitFor(/basalt-ready slot=(\S+) version=(\S+)\n/, BOOT_MS, { from, what: `basalt-ready (${label})` });
-  const line = `[scenario] ${label}: basalt-ready slot=${ready.match[1]} version=${ready.match[2]} ${(ready.atMs / 1000).toFixed(1)} s after firmware start`;
+  const line = `[scenario] ${label}: basalt-ready slot=${ready.match[1]} version=${ready.match[2]} ${(ready.atMs / 1000).toFixed(1)} s after firmware start (restarts so far: ${vm!.restarts}, power cycles: ${vm!.cycles})`;
   boots.push(line);
   process.stderr.write(line + '\n');
   expect(`${ready.match[1]} ${ready.match[2]}`).toBe(`${slot} ${version}`);
