@@ -263,7 +263,7 @@ export class Vm {
     return this.proc !== undefined && this.exitedInfo === undefined;
   }
 
-  /** Milliseconds since QEMU was started (firmware start). */
+  /** Milliseconds since QEMU was last started (the firmware's start; a restart starts QEMU again). */
   elapsed(): number {
     return Date.now() - this.startedAt;
   }
@@ -345,7 +345,11 @@ export class Vm {
     }
   }
 
-  /** Waits for a console line; returns the match and how long after start it came. A power cycle does not end the wait. */
+  /**
+   * Waits for a console line; returns the match and how long after QEMU's
+   * latest start it came (a restart starts it again). A restart or a power
+   * cycle does not end the wait.
+   */
   async waitFor(re: RegExp, timeoutMs: number, opts: { from?: number; what?: string } = {}): Promise<Match & { atMs: number }> {
     const w = this.whenGone();
     const exited = w.gone.then(() => {

@@ -149,7 +149,7 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped with BASALT_VM_CLUSTER=0, 
         nodes.slice(0, 2).map(async (n) => {
           const r = await n.vm.waitFor(READY, 2 * BOOT_MS, { from: marks.get(n.name), what: `${n.name} on v2` });
           order.push(n.name);
-          note(`[cluster] rolling update: ${n.name} basalt-ready slot=${r.match[1]} version=${r.match[2]} at ${(r.atMs / 1000).toFixed(1)} s`);
+          note(`[cluster] rolling update: ${n.name} basalt-ready slot=${r.match[1]} version=${r.match[2]} ${(r.atMs / 1000).toFixed(1)} s after its firmware started again`);
           expect(`${r.match[1]} ${r.match[2]}`).toBe(`B ${V2}`);
         }),
       );
@@ -161,7 +161,7 @@ describe.skipIf(!canRun || !wanted)('cluster (skipped with BASALT_VM_CLUSTER=0, 
         `mkdir -p /run/systemd/system/locksmithd.service.d && printf '[Service]\\nEnvironment=REBOOT_WINDOW_START=${hhmm(now)}\\nEnvironment=REBOOT_WINDOW_LENGTH=2h\\n' > /run/systemd/system/locksmithd.service.d/60-test-window.conf && systemctl daemon-reload && systemctl restart --no-block locksmithd.service`,
       );
       const r3 = await node3.vm.waitFor(READY, 2 * BOOT_MS, { from: marks.get('node3'), what: 'node3 on v2' });
-      note(`[cluster] rolling update: node3 basalt-ready slot=${r3.match[1]} version=${r3.match[2]} at ${(r3.atMs / 1000).toFixed(1)} s`);
+      note(`[cluster] rolling update: node3 basalt-ready slot=${r3.match[1]} version=${r3.match[2]} ${(r3.atMs / 1000).toFixed(1)} s after its firmware started again`);
       expect(`${r3.match[1]} ${r3.match[2]}`).toBe(`B ${V2}`);
       // The last holder releases the lock once its gate passed.
       await waitForOutput(nodes[0]!, 'locksmithctl status', (o) => /^Available: 1$/m.test(o), 10 * 60_000);
