@@ -129,7 +129,7 @@ export class Vm {
   private shutdownReason: string | undefined;
   /** Cold restarts: the guest (or a test, through QMP) reset the machine and QEMU was started again. */
   restarts = 0;
-  /** Waits that end when the VM is gone (QEMU exited, and not for a power cycle). */
+  /** Waits that end when the VM is gone (QEMU exited, and not for a restart or a power cycle). */
   private readonly goneWaiters = new Set<(info: ExitInfo) => void>();
   accel: Accel = 'tcg';
   diskPath: string | undefined;
@@ -238,7 +238,7 @@ export class Vm {
     this.goneWaiters.clear();
   }
 
-  /** Resolves when the VM is gone for good (not when QEMU exits for a power cycle); `stop` ends the wait. */
+  /** Resolves when the VM is gone for good (not when QEMU exits for a restart or a power cycle); `stop` ends the wait. */
   private whenGone(): { gone: Promise<ExitInfo>; stop: () => void } {
     let waiter: ((info: ExitInfo) => void) | undefined;
     const gone = new Promise<ExitInfo>((resolve) => {
