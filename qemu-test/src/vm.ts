@@ -206,7 +206,8 @@ export class Vm {
   /** Where each CPU is (instruction pointer, mode, halted), from QEMU's monitor; a note on failure. */
   private async cpuState(): Promise<string> {
     const info = this.qmp.execute<string>('human-monitor-command', { 'command-line': 'info registers -a' });
-    const t = new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no answer within 5 s')), 5000).unref());
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error('no answer within 5 s')), 5000)));
     try {
       const text = await Promise.race([info, t]);
       const lines = text.split(/\r?\n/).filter((l) => /^(CPU#\d+|RIP=|CR0=|EFER=)/.test(l));
@@ -214,6 +215,8 @@ export class Vm {
     } catch (e) {
       info.catch(() => {});
       return `[basalt-qemu]   CPU state not available: ${(e as Error).message}\n`;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -372,14 +375,9 @@ export class Vm {
     });
   }
 
-  /** Pulls the plug: QEMU quits at once, nothing is flushed by the guest. */
+  /** Pulls the plug: QEMU quits at once (killed if it does not), nothing is flushed by the guest. */
   async powerCut(): Promise<void> {
-    if (this.cycle) await this.cycle;
-    if (!this.running) return;
-    await this.qmp.execute('quit').catch(() => {});
-    await this.proc!.exited;
-    if (this.cycle) await this.cycle;
-    this.qmp.close();
+    await this.stop();
   }
 
   /** Waits for the guest to power itself off (or QEMU to exit for good) within the deadline. */
